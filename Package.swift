@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "lattice",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lattice", targets: ["lattice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "ProtoWire"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "GRPCWire", dependencies: [
+            "CZlib",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        ]),
+        .target(name: "EtcdAPI", dependencies: ["ProtoWire"]),
+        .target(name: "LatticeCore", dependencies: ["ProtoWire"]),
+        .target(name: "LatticeStore", dependencies: ["LatticeCore", "EtcdAPI"]),
+        .target(name: "LatticeServer", dependencies: [
+            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "lattice", dependencies: [
+            "LatticeServer", "GRPCWire", "EtcdAPI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
+        .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI"]),
+        .testTarget(name: "LatticeServerTests", dependencies: [
+            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+    ]
+)

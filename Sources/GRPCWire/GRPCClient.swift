@@ -1,0 +1,229 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+
+/// A gRPC client connection (h2c, prior knowledge). Calls are multiplexed as HTTP/2 streams on
+/// one TCP connection. Used by tests, `lattice bench` and peer replication.
+public final class GRPCClient: Sendable {
+    private let channel: any Channel
+    private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    private let authority: String
+    private let limits: GRPCConnectionLimits
+
+    private init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, authority: String, limits: GRPCConnectionLimits) {
+        self.channel = channel
+        self.multiplexer = multiplexer
+        self.authority = authority
+        self.limits = limits
+    }
+
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
+    public static func connect(
+        host: String, port: Int, group: any EventLoopGroup, limits: GRPCConnectionLimits = .init()
+    ) async throws -> GRPCClient {
+        let connection = limits.connectionConfiguration
+        let stream = limits.streamConfiguration
+        let (channel, multiplexer) = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let mux = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .client,
+                        connectionConfiguration: connection,
+                        streamConfiguration: stream,
+                        inboundStreamInitializer: { $0.eventLoop.makeSucceededVoidFuture() })
+                    return (channel, mux)
+                }
+            }
+        return GRPCClient(channel: channel, multiplexer: multiplexer, authority: "\(host):\(port)", limits: limits)
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// One unary call. Fails with `GRPCStatus` for a non-OK status.
+    public func unary(
+        path: String, request: [UInt8], timeout: TimeAmount? = nil,
+        metadata: [(String, String)] = [], gzip: Bool = false
+    ) -> EventLoopFuture<[UInt8]> {
+        let promise = channel.eventLoop.makePromise(of: [UInt8].self)
+        let headers = requestHeaders(path: path, timeout: timeout, metadata: metadata, gzip: gzip)
+        let maxReceive = limits.maxReceiveMessageBytes
+        multiplexer.createStreamChannel(promise: nil) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let handler = ClientStreamHandler(maxReceiveMessageBytes: maxReceive, events: .unary(promise))
+                try stream.pipeline.syncOperations.addHandler(handler)
+                handler.start(headers: headers)
+                handler.send(request, gzip: gzip, endStream: true)
+            }.flatMapErrorThrowing { error in
+                promise.fail(error)
+                throw error
+            }
+        }
+        return promise.futureResult
+    }
+
+    public func unary(
+        path: String, request: [UInt8], timeout: TimeAmount? = nil,
+        metadata: [(String, String)] = [], gzip: Bool = false
+    ) async throws -> [UInt8] {
+        try await unary(path: path, request: request, timeout: timeout, metadata: metadata, gzip: gzip).get()
+    }
+
+    /// Opens a streaming call (client-, server- or bidirectional-streaming).
+    public func openStream(
+        path: String, metadata: [(String, String)] = [], bufferedResponsesMax: Int = 100_000
+    ) async throws -> GRPCClientStream {
+        let headers = requestHeaders(path: path, timeout: nil, metadata: metadata, gzip: false)
+        let (responses, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream(
+            bufferingPolicy: .bufferingOldest(bufferedResponsesMax))
+        let maxReceive = limits.maxReceiveMessageBytes
+        let stream = try await multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let handler = ClientStreamHandler(maxReceiveMessageBytes: maxReceive, events: .streaming(continuation))
+                try stream.pipeline.syncOperations.addHandler(handler)
+                handler.start(headers: headers)
+            }
+        }.get()
+        return GRPCClientStream(channel: stream, responses: responses)
+    }
+
+    private func requestHeaders(path: String, timeout: TimeAmount?, metadata: [(String, String)], gzip: Bool) -> HPACKHeaders {
+        var h: HPACKHeaders = [
+            ":method": "POST", ":scheme": "http", ":path": path, ":authority": authority,
+            "content-type": "application/grpc", "te": "trailers",
+        ]
+        if let timeout { h.add(name: "grpc-timeout", value: GRPCTimeout.encode(nanoseconds: timeout.nanoseconds)) }
+        if gzip { h.add(name: "grpc-encoding", value: "gzip") }
+        h.add(name: "grpc-accept-encoding", value: "gzip")
+        for (name, value) in metadata { h.add(name: name, value: value) }
+        return h
+    }
+}
+
+/// The client side of a streaming call.
+public struct GRPCClientStream: Sendable {
+    let channel: any Channel
+    /// Response messages; finishes at OK trailers, throws `GRPCStatus` otherwise.
+    public let responses: AsyncThrowingStream<[UInt8], any Error>
+
+    public func send(_ message: [UInt8]) {
+        let framed = MessageFramer.frame(message, gzip: false, allocator: channel.allocator)
+        channel.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(framed))), promise: nil)
+    }
+
+    /// Half-closes the client side.
+    public func closeSend() {
+        let empty = channel.allocator.buffer(capacity: 0)
+        channel.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(empty), endStream: true)), promise: nil)
+    }
+
+    /// Resets the stream (the client cancels the call).
+    public func cancel() {
+        channel.close(promise: nil)
+    }
+}
+
+final class ClientStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    enum Events {
+        case unary(EventLoopPromise<[UInt8]>)
+        case streaming(AsyncThrowingStream<[UInt8], any Error>.Continuation)
+    }
+
+    private let events: Events
+    private var deframer: MessageDeframer
+    private let maxReceiveMessageBytes: Int
+    private var sawResponseHeaders = false
+    private var unaryResponse: [UInt8]?
+    private var finished = false
+    private var context: ChannelHandlerContext!
+
+    init(maxReceiveMessageBytes: Int, events: Events) {
+        self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        self.events = events
+        self.deframer = MessageDeframer(maxMessageBytes: maxReceiveMessageBytes, gzip: false)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func start(headers: HPACKHeaders) {
+        context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+    }
+
+    func send(_ message: [UInt8], gzip: Bool, endStream: Bool) {
+        let framed = MessageFramer.frame(message, gzip: gzip, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(framed), endStream: endStream))), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let frame):
+            if !sawResponseHeaders && !frame.endStream {
+                sawResponseHeaders = true
+                if frame.headers.first(name: "grpc-encoding") == "gzip" {
+                    deframer = MessageDeframer(maxMessageBytes: maxReceiveMessageBytes, gzip: true)
+                }
+                return
+            }
+            finish(with: Self.status(from: frame.headers))
+        case .data(let frame):
+            guard case .byteBuffer(let bytes) = frame.data else { return }
+            deframer.append(bytes)
+            do {
+                while let message = try deframer.next() {
+                    switch events {
+                    case .unary: unaryResponse = message
+                    case .streaming(let c): c.yield(message)
+                    }
+                }
+            } catch {
+                finish(with: GRPCStatus(.resourceExhausted, "grpc: received message larger than max"))
+                context.close(promise: nil)
+            }
+        case .rstStream(let code):
+            finish(with: GRPCStatus(.cancelled, "stream reset by server: \(code)"))
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(with: GRPCStatus(.unavailable, "connection closed before the call completed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        finish(with: GRPCStatus(.unavailable, "\(error)"))
+        context.close(promise: nil)
+    }
+
+    private func finish(with status: GRPCStatus) {
+        guard !finished else { return }
+        finished = true
+        switch events {
+        case .unary(let promise):
+            if status.code == .ok {
+                if let unaryResponse { promise.succeed(unaryResponse) } else {
+                    promise.fail(GRPCStatus(.internal, "server sent no response message"))
+                }
+            } else {
+                promise.fail(status)
+            }
+        case .streaming(let c):
+            if status.code == .ok { c.finish() } else { c.finish(throwing: status) }
+        }
+    }
+
+    static func status(from headers: HPACKHeaders) -> GRPCStatus {
+        guard let raw = headers.first(name: "grpc-status"), let value = Int(raw), let code = GRPCStatus.Code(rawValue: value) else {
+            return GRPCStatus(.unknown, "missing grpc-status")
+        }
+        return GRPCStatus(code, GRPCMessageEncoding.decode(headers.first(name: "grpc-message") ?? ""))
+    }
+}

@@ -1,0 +1,162 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+
+/// The methods a server answers, by `:path`. Paths of unknown methods of a known service answer
+/// UNIMPLEMENTED "unknown method", others "unknown service", like grpc-go.
+public struct GRPCRoutes: Sendable {
+    public private(set) var handlers: [String: GRPCMethodHandler] = [:]
+    public private(set) var services: Set<String> = []
+
+    public init() {}
+
+    /// Registers `/service/method`.
+    public mutating func add(service: String, method: String, _ handler: GRPCMethodHandler) {
+        services.insert(service)
+        handlers["/\(service)/\(method)"] = handler
+    }
+
+    /// Declares a service whose methods are not implemented (yet): each call gets UNIMPLEMENTED.
+    public mutating func declare(service: String) {
+        services.insert(service)
+    }
+}
+
+/// HTTP/2 and gRPC limits of a server (or client) connection.
+public struct GRPCConnectionLimits: Sendable {
+    /// Largest gRPC message accepted (etcd: `--max-request-bytes` + 512 KiB).
+    public var maxReceiveMessageBytes = 2 * 1024 * 1024
+    /// Stream flow-control window: large puts need more than HTTP/2's default 64 KiB.
+    public var streamWindowBytes = 1 << 20
+    /// Connection flow-control window.
+    public var connectionWindowBytes = 16 << 20
+    /// grpc-go sends a PING with nearly every round trip for BDP estimation: the limit must be
+    /// far above what a busy client sends, or the server answers GOAWAY(ENHANCE_YOUR_CALM).
+    public var controlFramesPerSecondMax = 20_000
+    public var maxHeaderListBytes = 16 * 1024
+    /// Pending outbound bytes per stream above which the stream reports not writable.
+    public var streamOutboundHighWatermarkBytes = 1 << 20
+
+    public init() {}
+
+    var connectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration {
+        var c = NIOHTTP2Handler.ConnectionConfiguration()
+        c.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(Int32.max)),
+            HTTP2Setting(parameter: .initialWindowSize, value: streamWindowBytes),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderListBytes),
+        ]
+        c.targetWindowSize = connectionWindowBytes
+        c.controlFrameRateLimit.maximumCount = controlFramesPerSecondMax
+        c.controlFrameRateLimit.windowLength = .seconds(1)
+        c.maximumBufferedControlFrames = 100_000
+        return c
+    }
+
+    var streamConfiguration: NIOHTTP2Handler.StreamConfiguration {
+        var s = NIOHTTP2Handler.StreamConfiguration()
+        s.targetWindowSize = streamWindowBytes
+        s.outboundBufferSizeHighWatermark = streamOutboundHighWatermarkBytes
+        s.outboundBufferSizeLowWatermark = streamOutboundHighWatermarkBytes / 2
+        s.streamResetFrameRateLimit.maximumCount = 10_000
+        s.streamResetFrameRateLimit.windowLength = .seconds(1)
+        s.streamErrorRateLimit.maximumCount = 10_000
+        s.streamErrorRateLimit.windowLength = .seconds(1)
+        return s
+    }
+}
+
+/// A gRPC server over cleartext HTTP/2 (h2c, prior knowledge), on swift-nio-http2.
+public final class GRPCServer: Sendable {
+    private let channels: [any Channel]
+    private let connections: ConnectionRegistry
+
+    /// The addresses actually bound (a requested port 0 becomes a free port).
+    public var localAddresses: [SocketAddress] { channels.compactMap { $0.localAddress } }
+
+    private init(channels: [any Channel], connections: ConnectionRegistry) {
+        self.channels = channels
+        self.connections = connections
+    }
+
+    /// Binds every address and starts serving. Fails (and binds nothing) if any address cannot
+    /// be bound.
+    public static func start(
+        addresses: [(host: String, port: Int)],
+        routes: GRPCRoutes,
+        limits: GRPCConnectionLimits = .init(),
+        group: any EventLoopGroup
+    ) async throws -> GRPCServer {
+        let registry = ConnectionRegistry()
+        let connectionConfiguration = limits.connectionConfiguration
+        let streamConfiguration = limits.streamConfiguration
+        let maxReceive = limits.maxReceiveMessageBytes
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                registry.add(channel)
+                channel.closeFuture.whenComplete { _ in registry.remove(channel) }
+                return channel.configureHTTP2Pipeline(
+                    mode: .server,
+                    connectionConfiguration: connectionConfiguration,
+                    streamConfiguration: streamConfiguration
+                ) { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        try stream.pipeline.syncOperations.addHandler(
+                            ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive))
+                    }
+                }.map { _ in }
+            }
+        var bound: [any Channel] = []
+        do {
+            for address in addresses {
+                bound.append(try await bootstrap.bind(host: address.host, port: address.port).get())
+            }
+        } catch {
+            for channel in bound { try? await channel.close() }
+            throw error
+        }
+        return GRPCServer(channels: bound, connections: registry)
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection so in-flight calls can finish, and
+    /// closes whatever is still open after `grace`.
+    public func shutdown(grace: TimeAmount = .seconds(5)) async {
+        for channel in channels { try? await channel.close() }
+        let open = connections.all()
+        for connection in open {
+            connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        let deadline = NIODeadline.now() + grace
+        for connection in open {
+            let remaining = deadline - .now()
+            if remaining > .zero {
+                let timeout = connection.eventLoop.scheduleTask(in: remaining) { connection.close(promise: nil) }
+                try? await connection.closeFuture.get()
+                timeout.cancel()
+            } else {
+                try? await connection.close()
+            }
+        }
+    }
+}
+
+/// Open client connections, for graceful shutdown.
+final class ConnectionRegistry: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        channels.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
+    }
+
+    func remove(_ channel: any Channel) {
+        _ = channels.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    func all() -> [any Channel] {
+        channels.withLockedValue { Array($0.values) }
+    }
+}

@@ -1,0 +1,266 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// Serves one gRPC call on one HTTP/2 stream channel. Confined to the stream's event loop.
+final class ServerStreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private enum State {
+        case awaitingHeaders
+        case unary(received: [UInt8]?)
+        case unaryRunning
+        case streaming(any GRPCStreamingCall)
+        case done
+    }
+
+    private let routes: GRPCRoutes
+    private let maxReceiveMessageBytes: Int
+    private var state = State.awaitingHeaders
+    private var context: ChannelHandlerContext!
+    private var deframer: MessageDeframer!
+    private var responseHeadersSent = false
+    private var gzipResponses = false
+    private var deadlineTask: Scheduled<Void>?
+    private(set) var pendingOutboundBytes = 0
+
+    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int) {
+        self.routes = routes
+        self.maxReceiveMessageBytes = maxReceiveMessageBytes
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            if case .awaitingHeaders = state {
+                received(requestHeaders: headers.headers, endStream: headers.endStream)
+            } else if headers.endStream {
+                receivedEndOfInput()
+            }
+        case .data(let frame):
+            guard case .byteBuffer(let bytes) = frame.data else { return }
+            receivedData(bytes, endStream: frame.endStream)
+        case .rstStream:
+            terminate()
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        terminate()
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .streaming(let call) = state {
+            call.writabilityChanged(context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        terminate()
+        context.close(promise: nil)
+    }
+
+    private func received(requestHeaders headers: HPACKHeaders, endStream: Bool) {
+        let path = headers.first(name: ":path") ?? ""
+        guard let method = routes.handlers[path] else {
+            state = .done
+            let (service, name) = Self.split(path)
+            let message = routes.services.contains(service)
+                ? "unknown method \(name) for service \(service)"
+                : "unknown service \(service)"
+            sendTrailersOnly(GRPCStatus(.unimplemented, message))
+            return
+        }
+        let encoding = headers.first(name: "grpc-encoding")
+        if let encoding, encoding != "identity", encoding != "gzip" {
+            state = .done
+            sendTrailersOnly(GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\""))
+            return
+        }
+        gzipResponses = encoding == "gzip"
+        deframer = MessageDeframer(maxMessageBytes: maxReceiveMessageBytes, gzip: encoding == "gzip")
+
+        var deadline: NIODeadline?
+        if let timeout = headers.first(name: "grpc-timeout"), let ns = GRPCTimeout.parseNanoseconds(timeout) {
+            deadline = .now() + .nanoseconds(ns)
+            deadlineTask = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline!) { [self] in
+                deadlineExpired()
+            }
+        }
+        let callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop)
+        switch method {
+        case .unary:
+            state = .unary(received: nil)
+        case .streaming(let factory):
+            let sender = GRPCStreamSender(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+            state = .streaming(factory(callContext, sender))
+        }
+        self.callContext = callContext
+        self.method = method
+        if endStream { receivedEndOfInput() }
+    }
+
+    private var callContext: GRPCCallContext?
+    private var method: GRPCMethodHandler?
+
+    private func receivedData(_ bytes: ByteBuffer, endStream: Bool) {
+        guard deframer != nil else { return }
+        switch state {
+        case .unary, .streaming: break
+        default: return
+        }
+        deframer.append(bytes)
+        do {
+            while let message = try deframer.next() {
+                switch state {
+                case .unary(received: nil):
+                    state = .unary(received: message)
+                case .unary:
+                    fail(GRPCStatus(.unimplemented, "grpc: more than one request message for a unary call"))
+                    return
+                case .streaming(let call):
+                    call.received(message)
+                default:
+                    return
+                }
+            }
+        } catch .tooLarge(let received, let limit) {
+            fail(GRPCStatus(.resourceExhausted, "grpc: received message larger than max (\(received) vs. \(limit))"))
+            return
+        } catch {
+            fail(GRPCStatus(.internal, "grpc: failed to decompress the received message"))
+            return
+        }
+        if endStream { receivedEndOfInput() }
+    }
+
+    private func receivedEndOfInput() {
+        switch state {
+        case .unary(let message):
+            guard let message, !deframer.hasPartialMessage else {
+                fail(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
+                return
+            }
+            state = .unaryRunning
+            guard case .unary(let handler)? = method, let callContext else { return }
+            handler(message, callContext, GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
+        case .streaming(let call):
+            call.receivedEnd()
+        default:
+            break
+        }
+    }
+
+    private func deadlineExpired() {
+        deadlineTask = nil
+        fail(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
+    }
+
+    /// The stream ended without our trailers (reset, connection closed).
+    private func terminate() {
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        let previous = state
+        state = .done
+        if case .streaming(let call) = previous { call.closed() }
+    }
+
+    // MARK: outbound
+
+    func completeUnary(_ result: Result<[UInt8], GRPCStatus>) {
+        guard case .unaryRunning = state else { return }
+        switch result {
+        case .success(let message):
+            state = .done
+            deadlineTask?.cancel()
+            sendResponseHeadersIfNeeded()
+            let framed = MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator)
+            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: nil)
+            sendTrailers(.ok)
+        case .failure(let status):
+            fail(status)
+        }
+    }
+
+    func sendStreamMessage(_ message: [UInt8]) {
+        guard case .streaming = state else { return }
+        sendResponseHeadersIfNeeded()
+        let framed = MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator)
+        pendingOutboundBytes += framed.readableBytes
+        let size = framed.readableBytes
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.assumeIsolated().whenComplete { [self] _ in pendingOutboundBytes -= size }
+        context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: promise)
+    }
+
+    func finishStream(_ status: GRPCStatus) {
+        guard case .streaming = state else { return }
+        fail(status)
+    }
+
+    /// Ends the call with `status` (also used for OK on streams): trailers-only when nothing was
+    /// sent yet, else trailers after the messages.
+    private func fail(_ status: GRPCStatus) {
+        let previous = state
+        state = .done
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        if responseHeadersSent {
+            sendTrailers(status)
+        } else {
+            sendTrailersOnly(status)
+        }
+        if case .streaming(let call) = previous { call.closed() }
+    }
+
+    private func sendResponseHeadersIfNeeded() {
+        guard !responseHeadersSent else { return }
+        responseHeadersSent = true
+        let headers = gzipResponses ? Self.responseHeadersGzip : Self.responseHeaders
+        context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+    }
+
+    private func sendTrailers(_ status: GRPCStatus) {
+        var trailers = HPACKHeaders()
+        trailers.add(name: "grpc-status", value: String(status.code.rawValue))
+        if !status.message.isEmpty {
+            trailers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(status.message))
+        }
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+    }
+
+    private func sendTrailersOnly(_ status: GRPCStatus) {
+        responseHeadersSent = true
+        var headers = Self.responseHeaders
+        headers.add(name: "grpc-status", value: String(status.code.rawValue))
+        if !status.message.isEmpty {
+            headers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(status.message))
+        }
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
+    }
+
+    private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+    private static let responseHeadersGzip: HPACKHeaders = [
+        ":status": "200", "content-type": "application/grpc", "grpc-encoding": "gzip",
+    ]
+
+    private static func split(_ path: String) -> (service: String, method: String) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count == 2 else { return (path, "") }
+        return (String(parts[0]), String(parts[1]))
+    }
+}

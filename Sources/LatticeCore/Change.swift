@@ -1,0 +1,183 @@
+import ProtoWire
+
+/// The identity of a change: (origin member, sequence number). Sequence numbers of one member are
+/// dense: 1, 2, 3, …
+public struct Dot: Hashable, Comparable, Sendable {
+    public var member: UInt64
+    public var seq: UInt64
+
+    public init(member: UInt64, seq: UInt64) {
+        self.member = member
+        self.seq = seq
+    }
+
+    public static func < (a: Dot, b: Dot) -> Bool { (a.member, a.seq) < (b.member, b.seq) }
+}
+
+/// member id → highest sequence number applied contiguously from that member.
+public struct VersionVector: Hashable, Sendable {
+    public private(set) var entries: [UInt64: UInt64] = [:]
+
+    public init(_ entries: [UInt64: UInt64] = [:]) { self.entries = entries }
+
+    public subscript(member: UInt64) -> UInt64 {
+        get { entries[member] ?? 0 }
+        set { entries[member] = newValue == 0 ? nil : newValue }
+    }
+
+    public func contains(_ dot: Dot) -> Bool { self[dot.member] >= dot.seq }
+
+    /// Whether every entry of `other` is covered by this vector.
+    public func covers(_ other: VersionVector) -> Bool {
+        other.entries.allSatisfy { self[$0.key] >= $0.value }
+    }
+}
+
+/// One operation of a change (DESIGN.md §2).
+public enum Op: Hashable, Sendable {
+    case put(key: [UInt8], value: [UInt8], lease: Int64, parents: [Dot])
+    case delete(key: [UInt8], parents: [Dot])
+    case leaseGrant(id: Int64, ttlSeconds: Int64)
+    case leaseRevoke(id: Int64)
+    case leaseCheckpoint(id: Int64, expiresAtMilliseconds: Int64)
+}
+
+/// The one unit of replication, persistence and atomicity: one etcd write request (Put,
+/// DeleteRange, Txn, lease operation) is one change. Encoded with ProtoWire as described in
+/// `Protos/lattice/change.proto`; the same bytes go to the WAL and to peers.
+public struct Change: Hashable, Sendable {
+    public var id: Dot
+    /// The origin's version vector when it created the change (excluding the change itself).
+    public var deps: VersionVector
+    public var hlc: HLC
+    public var ops: [Op]
+
+    public init(id: Dot, deps: VersionVector, hlc: HLC, ops: [Op]) {
+        self.id = id
+        self.deps = deps
+        self.hlc = hlc
+        self.ops = ops
+    }
+}
+
+// MARK: wire encoding (Protos/lattice/change.proto)
+
+struct DotMessage: ProtoMessage {
+    var dot = Dot(member: 0, seq: 0)
+    init() {}
+    init(_ dot: Dot) { self.dot = dot }
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: dot.member = try r.readUInt64(wt, field: field)
+        case 2: dot.seq = try r.readUInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, dot.member)
+        v.uint64(2, dot.seq)
+    }
+}
+
+struct VersionVectorMessage: ProtoMessage {
+    var vector = VersionVector()
+    init() {}
+    init(_ vector: VersionVector) { self.vector = vector }
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1:
+            let entry: DotMessage = try r.readMessage(wt, field: field)
+            vector[entry.dot.member] = entry.dot.seq
+        default: try r.skip(wt, field: field)
+        }
+    }
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        for (member, seq) in vector.entries.sorted(by: { $0.key < $1.key }) {
+            v.messageField(1, DotMessage(Dot(member: member, seq: seq)))
+        }
+    }
+}
+
+struct OpMessage: ProtoMessage {
+    var op: Op?
+    init() {}
+    init(_ op: Op) { self.op = op }
+
+    // Field layout: 1 kind, 2 key, 3 value, 4 lease/id, 5 parents, 6 ttl, 7 expiresAt.
+    private var kind: Int32 = 0
+    private var key: [UInt8] = []
+    private var value: [UInt8] = []
+    private var id: Int64 = 0
+    private var parents: [Dot] = []
+    private var ttl: Int64 = 0
+    private var expiresAt: Int64 = 0
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: kind = try r.readInt32(wt, field: field)
+        case 2: key = try r.readBytes(wt, field: field)
+        case 3: value = try r.readBytes(wt, field: field)
+        case 4: id = try r.readInt64(wt, field: field)
+        case 5: parents.append((try r.readMessage(wt, field: field) as DotMessage).dot)
+        case 6: ttl = try r.readInt64(wt, field: field)
+        case 7: expiresAt = try r.readInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+        switch kind {
+        case 1: op = .put(key: key, value: value, lease: id, parents: parents)
+        case 2: op = .delete(key: key, parents: parents)
+        case 3: op = .leaseGrant(id: id, ttlSeconds: ttl)
+        case 4: op = .leaseRevoke(id: id)
+        case 5: op = .leaseCheckpoint(id: id, expiresAtMilliseconds: expiresAt)
+        default: op = nil
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        switch op {
+        case .put(let key, let value, let lease, let parents)?:
+            v.int32(1, 1); v.bytes(2, key); v.bytes(3, value); v.int64(4, lease)
+            for p in parents { v.messageField(5, DotMessage(p)) }
+        case .delete(let key, let parents)?:
+            v.int32(1, 2); v.bytes(2, key)
+            for p in parents { v.messageField(5, DotMessage(p)) }
+        case .leaseGrant(let id, let ttl)?:
+            v.int32(1, 3); v.int64(4, id); v.int64(6, ttl)
+        case .leaseRevoke(let id)?:
+            v.int32(1, 4); v.int64(4, id)
+        case .leaseCheckpoint(let id, let expiresAt)?:
+            v.int32(1, 5); v.int64(4, id); v.int64(7, expiresAt)
+        case nil:
+            break
+        }
+    }
+}
+
+/// Wire form of `Change`.
+public struct ChangeMessage: ProtoMessage {
+    public var change = Change(id: Dot(member: 0, seq: 0), deps: VersionVector(), hlc: .zero, ops: [])
+
+    public init() {}
+    public init(_ change: Change) { self.change = change }
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: change.id = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 2: change.deps = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 3: change.hlc.wallMilliseconds = try r.readInt64(wt, field: field)
+        case 4: change.hlc.logical = try r.readUInt32(wt, field: field)
+        case 5:
+            let op: OpMessage = try r.readMessage(wt, field: field)
+            if let decoded = op.op { change.ops.append(decoded) }
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.messageField(1, DotMessage(change.id))
+        v.messageField(2, VersionVectorMessage(change.deps))
+        v.int64(3, change.hlc.wallMilliseconds)
+        v.uint32(4, change.hlc.logical)
+        for op in change.ops { v.messageField(5, OpMessage(op)) }
+    }
+}

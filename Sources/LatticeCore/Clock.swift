@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Wall-clock time in milliseconds since the Unix epoch. Every timer and timestamp in Lattice
+/// reads one of these, so tests can drive time by hand.
+public protocol WallClock: Sendable {
+    func nowMilliseconds() -> Int64
+}
+
+public struct SystemWallClock: WallClock {
+    public init() {}
+    public func nowMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// Hybrid logical clock timestamp: wall milliseconds plus a logical counter. Orders
+/// last-writer-wins ties; never used for safety.
+public struct HLC: Hashable, Comparable, Sendable {
+    public var wallMilliseconds: Int64
+    public var logical: UInt32
+
+    public init(wallMilliseconds: Int64, logical: UInt32) {
+        self.wallMilliseconds = wallMilliseconds
+        self.logical = logical
+    }
+
+    public static let zero = HLC(wallMilliseconds: 0, logical: 0)
+
+    public static func < (a: HLC, b: HLC) -> Bool {
+        (a.wallMilliseconds, a.logical) < (b.wallMilliseconds, b.logical)
+    }
+}
+
+/// Issues HLC timestamps: monotonic even when the wall clock steps back, and advanced past every
+/// timestamp received from a peer. Not thread-safe: owned by the store's writer.
+public struct HybridClock: Sendable {
+    public let wall: any WallClock
+    public private(set) var last = HLC.zero
+
+    public init(wall: any WallClock) { self.wall = wall }
+
+    /// A timestamp for a new local change.
+    public mutating func tick() -> HLC {
+        let now = wall.nowMilliseconds()
+        if now > last.wallMilliseconds {
+            last = HLC(wallMilliseconds: now, logical: 0)
+        } else {
+            last.logical += 1
+        }
+        return last
+    }
+
+    /// Advances past a timestamp seen on a remote change.
+    public mutating func observe(_ remote: HLC) {
+        let now = wall.nowMilliseconds()
+        let maxWall = max(now, last.wallMilliseconds, remote.wallMilliseconds)
+        if maxWall == last.wallMilliseconds && maxWall == remote.wallMilliseconds {
+            last = HLC(wallMilliseconds: maxWall, logical: max(last.logical, remote.logical) + 1)
+        } else if maxWall == last.wallMilliseconds {
+            last.logical += 1
+        } else if maxWall == remote.wallMilliseconds {
+            last = HLC(wallMilliseconds: maxWall, logical: remote.logical + 1)
+        } else {
+            last = HLC(wallMilliseconds: maxWall, logical: 0)
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import EtcdAPI
+import GRPCWire
+import LatticeStore
+import ProtoWire
+
+/// `etcdserverpb.KV`: a thin translator from gRPC to the store (decode → store → encode).
+enum KVService {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits) {
+        let service = "etcdserverpb.KV"
+        routes.add(service: service, method: "Range", unary(limits: nil) { (r: RangeRequest) throws(EtcdError) in
+            try store.range(r)
+        })
+        routes.add(service: service, method: "Put", unary(limits: limits) { (r: PutRequest) throws(EtcdError) in
+            try store.put(r)
+        })
+        routes.add(service: service, method: "DeleteRange", unary(limits: limits) { (r: DeleteRangeRequest) throws(EtcdError) in
+            try store.deleteRange(r)
+        })
+        routes.add(service: service, method: "Txn", unary(limits: limits) { (r: TxnRequest) throws(EtcdError) in
+            try store.txn(r)
+        })
+        routes.add(service: service, method: "Compact", unary(limits: limits) { (r: CompactionRequest) throws(EtcdError) in
+            try store.compact(r)
+        })
+    }
+}
+
+/// Limits etcd applies to requests that go through its apply path (writes).
+struct RequestLimits: Sendable {
+    /// `--max-request-bytes`: larger write requests fail with "etcdserver: request is too large".
+    var maxRequestBytes: Int
+}
+
+/// Wraps a synchronous store call as a unary gRPC method: decodes the request (a malformed one is
+/// answered like grpc-go answers it: INTERNAL "grpc: error unmarshalling request: …"), checks the
+/// request size for writes, maps `EtcdError` to its gRPC status.
+func unary<Request: ProtoMessage, Response: ProtoMessage>(
+    limits: RequestLimits?, _ body: @escaping @Sendable (Request) throws(EtcdError) -> Response
+) -> GRPCMethodHandler {
+    .unary { bytes, _, responder in
+        if let limits, bytes.count > limits.maxRequestBytes {
+            responder.fail(EtcdError.requestTooLarge.grpcStatus)
+            return
+        }
+        let request: Request
+        do {
+            request = try Request(protoBytes: bytes)
+        } catch {
+            responder.fail(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
+            return
+        }
+        do throws(EtcdError) {
+            responder.succeed(try body(request).protoBytes())
+        } catch {
+            responder.fail(error.grpcStatus)
+        }
+    }
+}
+
+extension EtcdError {
+    var grpcStatus: GRPCStatus {
+        let code: GRPCStatus.Code
+        switch self.code {
+        case .invalidArgument: code = .invalidArgument
+        case .outOfRange: code = .outOfRange
+        case .notFound: code = .notFound
+        case .resourceExhausted: code = .resourceExhausted
+        case .failedPrecondition: code = .failedPrecondition
+        case .unavailable: code = .unavailable
+        case .alreadyExists: code = .alreadyExists
+        case .internal: code = .internal
+        }
+        return GRPCStatus(code, message)
+    }
+}

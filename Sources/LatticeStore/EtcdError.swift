@@ -1,0 +1,29 @@
+/// An error a client sees, with etcd's exact message and gRPC code.
+public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Hashable {
+        case invalidArgument, outOfRange, notFound, resourceExhausted, failedPrecondition, unavailable, alreadyExists, `internal`
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static let emptyKey = EtcdError(.invalidArgument, "etcdserver: key is not provided")
+    public static let keyNotFound = EtcdError(.invalidArgument, "etcdserver: key not found")
+    public static let valueProvided = EtcdError(.invalidArgument, "etcdserver: value is provided")
+    public static let leaseProvided = EtcdError(.invalidArgument, "etcdserver: lease is provided")
+    public static let tooManyOps = EtcdError(.invalidArgument, "etcdserver: too many operations in txn request")
+    public static let duplicateKey = EtcdError(.invalidArgument, "etcdserver: duplicate key given in txn request")
+    public static let invalidSortOption = EtcdError(.invalidArgument, "etcdserver: invalid sort option")
+    public static let requestTooLarge = EtcdError(.invalidArgument, "etcdserver: request is too large")
+    public static let compacted = EtcdError(.outOfRange, "etcdserver: mvcc: required revision has been compacted")
+    public static let futureRevision = EtcdError(.outOfRange, "etcdserver: mvcc: required revision is a future revision")
+    public static let leaseNotFound = EtcdError(.notFound, "etcdserver: requested lease not found")
+    public static let noSpace = EtcdError(.resourceExhausted, "etcdserver: mvcc: database space exceeded")
+}

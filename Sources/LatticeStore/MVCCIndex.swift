@@ -1,0 +1,137 @@
+import EtcdAPI
+import LatticeCore
+
+/// One version of a key in the MVCC history. `version == 0` marks a deletion (tombstone).
+struct KeyVersion: Sendable {
+    var modRevision: Int64
+    var createRevision: Int64
+    var version: Int64
+    var value: [UInt8]
+    var lease: Int64
+    /// The change that wrote this version (its parent for the next writer).
+    var dot: Dot
+
+    var isTombstone: Bool { version == 0 }
+
+    func keyValue(_ key: [UInt8], keysOnly: Bool = false) -> KeyValue {
+        KeyValue(key: key, createRevision: createRevision, modRevision: modRevision, version: version,
+                 value: keysOnly ? [] : value, lease: lease)
+    }
+}
+
+/// The node-local multi-version index: key → versions since the compaction point, in revision
+/// order. Not replicated and not thread-safe: `MVCCStore` guards it.
+struct MVCCIndex: Sendable {
+    private(set) var histories: [[UInt8]: [KeyVersion]] = [:]
+    /// Every key with retained history, in byte order.
+    private(set) var sortedKeys: [[UInt8]] = []
+    /// The revision of the last applied change; 1 on an empty store, like etcd.
+    private(set) var currentRevision: Int64 = 1
+    /// Revisions below this were compacted away; -1 before the first compaction (etcd's initial value).
+    private(set) var compactRevision: Int64 = -1
+
+    /// Number of keys visible at the current revision.
+    private(set) var liveKeyCount = 0
+
+    // MARK: reads
+
+    /// The version of `key` visible at `revision`, or nil if absent or deleted.
+    func visible(_ key: [UInt8], at revision: Int64) -> KeyVersion? {
+        guard let versions = histories[key] else { return nil }
+        guard let v = Self.version(in: versions, at: revision), !v.isTombstone else { return nil }
+        return v
+    }
+
+    /// The latest version (live or tombstone) of `key`.
+    func latest(_ key: [UInt8]) -> KeyVersion? {
+        histories[key]?.last
+    }
+
+    private static func version(in versions: [KeyVersion], at revision: Int64) -> KeyVersion? {
+        // Most reads are at the current revision: check the newest first.
+        if let last = versions.last, last.modRevision <= revision { return last }
+        var lo = 0, hi = versions.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if versions[mid].modRevision <= revision { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? nil : versions[lo - 1]
+    }
+
+    /// Visits the keys visible at `revision` in `range`, in key order, until `body` returns false.
+    func forEachVisible(in range: KeyRange, at revision: Int64, _ body: ([UInt8], KeyVersion) -> Bool) {
+        if range.isSingleKey {
+            if let v = visible(range.key, at: revision) { _ = body(range.key, v) }
+            return
+        }
+        var i = lowerBound(range.key)
+        while i < sortedKeys.count {
+            let key = sortedKeys[i]
+            if !range.isUnbounded && compareBytes(key, range.end) >= 0 { break }
+            if let v = visible(key, at: revision), !body(key, v) { return }
+            i += 1
+        }
+    }
+
+    /// Number of keys visible at `revision` in `range`.
+    func count(in range: KeyRange, at revision: Int64) -> Int {
+        if range.isSingleKey { return visible(range.key, at: revision) == nil ? 0 : 1 }
+        if revision == currentRevision && range.key == [0] && range.isUnbounded { return liveKeyCount }
+        var n = 0
+        forEachVisible(in: range, at: revision) { _, _ in n += 1; return true }
+        return n
+    }
+
+    private func lowerBound(_ key: [UInt8]) -> Int {
+        var lo = 0, hi = sortedKeys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if compareBytes(sortedKeys[mid], key) < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    // MARK: writes
+
+    /// Appends a version of `key` written at `revision` (which must be the revision being applied).
+    mutating func append(_ key: [UInt8], _ version: KeyVersion) {
+        precondition(version.modRevision > currentRevision, "a key version must be newer than the store")
+        precondition((histories[key]?.last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
+        let wasLive = !(histories[key]?.last?.isTombstone ?? true)
+        if histories[key] == nil {
+            let at = lowerBound(key)
+            sortedKeys.insert(key, at: at)
+            histories[key] = [version]
+        } else {
+            histories[key]!.append(version)
+        }
+        let isLive = !version.isTombstone
+        if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
+    }
+
+    mutating func advance(to revision: Int64) {
+        precondition(revision >= currentRevision, "MVCC revisions must not go backwards")
+        currentRevision = revision
+    }
+
+    /// Drops history below `revision`: per key, every version older than the newest one at or
+    /// below `revision`, and that one too when it is a tombstone.
+    mutating func compact(to revision: Int64) {
+        compactRevision = revision
+        var emptied: Set<[UInt8]> = []
+        for (key, versions) in histories {
+            guard let first = versions.first, first.modRevision < revision else { continue }
+            var keepFrom = 0
+            for (i, v) in versions.enumerated() where v.modRevision <= revision { keepFrom = i }
+            var kept = Array(versions[keepFrom...])
+            if kept[0].isTombstone { kept.removeFirst() }
+            if kept.isEmpty {
+                emptied.insert(key)
+                histories[key] = nil
+            } else if kept.count != versions.count {
+                histories[key] = kept
+            }
+        }
+        if !emptied.isEmpty { sortedKeys.removeAll { emptied.contains($0) } }
+    }
+}

@@ -1,0 +1,150 @@
+import ArgumentParser
+import Dispatch
+import LatticeServer
+import Logging
+import NIOCore
+import NIOPosix
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `lattice [serve] [flags]`: runs a member. Flag names and defaults are etcd's.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a Lattice member (the default command).")
+
+    @Option(help: "Human-readable name for this member.")
+    var name = "default"
+
+    @Option(help: "Path to the data directory.")
+    var dataDir: String?
+
+    @Option(help: "List of URLs to listen on for client traffic (comma-separated).")
+    var listenClientUrls = "http://127.0.0.1:2379"
+
+    @Option(help: "List of this member's client URLs to advertise to the public (comma-separated).")
+    var advertiseClientUrls = "http://localhost:2379"
+
+    @Option(help: "List of this member's peer URLs to advertise to the rest of the cluster.")
+    var initialAdvertisePeerUrls = "http://localhost:2380"
+
+    @Option(help: "Initial cluster token for the cluster during bootstrap.")
+    var initialClusterToken = "etcd-cluster"
+
+    @Option(help: "Maximum client request size in bytes the server will accept.")
+    var maxRequestBytes = 1_572_864
+
+    @Option(help: "Maximum number of operations permitted in a transaction.")
+    var maxTxnOps = 128
+
+    @Option(help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Self.logLevels[logLevel] != nil else {
+            throw ValidationError("--log-level must be one of debug, info, warn, error, panic, fatal (got \"\(logLevel)\")")
+        }
+        guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive") }
+        guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
+    }
+
+    private static let logLevels: [String: Logger.Level] = [
+        "debug": .debug, "info": .info, "warn": .warning, "error": .error, "panic": .critical, "fatal": .critical,
+    ]
+
+    func makeConfiguration() throws -> ServerConfiguration {
+        var c = ServerConfiguration()
+        c.name = name
+        c.dataDir = dataDir ?? "\(name).lattice"
+        do {
+            c.listenClientURLs = try Self.urls(listenClientUrls)
+            c.advertiseClientURLs = try Self.urls(advertiseClientUrls)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        for url in c.listenClientURLs where url.scheme != "http" {
+            throw ValidationError("\(url): only http:// client URLs are supported in this release")
+        }
+        c.initialAdvertisePeerURLs = initialAdvertisePeerUrls.split(separator: ",").map(String.init)
+        c.initialClusterToken = initialClusterToken
+        c.maxRequestBytes = maxRequestBytes
+        c.maxTxnOps = maxTxnOps
+        return c
+    }
+
+    private static func urls(_ list: String) throws(ConfigurationError) -> [ServerURL] {
+        var out: [ServerURL] = []
+        for part in list.split(separator: ",") {
+            out.append(try ServerURL(parsing: String(part.filter { $0 != " " })))
+        }
+        if out.isEmpty { throw ConfigurationError("empty URL list") }
+        return out
+    }
+
+    func run() async throws {
+        let configuration = try makeConfiguration()
+        let level = Self.logLevels[logLevel]!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "lattice")
+        let group = MultiThreadedEventLoopGroup.singleton
+
+        let server: LatticeServer
+        do {
+            server = try await LatticeServer.start(configuration, group: group, logger: logger)
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw ExitFailure("listen tcp \(configuration.listenClientURLs.map { "\($0.host):\($0.port)" }.joined(separator: ",")): bind: address already in use")
+        } catch let error as IOError {
+            throw ExitFailure("cannot listen on \(configuration.listenClientURLs): \(error)")
+        }
+        logger.info("ready to serve client requests", metadata: ["name": "\(configuration.name)"])
+
+        await Self.waitForTerminationSignal()
+        logger.info("received termination signal, shutting down")
+        await server.shutdown()
+    }
+
+    /// Suspends until SIGTERM or SIGINT.
+    private static func waitForTerminationSignal() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let once = SignalOnce(continuation)
+            for sig in [SIGTERM, SIGINT] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { once.fire() }
+                source.resume()
+                once.retain(source)
+            }
+        }
+    }
+}
+
+/// Resumes a continuation once, from whichever signal arrives first.
+private final class SignalOnce: @unchecked Sendable {
+    // @unchecked: all state is guarded by `lock`.
+    private let lock = NIOLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+    func retain(_ source: any DispatchSourceSignal) { lock.withLock { sources.append(source) } }
+
+    func fire() {
+        let c = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            defer { continuation = nil }
+            return continuation
+        }
+        c?.resume()
+    }
+}
+
+/// A fatal start-up error: printed as one line, exit status 1.
+struct ExitFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
