@@ -24,7 +24,7 @@ enum RangeQuery {
     /// `fetch(limit)` returns up to `limit` visible kvs (0 = all) in key order and the total number
     /// of visible keys in the range.
     static func run(_ r: RangeRequest, header: ResponseHeader, fetch: (_ limit: Int, _ countOnly: Bool) -> (kvs: [KeyValue], total: Int)) -> RangeResponse {
-        var limit = Int(clamping: r.limit)
+        var limit = max(0, Int(clamping: r.limit))
         if r.sortOrder != .none || r.minModRevision != 0 || r.maxModRevision != 0
             || r.minCreateRevision != 0 || r.maxCreateRevision != 0 {
             limit = 0

@@ -1,0 +1,156 @@
+import GRPCWire
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// The gRPC layer on its own: routing, framing, status, deadlines, limits, gzip, streaming,
+/// multiplexing and shutdown, with our client against our server over loopback.
+final class GRPCWireTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var server: GRPCServer!
+    private var client: GRPCClient!
+
+    override func setUp() async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var routes = GRPCRoutes()
+        routes.add(service: "test.Echo", method: "Echo", .unary { request, _, responder in
+            responder.succeed(request)
+        })
+        routes.add(service: "test.Echo", method: "Never", .unary { _, _, _ in })
+        routes.add(service: "test.Echo", method: "Slow", .unary { request, context, responder in
+            context.eventLoop.scheduleTask(in: .milliseconds(300)) { responder.succeed(request) }
+        })
+        routes.add(service: "test.Echo", method: "Fail", .unary { _, _, responder in
+            responder.fail(GRPCStatus(.outOfRange, "ünïcode % message\nwith newline"))
+        })
+        routes.add(service: "test.Echo", method: "Stream", .streaming { _, sender in EchoStream(sender: sender) })
+        var limits = GRPCConnectionLimits()
+        limits.maxReceiveMessageBytes = 64 * 1024
+        server = try await GRPCServer.start(addresses: [("127.0.0.1", 0)], routes: routes, limits: limits, group: group)
+        client = try await GRPCClient.connect(host: "127.0.0.1", port: server.localAddresses[0].port!, group: group)
+    }
+
+    override func tearDown() async throws {
+        await client?.close()
+        await server?.shutdown(grace: .milliseconds(100))
+        try await group.shutdownGracefully()
+    }
+
+    private func expectStatus(_ code: GRPCStatus.Code, _ body: () async throws -> Void, file: StaticString = #filePath, line: UInt = #line) async -> GRPCStatus? {
+        do {
+            try await body()
+            XCTFail("expected status \(code)", file: file, line: line)
+            return nil
+        } catch let status as GRPCStatus {
+            XCTAssertEqual(status.code, code, "\(status)", file: file, line: line)
+            return status
+        } catch {
+            XCTFail("unexpected error \(error)", file: file, line: line)
+            return nil
+        }
+    }
+
+    func testUnaryEchoReturnsTheRequestBytes() async throws {
+        let payload: [UInt8] = [0, 1, 2, 255, 0x80]
+        let response = try await client.unary(path: "/test.Echo/Echo", request: payload)
+        XCTAssertEqual(response, payload)
+        let empty = try await client.unary(path: "/test.Echo/Echo", request: [])
+        XCTAssertEqual(empty, [])
+    }
+
+    func testUnknownMethodOfKnownServiceIsUnimplementedLikeGrpcGo() async {
+        let status = await expectStatus(.unimplemented) {
+            _ = try await self.client.unary(path: "/test.Echo/Nope", request: [])
+        }
+        XCTAssertEqual(status?.message, "unknown method Nope for service test.Echo")
+    }
+
+    func testUnknownServiceIsUnimplemented() async {
+        let status = await expectStatus(.unimplemented) {
+            _ = try await self.client.unary(path: "/other.Service/X", request: [])
+        }
+        XCTAssertEqual(status?.message, "unknown service other.Service")
+    }
+
+    func testErrorStatusMessageSurvivesPercentEncoding() async {
+        let status = await expectStatus(.outOfRange) {
+            _ = try await self.client.unary(path: "/test.Echo/Fail", request: [])
+        }
+        XCTAssertEqual(status?.message, "ünïcode % message\nwith newline")
+    }
+
+    func testGrpcTimeoutIsEnforcedAsADeadline() async {
+        let start = NIODeadline.now()
+        _ = await expectStatus(.deadlineExceeded) {
+            _ = try await self.client.unary(path: "/test.Echo/Never", request: [], timeout: .milliseconds(50))
+        }
+        XCTAssertLessThan((NIODeadline.now() - start).nanoseconds, 5_000_000_000)
+    }
+
+    func testMessageLargerThanTheLimitIsResourceExhausted() async throws {
+        let status = await expectStatus(.resourceExhausted) {
+            _ = try await self.client.unary(path: "/test.Echo/Echo", request: [UInt8](repeating: 7, count: 64 * 1024 + 1))
+        }
+        XCTAssertEqual(status?.message, "grpc: received message larger than max (65537 vs. 65536)")
+        // The connection is still usable, and a message at the limit passes.
+        let ok = try await client.unary(path: "/test.Echo/Echo", request: [UInt8](repeating: 7, count: 64 * 1024))
+        XCTAssertEqual(ok.count, 64 * 1024)
+    }
+
+    func testGzipCompressedRequestsAreInflatedAndAnsweredCompressed() async throws {
+        let payload = [UInt8](repeating: 42, count: 10_000)
+        let response = try await client.unary(path: "/test.Echo/Echo", request: payload, gzip: true)
+        XCTAssertEqual(response, payload)
+    }
+
+    func testGzipBombIsRefusedNotInflated() async {
+        // 10 MiB of zeros compresses to ~10 KiB: under the wire limit, far over the message limit.
+        let bomb = Gzip.compress([UInt8](repeating: 0, count: 10 << 20))
+        XCTAssertLessThan(bomb.count, 64 * 1024)
+        _ = await expectStatus(.resourceExhausted) {
+            _ = try await self.client.unary(path: "/test.Echo/Echo", request: [UInt8](repeating: 0, count: 10 << 20), gzip: true)
+        }
+    }
+
+    func testManyConcurrentCallsShareOneConnection() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for i in 0..<2_000 {
+                tasks.addTask {
+                    let payload = Array("call-\(i)".utf8)
+                    let response = try await self.client.unary(path: "/test.Echo/Echo", request: payload)
+                    XCTAssertEqual(response, payload)
+                }
+            }
+            try await tasks.waitForAll()
+        }
+    }
+
+    func testBidirectionalStreamEchoesInOrderAndEndsWithOK() async throws {
+        let stream = try await client.openStream(path: "/test.Echo/Stream")
+        for i in 0..<100 { stream.send(Array("m\(i)".utf8)) }
+        stream.closeSend()
+        var received: [String] = []
+        for try await message in stream.responses { received.append(String(decoding: message, as: UTF8.self)) }
+        XCTAssertEqual(received, (0..<100).map { "m\($0)" })
+    }
+
+    func testShutdownLetsInFlightCallsFinish() async throws {
+        let pending = client.unary(path: "/test.Echo/Slow", request: [9]) as EventLoopFuture<[UInt8]>
+        // Wait until the server has the call (a Slow call takes 300 ms to answer).
+        try await Task.sleep(for: .milliseconds(50))
+        await server.shutdown(grace: .seconds(5))
+        let response = try await pending.get()
+        XCTAssertEqual(response, [9])
+        server = nil
+    }
+}
+
+/// Echoes every message; finishes OK when the client half-closes.
+private final class EchoStream: GRPCStreamingCall {
+    let sender: GRPCStreamSender
+    init(sender: GRPCStreamSender) { self.sender = sender }
+    func received(_ message: [UInt8]) { sender.send(message) }
+    func receivedEnd() { sender.finish(.ok) }
+    func writabilityChanged(_ isWritable: Bool) {}
+    func closed() {}
+}
