@@ -34,7 +34,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lattice", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -50,8 +50,9 @@ let package = Package(
         .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI"]),
         .testTarget(name: "LatticeServerTests", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
     ]

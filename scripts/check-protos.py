@@ -48,7 +48,7 @@ def unknown(msg, path):
     for field, value in msg.ListFields():
         if field.message_type is None:
             continue
-        values = value if field.label == field.LABEL_REPEATED else [value]
+        values = value if field.is_repeated else [value]
         for i, v in enumerate(values):
             found += unknown(v, f"{path}.{field.name}[{i}]")
     return found

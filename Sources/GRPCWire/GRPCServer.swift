@@ -86,7 +86,8 @@ public final class GRPCServer: Sendable {
         addresses: [(host: String, port: Int)],
         routes: GRPCRoutes,
         limits: GRPCConnectionLimits = .init(),
-        group: any EventLoopGroup
+        group: any EventLoopGroup,
+        onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
     ) async throws -> GRPCServer {
         let registry = ConnectionRegistry()
         let connectionConfiguration = limits.connectionConfiguration
@@ -98,17 +99,28 @@ public final class GRPCServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 registry.add(channel)
+                onConnection?(channel.localAddress, channel.remoteAddress)
                 channel.closeFuture.whenComplete { _ in registry.remove(channel) }
-                return channel.configureHTTP2Pipeline(
-                    mode: .server,
-                    connectionConfiguration: connectionConfiguration,
-                    streamConfiguration: streamConfiguration
-                ) { stream in
-                    stream.eventLoop.makeCompletedFuture {
-                        try stream.pipeline.syncOperations.addHandler(
-                            ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive))
+                return channel.eventLoop.makeCompletedFuture {
+                    // Graceful shutdown: on ChannelShouldQuiesceEvent the manager sends GOAWAY and
+                    // closes the connection once its streams are done. No idle or age limits and
+                    // no server pings (etcd's defaults: clients keep connections as long as they like).
+                    let manager = NIOHTTP2ServerConnectionManagementHandler(
+                        eventLoop: channel.eventLoop,
+                        configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
+                    _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .server,
+                        connectionConfiguration: connectionConfiguration,
+                        streamConfiguration: streamConfiguration,
+                        streamDelegate: manager.http2StreamDelegate
+                    ) { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(
+                                ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive))
+                        }
                     }
-                }.map { _ in }
+                    try channel.pipeline.syncOperations.addHandler(manager)
+                }
             }
         var bound: [any Channel] = []
         do {

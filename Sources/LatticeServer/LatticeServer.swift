@@ -102,7 +102,10 @@ public final class LatticeServer: Sendable {
         limits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
         let grpc = try await GRPCServer.start(
             addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
-            routes: routes, limits: limits, group: group)
+            routes: routes, limits: limits, group: group
+        ) { local, remote in
+            logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+        }
         logger.info("serving client traffic", metadata: [
             "addresses": "\(grpc.localAddresses.map { "\($0)" })",
             "member-id": "\(String(memberID, radix: 16))",

@@ -29,7 +29,9 @@ enum RangeQuery {
             || r.minCreateRevision != 0 || r.maxCreateRevision != 0 {
             limit = 0
         }
-        if limit > 0 { limit += 1 }
+        // Fetch one extra to learn `more`; etcd's `limit + 1` on math.MaxInt64 wraps negative,
+        // which means "no limit" (and must not trap here).
+        if limit > 0 { limit = limit == Int.max ? 0 : limit + 1 }
         var (kvs, total) = fetch(limit, r.countOnly)
 
         if r.maxModRevision != 0 { kvs.removeAll { $0.modRevision > r.maxModRevision } }

@@ -116,7 +116,9 @@ struct WriteTxn {
     /// branch runs in order.
     mutating func txn(_ t: TxnRequest, compactRevision: Int64) throws(EtcdError) -> TxnResponse {
         let path = decidePath(t)
-        try check(t, path: path[...], compactRevision: compactRevision)
+        // etcd (applierV3backend.Txn) checks every put on the taken path before any range.
+        try check(t, path: path[...], puts: true, compactRevision: compactRevision)
+        try check(t, path: path[...], puts: false, compactRevision: compactRevision)
         var index = 0
         return apply(t, path: path, at: &index, compactRevision: compactRevision)
     }
@@ -131,18 +133,21 @@ struct WriteTxn {
         return path
     }
 
-    private func check(_ t: TxnRequest, path: ArraySlice<Bool>, compactRevision: Int64) throws(EtcdError) {
+    /// etcd `checkRequestPut` (`puts`) or `checkRequestRange` (`!puts`) over the taken path.
+    private func check(_ t: TxnRequest, path: ArraySlice<Bool>, puts: Bool, compactRevision: Int64) throws(EtcdError) {
         var rest = path.dropFirst()
         for op in path.first! ? t.success : t.failure {
             switch op.request {
-            case .put(let p)?:
-                if p.lease != 0 && !leaseExists(p.lease) { throw .leaseNotFound }
+            case .put(let p)? where puts:
                 if (p.ignoreValue || p.ignoreLease) && current(p.key) == nil { throw .keyNotFound }
-            case .range(let r)?:
+                if p.lease != 0 && !leaseExists(p.lease) { throw .leaseNotFound }
+            case .range(let r)? where !puts:
+                // As etcd: any non-zero revision, negative ones too, below the compact revision fails.
+                if r.revision == 0 { break }
                 if r.revision > beginRevision { throw .futureRevision }
-                if r.revision > 0 && r.revision < compactRevision { throw .compacted }
+                if r.revision < compactRevision { throw .compacted }
             case .txn(let nested)?:
-                try check(nested, path: rest, compactRevision: compactRevision)
+                try check(nested, path: rest, puts: puts, compactRevision: compactRevision)
                 rest = rest.dropFirst(Self.pathLength(nested, rest))
             default:
                 break

@@ -63,12 +63,12 @@ func assertRoundTrips<M: ProtoMessage & Hashable>(
     } catch {
         XCTFail("\(M.self): \(error)", file: file, line: line)
     }
-    dump(bytes, as: "\(M.self)")
+    dumpEncoding(bytes, as: "\(M.self)")
 }
 
 nonisolated(unsafe) var dumpCounts: [String: Int] = [:]
 
-func dump(_ bytes: [UInt8], as name: String) {
+func dumpEncoding(_ bytes: [UInt8], as name: String) {
     guard let dir = ProcessInfo.processInfo.environment["LATTICE_PROTO_DUMP"] else { return }
     let n = (dumpCounts[name] ?? 0) + 1
     dumpCounts[name] = n
@@ -194,7 +194,7 @@ final class RoundTripTests: XCTestCase {
         assertRoundTrips(ResponseOp(.put(fullPutResponse())))
         assertRoundTrips(ResponseOp(.deleteRange(fullDeleteRangeResponse())))
         assertRoundTrips(ResponseOp(.txn(fullTxnResponse())))
-        assertRoundTrips(Compare(key: b("k"), target: .version, result: .less, .version(3), rangeEnd: b("l")))
+        assertRoundTrips(Compare(key: b("k"), target: .lease, result: .less, .version(3), rangeEnd: b("l")))
         assertRoundTrips(Compare(key: b("k"), target: .create, result: .greater, .createRevision(4), rangeEnd: b("l")))
         assertRoundTrips(Compare(key: b("k"), target: .mod, result: .notEqual, .modRevision(5), rangeEnd: b("l")))
         assertRoundTrips(Compare(key: b("k"), target: .value, result: .greater, .value(b("v")), rangeEnd: b("l")))
@@ -441,11 +441,10 @@ final class RoundTripTests: XCTestCase {
         assertDecodeThrows(StatusResponse.self, hex("00 00"), .invalidTag(0))
         // A truncated transaction throws at every cut.
         let bytes = fullTxnRequest().protoBytes()
-        var wrapped = RequestOp(.txn(fullTxnRequest())).protoBytes()
+        let wrapped = RequestOp(.txn(fullTxnRequest())).protoBytes()
         for cut in 1..<wrapped.count {
             XCTAssertThrowsError(try RequestOp(protoBytes: Array(wrapped[..<cut])), "RequestOp cut at \(cut)")
         }
-        wrapped = []
         for cut in 0...bytes.count {
             _ = try? TxnRequest(protoBytes: Array(bytes[..<cut]))  // must not trap
         }

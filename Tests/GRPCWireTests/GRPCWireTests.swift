@@ -9,15 +9,20 @@ final class GRPCWireTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
     private var server: GRPCServer!
     private var client: GRPCClient!
+    /// One element each time a Slow call reaches its handler.
+    private var slowCallArrivals: AsyncStream<Void>!
 
     override func setUp() async throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (arrivals, arrived) = AsyncStream<Void>.makeStream()
+        slowCallArrivals = arrivals
         var routes = GRPCRoutes()
         routes.add(service: "test.Echo", method: "Echo", .unary { request, _, responder in
             responder.succeed(request)
         })
         routes.add(service: "test.Echo", method: "Never", .unary { _, _, _ in })
         routes.add(service: "test.Echo", method: "Slow", .unary { request, context, responder in
+            arrived.yield()
             context.eventLoop.scheduleTask(in: .milliseconds(300)) { responder.succeed(request) }
         })
         routes.add(service: "test.Echo", method: "Fail", .unary { _, _, responder in
@@ -113,11 +118,12 @@ final class GRPCWireTests: XCTestCase {
     }
 
     func testManyConcurrentCallsShareOneConnection() async throws {
+        let client = self.client!
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for i in 0..<2_000 {
                 tasks.addTask {
                     let payload = Array("call-\(i)".utf8)
-                    let response = try await self.client.unary(path: "/test.Echo/Echo", request: payload)
+                    let response = try await client.unary(path: "/test.Echo/Echo", request: payload)
                     XCTAssertEqual(response, payload)
                 }
             }
@@ -137,7 +143,7 @@ final class GRPCWireTests: XCTestCase {
     func testShutdownLetsInFlightCallsFinish() async throws {
         let pending = client.unary(path: "/test.Echo/Slow", request: [9]) as EventLoopFuture<[UInt8]>
         // Wait until the server has the call (a Slow call takes 300 ms to answer).
-        try await Task.sleep(for: .milliseconds(50))
+        for await _ in slowCallArrivals { break }
         await server.shutdown(grace: .seconds(5))
         let response = try await pending.get()
         XCTAssertEqual(response, [9])

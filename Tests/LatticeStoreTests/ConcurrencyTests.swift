@@ -1,0 +1,153 @@
+import XCTest
+import Dispatch
+import Foundation
+import EtcdAPI
+import LatticeStore
+
+/// A value shared by the worker threads of one test.
+/// @unchecked Sendable: every access goes through `lock`.
+private final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func mutate(_ body: (inout Value) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        body(&value)
+    }
+
+    var current: Value {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}
+
+/// Many threads at once: one writer at a time, readers never see a half-applied write.
+final class ConcurrencyTests: XCTestCase {
+    func testConcurrentPutsAndRangesKeepRevisionsDenseAndReadsConsistent() throws {
+        let store = makeStore()
+        let writers = 4
+        let putsPerWriter = 150
+        let readers = 3
+        let readsPerReader = 150
+        let writtenRevisions = Locked<[[Int64]]>([])
+        let problems = Locked<[String]>([])
+        let prefix = b("c/")
+
+        DispatchQueue.concurrentPerform(iterations: writers + readers) { worker in
+            func report(_ message: String) { problems.mutate { $0.append("worker \(worker): \(message)") } }
+            if worker < writers {
+                var revisions: [Int64] = []
+                for i in 0..<putsPerWriter {
+                    do {
+                        revisions.append(try store.put("c/w\(worker)/\(1000 + i)", "\(i)"))
+                    } catch {
+                        report("put failed: \(error)")
+                    }
+                }
+                writtenRevisions.mutate { $0.append(revisions) }
+                return
+            }
+            for i in 0..<readsPerReader {
+                do {
+                    // Every put creates a new key, so the snapshot at revision R holds exactly the
+                    // R − 1 keys written at revisions 2...R.
+                    let response = try store.range(RangeRequest(key: prefix, rangeEnd: prefixEnd(prefix)))
+                    let revision = response.header!.revision
+                    if response.kvs.count != Int(revision - 1) || response.count != revision - 1 {
+                        report("at revision \(revision) saw \(response.kvs.count) keys, count \(response.count)")
+                    }
+                    let expectedMods: Set<Int64> = revision >= 2 ? Set(2...revision) : []
+                    if Set(response.kvs.map(\.modRevision)) != expectedMods {
+                        report("at revision \(revision) mod revisions are not exactly 2...\(revision)")
+                    }
+                    // Each writer writes its keys in order: what a reader sees is a prefix of them.
+                    for w in 0..<writers {
+                        let values = response.kvs.filter { $0.key.starts(with: b("c/w\(w)/")) }.map { Int($0.valueString)! }
+                        if values != Array(0..<values.count) {
+                            report("writer \(w)'s keys seen out of order at revision \(revision)")
+                        }
+                    }
+                    // A historical read of the same range is just as consistent.
+                    let past = max(1, revision - Int64(i % 7))
+                    let old = try store.range(RangeRequest(key: prefix, rangeEnd: prefixEnd(prefix), revision: past))
+                    if old.kvs.count != Int(past - 1) || old.kvs.contains(where: { $0.modRevision > past }) {
+                        report("historical read at \(past) saw \(old.kvs.count) keys")
+                    }
+                } catch {
+                    report("range failed: \(error)")
+                }
+            }
+        }
+
+        XCTAssertEqual(problems.current, [])
+        let perWriter = writtenRevisions.current
+        XCTAssertEqual(perWriter.count, writers)
+        for revisions in perWriter {
+            XCTAssertEqual(revisions, revisions.sorted(), "one writer's revisions increase")
+        }
+        let all = perWriter.flatMap { $0 }.sorted()
+        let total = writers * putsPerWriter
+        XCTAssertEqual(all, Array(2...Int64(1 + total)), "revisions are dense and each is used once")
+        XCTAssertEqual(store.currentRevision, Int64(1 + total))
+        XCTAssertEqual(try store.range(RangeRequest(key: prefix, rangeEnd: prefixEnd(prefix))).count, Int64(total))
+    }
+
+    func testConcurrentCompareAndSwapIncrementsLoseNoUpdate() throws {
+        let store = makeStore()
+        try store.put("counter", "0")                              // 2
+        let threads = 4
+        let incrementsPerThread = 50
+        let problems = Locked<[String]>([])
+
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            var done = 0
+            while done < incrementsPerThread {
+                do {
+                    let current = try store.get("counter")!
+                    let next = Int(current.valueString)! + 1
+                    let response = try store.txn(TxnRequest(compare: [.mod("counter", .equal, current.modRevision)],
+                                                             success: [.put("counter", "\(next)")],
+                                                             failure: [.range("counter")]))
+                    if response.succeeded { done += 1 }
+                } catch {
+                    problems.mutate { $0.append("\(error)") }
+                    return
+                }
+            }
+        }
+
+        XCTAssertEqual(problems.current, [])
+        let total = threads * incrementsPerThread
+        let kv = try XCTUnwrap(store.get("counter"))
+        XCTAssertEqual(kv.valueString, "\(total)")
+        XCTAssertEqual(kv.version, Int64(total + 1))
+        XCTAssertEqual(store.currentRevision, Int64(2 + total), "failed compares never bump the revision")
+    }
+
+    func testConcurrentCreatesOfOneKeyHaveExactlyOneWinner() throws {
+        let store = makeStore()
+        let contenders = 8
+        let winners = Locked<[Int]>([])
+        let losersSawWinner = Locked(0)
+
+        DispatchQueue.concurrentPerform(iterations: contenders) { worker in
+            guard let response = try? store.txn(TxnRequest(compare: [.mod("/registry/leases/leader", .equal, 0)],
+                                                           success: [.put("/registry/leases/leader", "\(worker)")],
+                                                           failure: [.range("/registry/leases/leader")])) else { return }
+            if response.succeeded {
+                winners.mutate { $0.append(worker) }
+            } else if response.responses.first?.range?.kvs.count == 1 {
+                losersSawWinner.mutate { $0 += 1 }
+            }
+        }
+
+        XCTAssertEqual(winners.current.count, 1)
+        XCTAssertEqual(losersSawWinner.current, contenders - 1)
+        XCTAssertEqual(try store.get("/registry/leases/leader")?.valueString, "\(winners.current[0])")
+        XCTAssertEqual(store.currentRevision, 2)
+    }
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Sustained load from etcd's Go client on ONE connection, counting reconnects.
+
+etcdctl's `make-mirror` copies every key of a source cluster into a destination with one
+sequential `Put` per key, all on a single gRPC connection (grpc-go, with its BDP pings and
+keepalive). Source: a real etcd 3.5.1, preloaded with N keys. Destination: Lattice.
+
+Passes when
+  * every key arrives in Lattice with its exact value,
+  * Lattice's revision is exactly 1 + N (no put was applied twice by a client retry),
+  * Lattice accepted exactly one connection on the mirror's port (no GOAWAY/reconnect),
+  * etcdctl logged no retried or failed call.
+
+Lattice listens on two ports: the mirror uses one, this script's checks use the other, so the
+connection count on the mirror's port is the mirror's alone.
+
+Standard library only. Prints `N passed, M failed` (checks) last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from differential import find_etcd_binary, free_ports  # noqa: E402
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def ctl(etcdctl: str, endpoint: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([etcdctl, f"--endpoints={endpoint}", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "ETCDCTL_API": "3"})
+
+
+def header_revision(etcdctl: str, endpoint: str) -> int:
+    out = ctl(etcdctl, endpoint, "get", "probe", "-w", "fields").stdout
+    return int(re.search(r'"Revision" : (\d+)', out).group(1))
+
+
+def key_count(etcdctl: str, endpoint: str, prefix: str) -> int:
+    out = ctl(etcdctl, endpoint, "get", prefix, "--prefix", "--count-only", "-w", "fields").stdout
+    m = re.search(r'"Count" : (\d+)', out)
+    return int(m.group(1)) if m else -1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lattice-bin", required=True)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds for the whole mirror")
+    args = ap.parse_args()
+    # SIGTERM (e.g. from `timeout`) unwinds through `finally`, so started servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    etcd_bin, etcdctl = find_etcd_binary("etcd"), find_etcd_binary("etcdctl")
+    tmp = Path(tempfile.mkdtemp(prefix="lattice-soak-"))
+    procs: list[subprocess.Popen] = []
+
+    def start(argv, log_name):
+        log = open(tmp / log_name, "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(p)
+        return p
+
+    checks: list[tuple[str, bool, str]] = []
+    try:
+        etcd_port, etcd_peer, mirror_port, check_port = free_ports(4)
+        etcd_ep = f"127.0.0.1:{etcd_port}"
+        start([etcd_bin, "--data-dir", str(tmp / "etcd"), "--listen-client-urls", f"http://{etcd_ep}",
+               "--advertise-client-urls", f"http://{etcd_ep}", "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+               "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+               "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}", "--unsafe-no-fsync"], "etcd.log")
+        mirror_ep, check_ep = f"127.0.0.1:{mirror_port}", f"127.0.0.1:{check_port}"
+        start([args.lattice_bin, "--data-dir", str(tmp / "lattice"), "--log-level", "debug",
+               "--listen-client-urls", f"http://{mirror_ep},http://{check_ep}",
+               "--advertise-client-urls", f"http://{check_ep}"], "lattice.log")
+        for ep in (etcd_ep, check_ep):
+            wait_until(lambda: ctl(etcdctl, ep, "get", "probe").returncode == 0, 60, f"{ep} to serve")
+
+        prefix = "soak/"
+        t0 = time.monotonic()
+        load = subprocess.run([args.lattice_bin, "bench", "put", "--endpoints", etcd_ep, "--conns", "4", "--clients", "32",
+                               "--total", str(args.keys), "--key-space-size", str(args.keys), "--sequential-keys",
+                               "--key-size", "12", "--val-size", "64", "--key-prefix", prefix],
+                              capture_output=True, text=True, timeout=600)
+        if load.returncode != 0:
+            raise RuntimeError(f"loading etcd failed: {load.stderr}")
+        loaded = key_count(etcdctl, etcd_ep, prefix)
+        print(f"loaded {loaded} keys into etcd in {time.monotonic() - t0:.1f} s", flush=True)
+
+        t1 = time.monotonic()
+        mirror = start([etcdctl, f"--endpoints={etcd_ep}", "make-mirror", "--prefix", prefix, mirror_ep], "mirror.log")
+        wait_until(lambda: key_count(etcdctl, check_ep, prefix) >= loaded, args.timeout, "the mirror to copy every key",
+                   interval_s=1.0)
+        elapsed = time.monotonic() - t1
+        print(f"mirrored {loaded} keys over one Go-client connection in {elapsed:.1f} s "
+              f"({loaded / elapsed:.0f} puts/s)", flush=True)
+        mirror.send_signal(signal.SIGTERM)
+        mirror.wait(timeout=10)
+
+        revision = header_revision(etcdctl, check_ep)
+        checks.append(("every key mirrored", loaded == args.keys and key_count(etcdctl, check_ep, prefix) == args.keys,
+                       f"etcd has {loaded}, Lattice has {key_count(etcdctl, check_ep, prefix)}, expected {args.keys}"))
+        checks.append(("no put applied twice (revision == 1 + keys)", revision == 1 + args.keys,
+                       f"revision {revision}, expected {1 + args.keys}"))
+        sample = ctl(etcdctl, check_ep, "get", prefix, "--prefix", "--limit", "3", "--print-value-only").stdout.split()
+        expected_value = "v" * 64
+        checks.append(("values byte-exact", sample and all(v == expected_value for v in sample), f"sample {sample[:1]}"))
+        log = (tmp / "lattice.log").read_text()
+        accepted = len(re.findall(rf"local=\S*:{mirror_port} .*accepted client connection", log))
+        checks.append(("exactly one connection on the mirror's port (no reconnect)", accepted == 1,
+                       f"{accepted} connections accepted on port {mirror_port}"))
+        mirror_log = (tmp / "mirror.log").read_text()
+        retries = len(re.findall(r"retrying|rpc error|Error:", mirror_log))
+        checks.append(("etcdctl logged no retry or error", retries == 0, f"{retries} retry/error lines"))
+    except Exception as exc:  # a failed step is a failed check, and the processes still stop
+        checks.append(("run completed", False, str(exc)))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    failed = 0
+    for name, ok, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"))
+        failed += 0 if ok else 1
+    if failed:
+        print(f"logs kept in {tmp}")
+    print(f"{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
