@@ -11,13 +11,15 @@ enum KVService {
             try store.range(r)
         })
         routes.add(service: service, method: "Put", unary(limits: limits) { (r: PutRequest) throws(EtcdError) in
-            try store.put(r)
+            try limits.checkSpace(r.protoSize)
+            return try store.put(r)
         })
         routes.add(service: service, method: "DeleteRange", unary(limits: limits) { (r: DeleteRangeRequest) throws(EtcdError) in
             try store.deleteRange(r)
         })
         routes.add(service: service, method: "Txn", unary(limits: limits) { (r: TxnRequest) throws(EtcdError) in
-            try store.txn(r)
+            if r.hasPuts { try limits.checkSpace(r.protoSize) }
+            return try store.txn(r)
         })
         routes.add(service: service, method: "Compact", unary(limits: limits) { (r: CompactionRequest) throws(EtcdError) in
             try store.compact(r)
@@ -29,6 +31,33 @@ enum KVService {
 struct RequestLimits: Sendable {
     /// `--max-request-bytes`: larger write requests fail with "etcdserver: request is too large".
     var maxRequestBytes: Int
+    /// `--quota-backend-bytes`.
+    var quotaBytes: Int64
+    let store: MVCCStore
+    let alarms: Alarms
+
+    /// etcd's quota check for requests that add data (puts, txns with puts, lease grants): with
+    /// the NOSPACE alarm active, or when the request would take the store past the quota (which
+    /// raises the alarm), it fails with "etcdserver: mvcc: database space exceeded".
+    func checkSpace(_ requestBytes: Int) throws(EtcdError) {
+        if alarms.noSpace { throw .noSpace }
+        if store.approximateSizeBytes + Int64(requestBytes) > quotaBytes {
+            alarms.activate(.noSpace)
+            throw .noSpace
+        }
+    }
+}
+
+extension TxnRequest {
+    var hasPuts: Bool {
+        (success + failure).contains { op in
+            switch op.request {
+            case .put?: return true
+            case .txn(let nested)?: return nested.hasPuts
+            default: return false
+            }
+        }
+    }
 }
 
 /// Wraps a synchronous store call as a unary gRPC method: decodes the request (a malformed one is

@@ -57,6 +57,12 @@ public struct ServerConfiguration: Sendable {
     public var initialClusterToken = "etcd-cluster"
     public var maxRequestBytes = 1_572_864
     public var maxTxnOps = 128
+    /// `--quota-backend-bytes` (etcd default 2 GiB): past it, NOSPACE is raised and writes fail.
+    public var quotaBackendBytes: Int64 = 2 << 30
+    /// `--experimental-watch-progress-notify-interval`.
+    public var watchProgressNotifyInterval: TimeAmount = .minutes(10)
+    /// How often expired leases are revoked (etcd checks every 500 ms).
+    public var leaseExpiryCheckInterval: TimeAmount = .milliseconds(500)
     public var wallClock: any WallClock = SystemWallClock()
 
     public init() {}
@@ -73,14 +79,18 @@ public final class LatticeServer: Sendable {
     private let grpc: GRPCServer
     public let memberID: UInt64
     public let clusterID: UInt64
+    public let alarms: Alarms
+    private let leaseExpiry: RepeatedTask
 
     /// The bound client addresses (port 0 in a listen URL becomes the actual port).
     public var clientAddresses: [SocketAddress] { grpc.localAddresses }
 
-    private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer) {
+    private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer, alarms: Alarms, leaseExpiry: RepeatedTask) {
         self.configuration = configuration
         self.store = store
         self.grpc = grpc
+        self.alarms = alarms
+        self.leaseExpiry = leaseExpiry
         self.memberID = store.configuration.memberID
         self.clusterID = store.configuration.clusterID
     }
@@ -93,16 +103,28 @@ public final class LatticeServer: Sendable {
         storeConfiguration.wallClock = configuration.wallClock
         let store = MVCCStore(configuration: storeConfiguration)
 
+        let alarms = Alarms()
+        let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
+                                   store: store, alarms: alarms)
+        let local = Member(
+            id: memberID, name: configuration.name, peerURLs: configuration.initialAdvertisePeerURLs,
+            clientURLs: configuration.advertiseClientURLs.map(\.description))
+        var watchSettings = WatchSettings()
+        watchSettings.progressNotifyInterval = configuration.watchProgressNotifyInterval
+        watchSettings.fragmentBytes = configuration.maxRequestBytes
+
         var routes = GRPCRoutes()
-        KVService.register(on: &routes, store: store, limits: RequestLimits(maxRequestBytes: configuration.maxRequestBytes))
-        for service in ["etcdserverpb.Watch", "etcdserverpb.Lease", "etcdserverpb.Cluster", "etcdserverpb.Maintenance", "etcdserverpb.Auth"] {
-            routes.declare(service: service)
-        }
-        var limits = GRPCConnectionLimits()
-        limits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
+        KVService.register(on: &routes, store: store, limits: limits)
+        WatchService.register(on: &routes, store: store, settings: watchSettings)
+        LeaseService.register(on: &routes, store: store, limits: limits)
+        MaintenanceService.register(on: &routes, store: store, alarms: alarms)
+        ClusterService.register(on: &routes, store: store, membership: Membership(local: local))
+        routes.declare(service: "etcdserverpb.Auth")
+        var connectionLimits = GRPCConnectionLimits()
+        connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
         let grpc = try await GRPCServer.start(
             addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
-            routes: routes, limits: limits, group: group
+            routes: routes, limits: connectionLimits, group: group
         ) { local, remote in
             logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
         }
@@ -111,10 +133,17 @@ public final class LatticeServer: Sendable {
             "member-id": "\(String(memberID, radix: 16))",
             "cluster-id": "\(String(clusterID, radix: 16))",
         ])
-        return LatticeServer(configuration: configuration, store: store, grpc: grpc)
+        let interval = configuration.leaseExpiryCheckInterval
+        let leaseExpiry = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            for id in store.expireLeases() {
+                logger.debug("lease expired", metadata: ["lease-id": "\(String(id, radix: 16))"])
+            }
+        }
+        return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry)
     }
 
     public func shutdown() async {
+        leaseExpiry.cancel()
         await grpc.shutdown()
     }
 }

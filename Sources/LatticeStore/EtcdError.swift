@@ -27,3 +27,8 @@ public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let leaseNotFound = EtcdError(.notFound, "etcdserver: requested lease not found")
     public static let noSpace = EtcdError(.resourceExhausted, "etcdserver: mvcc: database space exceeded")
 }
+
+extension EtcdError {
+    public static let leaseExists = EtcdError(.failedPrecondition, "etcdserver: lease already exists")
+    public static let leaseTTLTooLarge = EtcdError(.outOfRange, "etcdserver: too large lease TTL")
+}

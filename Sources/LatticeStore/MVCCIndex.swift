@@ -32,6 +32,10 @@ struct MVCCIndex: Sendable {
 
     /// Number of keys visible at the current revision.
     private(set) var liveKeyCount = 0
+    /// Approximate bytes held: keys, values and a fixed overhead per retained version.
+    /// Starts at etcd's size of an empty database file, so a fresh member reports a plausible size.
+    private(set) var approximateBytes: Int64 = 20_480
+    static let versionOverheadBytes = 64
 
     // MARK: reads
 
@@ -107,6 +111,7 @@ struct MVCCIndex: Sendable {
         }
         let isLive = !version.isTombstone
         if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
+        approximateBytes += Int64(key.count + version.value.count + Self.versionOverheadBytes)
     }
 
     mutating func advance(to revision: Int64) {
@@ -125,6 +130,9 @@ struct MVCCIndex: Sendable {
             for (i, v) in versions.enumerated() where v.modRevision <= revision { keepFrom = i }
             var kept = Array(versions[keepFrom...])
             if kept[0].isTombstone { kept.removeFirst() }
+            for v in versions.prefix(versions.count - kept.count) {
+                approximateBytes -= Int64(key.count + v.value.count + Self.versionOverheadBytes)
+            }
             if kept.isEmpty {
                 emptied.insert(key)
                 histories[key] = nil

@@ -6,8 +6,10 @@ import Synchronization
 ///
 /// Writes are serialised by the writer mutex. Each write is evaluated against the current state
 /// (under the read lock, so readers keep going), turned into a `Change`, assigned the next local
-/// revision and applied to the MVCC index under the write lock, which is held only for the
-/// in-memory apply. Reads take the read lock and never wait for an evaluation.
+/// revision if it writes keys, and applied to the MVCC index and event log under the write lock,
+/// which is held only for the in-memory apply. The revision is then published to watchers, still
+/// under the writer mutex so watchers see revisions in order. Reads take the read lock and never
+/// wait for an evaluation.
 public final class MVCCStore: Sendable {
     public struct Configuration: Sendable {
         public var memberID: UInt64
@@ -26,34 +28,47 @@ public final class MVCCStore: Sendable {
         var clock: HybridClock
         var nextSeq: UInt64 = 1
         var vector = VersionVector()
+        var lessor = Lessor()
+    }
+
+    /// What the index lock guards.
+    struct Indexed: Sendable {
+        var index = MVCCIndex()
+        var log = EventLog()
     }
 
     public let configuration: Configuration
-    private let lock = RWLock()
+    let lock = RWLock()
     // Guarded by `lock`. nonisolated(unsafe): every access goes through `lock`.
-    nonisolated(unsafe) private var index = MVCCIndex()
-    private let writer: Mutex<WriterState>
+    nonisolated(unsafe) var indexed = Indexed()
+    let writer: Mutex<WriterState>
+    public let hub: WatchHub
     /// Raft term reported in headers: a single member elects itself once, in term 2, like etcd.
     public static let raftTerm: UInt64 = 2
 
     public init(configuration: Configuration) {
         self.configuration = configuration
         self.writer = Mutex(WriterState(clock: HybridClock(wall: configuration.wallClock)))
+        self.hub = WatchHub(currentRevision: 1)
     }
 
-    public var currentRevision: Int64 { lock.withReadLock { index.currentRevision } }
-    public var compactRevision: Int64 { lock.withReadLock { index.compactRevision } }
+    public var currentRevision: Int64 { lock.withReadLock { indexed.index.currentRevision } }
+    public var compactRevision: Int64 { lock.withReadLock { indexed.index.compactRevision } }
+    public var memberID: UInt64 { configuration.memberID }
 
-    func header(revision: Int64) -> ResponseHeader {
+    public func header(revision: Int64) -> ResponseHeader {
         ResponseHeader(clusterID: configuration.clusterID, memberID: configuration.memberID,
                        revision: revision, raftTerm: Self.raftTerm)
     }
+
+    public func currentHeader() -> ResponseHeader { header(revision: currentRevision) }
 
     // MARK: reads
 
     public func range(_ r: RangeRequest) throws(EtcdError) -> RangeResponse {
         try RangeQuery.validate(r)
         return try lock.withReadLock { () throws(EtcdError) -> RangeResponse in
+            let index = indexed.index
             let current = index.currentRevision
             let rev = try RangeQuery.readRevision(r.revision, current: current, compacted: index.compactRevision)
             return RangeQuery.run(r, header: header(revision: current)) { limit, countOnly in
@@ -71,13 +86,34 @@ public final class MVCCStore: Sendable {
         }
     }
 
-    // MARK: writes
+    /// Events for watchers catching up: up to `maxRevisions` revisions from `revision`, and the
+    /// current revision they were read at; or the compaction revision if `revision` is older.
+    public func events(from revision: Int64, maxRevisions: Int) -> EventsRead {
+        lock.withReadLock {
+            let index = indexed.index
+            if revision < index.compactRevision { return .compacted(index.compactRevision) }
+            return .events(Array(indexed.log.batches(from: revision, maxRevisions: maxRevisions)), current: index.currentRevision)
+        }
+    }
+
+    public enum EventsRead: Sendable {
+        case events([RevisionEvents], current: Int64)
+        case compacted(Int64)
+    }
+
+    /// Approximate bytes of live data and history (keys, values, per-version overhead), the
+    /// store's "database size" for Status and the space quota.
+    public var approximateSizeBytes: Int64 { lock.withReadLock { indexed.index.approximateBytes } }
+
+    public var keyCount: Int { lock.withReadLock { indexed.index.liveKeyCount } }
+
+    // MARK: KV writes
 
     public func put(_ p: PutRequest) throws(EtcdError) -> PutResponse {
         try RequestValidation.check(p)
-        if p.lease != 0 && !leaseExists(p.lease) { throw .leaseNotFound }
         var response = try write { (txn: inout WriteTxn) throws(EtcdError) -> PutResponse in
             if (p.ignoreValue || p.ignoreLease) && txn.current(p.key) == nil { throw .keyNotFound }
+            if p.lease != 0 && !txn.leaseExists(p.lease) { throw .leaseNotFound }
             return txn.put(p)
         }
         response.header = header(revision: response.header?.revision ?? 0)
@@ -94,8 +130,9 @@ public final class MVCCStore: Sendable {
     public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse {
         try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps)
         var revisionAfter: Int64 = 0
+        let compacted = compactRevision
         var response = try write { (txn: inout WriteTxn) throws(EtcdError) -> TxnResponse in
-            let r = try txn.txn(t, compactRevision: index.compactRevision)
+            let r = try txn.txn(t, compactRevision: compacted)
             revisionAfter = txn.readRevision
             return r
         }
@@ -106,32 +143,44 @@ public final class MVCCStore: Sendable {
     public func compact(_ c: CompactionRequest) throws(EtcdError) -> CompactionResponse {
         try writer.withLock { (_: inout WriterState) throws(EtcdError) -> CompactionResponse in
             try lock.withWriteLock { () throws(EtcdError) -> CompactionResponse in
-                if c.revision <= index.compactRevision { throw .compacted }
-                if c.revision > index.currentRevision { throw .futureRevision }
-                index.compact(to: c.revision)
+                if c.revision <= indexed.index.compactRevision { throw .compacted }
+                if c.revision > indexed.index.currentRevision { throw .futureRevision }
+                indexed.index.compact(to: c.revision)
+                indexed.log.compact(to: c.revision)
                 var response = CompactionResponse()
-                response.header = header(revision: index.currentRevision)
+                response.header = header(revision: indexed.index.currentRevision)
                 return response
             }
         }
     }
 
-    private func leaseExists(_ id: Int64) -> Bool { false }
+    // MARK: the write path
 
-    /// Runs one write: evaluate under the read lock, then apply under the write lock.
-    private func write<R: Sendable>(_ body: (inout WriteTxn) throws(EtcdError) -> R) throws(EtcdError) -> R {
+    /// Runs one write: evaluate under the read lock, then build the change, apply it under the
+    /// write lock and publish it. `body` also receives the writer state (for lease bookkeeping).
+    func write<R: Sendable>(_ body: (inout WriteTxn) throws(EtcdError) -> R) throws(EtcdError) -> R {
+        try writeWithState { (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> R in try body(&txn) }
+    }
+
+    func writeWithState<R: Sendable>(_ body: (inout WriteTxn, inout WriterState) throws(EtcdError) -> R) throws(EtcdError) -> R {
         try writer.withLock { (state: inout WriterState) throws(EtcdError) -> R in
             let dot = Dot(member: configuration.memberID, seq: state.nextSeq)
+            let leases = state.lessor.leases
             let (result, evaluated) = try lock.withReadLock { () throws(EtcdError) -> (R, EvaluatedWrite) in
-                var txn = WriteTxn(base: index, dot: dot, leaseExists: { [self] in leaseExists($0) })
-                let r = try body(&txn)
+                var txn = WriteTxn(base: indexed.index, dot: dot, leaseExists: { leases[$0] != nil })
+                let r = try body(&txn, &state)
                 return (r, EvaluatedWrite(txn))
             }
             guard !evaluated.ops.isEmpty else { return result }
             let change = Change(id: dot, deps: state.vector, hlc: state.clock.tick(), ops: evaluated.ops)
             state.nextSeq += 1
             state.vector[dot.member] = dot.seq
-            lock.withWriteLock { apply(change, evaluated) }
+            guard !evaluated.versions.isEmpty else { return result }
+            for (key, version) in evaluated.versions {
+                state.lessor.reattach(key, from: evaluated.previous[key]?.lease ?? 0, to: version.lease)
+            }
+            let batch = lock.withWriteLock { apply(change, evaluated) }
+            hub.publish(batch)
             return result
         }
     }
@@ -142,16 +191,34 @@ public final class MVCCStore: Sendable {
         let revision: Int64
         let ops: [Op]
         let versions: [([UInt8], KeyVersion)]
+        let previous: [[UInt8]: KeyVersion]
 
         init(_ txn: WriteTxn) {
             revision = txn.newRevision
             ops = txn.ops
             versions = txn.writeOrder.map { ($0, txn.overlay[$0]!) }
+            previous = txn.previous
         }
     }
 
-    private func apply(_ change: Change, _ evaluated: EvaluatedWrite) {
-        for (key, version) in evaluated.versions { index.append(key, version) }
-        index.advance(to: evaluated.revision)
+    private func apply(_ change: Change, _ evaluated: EvaluatedWrite) -> RevisionEvents {
+        var events: [Event] = []
+        events.reserveCapacity(evaluated.versions.count)
+        for (key, version) in evaluated.versions {
+            indexed.index.append(key, version)
+            let prev = evaluated.previous[key]?.keyValue(key)
+            if version.isTombstone {
+                var kv = KeyValue()
+                kv.key = key
+                kv.modRevision = version.modRevision
+                events.append(Event(type: .delete, kv: kv, prevKV: prev))
+            } else {
+                events.append(Event(type: .put, kv: version.keyValue(key), prevKV: prev))
+            }
+        }
+        indexed.index.advance(to: evaluated.revision)
+        let batch = RevisionEvents(revision: evaluated.revision, events: events)
+        indexed.log.append(batch)
+        return batch
     }
 }

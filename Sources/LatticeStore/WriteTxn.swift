@@ -17,6 +17,9 @@ struct WriteTxn {
     /// Keys in the order they were written, for apply and for watch events.
     private(set) var writeOrder: [[UInt8]] = []
     private(set) var ops: [Op] = []
+    /// The visible version of each written key before this request touched it (for prev_kv in
+    /// watch events and for lease re-attachment).
+    private(set) var previous: [[UInt8]: KeyVersion] = [:]
 
     init(base: MVCCIndex, dot: Dot, leaseExists: @escaping (Int64) -> Bool) {
         self.base = base
@@ -25,7 +28,8 @@ struct WriteTxn {
         self.leaseExists = leaseExists
     }
 
-    var hasChanges: Bool { !ops.isEmpty }
+    /// Whether a key was written: only key changes take a revision (lease operations do not, as in etcd).
+    var hasChanges: Bool { !writeOrder.isEmpty }
     /// The revision reads inside the request observe: etcd bumps it once the first write happened.
     var readRevision: Int64 { hasChanges ? newRevision : beginRevision }
 
@@ -240,7 +244,13 @@ struct WriteTxn {
     }
 
     private mutating func record(_ key: [UInt8], _ version: KeyVersion, op: Op) {
+        if overlay[key] == nil, let before = base.visible(key, at: beginRevision) { previous[key] = before }
         if overlay.updateValue(version, forKey: key) == nil { writeOrder.append(key) }
+        ops.append(op)
+    }
+
+    /// Records a non-key op (lease operations) in the same change.
+    mutating func append(_ op: Op) {
         ops.append(op)
     }
 }

@@ -38,6 +38,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Maximum number of operations permitted in a transaction.")
     var maxTxnOps = 128
 
+    @Option(help: "Raise alarms when backend size exceeds the given quota (bytes).")
+    var quotaBackendBytes: Int64 = 2 << 30
+
+    @Option(help: "Duration of periodic watch progress notifications (Go duration, e.g. 10m0s, 5s).")
+    var experimentalWatchProgressNotifyInterval = "10m0s"
+
     @Option(help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel = "info"
 
@@ -47,6 +53,10 @@ struct Serve: AsyncParsableCommand {
         }
         guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive") }
         guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
+        guard quotaBackendBytes >= 0 else { throw ValidationError("--quota-backend-bytes must not be negative") }
+        guard let interval = GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval), interval > 0 else {
+            throw ValidationError("invalid duration \"\(experimentalWatchProgressNotifyInterval)\" for --experimental-watch-progress-notify-interval")
+        }
     }
 
     private static let logLevels: [String: Logger.Level] = [
@@ -70,6 +80,9 @@ struct Serve: AsyncParsableCommand {
         c.initialClusterToken = initialClusterToken
         c.maxRequestBytes = maxRequestBytes
         c.maxTxnOps = maxTxnOps
+        // etcd: 0 means the default quota.
+        c.quotaBackendBytes = quotaBackendBytes == 0 ? 2 << 30 : quotaBackendBytes
+        c.watchProgressNotifyInterval = .nanoseconds(GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval)!)
         return c
     }
 
@@ -147,4 +160,23 @@ private final class SignalOnce: @unchecked Sendable {
 struct ExitFailure: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }
+}
+
+/// Go's `time.ParseDuration` syntax ("10m0s", "1h30m", "500ms", "5s"), which etcd's flags use.
+enum GoDuration {
+    static func nanoseconds(_ text: String) -> Int64? {
+        let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
+        var rest = Substring(text)
+        if rest == "0" { return 0 }
+        var total = 0.0
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            guard let (unit, scale) = units.sorted(by: { $0.0.count > $1.0.count }).first(where: { rest.hasPrefix($0.0) }) else { return nil }
+            rest = rest.dropFirst(unit.count)
+            total += value * scale
+        }
+        return total.isFinite && total < 9.2e18 ? Int64(total) : nil
+    }
 }

@@ -1,0 +1,53 @@
+import EtcdAPI
+import GRPCWire
+import LatticeStore
+import NIOCore
+import ProtoWire
+
+/// `etcdserverpb.Lease`.
+enum LeaseService {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits) {
+        let service = "etcdserverpb.Lease"
+        routes.add(service: service, method: "LeaseGrant", unary(limits: limits) { (r: LeaseGrantRequest) throws(EtcdError) in
+            try limits.checkSpace(r.protoSize)
+            return try store.leaseGrant(r)
+        })
+        routes.add(service: service, method: "LeaseRevoke", unary(limits: limits) { (r: LeaseRevokeRequest) throws(EtcdError) in
+            try store.leaseRevoke(r)
+        })
+        routes.add(service: service, method: "LeaseTimeToLive", unary(limits: nil) { (r: LeaseTimeToLiveRequest) throws(EtcdError) in
+            store.leaseTimeToLive(r)
+        })
+        routes.add(service: service, method: "LeaseLeases", unary(limits: nil) { (_: LeaseLeasesRequest) throws(EtcdError) in
+            store.leaseLeases()
+        })
+        routes.add(service: service, method: "LeaseKeepAlive", .streaming { _, sender in
+            KeepAliveStream(store: store, sender: sender)
+        })
+    }
+}
+
+/// `LeaseKeepAlive`: each request renews one lease and is answered with its TTL (0 if the lease
+/// does not exist, as etcd answers).
+final class KeepAliveStream: GRPCStreamingCall {
+    private let store: MVCCStore
+    private let sender: GRPCStreamSender
+
+    init(store: MVCCStore, sender: GRPCStreamSender) {
+        self.store = store
+        self.sender = sender
+    }
+
+    func received(_ message: [UInt8]) {
+        guard let request = try? LeaseKeepAliveRequest(protoBytes: message) else {
+            sender.finish(GRPCStatus(.internal, "grpc: error unmarshalling request"))
+            return
+        }
+        let ttl = store.leaseKeepAlive(request.id)
+        sender.send(LeaseKeepAliveResponse(header: store.currentHeader(), id: request.id, ttl: ttl).protoBytes())
+    }
+
+    func receivedEnd() { sender.finish(.ok) }
+    func writabilityChanged(_ isWritable: Bool) {}
+    func closed() {}
+}

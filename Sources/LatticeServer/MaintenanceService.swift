@@ -1,0 +1,122 @@
+import EtcdAPI
+import GRPCWire
+import LatticeCore
+import LatticeStore
+import NIOCore
+import ProtoWire
+import Synchronization
+
+/// The etcd release whose API Lattice serves, as reported by Status. 3.5.13 is the first etcd
+/// whose watch progress requests kube-apiserver 1.31+ relies on; Lattice answers them that way.
+public enum EtcdCompatibility {
+    public static let version = "3.5.17"
+}
+
+/// `etcdserverpb.Maintenance`.
+enum MaintenanceService {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, alarms: Alarms) {
+        let service = "etcdserverpb.Maintenance"
+        routes.add(service: service, method: "Status", unary(limits: nil) { (_: StatusRequest) throws(EtcdError) in
+            var r = StatusResponse()
+            let header = store.currentHeader()
+            r.header = header
+            r.version = EtcdCompatibility.version
+            r.dbSize = store.approximateSizeBytes
+            r.dbSizeInUse = r.dbSize
+            r.leader = store.memberID
+            r.raftIndex = UInt64(header.revision)
+            r.raftAppliedIndex = UInt64(header.revision)
+            r.raftTerm = MVCCStore.raftTerm
+            r.errors = alarms.active.map { "memberID:\(store.memberID) alarm:\($0.name) " }
+            return r
+        })
+        routes.add(service: service, method: "Alarm", unary(limits: nil) { (r: AlarmRequest) throws(EtcdError) in
+            switch r.action {
+            case .activate:
+                if r.alarm != .none { alarms.activate(r.alarm) }
+            case .deactivate:
+                alarms.deactivate(r.alarm)
+            default:
+                break
+            }
+            let listed = alarms.active.filter { r.alarm == .none || $0 == r.alarm || r.action != .get }
+            return AlarmResponse(header: store.currentHeader(), alarms: listed.map { AlarmMember(memberID: store.memberID, alarm: $0) })
+        })
+        routes.add(service: service, method: "Defragment", unary(limits: nil) { (_: DefragmentRequest) throws(EtcdError) in
+            DefragmentResponse(header: store.currentHeader())
+        })
+        routes.add(service: service, method: "Hash", unary(limits: nil) { (_: HashRequest) throws(EtcdError) in
+            HashResponse(header: store.currentHeader(), hash: try store.hashKV(revision: 0).hash)
+        })
+        routes.add(service: service, method: "HashKV", unary(limits: nil) { (r: HashKVRequest) throws(EtcdError) in
+            let h = try store.hashKV(revision: r.revision)
+            return HashKVResponse(header: store.currentHeader(), hash: h.hash, compactRevision: h.compactRevision)
+        })
+        routes.add(service: service, method: "MoveLeader", unary(limits: nil) { (r: MoveLeaderRequest) throws(EtcdError) in
+            // A single member is always the leader; any other target is not a member.
+            guard r.targetID == store.memberID else {
+                throw EtcdError(.failedPrecondition, "etcdserver: bad leader transferee")
+            }
+            return MoveLeaderResponse(header: store.currentHeader())
+        })
+        routes.add(service: service, method: "Snapshot", .streaming { _, sender in
+            SnapshotStream(store: store, sender: sender)
+        })
+    }
+}
+
+/// Active alarms of this member (NOSPACE when the space quota is exceeded, or set by Alarm).
+public final class Alarms: Sendable {
+    private let state = Mutex<[AlarmType]>([])
+
+    public init() {}
+
+    public var active: [AlarmType] { state.withLock { $0 } }
+    public var noSpace: Bool { state.withLock { $0.contains(.noSpace) } }
+
+    public func activate(_ alarm: AlarmType) {
+        state.withLock { if !$0.contains(alarm) { $0.append(alarm) } }
+    }
+
+    public func deactivate(_ alarm: AlarmType) {
+        state.withLock { $0.removeAll { $0 == alarm } }
+    }
+}
+
+extension AlarmType {
+    var name: String {
+        switch self {
+        case .noSpace: return "NOSPACE"
+        case .corrupt: return "CORRUPT"
+        default: return "NONE"
+        }
+    }
+}
+
+/// `Snapshot`: streams the member's state in chunks once the request arrives.
+final class SnapshotStream: GRPCStreamingCall {
+    private let store: MVCCStore
+    private let sender: GRPCStreamSender
+    private static let chunkBytes = 32 * 1024
+
+    init(store: MVCCStore, sender: GRPCStreamSender) {
+        self.store = store
+        self.sender = sender
+    }
+
+    func received(_ message: [UInt8]) {
+        let blob = store.snapshotBytes()
+        var offset = 0
+        repeat {
+            let end = min(blob.count, offset + Self.chunkBytes)
+            let chunk = Array(blob[offset..<end])
+            offset = end
+            sender.send(SnapshotResponse(header: store.currentHeader(), remainingBytes: UInt64(blob.count - offset), blob: chunk).protoBytes())
+        } while offset < blob.count
+        sender.finish(.ok)
+    }
+
+    func receivedEnd() {}
+    func writabilityChanged(_ isWritable: Bool) {}
+    func closed() {}
+}

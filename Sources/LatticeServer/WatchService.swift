@@ -1,0 +1,334 @@
+import EtcdAPI
+import GRPCWire
+import LatticeStore
+import NIOCore
+import ProtoWire
+
+/// `etcdserverpb.Watch/Watch`.
+enum WatchService {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, settings: WatchSettings) {
+        routes.add(service: "etcdserverpb.Watch", method: "Watch", .streaming { context, sender in
+            WatchStream(store: store, sender: sender, loop: context.eventLoop, settings: settings)
+        })
+    }
+}
+
+public struct WatchSettings: Sendable {
+    /// `--experimental-watch-progress-notify-interval` (etcd default 10 minutes).
+    public var progressNotifyInterval: TimeAmount = .minutes(10)
+    /// Responses larger than this are split when the watcher asked for fragments
+    /// (etcd uses `--max-request-bytes`).
+    public var fragmentBytes = 1_572_864
+    /// Bytes a stream may have queued for the client before its watchers stop taking events
+    /// straight from the hub and catch up from the event log once the client reads again.
+    public var pendingBytesMax = 4 << 20
+    /// Revisions read from the event log per catch-up step.
+    public var catchUpRevisionsMax = 256
+
+    public init() {}
+}
+
+/// One Watch stream: many watchers, created, cancelled and fed on the stream's event loop.
+///
+/// Every watcher has `nextRevision`, the first revision it has not been sent. A watcher is
+/// *synced* when the hub's deliveries reach it directly, or *catching up* when it reads the
+/// event log (it started in the past, or its client read too slowly). Both paths only ever send
+/// revisions ≥ `nextRevision`, in order, so nothing is duplicated or skipped.
+final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable {
+    // @unchecked: all mutable state is confined to `loop`; the WatchSubscriber methods, which the
+    // hub calls from the writer's thread, only hop onto `loop`.
+
+    private struct Watcher {
+        let id: Int64
+        let range: WatchRange
+        var nextRevision: Int64
+        var catchingUp: Bool
+        let prevKV: Bool
+        let noPut: Bool
+        let noDelete: Bool
+        let progressNotify: Bool
+        let fragment: Bool
+        /// Whether an event was sent since the last periodic progress notification.
+        var sentSinceProgress = false
+    }
+
+    private let store: MVCCStore
+    private let sender: GRPCStreamSender
+    private let loop: any EventLoop
+    private let settings: WatchSettings
+    private var watchers: [Int64: Watcher] = [:]
+    private var nextAutoID: Int64 = 0
+    private var catchUpScheduled = false
+    private var deferredProgress = false
+    private var progressTimer: RepeatedTask?
+    private var closedForGood = false
+
+    private static let progressRequestToken = 1
+    private static let periodicProgressToken = 2
+
+    init(store: MVCCStore, sender: GRPCStreamSender, loop: any EventLoop, settings: WatchSettings) {
+        self.store = store
+        self.sender = sender
+        self.loop = loop
+        self.settings = settings
+    }
+
+    // MARK: GRPCStreamingCall (on loop)
+
+    func received(_ message: [UInt8]) {
+        guard let request = try? WatchRequest(protoBytes: message) else {
+            sender.finish(GRPCStatus(.internal, "grpc: error unmarshalling request"))
+            return
+        }
+        switch request.requestUnion {
+        case .createRequest(let create)?: self.create(create)
+        case .cancelRequest(let cancel)?: self.cancel(cancel.watchID)
+        case .progressRequest?: store.hub.requestProgress(self, token: Self.progressRequestToken)
+        case nil: break
+        }
+    }
+
+    func receivedEnd() {
+        // etcd keeps sending events after the client half-closes; the stream ends with the call.
+    }
+
+    func writabilityChanged(_ isWritable: Bool) {
+        if isWritable { scheduleCatchUp() }
+    }
+
+    func closed() {
+        closedForGood = true
+        progressTimer?.cancel()
+        progressTimer = nil
+        store.hub.remove(self)
+        watchers.removeAll()
+    }
+
+    // MARK: WatchSubscriber (any thread)
+
+    func deliver(_ batch: RevisionEvents) {
+        loop.execute { self.handleDelivery(batch) }
+    }
+
+    func progress(_ revision: Int64, _ token: Int) {
+        loop.execute { self.handleProgress(revision, token: token) }
+    }
+
+    // MARK: requests
+
+    private func create(_ r: WatchCreateRequest) {
+        let range = WatchRange(key: r.key, end: r.rangeEnd)
+        let headerRevision = store.currentRevision
+        var id = r.watchID
+        var failure: String?
+        if range.isEmpty {
+            failure = "mvcc: watcher range is empty"
+        } else if id != 0 && watchers[id] != nil {
+            failure = "mvcc: duplicate watch ID provided on the WatchStream"
+        }
+        if let failure {
+            var response = WatchResponse()
+            response.header = store.header(revision: headerRevision)
+            response.watchID = -1
+            response.created = true
+            response.canceled = true
+            response.cancelReason = failure
+            send(response)
+            return
+        }
+        if id == 0 {
+            while watchers[nextAutoID] != nil { nextAutoID += 1 }
+            id = nextAutoID
+            nextAutoID += 1
+        }
+        let start = r.startRevision == 0 ? headerRevision + 1 : r.startRevision
+        var watcher = Watcher(
+            id: id, range: range, nextRevision: start, catchingUp: false, prevKV: r.prevKV,
+            noPut: r.filters.contains(.noPut), noDelete: r.filters.contains(.noDelete),
+            progressNotify: r.progressNotify, fragment: r.fragment)
+
+        // The created response precedes any event of the watcher.
+        var created = WatchResponse()
+        created.header = store.header(revision: headerRevision)
+        created.watchID = id
+        created.created = true
+        send(created)
+
+        watchers[id] = watcher
+        let lastPublished = store.hub.update(self, ranges: watchers.values.map(\.range))
+        if start <= lastPublished {
+            watcher.catchingUp = true
+            watchers[id] = watcher
+            scheduleCatchUp()
+        }
+        if r.progressNotify { startProgressTimerIfNeeded() }
+    }
+
+    private func cancel(_ id: Int64) {
+        guard watchers.removeValue(forKey: id) != nil else { return }  // unknown id: no response, as etcd
+        _ = store.hub.update(self, ranges: watchers.values.map(\.range))
+        var response = WatchResponse()
+        response.header = store.currentHeader()
+        response.watchID = id
+        response.canceled = true
+        send(response)
+    }
+
+    // MARK: events
+
+    private var isBackedUp: Bool { sender.pendingBytes > settings.pendingBytesMax }
+
+    private func handleDelivery(_ batch: RevisionEvents) {
+        for id in watchers.keys.sorted() {
+            guard var w = watchers[id], !w.catchingUp, batch.revision >= w.nextRevision else { continue }
+            if isBackedUp {
+                // Stop taking events from the hub; read them from the log when the client catches up.
+                w.catchingUp = true
+                watchers[id] = w
+                continue
+            }
+            sendEvents(of: batch, to: &w)
+            watchers[id] = w
+        }
+        if watchers.values.contains(where: \.catchingUp) { scheduleCatchUp() }
+    }
+
+    /// Sends the watcher's events of one revision (if any) and advances it past the revision.
+    private func sendEvents(of batch: RevisionEvents, to w: inout Watcher) {
+        var events: [Event] = []
+        for var event in batch.events {
+            guard let key = event.kv?.key, w.range.contains(key) else { continue }
+            if event.type == .put && w.noPut { continue }
+            if event.type == .delete && w.noDelete { continue }
+            if !w.prevKV { event.prevKV = nil }
+            events.append(event)
+        }
+        w.nextRevision = batch.revision + 1
+        guard !events.isEmpty else { return }
+        w.sentSinceProgress = true
+        var response = WatchResponse()
+        response.header = store.header(revision: batch.revision)
+        response.watchID = w.id
+        response.events = events
+        if w.fragment && response.protoSize > settings.fragmentBytes {
+            sendFragmented(response)
+        } else {
+            send(response)
+        }
+    }
+
+    private func sendFragmented(_ whole: WatchResponse) {
+        var chunk = whole
+        chunk.events = []
+        var size = chunk.protoSize
+        var pending: [WatchResponse] = []
+        for event in whole.events {
+            let eventSize = event.protoSize + 6
+            if !chunk.events.isEmpty && size + eventSize > settings.fragmentBytes {
+                pending.append(chunk)
+                chunk.events = []
+                size = chunk.protoSize
+            }
+            chunk.events.append(event)
+            size += eventSize
+        }
+        pending.append(chunk)
+        for (i, var part) in pending.enumerated() {
+            part.fragment = i < pending.count - 1
+            send(part)
+        }
+    }
+
+    private func scheduleCatchUp() {
+        guard !catchUpScheduled, !closedForGood else { return }
+        catchUpScheduled = true
+        loop.execute { self.catchUp() }
+    }
+
+    /// One step of reading the event log for the watchers that are behind; reschedules itself
+    /// until they are synced, and pauses while the client is not reading.
+    private func catchUp() {
+        catchUpScheduled = false
+        guard !closedForGood else { return }
+        let behind = watchers.values.filter(\.catchingUp)
+        guard let from = behind.map(\.nextRevision).min() else { return }
+        guard !isBackedUp else { return }  // resumed by writabilityChanged
+
+        switch store.events(from: from, maxRevisions: settings.catchUpRevisionsMax) {
+        case .compacted(let compactRevision):
+            for w in behind where w.nextRevision < compactRevision {
+                watchers[w.id] = nil
+                var response = WatchResponse()
+                response.header = store.header(revision: 0)
+                response.watchID = w.id
+                response.canceled = true
+                response.compactRevision = compactRevision
+                send(response)
+            }
+            _ = store.hub.update(self, ranges: watchers.values.map(\.range))
+        case .events(let batches, let current):
+            let coveredThrough = batches.last?.revision ?? current
+            for batch in batches {
+                for id in watchers.keys.sorted() {
+                    guard var w = watchers[id], w.catchingUp, w.nextRevision <= batch.revision else { continue }
+                    sendEvents(of: batch, to: &w)
+                    watchers[id] = w
+                }
+            }
+            for (id, var w) in watchers where w.catchingUp {
+                if w.nextRevision <= coveredThrough { w.nextRevision = coveredThrough + 1 }
+                // Everything up to `current` was in the log when it was read, and every later
+                // revision reaches this stream from the hub.
+                if coveredThrough >= current { w.catchingUp = false }
+                watchers[id] = w
+            }
+        }
+        if watchers.values.contains(where: \.catchingUp) {
+            scheduleCatchUp()
+        } else if deferredProgress {
+            deferredProgress = false
+            store.hub.requestProgress(self, token: Self.progressRequestToken)
+        }
+    }
+
+    // MARK: progress
+
+    private func handleProgress(_ revision: Int64, token: Int) {
+        guard !closedForGood else { return }
+        let synced = !watchers.values.contains(where: \.catchingUp)
+        if token == Self.progressRequestToken {
+            // etcd 3.5.13+: answered only once every watcher has been sent all earlier events;
+            // otherwise deferred until the stream has caught up.
+            guard synced else { deferredProgress = true; return }
+            var response = WatchResponse()
+            response.header = store.header(revision: revision)
+            response.watchID = -1
+            send(response)
+            return
+        }
+        for id in watchers.keys.sorted() {
+            guard var w = watchers[id], w.progressNotify, !w.catchingUp else { continue }
+            if !w.sentSinceProgress {
+                var response = WatchResponse()
+                response.header = store.header(revision: revision)
+                response.watchID = w.id
+                send(response)
+            }
+            w.sentSinceProgress = false
+            watchers[id] = w
+        }
+    }
+
+    private func startProgressTimerIfNeeded() {
+        guard progressTimer == nil else { return }
+        let interval = settings.progressNotifyInterval
+        progressTimer = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            guard let self else { return }
+            self.store.hub.requestProgress(self, token: Self.periodicProgressToken)
+        }
+    }
+
+    private func send(_ response: WatchResponse) {
+        sender.send(response.protoBytes())
+    }
+}
