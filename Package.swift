@@ -50,10 +50,11 @@ let package = Package(
         .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI"]),
         .testTarget(name: "LatticeServerTests", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
     ]
 )

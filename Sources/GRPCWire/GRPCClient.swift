@@ -121,6 +121,17 @@ public struct GRPCClientStream: Sendable {
         channel.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(empty), endStream: true)), promise: nil)
     }
 
+    /// Stops reading responses from the connection: HTTP/2 flow control then stops the server
+    /// (a slow client, for tests of backpressure).
+    public func pauseReading() {
+        channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+    }
+
+    public func resumeReading() {
+        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        channel.read()
+    }
+
     /// Resets the stream (the client cancels the call).
     public func cancel() {
         channel.close(promise: nil)

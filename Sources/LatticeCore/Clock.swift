@@ -71,3 +71,28 @@ public struct HybridClock: Sendable {
         }
     }
 }
+
+/// A wall clock that only moves when told to: for tests of leases and timers.
+public final class ManualWallClock: WallClock, @unchecked Sendable {
+    // @unchecked: `now` is only accessed under `lock`.
+    private let lock = ManualWallClockLock()
+    private var now: Int64
+
+    public init(startMilliseconds: Int64 = 1_700_000_000_000) { now = startMilliseconds }
+
+    public func nowMilliseconds() -> Int64 { lock.locked { now } }
+
+    public func advance(byMilliseconds delta: Int64) { lock.locked { now += delta } }
+}
+
+private final class ManualWallClockLock: @unchecked Sendable {
+    // @unchecked: a pthread mutex; allocated once, never moved.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    init() { mutex = .allocate(capacity: 1); pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+    func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+}

@@ -19,9 +19,6 @@ public struct WatchSettings: Sendable {
     /// Responses larger than this are split when the watcher asked for fragments
     /// (etcd uses `--max-request-bytes`).
     public var fragmentBytes = 1_572_864
-    /// Bytes a stream may have queued for the client before its watchers stop taking events
-    /// straight from the hub and catch up from the event log once the client reads again.
-    public var pendingBytesMax = 4 << 20
     /// Revisions read from the event log per catch-up step.
     public var catchUpRevisionsMax = 256
 
@@ -176,7 +173,11 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
 
     // MARK: events
 
-    private var isBackedUp: Bool { sender.pendingBytes > settings.pendingBytesMax }
+    /// The client is not reading fast enough: the stream's queue (bounded by the HTTP/2 stream's
+    /// outbound high watermark) is full. Watchers then stop taking events from the hub and catch
+    /// up from the event log when the stream becomes writable again, so memory per stream stays
+    /// bounded and nothing is dropped.
+    private var isBackedUp: Bool { !sender.isWritable }
 
     private func handleDelivery(_ batch: RevisionEvents) {
         for id in watchers.keys.sorted() {
