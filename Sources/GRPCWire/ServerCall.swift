@@ -42,8 +42,14 @@ public struct GRPCStreamSender: Sendable {
 
     public var eventLoop: any EventLoop { handler.eventLoop }
 
-    public func send(_ message: [UInt8]) {
-        onLoop { $0.sendStreamMessage(message) }
+    /// Queues a message; with `flush: false` it goes out with the next flush (batching several
+    /// messages into fewer writes).
+    public func send(_ message: [UInt8], flush: Bool = true) {
+        onLoop { $0.sendStreamMessage(message, flush: flush) }
+    }
+
+    public func flush() {
+        onLoop { $0.flushStream() }
     }
 
     /// Ends the call with trailers carrying `status`.
@@ -55,13 +61,6 @@ public struct GRPCStreamSender: Sendable {
     public var isWritable: Bool {
         handler.eventLoop.preconditionInEventLoop()
         return handler.value.isWritable
-    }
-
-    /// Bytes written to the stream that HTTP/2 flow control has not let out yet (read on the
-    /// call's loop).
-    public var pendingBytes: Int {
-        handler.eventLoop.preconditionInEventLoop()
-        return handler.value.pendingOutboundBytes
     }
 
     private func onLoop(_ body: @escaping @Sendable (ServerStreamHandler) -> Void) {

@@ -24,7 +24,6 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private var responseHeadersSent = false
     private var gzipResponses = false
     private var deadlineTask: Scheduled<Void>?
-    private(set) var pendingOutboundBytes = 0
 
     init(routes: GRPCRoutes, maxReceiveMessageBytes: Int) {
         self.routes = routes
@@ -196,15 +195,17 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         }
     }
 
-    func sendStreamMessage(_ message: [UInt8]) {
+    func sendStreamMessage(_ message: [UInt8], flush: Bool) {
         guard case .streaming = state else { return }
         sendResponseHeadersIfNeeded()
         let framed = MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator)
-        pendingOutboundBytes += framed.readableBytes
-        let size = framed.readableBytes
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.assumeIsolated().whenComplete { [self] _ in pendingOutboundBytes -= size }
-        context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: promise)
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: nil)
+        if flush { context.flush() }
+    }
+
+    func flushStream() {
+        guard case .streaming = state else { return }
+        context.flush()
     }
 
     func finishStream(_ status: GRPCStatus) {

@@ -53,7 +53,11 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private let sender: GRPCStreamSender
     private let loop: any EventLoop
     private let settings: WatchSettings
-    private var watchers: [Int64: Watcher] = [:]
+    private var watchers: [Int64: Watcher] = [:] {
+        didSet { if watchers.count != watcherIDs.count { watcherIDs = watchers.keys.sorted() } }
+    }
+    /// The watcher ids in order (watchers are served in creation-id order).
+    private var watcherIDs: [Int64] = []
     private var nextAutoID: Int64 = 0
     private var catchUpScheduled = false
     private var deferredProgress = false
@@ -180,7 +184,8 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private var isBackedUp: Bool { !sender.isWritable }
 
     private func handleDelivery(_ batch: RevisionEvents) {
-        for id in watchers.keys.sorted() {
+        var encoded = EncodedEvents(batch)
+        for id in watcherIDs {
             guard var w = watchers[id], !w.catchingUp, batch.revision >= w.nextRevision else { continue }
             if isBackedUp {
                 // Stop taking events from the hub; read them from the log when the client catches up.
@@ -188,33 +193,42 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                 watchers[id] = w
                 continue
             }
-            sendEvents(of: batch, to: &w)
+            sendEvents(of: batch, to: &w, encoded: &encoded)
             watchers[id] = w
         }
+        sender.flush()
         if watchers.values.contains(where: \.catchingUp) { scheduleCatchUp() }
     }
 
     /// Sends the watcher's events of one revision (if any) and advances it past the revision.
-    private func sendEvents(of batch: RevisionEvents, to w: inout Watcher) {
-        var events: [Event] = []
-        for var event in batch.events {
+    /// The events part of the response is encoded once per distinct selection of events and
+    /// shared by every watcher that selects the same ones.
+    private func sendEvents(of batch: RevisionEvents, to w: inout Watcher, encoded: inout EncodedEvents) {
+        var selected: [Int] = []
+        for (i, event) in batch.events.enumerated() {
             guard let key = event.kv?.key, w.range.contains(key) else { continue }
             if event.type == .put && w.noPut { continue }
             if event.type == .delete && w.noDelete { continue }
-            if !w.prevKV { event.prevKV = nil }
-            events.append(event)
+            selected.append(i)
         }
         w.nextRevision = batch.revision + 1
-        guard !events.isEmpty else { return }
+        guard !selected.isEmpty else { return }
         w.sentSinceProgress = true
-        var response = WatchResponse()
-        response.header = store.header(revision: batch.revision)
-        response.watchID = w.id
-        response.events = events
-        if w.fragment && response.protoSize > settings.fragmentBytes {
-            sendFragmented(response)
+        var head = WatchResponse()
+        head.header = store.header(revision: batch.revision)
+        head.watchID = w.id
+        let events = encoded.bytes(selected, prevKV: w.prevKV)
+        if w.fragment && events.count > settings.fragmentBytes {
+            var whole = head
+            whole.events = selected.map { i in
+                var e = batch.events[i]
+                if !w.prevKV { e.prevKV = nil }
+                return e
+            }
+            sendFragmented(whole)
         } else {
-            send(response)
+            // Concatenated encodings merge: the repeated `events` field appends to the head.
+            sender.send(head.protoBytes() + events, flush: false)
         }
     }
 
@@ -270,12 +284,14 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         case .events(let batches, let current):
             let coveredThrough = batches.last?.revision ?? current
             for batch in batches {
-                for id in watchers.keys.sorted() {
+                var encoded = EncodedEvents(batch)
+                for id in watcherIDs {
                     guard var w = watchers[id], w.catchingUp, w.nextRevision <= batch.revision else { continue }
-                    sendEvents(of: batch, to: &w)
+                    sendEvents(of: batch, to: &w, encoded: &encoded)
                     watchers[id] = w
                 }
             }
+            sender.flush()
             for (id, var w) in watchers where w.catchingUp {
                 if w.nextRevision <= coveredThrough { w.nextRevision = coveredThrough + 1 }
                 // Everything up to `current` was in the log when it was read, and every later
@@ -307,7 +323,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
             send(response)
             return
         }
-        for id in watchers.keys.sorted() {
+        for id in watcherIDs {
             guard var w = watchers[id], w.progressNotify, !w.catchingUp else { continue }
             if !w.sentSinceProgress {
                 var response = WatchResponse()
@@ -331,5 +347,29 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
 
     private func send(_ response: WatchResponse) {
         sender.send(response.protoBytes())
+    }
+}
+
+/// The encoded `events` field of a watch response for one revision, per selection of events and
+/// prev_kv choice, computed at most once per delivery.
+private struct EncodedEvents {
+    let batch: RevisionEvents
+    private var cache: [[Int]: [UInt8]] = [:]
+    private var cacheWithoutPrev: [[Int]: [UInt8]] = [:]
+
+    init(_ batch: RevisionEvents) { self.batch = batch }
+
+    mutating func bytes(_ selected: [Int], prevKV: Bool) -> [UInt8] {
+        if prevKV, let hit = cache[selected] { return hit }
+        if !prevKV, let hit = cacheWithoutPrev[selected] { return hit }
+        var only = WatchResponse()
+        only.events = selected.map { i in
+            var e = batch.events[i]
+            if !prevKV { e.prevKV = nil }
+            return e
+        }
+        let encoded = only.protoBytes()
+        if prevKV { cache[selected] = encoded } else { cacheWithoutPrev[selected] = encoded }
+        return encoded
     }
 }

@@ -24,7 +24,7 @@ public enum CRC32C {
     }
 
     public static func update(_ crc: UInt32, byte: UInt8) -> UInt32 {
-        withUnsafeBytes(of: byte) { update(crc, $0) }
+        Swift.withUnsafeBytes(of: byte) { update(crc, $0) }
     }
 
     /// The register-level loop: `state` is the inverted CRC.

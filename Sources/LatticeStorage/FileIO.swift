@@ -14,13 +14,13 @@ struct OpenFile {
 
     static func open(_ path: String, flags: Int32, mode: mode_t = 0o600) throws(StorageError) -> OpenFile {
         while true {
-            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            let fd = systemOpen(path, flags | O_CLOEXEC, mode)
             if fd >= 0 { return OpenFile(fd: fd, path: path) }
             if errno != EINTR { throw .system("open", path: path, errno: errno) }
         }
     }
 
-    func close() { _ = Glibc.close(fd) }
+    func close() { _ = systemClose(fd) }
 
     func size() throws(StorageError) -> Int {
         var info = stat()
@@ -74,7 +74,7 @@ struct OpenFile {
 
     /// fdatasync: the data and the metadata needed to read it back (the size) are durable.
     func syncData() throws(StorageError) {
-        while fdatasync(fd) != 0 {
+        while systemDataSync(fd) != 0 {
             if errno != EINTR { throw .system("fdatasync", path: path, errno: errno) }
         }
     }
@@ -90,7 +90,7 @@ struct OpenFile {
     /// error, never a reason to fall back.
     func preallocate(length: Int) throws(StorageError) {
         var code: Int32
-        repeat { code = posix_fallocate(fd, 0, off_t(length)) } while code == EINTR
+        repeat { code = systemPreallocate(fd, length) } while code == EINTR
         if code == 0 { return }
         if code == EOPNOTSUPP || code == ENOSYS || code == EINVAL {
             if try size() < length { try truncate(length: length) }
@@ -146,6 +146,11 @@ enum FileSystem {
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
+    static func size(_ path: String) -> Int? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_size) : nil
+    }
+
     static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
@@ -170,8 +175,31 @@ enum FileSystem {
     }
 
     static func rename(_ from: String, to: String) throws(StorageError) {
-        if Glibc.rename(from, to) != 0 { throw .system("rename to \(to):", path: from, errno: errno) }
+        if systemRename(from, to) != 0 { throw .system("rename to \(to):", path: from, errno: errno) }
     }
+}
+
+// File-scope names for the C functions that OpenFile and FileSystem shadow with their own
+// members, and the Linux-only calls with their nearest equivalents elsewhere.
+private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
+private func systemClose(_ fd: Int32) -> Int32 { close(fd) }
+private func systemRename(_ from: String, _ to: String) -> Int32 { rename(from, to) }
+
+private func systemDataSync(_ fd: Int32) -> Int32 {
+    #if os(Linux)
+    fdatasync(fd)
+    #else
+    fsync(fd)
+    #endif
+}
+
+/// 0 or an errno value, like posix_fallocate.
+private func systemPreallocate(_ fd: Int32, _ length: Int) -> Int32 {
+    #if os(Linux)
+    posix_fallocate(fd, 0, off_t(length))
+    #else
+    EOPNOTSUPP
+    #endif
 }
 
 /// Sixteen lowercase hex digits, the index part of WAL segment and snapshot file names.
@@ -193,11 +221,11 @@ private func isHexDigit(_ c: UInt8) -> Bool {
 // Little-endian helpers over byte arrays.
 extension Array where Element == UInt8 {
     mutating func appendLE(_ value: UInt32) {
-        withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 
     mutating func appendLE(_ value: UInt64) {
-        withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 }
 

@@ -25,7 +25,7 @@ struct WALRecovery {
     var writeOffset = WALFormat.segmentHeaderBytes
     var lastIndex: UInt64 = 0
 
-    init(directory: String, snapshotIndex: UInt64, segmentBytes: Int, fsync: Bool) throws(StorageError) {
+    init(directory: String, snapshotIndex: UInt64, segmentBytes: Int, fsync: Bool) {
         self.directory = directory
         self.snapshotIndex = snapshotIndex
         self.segmentBytes = segmentBytes
@@ -60,8 +60,7 @@ struct WALRecovery {
             guard let count = try readSegment(i, isLast: i == segments.count - 1) else {
                 // The last segment's creation never completed; it was removed.
                 try startFresh(at: next)
-                lastIndex = next - 1
-                return coverSnapshotIfAhead()
+                return try coverSnapshotIfAhead()
             }
             next += UInt64(count)
         }
@@ -78,7 +77,8 @@ struct WALRecovery {
                 try FileSystem.remove(FileSystem.join(directory, name))
                 removedTemporary = true
             } else if let first = WALFormat.firstIndex(ofSegmentName: name) {
-                segments.append(SegmentFile(firstIndex: first, path: FileSystem.join(directory, name), fileBytes: 0))
+                let path = FileSystem.join(directory, name)
+                segments.append(SegmentFile(firstIndex: first, path: path, fileBytes: FileSystem.size(path) ?? 0))
             }
         }
         segments.sort { $0.firstIndex < $1.firstIndex }
@@ -139,27 +139,34 @@ struct WALRecovery {
             notes.append("wal: truncated \(what) at offset \(damage.offset) of \(path) (\(damage.problem)); "
                          + "discarded \(max(damage.dataEnd - damage.offset, 0)) bytes, kept entries through index \(index - 1)")
         }
+        if isLast && segments[i].fileBytes < segmentBytes {
+            // Cut short (by hand, or by a crash with fsync off): give appends their space back.
+            try file.preallocate(length: segmentBytes)
+            if fsync { try file.sync() }
+            segments[i].fileBytes = try file.size()
+        }
         return scan.count
     }
 
     /// When the snapshot is ahead of everything logged, restarts the log after it.
     private mutating func coverSnapshotIfAhead() throws(StorageError) {
         guard lastIndex < snapshotIndex else { return }
+        let logged = lastIndex
         let old = segments
         try startFresh(at: snapshotIndex + 1)
-        for segment in old where segment.path != segments[0].path { try FileSystem.remove(segment.path) }
+        for segment in old { try FileSystem.remove(segment.path) }
         if fsync { try FileSystem.syncDirectory(directory) }
+        segments.removeFirst(old.count)
         records = []
         notes.append("wal: the snapshot at index \(snapshotIndex) covers every logged entry (through index "
-                     + "\(lastIndex)); the log restarts at index \(snapshotIndex + 1)")
-        lastIndex = snapshotIndex
+                     + "\(logged)); the log restarts at index \(snapshotIndex + 1)")
     }
 
-    /// Makes a new empty segment at `firstIndex` the only current one.
+    /// Appends a new empty segment at `firstIndex` and makes it the current one.
     private mutating func startFresh(at firstIndex: UInt64) throws(StorageError) {
         let segment = try Self.createSegment(directory: directory, firstIndex: firstIndex,
                                              fileBytes: segmentBytes, fsync: fsync)
-        segments = [segment]
+        segments.append(segment)
         writeOffset = WALFormat.segmentHeaderBytes
         lastIndex = firstIndex - 1
     }
@@ -172,19 +179,19 @@ struct WALRecovery {
         let path = FileSystem.join(directory, WALFormat.segmentName(firstIndex: firstIndex))
         let temporary = path + ".tmp"
         let file = try OpenFile.open(temporary, flags: O_RDWR | O_CREAT | O_TRUNC)
+        let size: Int
         do throws(StorageError) {
+            defer { file.close() }
             try file.preallocate(length: fileBytes)
             try file.write(WALFormat.segmentHeader(firstIndex: firstIndex), at: 0)
             if fsync { try file.sync() }
-            let size = try file.size()
-            file.close()
-            try FileSystem.rename(temporary, to: path)
-            if fsync { try FileSystem.syncDirectory(directory) }
-            return SegmentFile(firstIndex: firstIndex, path: path, fileBytes: size)
+            size = try file.size()
         } catch {
-            file.close()
             try? FileSystem.remove(temporary)
             throw error
         }
+        try FileSystem.rename(temporary, to: path)
+        if fsync { try FileSystem.syncDirectory(directory) }
+        return SegmentFile(firstIndex: firstIndex, path: path, fileBytes: size)
     }
 }

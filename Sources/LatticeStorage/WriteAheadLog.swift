@@ -74,7 +74,7 @@ public final class WriteAheadLog {
         guard segmentBytes >= WALFormat.segmentHeaderBytes + WALFormat.recordHeaderBytes else {
             throw StorageError(.invalidArgument, "wal: segmentBytes \(segmentBytes) is too small")
         }
-        var recovery = try WALRecovery(directory: directory, snapshotIndex: snapshotIndex,
+        var recovery = WALRecovery(directory: directory, snapshotIndex: snapshotIndex,
                                        segmentBytes: segmentBytes, fsync: fsync)
         try recovery.run()
         let segments = recovery.segments.map {

@@ -1,22 +1,26 @@
 import ArgumentParser
 import EtcdAPI
 import GRPCWire
+import Histogram
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ProtoWire
-import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `lattice bench`: load generator for any etcd v3 API server, on Lattice's own gRPC client.
+/// `lattice bench`: a load generator for any etcd v3 API server (Lattice or etcd), on Lattice's
+/// own gRPC client. Latencies go into HdrHistograms (microsecond resolution).
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmark an etcd-API server (Lattice or etcd).")
 
-    enum Workload: String, ExpressibleByArgument, CaseIterable { case put, range, txnPut = "txn-put" }
+    enum Workload: String, ExpressibleByArgument, CaseIterable {
+        case put, range, txnPut = "txn-put", mixed, watch, watchFanout = "watch-fanout"
+    }
 
-    @Argument(help: "Workload: put, range or txn-put.")
+    @Argument(help: "Workload: put, range, txn-put, mixed, watch or watch-fanout.")
     var workload: Workload
 
     @Option(help: "Comma-separated host:port endpoints.")
@@ -28,8 +32,14 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Number of concurrent clients (spread over the connections).")
     var clients = 1
 
-    @Option(help: "Total number of requests.")
+    @Option(help: "Total number of requests (puts for the watch workloads).")
     var total = 10_000
+
+    @Option(help: "Run for this many seconds instead of a fixed total.")
+    var duration: Double?
+
+    @Option(help: "Requests per second across all clients (0 = as fast as possible; watch default 1000).")
+    var rate: Int?
 
     @Option(help: "Key size in bytes.")
     var keySize = 8
@@ -49,18 +59,25 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Range consistency: l (linearizable) or s (serializable).")
     var consistency = "l"
 
+    @Option(help: "mixed: fraction of requests that are ranges (the rest are puts).")
+    var readRatio = 0.9
+
+    @Option(help: "watch: number of watchers (each on its own stream for watch, on shared streams for watch-fanout).")
+    var watchers = 100
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
-        guard conns > 0, clients > 0, total > 0, keySize > 0, keySpaceSize > 0 else {
-            throw ValidationError("--conns, --clients, --total, --key-size and --key-space-size must be positive")
+        guard conns > 0, clients > 0, total > 0, keySize > 0, keySpaceSize > 0, watchers > 0 else {
+            throw ValidationError("--conns, --clients, --total, --key-size, --key-space-size and --watchers must be positive")
         }
         guard consistency == "l" || consistency == "s" else { throw ValidationError("--consistency must be l or s") }
-    }
-
-    func key(_ i: Int) -> [UInt8] {
-        keyForIndex(sequentialKeys ? i % keySpaceSize : Int.random(in: 0..<keySpaceSize))
+        guard (0...1).contains(readRatio) else { throw ValidationError("--read-ratio must be between 0 and 1") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if (workload == .watch || workload == .watchFanout) && valSize < 8 {
+            throw ValidationError("watch workloads need --val-size of at least 8 (the value carries the send time)")
+        }
     }
 
     func run() async throws {
@@ -74,38 +91,159 @@ struct Bench: AsyncParsableCommand {
             let (host, port) = targets[i % targets.count]
             connections.append(try await GRPCClient.connect(host: host, port: port, group: group))
         }
+        defer { for c in connections { Task { await c.close() } } }
+        let result: BenchResult
+        switch workload {
+        case .watch, .watchFanout:
+            result = try await runWatch(connections)
+        default:
+            result = try await runRequests(connections)
+        }
+        report(result)
+    }
+
+    // MARK: request workloads
+
+    private func runRequests(_ connections: [GRPCClient]) async throws -> BenchResult {
         let value = [UInt8](repeating: 0x76, count: valSize)
-        if workload == .range {
-            // Make sure the keys exist.
+        if workload == .range || workload == .mixed {
             for i in 0..<min(keySpaceSize, 10_000) {
                 _ = try await connections[0].unary(path: "/etcdserverpb.KV/Put", request: PutRequest(key: keyForIndex(i), value: value).protoBytes())
             }
         }
-        let issued = Counter()
+        let plan = LoadPlan(total: duration == nil ? total : Int.max, seconds: duration, rate: rate ?? 0)
+        let progress = ProgressReporter(enabled: !json)
         let start = monotonicNanoseconds()
-        let latencies = try await withThrowingTaskGroup(of: [Int64].self) { tasks in
+        let histogram = try await withThrowingTaskGroup(of: Histogram<UInt64>.self) { tasks in
             for c in 0..<clients {
                 let connection = connections[c % connections.count]
                 tasks.addTask {
-                    var mine: [Int64] = []
-                    while true {
-                        let i = issued.next()
-                        if i >= total { break }
-                        let (path, bytes) = request(i, value: value)
-                        let t0 = monotonicNanoseconds()
+                    var h = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+                    while let slot = plan.next() {
+                        if slot.scheduledNanoseconds > 0 {
+                            let wait = slot.scheduledNanoseconds - monotonicNanoseconds()
+                            if wait > 0 { try await Task.sleep(for: .nanoseconds(wait)) }
+                        }
+                        let (path, bytes) = request(slot.index, value: value)
+                        // Rate-limited runs measure from the scheduled start (no coordinated omission).
+                        let t0 = slot.scheduledNanoseconds > 0 ? slot.scheduledNanoseconds : monotonicNanoseconds()
                         _ = try await connection.unary(path: path, request: bytes)
-                        mine.append(monotonicNanoseconds() - t0)
+                        _ = h.record(UInt64(max(1, (monotonicNanoseconds() - t0) / 1000)))
+                        progress.tick()
                     }
-                    return mine
+                    return h
                 }
             }
-            var all: [Int64] = []
-            for try await part in tasks { all += part }
+            var all = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            for try await part in tasks { all.add(part) }
             return all
         }
-        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-        for c in connections { await c.close() }
-        report(latencies.sorted(), seconds: elapsed)
+        progress.stop()
+        return BenchResult(histogram: histogram, seconds: Double(monotonicNanoseconds() - start) / 1e9)
+    }
+
+    private func request(_ i: Int, value: [UInt8]) -> (String, [UInt8]) {
+        let k = key(i)
+        switch workload {
+        case .put:
+            return ("/etcdserverpb.KV/Put", PutRequest(key: k, value: value).protoBytes())
+        case .range:
+            return rangeRequest(k)
+        case .mixed:
+            return Double.random(in: 0..<1) < readRatio ? rangeRequest(k) : ("/etcdserverpb.KV/Put", PutRequest(key: k, value: value).protoBytes())
+        case .txnPut:
+            // kube-apiserver's optimistic update shape: compare mod_revision, put, else range.
+            let t = TxnRequest(
+                compare: [Compare(key: k, target: .mod, result: .greater, .modRevision(-1))],
+                success: [RequestOp(.put(PutRequest(key: k, value: value)))],
+                failure: [RequestOp(.range(RangeRequest(key: k)))])
+            return ("/etcdserverpb.KV/Txn", t.protoBytes())
+        case .watch, .watchFanout:
+            fatalError("not a request workload")
+        }
+    }
+
+    private func rangeRequest(_ k: [UInt8]) -> (String, [UInt8]) {
+        var r = RangeRequest(key: k)
+        r.serializable = consistency == "s"
+        return ("/etcdserverpb.KV/Range", r.protoBytes())
+    }
+
+    // MARK: watch workloads
+
+    /// `watch`: one stream per watcher, all on one key; `watch-fanout`: the watchers share
+    /// `--conns` streams. A writer puts at `--rate` (default 1000/s); each value carries its send
+    /// time, each received event records put→event latency.
+    private func runWatch(_ connections: [GRPCClient]) async throws -> BenchResult {
+        let watchKey = Array((keyPrefix + "bench-watch").utf8)
+        let streamCount = workload == .watch ? watchers : connections.count
+        let expected = watchers * total
+        let received = NIOLockedValueBox((count: 0, histogram: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)))
+        let progress = ProgressReporter(enabled: !json)
+        var streams: [GRPCClientStream] = []
+        var readers: [Task<Void, any Error>] = []
+        let startRevision: Int64 = try RangeResponse(protoBytes: try await connections[0].unary(
+            path: "/etcdserverpb.KV/Range", request: RangeRequest(key: watchKey).protoBytes())).header!.revision + 1
+        for s in 0..<streamCount {
+            let stream = try await connections[s % connections.count].openStream(path: "/etcdserverpb.Watch/Watch")
+            let perStream = workload == .watch ? 1 : (watchers / streamCount + (s < watchers % streamCount ? 1 : 0))
+            var created = 0
+            var iterator = stream.responses.makeAsyncIterator()
+            for _ in 0..<perStream {
+                var c = WatchCreateRequest()
+                c.key = watchKey
+                c.startRevision = startRevision
+                stream.send(WatchRequest(.createRequest(c)).protoBytes())
+                _ = try await iterator.next()
+                created += 1
+            }
+            streams.append(stream)
+            let responses = stream.responses
+            readers.append(Task {
+                for try await bytes in responses {
+                    let r = try WatchResponse(protoBytes: bytes)
+                    let now = monotonicNanoseconds()
+                    received.withLockedValue { state in
+                        for e in r.events {
+                            let sent = e.kv.map { readInt64($0.value) } ?? now
+                            _ = state.histogram.record(UInt64(max(1, (now - sent) / 1000)))
+                            state.count += 1
+                        }
+                    }
+                    for _ in r.events { progress.tick() }
+                }
+            })
+        }
+        let plan = LoadPlan(total: duration == nil ? total : Int.max, seconds: duration, rate: rate ?? 1000)
+        let start = monotonicNanoseconds()
+        var puts = 0
+        while let slot = plan.next() {
+            let wait = slot.scheduledNanoseconds - monotonicNanoseconds()
+            if wait > 0 { try await Task.sleep(for: .nanoseconds(wait)) }
+            var value = [UInt8](repeating: 0x76, count: valSize)
+            writeInt64(monotonicNanoseconds(), into: &value)
+            _ = try await connections[0].unary(path: "/etcdserverpb.KV/Put", request: PutRequest(key: watchKey, value: value).protoBytes())
+            puts += 1
+        }
+        let want = duration == nil ? expected : watchers * puts
+        let deadline = monotonicNanoseconds() + 30_000_000_000
+        while received.withLockedValue({ $0.count }) < want && monotonicNanoseconds() < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        progress.stop()
+        for s in streams { s.cancel() }
+        for r in readers { r.cancel() }
+        let (count, histogram) = received.withLockedValue { ($0.count, $0.histogram) }
+        if count < want {
+            FileHandleStderr.write("warning: received \(count) of \(want) events\n")
+        }
+        return BenchResult(histogram: histogram, seconds: Double(monotonicNanoseconds() - start) / 1e9)
+    }
+
+    // MARK: keys and output
+
+    func key(_ i: Int) -> [UInt8] {
+        keyForIndex(sequentialKeys ? i % keySpaceSize : Int.random(in: 0..<keySpaceSize))
     }
 
     private func keyForIndex(_ i: Int) -> [UInt8] {
@@ -117,49 +255,95 @@ struct Bench: AsyncParsableCommand {
         return Array(keyPrefix.utf8) + bytes
     }
 
-    private func request(_ i: Int, value: [UInt8]) -> (String, [UInt8]) {
-        switch workload {
-        case .put:
-            return ("/etcdserverpb.KV/Put", PutRequest(key: key(i), value: value).protoBytes())
-        case .range:
-            var r = RangeRequest(key: key(i))
-            r.serializable = consistency == "s"
-            return ("/etcdserverpb.KV/Range", r.protoBytes())
-        case .txnPut:
-            let k = key(i)
-            let t = TxnRequest(
-                compare: [Compare(key: k, target: .mod, result: .greater, .modRevision(-1))],
-                success: [RequestOp(.put(PutRequest(key: k, value: value)))],
-                failure: [RequestOp(.range(RangeRequest(key: k)))])
-            return ("/etcdserverpb.KV/Txn", t.protoBytes())
-        }
-    }
-
-    private func report(_ sorted: [Int64], seconds: Double) {
-        func pct(_ p: Double) -> Double {
-            guard !sorted.isEmpty else { return 0 }
-            let idx = min(sorted.count - 1, Int((p / 100) * Double(sorted.count)))
-            return Double(sorted[idx]) / 1e6
-        }
-        let throughput = Double(sorted.count) / seconds
+    private func report(_ r: BenchResult) {
+        let h = r.histogram
+        func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
+        let count = h.totalCount
+        let throughput = Double(count) / r.seconds
+        let p = (min: ms(h.min), p50: ms(h.valueAtPercentile(50)), p90: ms(h.valueAtPercentile(90)),
+                 p99: ms(h.valueAtPercentile(99)), p999: ms(h.valueAtPercentile(99.9)), max: ms(h.max))
         if json {
             print("""
-            {"workload":"\(workload.rawValue)","requests":\(sorted.count),"seconds":\(seconds),"ops_per_second":\(throughput),\
-            "latency_ms":{"min":\(pct(0)),"p50":\(pct(50)),"p90":\(pct(90)),"p99":\(pct(99)),"p999":\(pct(99.9)),"max":\(Double(sorted.last ?? 0) / 1e6)}}
+            {"workload":"\(workload.rawValue)","requests":\(count),"seconds":\(r.seconds),"ops_per_second":\(throughput),\
+            "latency_ms":{"min":\(p.min),"p50":\(p.p50),"p90":\(p.p90),"p99":\(p.p99),"p999":\(p.p999),"max":\(p.max)}}
             """)
         } else {
-            print("workload \(workload.rawValue): \(sorted.count) requests in \(fixed(seconds, 2)) s = \(fixed(throughput, 0)) ops/s")
-            let max = Double(sorted.last ?? 0) / 1e6
-            print("latency ms: min \(fixed(pct(0), 3))  p50 \(fixed(pct(50), 3))  p90 \(fixed(pct(90), 3))  p99 \(fixed(pct(99), 3))  p99.9 \(fixed(pct(99.9), 3))  max \(fixed(max, 3))")
+            let unit = workload == .watch || workload == .watchFanout ? "events" : "requests"
+            print("workload \(workload.rawValue): \(count) \(unit) in \(fixed(r.seconds, 2)) s = \(fixed(throughput, 0))/s")
+            print("latency ms: min \(fixed(p.min, 3))  p50 \(fixed(p.p50, 3))  p90 \(fixed(p.p90, 3))  p99 \(fixed(p.p99, 3))  p99.9 \(fixed(p.p999, 3))  max \(fixed(p.max, 3))")
         }
     }
 }
 
-private final class Counter: @unchecked Sendable {
-    // @unchecked: the value is only touched under `lock`.
-    private let lock = NIOLock()
-    private var value = 0
-    func next() -> Int { lock.withLock { defer { value += 1 }; return value } }
+struct BenchResult {
+    let histogram: Histogram<UInt64>
+    let seconds: Double
+}
+
+/// Hands out request slots: a fixed total or a deadline, optionally paced at a fixed rate.
+final class LoadPlan: Sendable {
+    struct Slot { let index: Int; let scheduledNanoseconds: Int64 }
+
+    private let state = NIOLockedValueBox(0)
+    private let total: Int
+    private let deadline: Int64?
+    private let intervalNanoseconds: Int64
+    private let start = monotonicNanoseconds()
+
+    init(total: Int, seconds: Double?, rate: Int) {
+        self.total = total
+        self.deadline = seconds.map { monotonicNanoseconds() + Int64($0 * 1e9) }
+        self.intervalNanoseconds = rate > 0 ? 1_000_000_000 / Int64(rate) : 0
+    }
+
+    func next() -> Slot? {
+        let i: Int = state.withLockedValue { v in defer { v += 1 }; return v }
+        if i >= total { return nil }
+        let scheduled = intervalNanoseconds > 0 ? start + Int64(i) * intervalNanoseconds : 0
+        if let deadline, max(scheduled, monotonicNanoseconds()) >= deadline { return nil }
+        return Slot(index: i, scheduledNanoseconds: scheduled)
+    }
+}
+
+/// Completed-operation count on stderr once a second.
+final class ProgressReporter: Sendable {
+    private let count = NIOLockedValueBox(0)
+    private let task: Task<Void, Never>?
+
+    init(enabled: Bool) {
+        guard enabled else { task = nil; return }
+        let count = self.count
+        task = Task {
+            var last = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let now = count.withLockedValue { $0 }
+                FileHandleStderr.write("  \(now) done (\(now - last)/s)\n")
+                last = now
+            }
+        }
+    }
+
+    func tick() { count.withLockedValue { $0 += 1 } }
+    func stop() { task?.cancel() }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        var t = text
+        t.withUTF8 { buffer in _ = Glibc.write(2, buffer.baseAddress, buffer.count) }
+    }
+}
+
+func writeInt64(_ v: Int64, into bytes: inout [UInt8]) {
+    for i in 0..<8 { bytes[i] = UInt8(truncatingIfNeeded: v >> (8 * Int64(i))) }
+}
+
+func readInt64(_ bytes: [UInt8]) -> Int64 {
+    guard bytes.count >= 8 else { return 0 }
+    var v: Int64 = 0
+    for i in 0..<8 { v |= Int64(bytes[i]) << (8 * Int64(i)) }
+    return v
 }
 
 func monotonicNanoseconds() -> Int64 {

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The data directory: `wal/` and `snap/` (mode 0700) and the `lock` file, held with an exclusive
+/// `flock` for as long as this object lives, so two lattice processes never share one directory.
+///
+/// `flock` locks belong to an open file description, so a second `open` of the same directory
+/// fails in the same process too. The lock file holds the owner's pid, for operators; the lock
+/// is what counts. Not `Sendable`: owned by whoever starts the store.
+public final class DataDirectory {
+    public let path: String
+    public var walPath: String { FileSystem.join(path, "wal") }
+    public var snapPath: String { FileSystem.join(path, "snap") }
+    public var lockPath: String { FileSystem.join(path, "lock") }
+    private var lockFile: OpenFile?
+
+    private init(path: String, lockFile: OpenFile) {
+        self.path = path
+        self.lockFile = lockFile
+    }
+
+    deinit { lockFile?.close() }
+
+    /// Creates the directory and its `wal/` and `snap/` if missing, then takes the lock. Throws
+    /// `.dataDirectoryInUse` at once (no waiting) when another process holds it.
+    public static func open(_ path: String) throws(StorageError) -> DataDirectory {
+        try FileSystem.createDirectories(path)
+        let lockPath = FileSystem.join(path, "lock")
+        let file = try OpenFile.open(lockPath, flags: O_RDWR | O_CREAT)
+        while flock(file.fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            file.close()
+            if code == EWOULDBLOCK {
+                throw StorageError(.dataDirectoryInUse,
+                                   "data directory \(path) is in use by another lattice process (lock file \(lockPath))",
+                                   path: lockPath)
+            }
+            throw .system("lock", path: lockPath, errno: code)
+        }
+        do throws(StorageError) {
+            try FileSystem.createDirectories(FileSystem.join(path, "wal"))
+            try FileSystem.createDirectories(FileSystem.join(path, "snap"))
+            try file.truncate(length: 0)
+            try file.write(Array("\(getpid())\n".utf8), at: 0)
+        } catch {
+            file.close()
+            throw error
+        }
+        return DataDirectory(path: path, lockFile: file)
+    }
+
+    /// Releases the lock now (also done when the object goes away).
+    public func close() {
+        lockFile?.close()
+        lockFile = nil
+    }
+}
