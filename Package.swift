@@ -27,7 +27,8 @@ let package = Package(
         ]),
         .target(name: "EtcdAPI", dependencies: ["ProtoWire"]),
         .target(name: "LatticeCore", dependencies: ["ProtoWire"]),
-        .target(name: "LatticeStore", dependencies: ["LatticeCore", "EtcdAPI"]),
+        .target(name: "LatticeStorage"),
+        .target(name: "LatticeStore", dependencies: ["LatticeCore", "EtcdAPI", "LatticeStorage", "ProtoWire"]),
         .target(name: "LatticeServer", dependencies: [
             "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -35,7 +36,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lattice", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -51,6 +52,7 @@ let package = Package(
         ]),
         .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI"]),
+        .testTarget(name: "LatticeStorageTests", dependencies: ["LatticeStorage"]),
         .testTarget(name: "LatticeServerTests", dependencies: [
             "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -62,18 +62,18 @@ public struct Change: Hashable, Sendable {
 
 // MARK: wire encoding (Protos/lattice/change.proto)
 
-struct DotMessage: ProtoMessage {
-    var dot = Dot(member: 0, seq: 0)
-    init() {}
-    init(_ dot: Dot) { self.dot = dot }
-    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+public struct DotMessage: ProtoMessage {
+    public var dot = Dot(member: 0, seq: 0)
+    public init() {}
+    public init(_ dot: Dot) { self.dot = dot }
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
         case 1: dot.member = try r.readUInt64(wt, field: field)
         case 2: dot.seq = try r.readUInt64(wt, field: field)
         default: try r.skip(wt, field: field)
         }
     }
-    func traverse<V: ProtoVisitor>(_ v: inout V) {
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.uint64(1, dot.member)
         v.uint64(2, dot.seq)
     }

@@ -10,19 +10,21 @@ enum KVService {
         routes.add(service: service, method: "Range", unary(limits: nil) { (r: RangeRequest) throws(EtcdError) in
             try store.range(r)
         })
-        routes.add(service: service, method: "Put", unary(limits: limits) { (r: PutRequest) throws(EtcdError) in
-            try limits.checkSpace(r.protoSize)
-            return try store.put(r)
+        routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, done) in
+            do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
+            store.put(r, completion: done)
         })
-        routes.add(service: service, method: "DeleteRange", unary(limits: limits) { (r: DeleteRangeRequest) throws(EtcdError) in
-            try store.deleteRange(r)
+        routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) { (r: DeleteRangeRequest, done) in
+            store.deleteRange(r, completion: done)
         })
-        routes.add(service: service, method: "Txn", unary(limits: limits) { (r: TxnRequest) throws(EtcdError) in
-            if r.hasPuts { try limits.checkSpace(r.protoSize) }
-            return try store.txn(r)
+        routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, done) in
+            if r.hasPuts {
+                do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
+            }
+            store.txn(r, completion: done)
         })
-        routes.add(service: service, method: "Compact", unary(limits: limits) { (r: CompactionRequest) throws(EtcdError) in
-            try store.compact(r)
+        routes.add(service: service, method: "Compact", asyncUnary(limits: limits, CompactionResponse.self) { (r: CompactionRequest, done) in
+            store.compact(r, completion: done)
         })
     }
 }
@@ -82,6 +84,32 @@ func unary<Request: ProtoMessage, Response: ProtoMessage>(
             responder.succeed(try body(request).protoBytes())
         } catch {
             responder.fail(error.grpcStatus)
+        }
+    }
+}
+
+/// Like `unary`, for store calls that complete later (writes answer once durable).
+func asyncUnary<Request: ProtoMessage, Response: ProtoMessage>(
+    limits: RequestLimits?, _ response: Response.Type,
+    _ body: @escaping @Sendable (Request, _ done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) -> Void
+) -> GRPCMethodHandler {
+    .unary { bytes, _, responder in
+        if let limits, bytes.count > limits.maxRequestBytes {
+            responder.fail(EtcdError.requestTooLarge.grpcStatus)
+            return
+        }
+        let request: Request
+        do {
+            request = try Request(protoBytes: bytes)
+        } catch {
+            responder.fail(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
+            return
+        }
+        body(request) { result in
+            switch result {
+            case .success(let response): responder.succeed(response.protoBytes())
+            case .failure(let error): responder.fail(error.grpcStatus)
+            }
         }
     }
 }

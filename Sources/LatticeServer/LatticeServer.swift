@@ -64,6 +64,12 @@ public struct ServerConfiguration: Sendable {
     /// How often expired leases are revoked (etcd checks every 500 ms).
     public var leaseExpiryCheckInterval: TimeAmount = .milliseconds(500)
     public var wallClock: any WallClock = SystemWallClock()
+    /// `--unsafe-no-fsync`.
+    public var unsafeNoFsync = false
+    /// `--snapshot-count`.
+    public var snapshotCount = 100_000
+    /// Keep everything in memory, no data directory (tests).
+    public var inMemory = false
 
     public init() {}
 
@@ -101,7 +107,15 @@ public final class LatticeServer: Sendable {
         var storeConfiguration = MVCCStore.Configuration(memberID: memberID, clusterID: clusterID)
         storeConfiguration.maxTxnOps = configuration.maxTxnOps
         storeConfiguration.wallClock = configuration.wallClock
-        let store = MVCCStore(configuration: storeConfiguration)
+        storeConfiguration.dataDirectory = configuration.inMemory ? nil : configuration.dataDir
+        storeConfiguration.unsafeNoFsync = configuration.unsafeNoFsync
+        storeConfiguration.snapshotCount = configuration.snapshotCount
+        let store = try MVCCStore(configuration: storeConfiguration)
+        for note in store.recoveryNotes { logger.warning("recovery", metadata: ["note": "\(note)"]) }
+        logger.info("opened data directory", metadata: [
+            "data-dir": "\(configuration.inMemory ? "(memory)" : configuration.dataDir)",
+            "revision": "\(store.currentRevision)", "keys": "\(store.keyCount)",
+        ])
 
         let alarms = Alarms()
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
@@ -122,11 +136,17 @@ public final class LatticeServer: Sendable {
         routes.declare(service: "etcdserverpb.Auth")
         var connectionLimits = GRPCConnectionLimits()
         connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
-        let grpc = try await GRPCServer.start(
+        let grpc: GRPCServer
+        do {
+            grpc = try await GRPCServer.start(
             addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
             routes: routes, limits: connectionLimits, group: group
-        ) { local, remote in
-            logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+            ) { local, remote in
+                logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+            }
+        } catch {
+            store.close()
+            throw error
         }
         logger.info("serving client traffic", metadata: [
             "addresses": "\(grpc.localAddresses.map { "\($0)" })",
@@ -135,8 +155,8 @@ public final class LatticeServer: Sendable {
         ])
         let interval = configuration.leaseExpiryCheckInterval
         let leaseExpiry = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            for id in store.expireLeases() {
-                logger.debug("lease expired", metadata: ["lease-id": "\(String(id, radix: 16))"])
+            store.expireLeases { revoked in
+                for id in revoked { logger.debug("lease expired", metadata: ["lease-id": "\(String(id, radix: 16))"]) }
             }
         }
         return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry)
@@ -145,5 +165,6 @@ public final class LatticeServer: Sendable {
     public func shutdown() async {
         leaseExpiry.cancel()
         await grpc.shutdown()
+        store.close()
     }
 }

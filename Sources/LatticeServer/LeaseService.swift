@@ -8,12 +8,12 @@ import ProtoWire
 enum LeaseService {
     static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits) {
         let service = "etcdserverpb.Lease"
-        routes.add(service: service, method: "LeaseGrant", unary(limits: limits) { (r: LeaseGrantRequest) throws(EtcdError) in
-            try limits.checkSpace(r.protoSize)
-            return try store.leaseGrant(r)
+        routes.add(service: service, method: "LeaseGrant", asyncUnary(limits: limits, LeaseGrantResponse.self) { (r: LeaseGrantRequest, done) in
+            do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
+            store.leaseGrant(r, completion: done)
         })
-        routes.add(service: service, method: "LeaseRevoke", unary(limits: limits) { (r: LeaseRevokeRequest) throws(EtcdError) in
-            try store.leaseRevoke(r)
+        routes.add(service: service, method: "LeaseRevoke", asyncUnary(limits: limits, LeaseRevokeResponse.self) { (r: LeaseRevokeRequest, done) in
+            store.leaseRevoke(r, completion: done)
         })
         routes.add(service: service, method: "LeaseTimeToLive", unary(limits: nil) { (r: LeaseTimeToLiveRequest) throws(EtcdError) in
             store.leaseTimeToLive(r)

@@ -8,8 +8,9 @@
 /// killed mid-write), or — after a power loss — any subset of its sectors, the others still
 /// zero. Corruption (bit flips, overwritten bytes) leaves non-zero garbage instead. So a bad
 /// record is the tail when
-///   - it is torn: part of it that lies inside the written data is a zero-filled sector chunk
-///     (an unwritten sector of the in-flight batch; whatever follows belongs to that batch), or
+///   - it is torn: one of its sectors inside the written data reads as never written — zero
+///     from the record (or sector) start to the sector's end: an unwritten sector of the
+///     in-flight batch, and whatever follows belongs to that batch — or
 ///   - nothing non-zero follows its extent (it is the last record). Its extent comes from the
 ///     length field, or from that field with one bit corrected when the corrected length makes
 ///     the checksum match — so a flipped bit in the length of a middle record is not mistaken
@@ -123,20 +124,24 @@ enum SegmentScanner {
             break
         }
         let written = x..<min(extent ?? min(headerEnd, bytes.count), dataEnd)
-        let torn = hasZeroSectorChunk(bytes, written)
+        let torn = hasUnwrittenSector(bytes, written)
         let isLast = (extent ?? headerEnd) >= dataEnd
         return SegmentScan.Damage(offset: x, problem: description, dataEnd: dataEnd,
                                   isTail: torn || isLast, torn: torn)
     }
 
-    /// Whether some part of `range` that falls in one 512-byte sector of the file is all zero.
-    static func hasZeroSectorChunk(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+    /// Whether one of the 512-byte sectors of the file that overlap `range` (a bad record's
+    /// written bytes, starting at the record) reads as never written: zero from the record start
+    /// or the sector start, whichever is later, to the end of the sector. A sector the crash did
+    /// not write still holds what was there before the batch: zeros after the durable data. A
+    /// zero run inside a payload that stops before the sector ends (followed by the next record's
+    /// header) is data, not a tear.
+    static func hasUnwrittenSector(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         var start = range.lowerBound
         while start < range.upperBound {
-            let sectorEnd = (start / WALFormat.sectorBytes + 1) * WALFormat.sectorBytes
-            let end = min(sectorEnd, range.upperBound)
-            if bytes.isZero(start..<end) { return true }
-            start = end
+            let sectorEnd = min((start / WALFormat.sectorBytes + 1) * WALFormat.sectorBytes, bytes.count)
+            if bytes.isZero(start..<sectorEnd) { return true }
+            start = sectorEnd
         }
         return false
     }

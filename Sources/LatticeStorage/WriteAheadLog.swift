@@ -75,7 +75,7 @@ public final class WriteAheadLog {
             throw StorageError(.invalidArgument, "wal: segmentBytes \(segmentBytes) is too small")
         }
         var recovery = WALRecovery(directory: directory, snapshotIndex: snapshotIndex,
-                                       segmentBytes: segmentBytes, fsync: fsync)
+                                   segmentBytes: segmentBytes, fsync: fsync)
         try recovery.run()
         let segments = recovery.segments.map {
             Segment(firstIndex: $0.firstIndex, path: $0.path, fileBytes: $0.fileBytes)

@@ -32,3 +32,14 @@ extension EtcdError {
     public static let leaseExists = EtcdError(.failedPrecondition, "etcdserver: lease already exists")
     public static let leaseTTLTooLarge = EtcdError(.outOfRange, "etcdserver: too large lease TTL")
 }
+
+extension EtcdError {
+    public static let tooManyRequests = EtcdError(.resourceExhausted, "etcdserver: too many requests")
+    public static let stopped = EtcdError(.unavailable, "etcdserver: server stopped")
+
+    /// The write-ahead log failed: the outcome of the affected requests is unknown (they may be
+    /// on disk), and the member takes no more writes until it is restarted and recovers.
+    static func storageFailed(_ detail: String) -> EtcdError {
+        EtcdError(.unavailable, "lattice: write-ahead log failed (\(detail)); the request's outcome is unknown and the member accepts no writes until restarted")
+    }
+}

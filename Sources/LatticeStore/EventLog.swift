@@ -20,6 +20,13 @@ struct EventLog: Sendable {
         entries.append(batch)
     }
 
+    /// Rebuilding from a snapshot: revisions whose versions were all superseded before the
+    /// compaction point may be missing at the start; from the first one on, the log is dense.
+    mutating func restoreAppend(_ batch: RevisionEvents) {
+        if let last = entries.last, last.revision + 1 != batch.revision { entries.removeAll() }
+        entries.append(batch)
+    }
+
     /// Drops revisions below `revision`.
     mutating func compact(to revision: Int64) {
         guard let first = entries.first, first.revision < revision else { return }

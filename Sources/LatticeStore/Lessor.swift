@@ -52,6 +52,18 @@ struct Lessor: Sendable {
     @discardableResult
     mutating func remove(_ id: Int64) -> LeaseState? { leases.removeValue(forKey: id) }
 
+    /// Sets a lease's expiry from a persisted checkpoint (a max-register: never moves it back).
+    mutating func checkpoint(_ id: Int64, expiresAtMilliseconds: Int64) {
+        guard var lease = leases[id] else { return }
+        lease.expiresAtMilliseconds = max(lease.expiresAtMilliseconds, expiresAtMilliseconds)
+        leases[id] = lease
+    }
+
+    /// After a restart: no lease expires before `time`.
+    mutating func extendExpiries(toAtLeast time: Int64) {
+        for id in Array(leases.keys) { leases[id]!.expiresAtMilliseconds = max(leases[id]!.expiresAtMilliseconds, time) }
+    }
+
     /// Moves `key` from the lease of its previous version to the lease of its new version.
     mutating func reattach(_ key: [UInt8], from old: Int64, to new: Int64) {
         if old == new { return }

@@ -97,9 +97,10 @@ struct MVCCIndex: Sendable {
 
     // MARK: writes
 
-    /// Appends a version of `key` written at `revision` (which must be the revision being applied).
-    mutating func append(_ key: [UInt8], _ version: KeyVersion) {
-        precondition(version.modRevision > currentRevision, "a key version must be newer than the store")
+    /// Appends a version of `key` written at `revision` (which must be the revision being applied;
+    /// `restoring` loads a snapshot's histories key by key, in any key order).
+    mutating func append(_ key: [UInt8], _ version: KeyVersion, restoring: Bool = false) {
+        precondition(restoring || version.modRevision > currentRevision, "a key version must be newer than the store")
         precondition((histories[key]?.last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
         let wasLive = !(histories[key]?.last?.isTombstone ?? true)
         if histories[key] == nil {
@@ -112,6 +113,12 @@ struct MVCCIndex: Sendable {
         let isLive = !version.isTombstone
         if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
         approximateBytes += Int64(key.count + version.value.count + Self.versionOverheadBytes)
+    }
+
+    /// Sets the revision counters after a snapshot's histories were loaded.
+    mutating func restore(currentRevision: Int64, compactRevision: Int64) {
+        self.currentRevision = currentRevision
+        self.compactRevision = compactRevision
     }
 
     mutating func advance(to revision: Int64) {

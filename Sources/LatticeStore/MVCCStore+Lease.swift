@@ -1,36 +1,42 @@
 import EtcdAPI
+import Synchronization
 import LatticeCore
 
-/// Leases (etcd's lessor API). Grants, revocations and expiries are changes like key writes;
-/// only those that delete keys take a revision, as in etcd. Keep-alives renew in memory.
+/// Leases (etcd's lessor API). Grants, revocations, expiries and expiry checkpoints are changes
+/// like key writes (durable before they are answered); only those that delete keys take a
+/// revision, as in etcd. Keep-alives renew in memory and are checkpointed at most once per
+/// lease per interval.
 extension MVCCStore {
     private var nowMilliseconds: Int64 { configuration.wallClock.nowMilliseconds() }
 
-    public func leaseGrant(_ r: LeaseGrantRequest) throws(EtcdError) -> LeaseGrantResponse {
-        if r.ttl > Lessor.maxTTLSeconds { throw .leaseTTLTooLarge }
+    public func leaseGrant(_ r: LeaseGrantRequest, completion: @escaping @Sendable (Result<LeaseGrantResponse, EtcdError>) -> Void) {
+        if r.ttl > Lessor.maxTTLSeconds { return completion(.failure(.leaseTTLTooLarge)) }
         let now = nowMilliseconds
-        let (id, ttl) = try writeWithState { (txn: inout WriteTxn, state: inout MVCCStore.WriterState) throws(EtcdError) -> (Int64, Int64) in
-            let id = r.id == 0 ? state.lessor.generateID(memberID: configuration.memberID, nowMilliseconds: now) : r.id
+        let memberID = configuration.memberID
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> LeaseGrantResponse in
+            let id = r.id == 0 ? state.lessor.generateID(memberID: memberID, nowMilliseconds: now) : r.id
             if state.lessor.exists(id) { throw .leaseExists }
             let ttl = max(r.ttl, Lessor.minTTLSeconds)
             state.lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: now)
+            state.checkpointedAt[id] = now
             txn.append(.leaseGrant(id: id, ttlSeconds: ttl))
-            return (id, ttl)
-        }
-        return LeaseGrantResponse(header: currentHeader(), id: id, ttl: ttl)
+            return LeaseGrantResponse(header: nil, id: id, ttl: ttl)
+        }, completion: { [self] result in
+            completion(result.map { var g = $0; g.header = currentHeader(); return g })
+        })
     }
 
-    public func leaseRevoke(_ r: LeaseRevokeRequest) throws(EtcdError) -> LeaseRevokeResponse {
-        try revoke(r.id)
-        return LeaseRevokeResponse(header: currentHeader())
+    public func leaseRevoke(_ r: LeaseRevokeRequest, completion: @escaping @Sendable (Result<LeaseRevokeResponse, EtcdError>) -> Void) {
+        revoke(r.id, expiredBy: nil) { [self] result in
+            completion(result.map { _ in LeaseRevokeResponse(header: currentHeader()) })
+        }
     }
 
     /// Revokes a lease: its keys are deleted in one revision (none if it has no keys). With
-    /// `expiredBy`, only if the lease has not been renewed past that time (checked under the writer,
-    /// so a concurrent keep-alive wins). Returns whether it was revoked.
-    @discardableResult
-    private func revoke(_ id: Int64, expiredBy: Int64? = nil) throws(EtcdError) -> Bool {
-        try writeWithState { (txn: inout WriteTxn, state: inout MVCCStore.WriterState) throws(EtcdError) -> Bool in
+    /// `expiredBy`, only if the lease has not been renewed past that time (checked on the writer,
+    /// so a concurrent keep-alive wins). Completes with whether it was revoked.
+    private func revoke(_ id: Int64, expiredBy: Int64?, completion: @escaping @Sendable (Result<Bool, EtcdError>) -> Void) {
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Bool in
             guard let lease = state.lessor.lease(id) else { throw .leaseNotFound }
             if let expiredBy, lease.expiresAtMilliseconds > expiredBy { return false }
             for key in lease.keys.sorted(by: bytesLess) {
@@ -38,15 +44,33 @@ extension MVCCStore {
             }
             txn.append(.leaseRevoke(id: id))
             state.lessor.remove(id)
+            state.checkpointedAt[id] = nil
             return true
-        }
+        }, completion: completion)
     }
 
     /// Renews a lease; returns its granted TTL, or 0 when it does not exist (etcd answers a
-    /// keep-alive for an unknown lease with TTL 0).
+    /// keep-alive for an unknown lease with TTL 0). Persists the new expiry when the last
+    /// checkpoint is older than the checkpoint interval or half the TTL.
     public func leaseKeepAlive(_ id: Int64) -> Int64 {
         let now = nowMilliseconds
-        return writer.withLock { state in state.lessor.renew(id, nowMilliseconds: now)?.ttlSeconds ?? 0 }
+        let interval = configuration.leaseCheckpointIntervalMilliseconds
+        let (ttl, checkpoint): (Int64, Int64?) = writer.withLock { state in
+            guard let lease = state.lessor.renew(id, nowMilliseconds: now) else { return (0, nil) }
+            let due = min(interval, lease.ttlSeconds * 500)
+            if now - (state.checkpointedAt[id] ?? 0) >= due {
+                state.checkpointedAt[id] = now
+                return (lease.ttlSeconds, lease.expiresAtMilliseconds)
+            }
+            return (lease.ttlSeconds, nil)
+        }
+        if let checkpoint {
+            submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Void in
+                guard state.lessor.exists(id) else { return }
+                txn.append(.leaseCheckpoint(id: id, expiresAtMilliseconds: checkpoint))
+            }, completion: { _ in })
+        }
+        return ttl
     }
 
     public func leaseTimeToLive(_ r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
@@ -66,12 +90,32 @@ extension MVCCStore {
     }
 
     /// Revokes every lease whose TTL has run out by the store's clock, one change (and, with
-    /// keys, one revision) per lease. Called periodically by the server; tests call it directly
-    /// with a manual clock.
-    @discardableResult
-    public func expireLeases() -> [Int64] {
+    /// keys, one revision) per lease. `completion` gets the revoked ids.
+    public func expireLeases(completion: @escaping @Sendable ([Int64]) -> Void) {
         let now = nowMilliseconds
         let expired = writer.withLock { state in state.lessor.expired(nowMilliseconds: now) }
-        return expired.filter { id in (try? revoke(id, expiredBy: now)) == true }
+        guard !expired.isEmpty else { return completion([]) }
+        let results = Mutex<(done: Int, revoked: [Int64])>((0, []))
+        for id in expired {
+            revoke(id, expiredBy: now) { result in
+                let finished: [Int64]? = results.withLock { r in
+                    r.done += 1
+                    if case .success(true) = result { r.revoked.append(id) }
+                    return r.done == expired.count ? r.revoked : nil
+                }
+                if let finished { completion(finished.sorted()) }
+            }
+        }
+    }
+
+    // Synchronous forms (tests, tools; never on an event loop).
+    public func leaseGrant(_ r: LeaseGrantRequest) throws(EtcdError) -> LeaseGrantResponse { try wait { leaseGrant(r, completion: $0) } }
+    public func leaseRevoke(_ r: LeaseRevokeRequest) throws(EtcdError) -> LeaseRevokeResponse { try wait { leaseRevoke(r, completion: $0) } }
+
+    @discardableResult
+    public func expireLeases() -> [Int64] {
+        (try? wait { (done: @escaping @Sendable (Result<[Int64], EtcdError>) -> Void) in
+            expireLeases { done(.success($0)) }
+        }) ?? []
     }
 }

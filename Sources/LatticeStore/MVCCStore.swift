@@ -1,21 +1,40 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import EtcdAPI
 import LatticeCore
+import LatticeStorage
 import Synchronization
 
-/// The node-local engine (DESIGN.md §3): one writer, many readers.
+/// The node-local engine (DESIGN.md §3): one writer, many readers, group commit.
 ///
-/// Writes are serialised by the writer mutex. Each write is evaluated against the current state
-/// (under the read lock, so readers keep going), turned into a `Change`, assigned the next local
-/// revision if it writes keys, and applied to the MVCC index and event log under the write lock,
-/// which is held only for the in-memory apply. The revision is then published to watchers, still
-/// under the writer mutex so watchers see revisions in order. Reads take the read lock and never
-/// wait for an evaluation.
+/// Write requests go into a bounded queue. The writer thread takes everything queued as one
+/// batch, evaluates each request in order against the index plus the batch's earlier (pending)
+/// writes, turns each into a `Change` with the next local revision, appends the batch to the WAL
+/// with one fdatasync, and only then applies it to the MVCC index (under the write lock, held
+/// only for the in-memory apply), publishes it to watchers and answers the requests. While one
+/// batch is being synced, the next one queues up. Reads take the read lock and never wait for an
+/// evaluation or an fsync; they never see a change before it is durable.
 public final class MVCCStore: Sendable {
     public struct Configuration: Sendable {
         public var memberID: UInt64
         public var clusterID: UInt64
         public var maxTxnOps = 128
         public var wallClock: any WallClock = SystemWallClock()
+        /// Where the WAL and snapshots live; nil keeps everything in memory (tests).
+        public var dataDirectory: String?
+        /// `--unsafe-no-fsync`: write the WAL without fdatasync (benchmarks and tests only).
+        public var unsafeNoFsync = false
+        /// `--snapshot-count`: WAL entries between snapshots.
+        public var snapshotCount = 100_000
+        public var walSegmentBytes = 64 << 20
+        /// Bounds of one group-commit batch and of the queue in front of the writer.
+        public var batchRequestsMax = 1_000
+        public var queueCapacity = 10_000
+        /// Keep-alives of one lease are persisted (as a checkpoint change) at most this often,
+        /// and at least every half TTL, so a restart keeps leases its clients kept alive.
+        public var leaseCheckpointIntervalMilliseconds: Int64 = 5 * 60 * 1000
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -23,12 +42,15 @@ public final class MVCCStore: Sendable {
         }
     }
 
-    /// State owned by the writer.
+    /// State owned by the writer (the writer thread holds the mutex while evaluating a batch;
+    /// lease reads take it briefly).
     struct WriterState: ~Copyable {
         var clock: HybridClock
         var nextSeq: UInt64 = 1
         var vector = VersionVector()
         var lessor = Lessor()
+        /// Last persisted expiry checkpoint per lease (wall ms).
+        var checkpointedAt: [Int64: Int64] = [:]
     }
 
     /// What the index lock guards.
@@ -43,14 +65,41 @@ public final class MVCCStore: Sendable {
     nonisolated(unsafe) var indexed = Indexed()
     let writer: Mutex<WriterState>
     public let hub: WatchHub
+    let queue: WriteQueue<QueuedWrite>
+    let storage: StorageOwner
+    /// Set once the WAL failed: every later write fails with this error.
+    let failure = Mutex<EtcdError?>(nil)
+    private let writerDone = DispatchSemaphore(value: 0)
     /// Raft term reported in headers: a single member elects itself once, in term 2, like etcd.
     public static let raftTerm: UInt64 = 2
 
-    public init(configuration: Configuration) {
+    /// Opens the store: with a data directory, locks it, loads the newest snapshot and replays
+    /// the WAL after it. Throws a clear error for a locked or damaged data directory.
+    public init(configuration: Configuration) throws(StorageError) {
         self.configuration = configuration
-        self.writer = Mutex(WriterState(clock: HybridClock(wall: configuration.wallClock)))
-        self.hub = WatchHub(currentRevision: 1)
+        self.queue = WriteQueue(capacity: configuration.queueCapacity)
+        var state = WriterState(clock: HybridClock(wall: configuration.wallClock))
+        var indexed = Indexed()
+        self.storage = StorageOwner()
+        if let dir = configuration.dataDirectory {
+            let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
+            storage.attach(recovered)
+        }
+        self.indexed = indexed
+        self.hub = WatchHub(currentRevision: indexed.index.currentRevision)
+        self.writer = Mutex(state)
+        startWriter()
     }
+
+    /// Stops the writer after the queued writes and closes the WAL.
+    public func close() {
+        queue.close()
+        writerDone.wait()
+        storage.close()
+    }
+
+    /// A note from recovery (a truncated torn tail, a damaged snapshot skipped), for the log.
+    public var recoveryNotes: [String] { storage.notes }
 
     public var currentRevision: Int64 { lock.withReadLock { indexed.index.currentRevision } }
     public var compactRevision: Int64 { lock.withReadLock { indexed.index.compactRevision } }
@@ -107,118 +156,225 @@ public final class MVCCStore: Sendable {
 
     public var keyCount: Int { lock.withReadLock { indexed.index.liveKeyCount } }
 
-    // MARK: KV writes
+    // MARK: KV writes (completion after durability; synchronous wrappers wait for it)
 
-    public func put(_ p: PutRequest) throws(EtcdError) -> PutResponse {
-        try RequestValidation.check(p)
-        var response = try write { (txn: inout WriteTxn) throws(EtcdError) -> PutResponse in
-            if (p.ignoreValue || p.ignoreLease) && txn.current(p.key) == nil { throw .keyNotFound }
+    public func put(_ p: PutRequest, completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) { try RequestValidation.check(p) } catch { return completion(.failure(error)) }
+        submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> PutResponse in
+            // etcd checks a top-level put's lease before the key (inside a txn it is the other way).
             if p.lease != 0 && !txn.leaseExists(p.lease) { throw .leaseNotFound }
+            if (p.ignoreValue || p.ignoreLease) && txn.current(p.key) == nil { throw .keyNotFound }
             return txn.put(p)
+        }, completion: { [self] result in
+            completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
+        })
+    }
+
+    public func deleteRange(_ d: DeleteRangeRequest, completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) { try RequestValidation.check(d) } catch { return completion(.failure(error)) }
+        submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> DeleteRangeResponse in txn.deleteRange(d) },
+               completion: { [self] result in
+            completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
+        })
+    }
+
+    public func txn(_ t: TxnRequest, completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) { try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps) } catch {
+            return completion(.failure(error))
         }
-        response.header = header(revision: response.header?.revision ?? 0)
-        return response
-    }
-
-    public func deleteRange(_ d: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse {
-        try RequestValidation.check(d)
-        var response = try write { (txn: inout WriteTxn) throws(EtcdError) -> DeleteRangeResponse in txn.deleteRange(d) }
-        response.header = header(revision: response.header?.revision ?? 0)
-        return response
-    }
-
-    public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse {
-        try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps)
-        var revisionAfter: Int64 = 0
-        let compacted = compactRevision
-        var response = try write { (txn: inout WriteTxn) throws(EtcdError) -> TxnResponse in
-            let r = try txn.txn(t, compactRevision: compacted)
-            revisionAfter = txn.readRevision
+        submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> TxnResponse in
+            var r = try txn.txn(t, compactRevision: txn.pending.compactRevision)
+            r.header = ResponseHeader(clusterID: 0, memberID: 0, revision: txn.readRevision, raftTerm: 0)
             return r
-        }
-        response.header = header(revision: revisionAfter)
-        return response
+        }, completion: { [self] result in
+            completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
+        })
     }
 
-    public func compact(_ c: CompactionRequest) throws(EtcdError) -> CompactionResponse {
-        try writer.withLock { (_: inout WriterState) throws(EtcdError) -> CompactionResponse in
-            try lock.withWriteLock { () throws(EtcdError) -> CompactionResponse in
-                if c.revision <= indexed.index.compactRevision { throw .compacted }
-                if c.revision > indexed.index.currentRevision { throw .futureRevision }
-                indexed.index.compact(to: c.revision)
-                indexed.log.compact(to: c.revision)
-                var response = CompactionResponse()
-                response.header = header(revision: indexed.index.currentRevision)
-                return response
-            }
+    public func compact(_ c: CompactionRequest, completion: @escaping @Sendable (Result<CompactionResponse, EtcdError>) -> Void) {
+        submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> CompactionResponse in
+            if c.revision <= txn.base.compactRevision || c.revision <= txn.pending.compactRevision { throw .compacted }
+            if c.revision > txn.beginRevision { throw .futureRevision }
+            txn.compaction = c.revision
+            return CompactionResponse()
+        }, completion: { [self] result in
+            completion(result.map { var r = $0; r.header = currentHeader(); return r })
+        })
+    }
+
+    public func put(_ p: PutRequest) throws(EtcdError) -> PutResponse { try wait { put(p, completion: $0) } }
+    public func deleteRange(_ d: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse { try wait { deleteRange(d, completion: $0) } }
+    public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse { try wait { txn(t, completion: $0) } }
+    public func compact(_ c: CompactionRequest) throws(EtcdError) -> CompactionResponse { try wait { compact(c, completion: $0) } }
+
+    /// Runs an asynchronous store call and waits for its completion (tests, tools; never on an
+    /// event loop).
+    func wait<R: Sendable>(_ start: (@escaping @Sendable (Result<R, EtcdError>) -> Void) -> Void) throws(EtcdError) -> R {
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<Result<R, EtcdError>?>(nil)
+        start { result in
+            box.withLock { $0 = result }
+            done.signal()
         }
+        done.wait()
+        return try box.withLock { $0! }.get()
     }
 
     // MARK: the write path
 
-    /// Runs one write: evaluate under the read lock, then build the change, apply it under the
-    /// write lock and publish it. `body` also receives the writer state (for lease bookkeeping).
-    func write<R: Sendable>(_ body: (inout WriteTxn) throws(EtcdError) -> R) throws(EtcdError) -> R {
-        try writeWithState { (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> R in try body(&txn) }
+    /// A request waiting for the writer: evaluates itself against the batch, and later learns
+    /// whether its batch became durable.
+    struct QueuedWrite: Sendable {
+        let evaluate: @Sendable (inout WriteTxn, inout WriterState) -> Void
+        let finish: @Sendable (EtcdError?) -> Void
     }
 
-    func writeWithState<R: Sendable>(_ body: (inout WriteTxn, inout WriterState) throws(EtcdError) -> R) throws(EtcdError) -> R {
-        try writer.withLock { (state: inout WriterState) throws(EtcdError) -> R in
-            let dot = Dot(member: configuration.memberID, seq: state.nextSeq)
-            let leases = state.lessor.leases
-            let (result, evaluated) = try lock.withReadLock { () throws(EtcdError) -> (R, EvaluatedWrite) in
-                var txn = WriteTxn(base: indexed.index, dot: dot, leaseExists: { leases[$0] != nil })
-                let r = try body(&txn, &state)
-                return (r, EvaluatedWrite(txn))
+    /// Queues a write. `body` runs on the writer thread (against the index plus the batch's
+    /// pending writes); `completion` runs after the batch is durable and applied, or with the
+    /// error that stopped it.
+    func submit<R: Sendable>(_ body: @escaping @Sendable (inout WriteTxn, inout WriterState) throws(EtcdError) -> R,
+                             completion: @escaping @Sendable (Result<R, EtcdError>) -> Void) {
+        if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
+        let outcome = Mutex<Result<R, EtcdError>?>(nil)
+        let item = QueuedWrite(
+            evaluate: { txn, state in
+                do throws(EtcdError) {
+                    let r = try body(&txn, &state)
+                    outcome.withLock { $0 = .success(r) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error) }
+                    txn.discard()
+                }
+            },
+            finish: { batchError in
+                let result = outcome.withLock { $0 } ?? .failure(batchError ?? .stopped)
+                if let batchError, case .success = result {
+                    completion(.failure(batchError))
+                } else {
+                    completion(result)
+                }
+            })
+        if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
+    }
+
+    /// The writer runs on its own thread (it blocks in fdatasync; it must not take a thread
+    /// from a shared pool).
+    private func startWriter() {
+        WriterThread.start { [self] in
+            while let items = queue.takeBatch(max: configuration.batchRequestsMax) {
+                commit(items)
             }
-            guard !evaluated.ops.isEmpty else { return result }
-            let change = Change(id: dot, deps: state.vector, hlc: state.clock.tick(), ops: evaluated.ops)
-            state.nextSeq += 1
-            state.vector[dot.member] = dot.seq
-            guard !evaluated.versions.isEmpty else { return result }
-            for (key, version) in evaluated.versions {
-                state.lessor.reattach(key, from: evaluated.previous[key]?.lease ?? 0, to: version.lease)
-            }
-            let batch = lock.withWriteLock { apply(change, evaluated) }
-            hub.publish(batch)
-            return result
+            writerDone.signal()
         }
     }
 
-    /// The part of an evaluation that outlives it (the evaluation's view of the index must be
-    /// released before the index is mutated, or the mutation would copy it).
-    private struct EvaluatedWrite {
-        let revision: Int64
-        let ops: [Op]
-        let versions: [([UInt8], KeyVersion)]
-        let previous: [[UInt8]: KeyVersion]
+    /// One group commit: evaluate, one WAL append + fdatasync, apply, publish, answer.
+    private func commit(_ items: [QueuedWrite]) {
+        if let failed = failure.withLock({ $0 }) {
+            for item in items { item.finish(failed) }
+            return
+        }
+        var evaluated: [EvaluatedWrite] = []
+        var entries: [WALEntry] = []
+        writer.withLock { state in
+            lock.withReadLock {
+                var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
+                for item in items {
+                    let dot = Dot(member: configuration.memberID, seq: state.nextSeq)
+                    let leases = state.lessor.leases
+                    var txn = WriteTxn(base: indexed.index, pending: pending, dot: dot, leaseExists: { leases[$0] != nil })
+                    item.evaluate(&txn, &state)
+                    if let compaction = txn.compaction {
+                        pending.compactRevision = compaction
+                        entries.append(WALEntry(type: WALRecordType.compaction, payload: CompactionRecord(revision: compaction).protoBytes()))
+                        evaluated.append(EvaluatedWrite(compaction: compaction))
+                        continue
+                    }
+                    guard !txn.ops.isEmpty else { evaluated.append(EvaluatedWrite(nothing: ())); continue }
+                    let change = Change(id: dot, deps: state.vector, hlc: state.clock.tick(), ops: txn.ops)
+                    state.nextSeq += 1
+                    state.vector[dot.member] = dot.seq
+                    let write = EvaluatedWrite(txn, change: change)
+                    for (key, version) in write.versions {
+                        state.lessor.reattach(key, from: write.previous[key]?.lease ?? 0, to: version.lease)
+                        pending.versions[key] = version
+                    }
+                    if txn.hasChanges { pending.revision = txn.newRevision }
+                    entries.append(WALEntry(type: WALRecordType.change,
+                                            payload: ChangeRecord(revision: write.revision, change: change).protoBytes()))
+                    evaluated.append(write)
+                }
+            }
+        }
+        do throws(StorageError) {
+            try storage.append(entries)
+        } catch {
+            let failed = EtcdError.storageFailed(error.description)
+            failure.withLock { $0 = failed }
+            for item in items { item.finish(failed) }
+            return
+        }
+        var batches: [RevisionEvents] = []
+        lock.withWriteLock {
+            for write in evaluated {
+                if let batch = apply(write) { batches.append(batch) }
+            }
+        }
+        for batch in batches { hub.publish(batch) }
+        for item in items { item.finish(nil) }
+        if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }
+    }
 
-        init(_ txn: WriteTxn) {
-            revision = txn.newRevision
-            ops = txn.ops
+    /// The part of an evaluation that is applied once durable.
+    struct EvaluatedWrite {
+        var revision: Int64 = 0
+        var versions: [([UInt8], KeyVersion)] = []
+        var previous: [[UInt8]: KeyVersion] = [:]
+        var compaction: Int64?
+
+        init(_ txn: WriteTxn, change: Change) {
+            revision = txn.hasChanges ? txn.newRevision : 0
             versions = txn.writeOrder.map { ($0, txn.overlay[$0]!) }
             previous = txn.previous
         }
+
+        init(compaction: Int64) { self.compaction = compaction }
+        init(nothing: Void) {}
+        init(revision: Int64, versions: [([UInt8], KeyVersion)], previous: [[UInt8]: KeyVersion]) {
+            self.revision = revision
+            self.versions = versions
+            self.previous = previous
+        }
     }
 
-    private func apply(_ change: Change, _ evaluated: EvaluatedWrite) -> RevisionEvents {
-        var events: [Event] = []
-        events.reserveCapacity(evaluated.versions.count)
-        for (key, version) in evaluated.versions {
-            indexed.index.append(key, version)
-            let prev = evaluated.previous[key]?.keyValue(key)
-            if version.isTombstone {
-                var kv = KeyValue()
-                kv.key = key
-                kv.modRevision = version.modRevision
-                events.append(Event(type: .delete, kv: kv, prevKV: prev))
-            } else {
-                events.append(Event(type: .put, kv: version.keyValue(key), prevKV: prev))
-            }
+    /// Applies one durable write to the index and the event log (caller holds the write lock).
+    func apply(_ write: EvaluatedWrite) -> RevisionEvents? {
+        if let compaction = write.compaction {
+            indexed.index.compact(to: compaction)
+            indexed.log.compact(to: compaction)
+            return nil
         }
-        indexed.index.advance(to: evaluated.revision)
-        let batch = RevisionEvents(revision: evaluated.revision, events: events)
-        indexed.log.append(batch)
-        return batch
+        guard !write.versions.isEmpty else { return nil }
+        return Self.applyReplayed(write, to: &indexed)
+    }
+}
+
+/// A detached POSIX thread running one closure.
+enum WriterThread {
+    private final class Box {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    static func start(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { arg in
+            let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        precondition(rc == 0, "cannot start the store's writer thread (errno \(rc))")
+        pthread_detach(thread)
     }
 }

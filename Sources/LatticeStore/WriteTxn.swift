@@ -1,11 +1,30 @@
 import EtcdAPI
 import LatticeCore
 
+/// Key versions written by earlier requests of the batch being committed: evaluated and in the
+/// WAL batch, not yet durable, so not yet in the index (readers must not see them) — but later
+/// writes of the same batch must.
+struct PendingWrites {
+    /// The revision after the batch's writes so far.
+    var revision: Int64
+    /// The compaction revision including the batch's compactions.
+    var compactRevision: Int64
+    /// Latest pending version per key (tombstones for deletions).
+    var versions: [[UInt8]: KeyVersion] = [:]
+
+    init(revision: Int64, compactRevision: Int64) {
+        self.revision = revision
+        self.compactRevision = compactRevision
+    }
+}
+
 /// Evaluates one write request (Put, DeleteRange or Txn) against the store as of its current
-/// revision plus the request's own earlier writes, and collects the resulting `Op`s and key
-/// versions. It reads the index but never mutates it: the store applies the result afterwards.
+/// revision, plus the pending writes of its batch, plus the request's own earlier writes, and
+/// collects the resulting `Op`s and key versions. It reads the index but never mutates it: the
+/// store applies the result once the batch is durable.
 struct WriteTxn {
     let base: MVCCIndex
+    let pending: PendingWrites
     let beginRevision: Int64
     var newRevision: Int64 { beginRevision + 1 }
     let dot: Dot
@@ -20,10 +39,13 @@ struct WriteTxn {
     /// The visible version of each written key before this request touched it (for prev_kv in
     /// watch events and for lease re-attachment).
     private(set) var previous: [[UInt8]: KeyVersion] = [:]
+    /// Set by a Compact request (it writes no key).
+    var compaction: Int64?
 
-    init(base: MVCCIndex, dot: Dot, leaseExists: @escaping (Int64) -> Bool) {
+    init(base: MVCCIndex, pending: PendingWrites, dot: Dot, leaseExists: @escaping (Int64) -> Bool) {
         self.base = base
-        self.beginRevision = base.currentRevision
+        self.pending = pending
+        self.beginRevision = pending.revision
         self.dot = dot
         self.leaseExists = leaseExists
     }
@@ -34,13 +56,13 @@ struct WriteTxn {
     var readRevision: Int64 { hasChanges ? newRevision : beginRevision }
 
     func current(_ key: [UInt8]) -> KeyVersion? {
-        if let v = overlay[key] { return v.isTombstone ? nil : v }
+        if let v = overlay[key] ?? pending.versions[key] { return v.isTombstone ? nil : v }
         return base.visible(key, at: beginRevision)
     }
 
     /// Visible kvs in `range` at the request's read revision, in key order.
     func visibleInRange(_ range: KeyRange, limit: Int) -> (kvs: [KeyValue], total: Int) {
-        let touched = writeOrder.contains { range.contains($0) }
+        let touched = writeOrder.contains { range.contains($0) } || pending.versions.keys.contains { range.contains($0) }
         if !touched {
             var kvs: [KeyValue] = []
             var total = 0
@@ -53,6 +75,9 @@ struct WriteTxn {
         }
         var merged: [[UInt8]: KeyVersion] = [:]
         base.forEachVisible(in: range, at: beginRevision) { key, v in merged[key] = v; return true }
+        for (key, v) in pending.versions where range.contains(key) {
+            merged[key] = v.isTombstone ? nil : v
+        }
         for key in writeOrder where range.contains(key) {
             let v = overlay[key]!
             merged[key] = v.isTombstone ? nil : v
@@ -238,15 +263,24 @@ struct WriteTxn {
     }
 
     private func parents(_ key: [UInt8]) -> [Dot] {
-        if let v = overlay[key] { return [v.dot] }
+        if let v = overlay[key] ?? pending.versions[key] { return [v.dot] }
         if let v = base.latest(key) { return [v.dot] }
         return []
     }
 
     private mutating func record(_ key: [UInt8], _ version: KeyVersion, op: Op) {
-        if overlay[key] == nil, let before = base.visible(key, at: beginRevision) { previous[key] = before }
+        if overlay[key] == nil, let before = current(key) { previous[key] = before }
         if overlay.updateValue(version, forKey: key) == nil { writeOrder.append(key) }
         ops.append(op)
+    }
+
+    /// Forgets everything recorded: the request failed and must leave no trace.
+    mutating func discard() {
+        overlay = [:]
+        writeOrder = []
+        ops = []
+        previous = [:]
+        compaction = nil
     }
 
     /// Records a non-key op (lease operations) in the same change.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import LatticeServer
+import LatticeStorage
 import Logging
 import NIOCore
 import NIOPosix
@@ -44,6 +45,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Duration of periodic watch progress notifications (Go duration, e.g. 10m0s, 5s).")
     var experimentalWatchProgressNotifyInterval = "10m0s"
 
+    @Option(help: "Number of committed transactions to trigger a snapshot to disk.")
+    var snapshotCount = 100_000
+
+    @Flag(help: "Disables fsync, unsafe, will cause data loss.")
+    var unsafeNoFsync = false
+
     @Option(help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel = "info"
 
@@ -53,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         }
         guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive") }
         guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
+        guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be positive") }
         guard quotaBackendBytes >= 0 else { throw ValidationError("--quota-backend-bytes must not be negative") }
         guard let interval = GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval), interval > 0 else {
             throw ValidationError("invalid duration \"\(experimentalWatchProgressNotifyInterval)\" for --experimental-watch-progress-notify-interval")
@@ -83,6 +91,8 @@ struct Serve: AsyncParsableCommand {
         // etcd: 0 means the default quota.
         c.quotaBackendBytes = quotaBackendBytes == 0 ? 2 << 30 : quotaBackendBytes
         c.watchProgressNotifyInterval = .nanoseconds(GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval)!)
+        c.snapshotCount = snapshotCount
+        c.unsafeNoFsync = unsafeNoFsync
         return c
     }
 
@@ -113,6 +123,8 @@ struct Serve: AsyncParsableCommand {
             throw ExitFailure("listen tcp \(configuration.listenClientURLs.map { "\($0.host):\($0.port)" }.joined(separator: ",")): bind: address already in use")
         } catch let error as IOError {
             throw ExitFailure("cannot listen on \(configuration.listenClientURLs): \(error)")
+        } catch let error as StorageError {
+            throw ExitFailure(error.description)
         }
         logger.info("ready to serve client requests", metadata: ["name": "\(configuration.name)"])
 

@@ -21,6 +21,7 @@ final class ServerHarness: @unchecked Sendable {
         var configuration = ServerConfiguration()
         configuration.listenClientURLs = [try ServerURL(parsing: "http://127.0.0.1:0")]
         configuration.wallClock = clock
+        configuration.inMemory = true
         // Lease expiry is driven by the tests through `store.expireLeases()`.
         configuration.leaseExpiryCheckInterval = .hours(1)
         configure(&configuration)

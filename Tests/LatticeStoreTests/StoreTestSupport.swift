@@ -9,7 +9,7 @@ import LatticeStore
 func makeStore(maxTxnOps: Int? = nil) -> MVCCStore {
     var configuration = MVCCStore.Configuration(memberID: 1, clusterID: 2)
     if let maxTxnOps { configuration.maxTxnOps = maxTxnOps }
-    return MVCCStore(configuration: configuration)
+    return try! MVCCStore(configuration: configuration)  // in memory: cannot fail
 }
 
 /// The UTF-8 bytes of `s`.

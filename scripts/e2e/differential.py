@@ -12,15 +12,27 @@ Modes:
   --self-test                   start two real etcd 3.5.1 servers (must agree)
   --lattice-bin PATH            start etcd 3.5.1 as A and PATH as B
 
-Normalisation before comparing:
-  * JSON output (-w json) is parsed; header.cluster_id, header.member_id and
-    header.raft_term are dropped wherever a "header" object appears, and the
-    result is pretty-printed with sorted keys so diffs are per field.
+Normalisation before comparing (details in the "Normalisation" section):
+  * JSON output (-w json) is parsed; cluster_id, member_id and raft_term are
+    dropped from every response header (also watch responses' "Header" and
+    the header fields etcdctl flattens into lease responses), and the result
+    is pretty-printed with sorted keys so diffs are per field.
   * -w fields output drops the ClusterID, MemberID and RaftTerm lines.
   * stderr: etcdctl's JSON log lines (timestamps, pointers) are removed; the
     gRPC status code they mention is kept as "[grpc status: Code]".  Leading
     timestamps on plain log lines are stripped.  "Error: ..." lines are kept.
-  * The endpoint address is replaced by "<endpoint>" everywhere.
+  * The endpoint address, the server's own peer URL and its scratch dir are
+    replaced by "<endpoint>", "<peer-url>" and "<tmp>" everywhere.
+  * Server-generated IDs: leases -> L1, L2, ..., added members -> M1, ...
+    (in order of appearance), the server's own member/cluster ID ->
+    <member-id>/<cluster-id>; hex and decimal forms.
+  * Per command (COMMAND_NORMALISERS): watch output is made independent of
+    event batching; lease remaining TTLs close to the granted TTL, lease key
+    and lease list order, member order, endpoint status build/size/raft
+    index, health check durations and KV hashes are masked.
+
+Commands that never exit (etcdctl watch) run in the background (bg()) and
+are stopped once they printed the expected number of events (wait()).
 
 Standard library only (Python 3.11).
 """
@@ -44,13 +56,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 PROBE_KEY = "probe-key"  # read, never written
 STARTUP_TIMEOUT_S = 60.0
 COMMAND_TIMEOUT_S = 30.0
+WAIT_TIMEOUT_S = 20.0  # wait(): deadline for a background watch's output
+# Servers started by the script get this progress-notify interval (etcd's
+# default is 10 minutes), so `watch --progress-notify` cases finish quickly.
+WATCH_PROGRESS_NOTIFY_INTERVAL = "500ms"
 
 
 # --------------------------------------------------------------------------
@@ -58,10 +74,16 @@ COMMAND_TIMEOUT_S = 30.0
 # --------------------------------------------------------------------------
 #
 # A case is (name, [Cmd, ...]).  Placeholders, substituted per server right
-# before each case runs (in arguments and in stdin):
+# before each command runs (in arguments and in stdin):
 #   {p}       a key prefix unique to the case, e.g. "007-get-range/"
 #   {rev}     the server's current revision when the case starts
 #   {rev+N}   / {rev-N}  arithmetic on it
+#   {leaseN}  the ID (hex) of the N-th lease this case granted (`lease grant`)
+#   {memberN} the ID (hex) of the N-th member this case added (`member add`)
+#   {member}  the ID (hex) of the server's own member
+#   {tmp}     a scratch directory of the server's (e.g. for `snapshot save`)
+# IDs and paths differ between the servers; the normalisation masks them
+# (see "Normalisation"), so transcripts show L1, M1, <member-id>, <tmp>.
 # Use {p} for every key a case writes so cases do not see each other's data.
 # Prefixes are ordered by case index, so "--from-key {p}x" only ever reaches
 # keys of the current case (later cases have not written anything yet).
@@ -72,13 +94,42 @@ COMMAND_TIMEOUT_S = 30.0
 class Cmd:
     argv: tuple[str, ...]
     stdin: bytes = b""
+    # "run": run etcdctl to completion.  "start": start it in the background
+    # under the name `proc` (for commands that never exit, like `watch`).
+    # "wait": wait for background `proc` (see wait()).
+    action: str = "run"
+    proc: str = ""
+    events: int = 0      # wait: watch events to wait for
+    progress: int = 0    # wait: watch progress notifications to wait for
+    norm: tuple[str, ...] = ()  # extra NORMALISERS, on top of COMMAND_NORMALISERS
 
 
-def ctl(line: str | list[str], stdin: str | bytes = b"") -> Cmd:
+def ctl(line: str | list[str], stdin: str | bytes = b"", norm: tuple[str, ...] = ()) -> Cmd:
     """An etcdctl invocation; `line` is split shell-style unless it is a list."""
     argv = shlex.split(line) if isinstance(line, str) else line
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    return Cmd(tuple(argv), data)
+    return Cmd(tuple(argv), data, norm=norm)
+
+
+def bg(name: str, line: str, norm: tuple[str, ...] = ()) -> Cmd:
+    """Start `etcdctl LINE` in the background as NAME; its output is collected by wait(NAME).
+
+    Start watches with `--rev` (e.g. --rev={rev+1}): a watch without it only
+    sees writes made after the server registered it, which the harness cannot
+    observe, so the events seen would depend on timing.
+    """
+    return Cmd(tuple(shlex.split(line)), action="start", proc=name, norm=norm)
+
+
+def wait(name: str, events: int = 0, progress: int = 0) -> Cmd:
+    """Wait for background NAME, then stop it and compare what it printed.
+
+    Polls its output (no fixed sleeps) until it has printed `events` watch
+    events and `progress` progress notifications, then kills it.  With both 0,
+    waits for it to exit by itself (e.g. a watch the server cancels).  Gives
+    up after WAIT_TIMEOUT_S; the reference server (A) must never give up.
+    """
+    return Cmd((), action="wait", proc=name, events=events, progress=progress)
 
 
 def txn(compares: list[str], success: list[str], failure: list[str],
@@ -396,6 +447,233 @@ CASES: list[tuple[str, list[Cmd]]] = [
         "put {p}k v extra-arg",
         "get {p}k -w json",
     )),
+    # ---- Watch.  Every watch starts at a known revision (--rev), so the
+    # events it reports do not depend on when the server registered it.
+    ("watch-replay-prefix", _cmds(
+        "put {p}w/a 1",         # rev+1
+        "put {p}x 0",           # rev+2, outside the watched prefix
+        "put {p}w/b 2",         # rev+3
+        "put {p}w/a 3",         # rev+4
+        "del {p}w/b",           # rev+5
+        bg("all", "watch {p}w/ --prefix --rev={rev+1}"),
+        wait("all", events=4),
+        bg("from-middle", "watch {p}w/ --prefix --rev={rev+4}"),
+        wait("from-middle", events=2),
+        bg("json", "watch {p}w/ --prefix --rev={rev+1} -w json"),
+        wait("json", events=4),
+        bg("hex", "watch {p}w/ --prefix --rev={rev+3} --hex"),
+        wait("hex", events=3),
+        bg("fields", "watch {p}w/a --rev={rev+1} -w fields"),
+        wait("fields", events=2),
+    )),
+    ("watch-live", _cmds(
+        "put {p}k v1",          # rev+1
+        bg("key", "watch {p}k --rev={rev+1}"),
+        bg("prefix", "watch {p} --prefix --rev={rev+1} -w json"),
+        bg("future", "watch {p}k --rev={rev+4}"),   # starts at a revision not yet written
+        "put {p}k v2",          # rev+2
+        "put {p}other o",       # rev+3
+        "del {p}k",             # rev+4
+        txn([], ["put {p}k v3", "put {p}t 1"], []),  # rev+5: two events
+        "del {p} --prefix",     # rev+6: three events
+        wait("key", events=5),
+        wait("prefix", events=9),
+        wait("future", events=3),
+        "get {p} --prefix -w json",
+    )),
+    ("watch-prev-kv", _cmds(
+        "put {p}k v1",          # rev+1
+        "put {p}k v2",          # rev+2
+        "del {p}k",             # rev+3
+        "put {p}k v3",          # rev+4
+        bg("simple", "watch {p}k --prev-kv --rev={rev+1}"),
+        wait("simple", events=4),
+        bg("json", "watch {p} --prefix --prev-kv --rev={rev+1} -w json"),
+        wait("json", events=4),
+        bg("live", "watch {p}k --prev-kv --rev={rev+5} -w json"),
+        "put {p}k v4",          # rev+5
+        "del {p}k",             # rev+6
+        wait("live", events=2),
+    )),
+    ("watch-ranges", _cmds(
+        "put {p}a 1", "put {p}b 2", "put {p}c 3", "put {p}d 4", "put {p}e/x 5",
+        bg("range", "watch {p}b {p}d --rev={rev+1}"),
+        wait("range", events=2),
+        bg("reverse-range", "watch {p}d {p}b --rev={rev+1}"),
+        wait("reverse-range"),  # the server cancels it: empty range
+        bg("everything", 'watch "" --prefix --rev={rev+1}'),
+        wait("everything", events=5),
+        bg("missing", "watch {p}missing --rev={rev+1} -w json"),
+        "put {p}missing now",   # rev+6
+        wait("missing", events=1),
+    )),
+    ("watch-errors", _cmds(
+        "put {p}k v",
+        bg("no-key", "watch"),
+        wait("no-key"),
+        bg("prefix-and-range", "watch {p}a --prefix {p}b"),
+        wait("prefix-and-range"),
+        bg("negative-rev", "watch {p}k --rev=-5"),  # etcd: "compacted"
+        wait("negative-rev"),
+        bg("bad-rev", "watch {p}k --rev=abc"),
+        wait("bad-rev"),
+    )),
+    # The first two watches have no --rev: nothing is written while they run.
+    ("watch-progress-notify", _cmds(
+        "put {p}k v1",          # rev+1
+        bg("simple", "watch {p}k --progress-notify"),
+        wait("simple", progress=1),
+        bg("json", "watch {p}k --progress-notify -w json"),
+        wait("json", progress=1),
+        bg("after-replay", "watch {p}k --progress-notify --rev={rev+1}"),
+        wait("after-replay", events=1, progress=1),
+    )),
+    # ---- Lease.  Lease IDs are masked as L1, L2, ... (order of grant).
+    ("lease-grant", _cmds(
+        "lease grant 60",
+        "lease grant 60 -w json",
+        "lease grant 3600 -w fields",
+        "lease grant 9000000000",
+        "lease grant 9000000001",
+        "lease grant abc",
+        "lease grant",
+        "lease grant 10 20",
+        "lease list",
+        "lease list -w json",
+        "lease revoke {lease1}",
+        "lease revoke {lease2} -w json",
+        "lease revoke {lease3}",
+        "lease revoke {lease4}",
+        # TTLs below the minimum are raised to it (etcd: 2 s with default
+        # settings).  Revoked right away, before they can expire.
+        "lease grant 1",
+        "lease revoke {lease5}",
+        "lease grant 0 -w json",
+        "lease revoke {lease6}",
+        "lease list",
+    )),
+    ("lease-attach-and-timetolive", _cmds(
+        "lease grant 100",      # lease1
+        "lease grant 200 -w json",  # lease2
+        "put {p}a 1 --lease={lease1}",
+        "put {p}b 2 --lease={lease1} -w json",
+        "put {p}c 3 --lease={lease2}",
+        "get {p} --prefix -w json",
+        "get {p}a -w fields",
+        "lease timetolive {lease1}",
+        "lease timetolive {lease1} --keys",
+        "lease timetolive {lease1} -w json",
+        "lease timetolive {lease2} --keys -w json",
+        "put {p}a 4",                       # detaches a
+        "put {p}c 5 --ignore-lease",        # keeps lease2
+        "put {p}b 6 --lease={lease2}",      # moves b to lease2
+        "put {p}c --ignore-value --lease={lease1}",  # moves c to lease1
+        "lease timetolive {lease1} --keys",
+        "lease timetolive {lease2} --keys",
+        "get {p} --prefix -w json",
+        "lease keep-alive --once {lease1}",
+        "lease keep-alive --once {lease2} -w json",
+        "lease list",
+        "lease revoke {lease2}",            # deletes b
+        "get {p} --prefix -w json",
+        "lease timetolive {lease2} --keys",
+        "lease timetolive {lease2} -w json",
+        "lease revoke {lease1} -w json",    # deletes c
+        "get {p} --prefix -w json",
+        "lease list",
+    )),
+    ("lease-errors", _cmds(
+        "lease revoke 1234",
+        "lease revoke 1234 -w json",
+        "lease timetolive 1234",
+        "lease timetolive 1234 --keys -w json",
+        "lease keep-alive --once 1234",
+        "lease keep-alive --once 1234 -w json",
+        "put {p}k v --lease=1234",
+        txn([], ["put {p}t v --lease=1234"], [], "-w json"),
+        "lease revoke zz",
+        "lease revoke",
+        "lease timetolive",
+        "lease keep-alive",
+        "lease grant 60",       # lease1
+        "lease revoke {lease1}",
+        "lease revoke {lease1}",
+        "put {p}k v --lease={lease1}",
+        "lease keep-alive --once {lease1}",
+        "lease timetolive {lease1} --keys",
+        "get {p} --prefix -w json",
+    )),
+    ("lease-expiry", _cmds(
+        "lease grant 3",        # lease1; the shortest TTL both servers grant as asked
+        "put {p}k v --lease={lease1}",          # rev+1
+        "put {p}other v --lease={lease1}",      # rev+2
+        bg("expiry", "watch {p} --prefix --prev-kv --rev={rev+1}"),
+        bg("expiry-json", "watch {p} --prefix --prev-kv --rev={rev+1} -w json"),
+        wait("expiry", events=4),               # 2 puts, 2 deletes at rev+3
+        wait("expiry-json", events=4),          # shows the "lease" fields
+        "get {p} --prefix -w json",
+        "lease timetolive {lease1} --keys",
+        "lease keep-alive --once {lease1}",
+        "lease revoke {lease1}",
+    )),
+    # ---- Maintenance and Cluster.
+    ("endpoint-status-health-hashkv", _cmds(
+        "put {p}k v",
+        "endpoint status -w json",
+        "endpoint status",
+        "endpoint status --cluster -w json",
+        "endpoint health",
+        "endpoint health -w json",
+        "endpoint health --cluster",
+        "endpoint hashkv -w json",
+        "endpoint hashkv",
+        "endpoint hashkv --rev={rev} -w json",
+        "endpoint hashkv --rev={rev+100} -w json",
+    )),
+    ("alarm-defrag-snapshot", _cmds(
+        "put {p}k v",
+        "alarm list",
+        "alarm list -w json",
+        "alarm disarm",
+        "alarm disarm -w json",
+        "defrag",
+        "defrag --cluster",
+        "snapshot save {tmp}/snap.db",
+        "snapshot save",
+        "snapshot save {tmp}/no-such-dir/snap.db",
+        "get {p}k -w json",
+    )),
+    ("move-leader", _cmds(
+        "move-leader 1234",
+        "move-leader {member}",
+        "move-leader",
+        "move-leader zz",
+    )),
+    ("member-list", _cmds(
+        "member list",
+        "member list -w json",
+        "member list -w json --hex",
+        "member list -w fields",
+    )),
+    # Adds (then removes) a learner: only learners can be added to a
+    # one-member etcd without losing quorum.
+    ("member-learner", _cmds(
+        "member add learner1 --learner --peer-urls=http://127.0.0.1:1",  # member1
+        "member list",
+        "member list -w json",
+        # (Not tested: adding a member with the same peer URL; etcd's error
+        # depends on whether both adds happen in the same second.)
+        "member add learner2 --learner --peer-urls=http://127.0.0.1:2",
+        "member promote {member1}",
+        "member update {member1} --peer-urls=http://127.0.0.1:3",
+        "member update 1234 --peer-urls=http://127.0.0.1:4",
+        "member remove 1234",
+        "member remove {member}",
+        "member remove {member1}",
+        "member remove {member1}",
+        "member remove {member2}",  # only if the server accepted a second learner
+        "member list",
+    )),
     # Must stay last: compaction is global and makes old revisions unreadable.
     ("compaction", _cmds(
         "put {p}k v1",          # rev+1
@@ -420,6 +698,12 @@ CASES: list[tuple[str, list[Cmd]]] = [
         "get {p}k -w json",
         "put {p}k v4 -w json",
         "get {p} --prefix -w json",
+        # Watches from before / at the compaction revision ({rev+3}).
+        bg("compacted", "watch {p}k --rev={rev+2} -w json"),
+        wait("compacted"),      # canceled by the server, with CompactRevision
+        bg("at-compaction", "watch {p}k --rev={rev+3}"),
+        wait("at-compaction", events=2),
+        "endpoint hashkv -w json",
     )),
 ]
 
@@ -471,12 +755,17 @@ def etcdctl_env() -> dict[str, str]:
     return env
 
 
+def etcdctl_argv(etcdctl: str, endpoint: str, argv: list[str] | tuple[str, ...],
+                 client_timeouts: tuple[str, str] = ("2s", "5s")) -> list[str]:
+    dial, command = client_timeouts
+    return [etcdctl, f"--endpoints={endpoint}", f"--dial-timeout={dial}",
+            f"--command-timeout={command}", *argv]
+
+
 def run_etcdctl(etcdctl: str, endpoint: str, argv: list[str] | tuple[str, ...],
                 stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT_S,
                 client_timeouts: tuple[str, str] = ("2s", "5s")) -> Output:
-    dial, command = client_timeouts
-    full = [etcdctl, f"--endpoints={endpoint}", f"--dial-timeout={dial}",
-            f"--command-timeout={command}", *argv]
+    full = etcdctl_argv(etcdctl, endpoint, argv, client_timeouts)
     try:
         proc = subprocess.run(full, input=stdin, capture_output=True,
                               timeout=timeout, env=etcdctl_env())
@@ -489,14 +778,20 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
-_PLACEHOLDER = re.compile(r"\{(p|rev)([+-]\d+)?\}")
+_PLACEHOLDER = re.compile(r"\{(p|rev|tmp|member|lease\d+|member\d+)([+-]\d+)?\}")
 
 
-def render(text: str, prefix: str, rev: int) -> str:
+def render(text: str, values: dict[str, str | int]) -> str:
+    """Substitute placeholders; unknown ones (e.g. {lease2} when the second
+    grant failed) stay as they are, so etcdctl rejects them the same way on
+    both servers."""
     def substitute(m: re.Match[str]) -> str:
-        if m.group(1) == "p":
-            return prefix
-        return str(rev + int(m.group(2) or 0))
+        value = values.get(m.group(1))
+        if value is None:
+            return m.group(0)
+        if isinstance(value, int):
+            return str(value + int(m.group(2) or 0))
+        return value + (m.group(2) or "")
     return _PLACEHOLDER.sub(substitute, text)
 
 
@@ -511,6 +806,21 @@ def current_revision(etcdctl: str, endpoint: str) -> int | None:
 # --------------------------------------------------------------------------
 # Normalisation
 # --------------------------------------------------------------------------
+#
+# Every command's output goes through these steps, per server:
+#   1. Session.mask(): the server's endpoint, own peer URL and scratch dir become
+#      <endpoint>, <peer-url> and <tmp>.
+#   2. parse_documents(): stdout becomes a list of documents, each a parsed
+#      JSON value or a non-JSON line.
+#   3. the `docs` hooks of the command's NORMALISERS rewrite the documents.
+#   4. scrub_json() drops volatile header fields; JSON is pretty-printed.
+#   5. IdMasks: lease/member IDs the servers generate become L1, M1, ...
+#      (in order of appearance), the server's own member and cluster IDs
+#      become <member-id> and <cluster-id>, in hex and in decimal.
+#   6. the `lines` hooks of the NORMALISERS rewrite the final lines (stdout,
+#      and stderr minus its dropped JSON log records).
+# Which NORMALISERS apply comes from COMMAND_NORMALISERS (by the command's
+# leading words) plus Cmd.norm.
 
 VOLATILE_HEADER_FIELDS = ("cluster_id", "member_id", "raft_term")
 _FIELDS_VOLATILE = re.compile(r'^"(ClusterID|MemberID|RaftTerm)" : ')
@@ -518,13 +828,21 @@ _LEADING_TIMESTAMP = re.compile(
     r"^\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?\s*")
 _GRPC_CODE = re.compile(r"code = (\w+)")
 
+Doc = Any  # a parsed JSON value, or a str: one line of output that is not JSON
+
 
 def scrub_json(value: Any) -> Any:
-    """Drop cluster/member/term from every `header` object, at any depth."""
+    """Drop cluster/member/term from every response header, at any depth.
+
+    Headers are `header` objects, watch responses' `Header`, and the fields
+    etcdctl flattens into lease responses (clientv3 embeds *ResponseHeader).
+    """
     if isinstance(value, dict):
+        if "cluster_id" in value or "member_id" in value:
+            value = {k: v for k, v in value.items() if k not in VOLATILE_HEADER_FIELDS}
         out = {}
         for key, item in value.items():
-            if key == "header" and isinstance(item, dict):
+            if key in ("header", "Header") and isinstance(item, dict):
                 item = {k: v for k, v in item.items() if k not in VOLATILE_HEADER_FIELDS}
             out[key] = scrub_json(item)
         return out
@@ -533,15 +851,42 @@ def scrub_json(value: Any) -> Any:
     return value
 
 
-def _pretty_json(text: str) -> str | None:
+_NOT_JSON = object()
+
+
+def _parse_json(text: str) -> Any:
     stripped = text.strip()
     if not stripped.startswith(("{", "[")):
-        return None
+        return _NOT_JSON
     try:
-        return json.dumps(scrub_json(json.loads(stripped)), indent=2, sort_keys=True,
-                          ensure_ascii=False)
+        return json.loads(stripped)
     except ValueError:
-        return None
+        return _NOT_JSON
+
+
+def parse_documents(text: str) -> list[Doc]:
+    """The whole output as one JSON document, else one document per line."""
+    whole = _parse_json(text)
+    if whole is not _NOT_JSON:
+        return [whole]
+    docs: list[Doc] = []
+    for line in text.splitlines():
+        if _FIELDS_VOLATILE.match(line):
+            continue
+        parsed = _parse_json(line)
+        docs.append(line if parsed is _NOT_JSON else parsed)
+    return docs
+
+
+def render_documents(docs: list[Doc]) -> list[str]:
+    lines: list[str] = []
+    for doc in docs:
+        if isinstance(doc, str):
+            lines.append(doc)
+        else:
+            lines.extend(json.dumps(scrub_json(doc), indent=2, sort_keys=True,
+                                    ensure_ascii=False).splitlines())
+    return lines
 
 
 def mask_endpoint(text: str, endpoint: str) -> str:
@@ -550,23 +895,405 @@ def mask_endpoint(text: str, endpoint: str) -> str:
     return text.replace(endpoint, "<endpoint>").replace(host_port, "<endpoint>")
 
 
-def normalise_stdout(text: str, endpoint: str) -> list[str]:
-    text = mask_endpoint(text, endpoint)
-    whole = _pretty_json(text)
-    if whole is not None:
-        return whole.splitlines()
-    lines = []
-    for line in text.splitlines():
-        if _FIELDS_VOLATILE.match(line):
+class IdMasks:
+    """Server-generated IDs -> stable names, in hex (any zero padding) and decimal.
+
+    Lease and member IDs are registered as they are discovered (ID_DISCOVERY)
+    and named <kind><n> in order of appearance, per server, for the whole run.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+        self.counts: dict[str, int] = {}
+        self._regex: re.Pattern[str] | None = None
+        self._lookup: dict[str, str] = {}
+
+    def fixed(self, value: int | None, name: str) -> None:
+        if value:
+            self.names[value] = name
+            self._regex = None
+
+    def register(self, value: int, kind: str) -> str:
+        if value not in self.names:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.names[value] = f"{kind}{self.counts[kind]}"
+            self._regex = None
+        return self.names[value]
+
+    def name(self, value: Any) -> str | None:
+        try:
+            return self.names.get(int(value))
+        except (TypeError, ValueError):
+            return None
+
+    def apply(self, text: str) -> str:
+        if not self.names:
+            return text
+        if self._regex is None:
+            self._lookup = {}
+            for value, name in self.names.items():
+                self._lookup[f"x{value:x}"] = name
+                self._lookup[f"d{value}"] = name
+            hexes = sorted((k[1:] for k in self._lookup if k[0] == "x"), key=len, reverse=True)
+            decs = sorted((k[1:] for k in self._lookup if k[0] == "d"), key=len, reverse=True)
+            # "(?<= ) *": etcdctl prints some IDs space-padded ("%16x").
+            self._regex = re.compile(r"(?:(?<= ) *)?\b(?:0*(?P<x>%s)|(?P<d>%s))\b"
+                                     % ("|".join(hexes), "|".join(decs)))
+
+        def substitute(m: re.Match[str]) -> str:
+            kind = "x" if m.group("x") is not None else "d"
+            return self._lookup[kind + m.group(kind)]
+        return self._regex.sub(substitute, text)
+
+
+# IDs a command's output introduces: (leading command words, name prefix,
+# [(regex on the raw stdout, base of the captured number)]).
+ID_DISCOVERY: list[tuple[tuple[str, ...], str, list[tuple[str, int]]]] = [
+    (("lease", "grant"), "L", [(r"^lease ([0-9a-f]+) granted with TTL", 16),
+                               (r'^\{.*"ID":(\d+)', 10),
+                               (r'^"ID" : (\d+)$', 10)]),
+    (("member", "add"), "M", [(r"^Member ([0-9a-f]+) added to cluster", 16),
+                              (r'"member":\{"ID":(\d+)', 10),
+                              (r'^"ID" : (\d+)$', 10)]),
+]
+
+
+def discover_ids(argv: list[str], stdout: str) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for words, kind, patterns in ID_DISCOVERY:
+        if tuple(argv[:len(words)]) != words:
             continue
-        pretty = _pretty_json(line)
-        lines.extend(pretty.splitlines() if pretty is not None else [line])
+        for pattern, base in patterns:
+            for m in re.finditer(pattern, stdout, re.MULTILINE):
+                value = int(m.group(1), base)
+                if (kind, value) not in found:
+                    found.append((kind, value))
+    return found
+
+
+# ---- Normalisers: reusable, selected per command ------------------------
+
+@dataclass(frozen=True)
+class Normaliser:
+    """`docs(docs, ids)` rewrites parsed output before headers are scrubbed
+    (`ids` gives the names IDs will be masked with); `lines(lines)` rewrites
+    the final lines, after ID masking."""
+    docs: Any = None
+    lines: Any = None
+
+
+def _each_dict(docs: list[Doc], fn: Any) -> list[Doc]:
+    """Apply fn to every dict in the documents, at any depth (fn mutates)."""
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            fn(value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+    for doc in docs:
+        walk(doc)
+    return docs
+
+
+def _natural(name: str | None, raw: Any = "") -> tuple:
+    m = re.fullmatch(r"([A-Za-z<>-]*?)(\d+)", name or "")
+    return (0, m.group(1), int(m.group(2))) if m else (1, name or "", str(raw))
+
+
+def _is_progress(doc: Doc) -> bool:
+    """A watch response without events, cancellation or creation: a progress notification."""
+    return (isinstance(doc, dict) and "Events" in doc and not doc.get("Events")
+            and not doc.get("Canceled") and not doc.get("Created")
+            and not doc.get("CompactRevision"))
+
+
+_PROGRESS_LINE = re.compile(r"^progress notify: \d+$")
+
+
+def _watch_docs(docs: list[Doc], _ids: IdMasks) -> list[Doc]:
+    """Watch output, independent of how the server batches events into responses.
+
+    Each event becomes its own document.  A response's Header.revision is
+    dropped when it is >= the mod_revision of its events (etcd sends the
+    current store revision, which depends on timing); otherwise it is kept so
+    the diff shows it.  Response fields other than Header/Events are kept
+    when not at their defaults.  Progress notifications (JSON responses
+    without events, "progress notify: N" lines) are kept once per run of
+    identical ones: how many arrive before the watch is stopped is timing.
+    In -w fields output, the per-response "Revision" lines are dropped.
+    """
+    out: list[Doc] = []
+    seen_progress: list[Doc] = []
+    for doc in docs:
+        if isinstance(doc, str):
+            if _PROGRESS_LINE.match(doc):
+                if doc in seen_progress:
+                    continue
+                seen_progress.append(doc)
+            elif re.match(r'^"Revision" : \d+$', doc):
+                continue
+            out.append(doc)
+            continue
+        if _is_progress(doc):
+            if doc in seen_progress:
+                continue
+            seen_progress.append(doc)
+            out.append(doc)
+            continue
+        if not (isinstance(doc, dict) and doc.get("Events")):
+            out.append(doc)
+            continue
+        seen_progress = []
+        events = doc["Events"]
+        header = dict(doc.get("Header") or {})
+        top = max(int((ev.get("kv") or {}).get("mod_revision", 0)) for ev in events)
+        if int(header.get("revision", 0)) >= top:
+            header.pop("revision", None)
+        rest = {k: v for k, v in doc.items() if k not in ("Header", "Events")
+                and v not in (0, False, None, "")}
+        header = {k: v for k, v in header.items() if k not in VOLATILE_HEADER_FIELDS}
+        out.extend(events)
+        if rest or header:
+            out.append({"response (besides its events)": {**rest, "Header": header}})
+    return out
+
+
+def _count_watch_output(text: str, is_json: bool) -> tuple[int, int]:
+    """(events, progress notifications) printed so far by `etcdctl watch`."""
+    events = progress = 0
+    for line in text.splitlines():
+        if is_json:
+            doc = _parse_json(line)
+            if isinstance(doc, dict) and "Events" in doc:
+                events += len(doc.get("Events") or [])
+                progress += _is_progress(doc)
+        elif line in ("PUT", "DELETE") or line in ('"Type" : PUT', '"Type" : DELETE'):
+            events += 1
+        elif _PROGRESS_LINE.match(line):
+            progress += 1
+    return events, progress
+
+
+# How close a lease's remaining TTL must be to its granted TTL to be masked.
+# Cases have no sleeps, but each command takes a little time.
+LEASE_TTL_SLACK_S = 3
+_REMAINING = re.compile(r"granted with TTL\((\d+)s\), remaining\((-?\d+)s\)")
+
+
+def _ttl_close(granted: int, remaining: int) -> bool:
+    return granted > 0 and granted - LEASE_TTL_SLACK_S <= remaining <= granted
+
+
+def _lease_ttl_docs(docs: list[Doc], _ids: IdMasks) -> list[Doc]:
+    def fix(d: dict) -> None:
+        if isinstance(d.get("ttl"), int) and isinstance(d.get("granted-ttl"), int) \
+                and _ttl_close(d["granted-ttl"], d["ttl"]):
+            d["ttl"] = f"<granted-ttl - 0..{LEASE_TTL_SLACK_S}>"
+    return _each_dict(docs, fix)
+
+
+def _lease_ttl_lines(lines: list[str]) -> list[str]:
+    def fix(m: re.Match[str]) -> str:
+        granted, remaining = int(m.group(1)), int(m.group(2))
+        if _ttl_close(granted, remaining):
+            return f"granted with TTL({granted}s), remaining(TTL - 0..{LEASE_TTL_SLACK_S}s)"
+        return m.group(0)
+    return [_REMAINING.sub(fix, line) for line in lines]
+
+
+def _lease_keys_docs(docs: list[Doc], _ids: IdMasks) -> list[Doc]:
+    def fix(d: dict) -> None:
+        if isinstance(d.get("keys"), list):
+            d["keys"] = sorted(d["keys"])
+    return _each_dict(docs, fix)
+
+
+def _lease_keys_lines(lines: list[str]) -> list[str]:
+    return [re.sub(r"attached keys\(\[(.*)\]\)",
+                   lambda m: "attached keys([" + " ".join(sorted(m.group(1).split(" "))) + "])",
+                   line) for line in lines]
+
+
+def _lease_list_docs(docs: list[Doc], ids: IdMasks) -> list[Doc]:
+    def fix(d: dict) -> None:
+        if isinstance(d.get("leases"), list):
+            d["leases"] = sorted(d["leases"], key=lambda item: _natural(
+                ids.name(item.get("id") if isinstance(item, dict) else None), item))
+    return _each_dict(docs, fix)
+
+
+def _lease_list_lines(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        out.append(lines[i])
+        if re.match(r"^found \d+ leases$", lines[i]):
+            j = i + 1
+            while j < len(lines) and re.fullmatch(r"L\d+|[0-9a-f]+", lines[j]):
+                j += 1
+            out.extend(sorted(lines[i + 1:j], key=_natural))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+# Status fields that legitimately differ: build, on-disk size, raft log position.
+STATUS_VOLATILE_FIELDS = ("version", "dbSize", "dbSizeInUse", "raftIndex", "raftAppliedIndex")
+
+
+def _endpoint_status_docs(docs: list[Doc], _ids: IdMasks) -> list[Doc]:
+    def fix(d: dict) -> None:
+        if isinstance(d.get("Status"), dict):
+            for field in STATUS_VOLATILE_FIELDS:
+                d["Status"].pop(field, None)
+    return _each_dict(docs, fix)
+
+
+def _endpoint_status_lines(lines: list[str]) -> list[str]:
+    # endpoint, ID, version, db size, is leader, is learner, raft term,
+    # raft index, raft applied index, errors
+    out = []
+    for line in lines:
+        fields = line.split(", ")
+        if len(fields) >= 10:
+            fields[2], fields[3] = "<version>", "<db-size>"
+            fields[7], fields[8] = "<raft-index>", "<raft-applied-index>"
+            line = ", ".join(fields)
+        out.append(line)
+    return out
+
+
+def _took_docs(docs: list[Doc], _ids: IdMasks) -> list[Doc]:
+    def fix(d: dict) -> None:
+        if "took" in d:
+            d["took"] = "<duration>"
+    return _each_dict(docs, fix)
+
+
+def _took_lines(lines: list[str]) -> list[str]:
+    return [re.sub(r"took = \S+", "took = <duration>", line) for line in lines]
+
+
+def _hash_docs(docs: list[Doc], _ids: IdMasks) -> list[Doc]:
+    def fix(d: dict) -> None:
+        if isinstance(d.get("HashKV"), dict) and "hash" in d["HashKV"]:
+            d["HashKV"]["hash"] = "<hash>"
+    return _each_dict(docs, fix)
+
+
+def _hash_lines(lines: list[str]) -> list[str]:
+    return [re.sub(r"^(\S+), \d+$", r"\1, <hash>", line) for line in lines]
+
+
+_MEMBER_LINE = re.compile(r"^([0-9a-f]+), (?:started|unstarted), ")
+
+
+def _member_id(value: Any) -> int | None:
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _order_note(raw_ids: list[int | None]) -> str:
+    ordered = all(a is not None and b is not None and a < b
+                  for a, b in zip(raw_ids, raw_ids[1:]))
+    return ("(members listed in ascending ID order)" if ordered
+            else "(members NOT listed in ascending ID order)")
+
+
+def _member_order_docs(docs: list[Doc], ids: IdMasks) -> list[Doc]:
+    """Member lists: etcd lists members by ascending ID, and IDs are random.
+
+    With two or more members, a note records whether the list was in
+    ascending ID order; then the members are sorted by their masked names,
+    so the comparison does not depend on which random ID is smaller.
+    """
+    out: list[Doc] = []
+    run: list[tuple[int | None, str]] = []  # consecutive simple-format member lines
+
+    def flush() -> None:
+        if len(run) >= 2:
+            out.append(_order_note([raw for raw, _ in run]))
+        out.extend(line for _, line in sorted(run, key=lambda r: _natural(ids.name(r[0]), r[0])))
+        run.clear()
+
+    def fix(d: dict) -> None:
+        members = d.get("members")
+        if isinstance(members, list) and len(members) >= 2 \
+                and all(isinstance(m, dict) for m in members):
+            raw = [_member_id(m.get("ID")) for m in members]
+            d["members"] = sorted(members, key=lambda m: _natural(
+                ids.name(_member_id(m.get("ID"))), m.get("ID")))
+            d["(member order)"] = _order_note(raw)
+
+    for doc in docs:
+        m = _MEMBER_LINE.match(doc) if isinstance(doc, str) else None
+        if m:
+            run.append((int(m.group(1), 16), doc))
+            continue
+        flush()
+        out.extend(_each_dict([doc], fix))
+    flush()
+    return out
+
+
+def _initial_cluster_lines(lines: list[str]) -> list[str]:
+    """`member add` prints ETCD_INITIAL_CLUSTER in member-list order: sort its entries."""
+    return [re.sub(r'^ETCD_INITIAL_CLUSTER="(.*)"$',
+                   lambda m: 'ETCD_INITIAL_CLUSTER="' + ",".join(sorted(m.group(1).split(","))) + '"',
+                   line) for line in lines]
+
+
+NORMALISERS: dict[str, Normaliser] = {
+    "member-order": Normaliser(docs=_member_order_docs, lines=_initial_cluster_lines),
+    "watch": Normaliser(docs=_watch_docs),
+    "lease-ttl": Normaliser(docs=_lease_ttl_docs, lines=_lease_ttl_lines),
+    "lease-keys": Normaliser(docs=_lease_keys_docs, lines=_lease_keys_lines),
+    "lease-list": Normaliser(docs=_lease_list_docs, lines=_lease_list_lines),
+    "endpoint-status": Normaliser(docs=_endpoint_status_docs, lines=_endpoint_status_lines),
+    "took": Normaliser(docs=_took_docs, lines=_took_lines),
+    "hash": Normaliser(docs=_hash_docs, lines=_hash_lines),
+}
+
+# Normalisers applied automatically, by the command's leading words.
+COMMAND_NORMALISERS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+    (("watch",), ("watch",)),
+    (("lease", "timetolive"), ("lease-ttl", "lease-keys")),
+    (("lease", "list"), ("lease-list",)),
+    (("endpoint", "status"), ("endpoint-status",)),
+    (("endpoint", "health"), ("took",)),
+    (("endpoint", "hashkv"), ("hash",)),
+    (("member",), ("member-order",)),
+]
+
+
+def normalisers_for(argv: list[str] | tuple[str, ...], extra: tuple[str, ...]) -> list[Normaliser]:
+    names = [name for words, names in COMMAND_NORMALISERS
+             if tuple(argv[:len(words)]) == words for name in names]
+    return [NORMALISERS[name] for name in [*names, *extra]]
+
+
+def normalise_stdout(text: str, mask: Any, ids: IdMasks,
+                     normalisers: list[Normaliser] = ()) -> list[str]:
+    docs = parse_documents(mask(text))
+    for normaliser in normalisers:
+        if normaliser.docs:
+            docs = normaliser.docs(docs, ids)
+    lines = [ids.apply(line) for line in render_documents(docs)]
+    for normaliser in normalisers:
+        if normaliser.lines:
+            lines = normaliser.lines(lines)
     return lines
 
 
-def normalise_stderr(text: str, endpoint: str) -> list[str]:
+def normalise_stderr(text: str, mask: Any, ids: IdMasks,
+                     normalisers: list[Normaliser] = ()) -> list[str]:
     lines: list[str] = []
-    for line in mask_endpoint(text, endpoint).splitlines():
+    for line in mask(text).splitlines():
         if line.lstrip().startswith("{"):
             try:
                 record = json.loads(line)
@@ -578,7 +1305,10 @@ def normalise_stderr(text: str, endpoint: str) -> list[str]:
                 if marker and marker not in lines:
                     lines.append(marker)
                 continue
-        lines.append(_LEADING_TIMESTAMP.sub("", line))
+        lines.append(ids.apply(_LEADING_TIMESTAMP.sub("", line)))
+    for normaliser in normalisers:  # e.g. etcdctl 3.4 prints `endpoint health` to stderr
+        if normaliser.lines:
+            lines = normaliser.lines(lines)
     return lines
 
 
@@ -591,23 +1321,194 @@ class CaseRun:
     start_rev: int | None
     # One block per command: "$ etcdctl ...", "< stdin", stdout, "! stderr", "=> exit N"
     blocks: list[list[str]]
+    # wait() commands that gave up (deadline) on this server
+    timeouts: list[str] = field(default_factory=list)
 
 
-def run_case(etcdctl: str, target: Target, prefix: str, cmds: list[Cmd]) -> CaseRun:
+@dataclass
+class Background:
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    norm: tuple[str, ...]
+
+    def output(self) -> tuple[str, str]:
+        return (_decode(self.stdout_path.read_bytes()), _decode(self.stderr_path.read_bytes()))
+
+
+# Every background etcdctl this script started and has not reaped yet, so
+# they are stopped on any exit path (each is killed by its own Popen).
+_BACKGROUND: set[subprocess.Popen[bytes]] = set()
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    _BACKGROUND.discard(proc)
+
+
+def stop_background_processes() -> None:
+    for proc in list(_BACKGROUND):
+        _kill(proc)
+
+
+def _is_json_output(argv: list[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg in ("-w", "--write-out") and i + 1 < len(argv) and argv[i + 1] == "json":
+            return True
+        if arg in ("-w=json", "--write-out=json", "-wjson"):
+            return True
+    return False
+
+
+class Session:
+    """Per-server state for the whole run: IDs to mask, scratch dir, background commands."""
+
+    def __init__(self, etcdctl: str, target: Target) -> None:
+        self.etcdctl = etcdctl
+        self.target = target
+        self.tmp = Path(tempfile.mkdtemp(prefix="differential-tmp-"))
+        self.ids = IdMasks()
+        self.member_id: int | None = None
+        self.peer_urls: list[str] = []
+        self.background: dict[str, Background] = {}
+        self.started = 0
+        self._discover_self()
+
+    def _discover_self(self) -> None:
+        """The server's own member ID, cluster ID and peer URLs (to mask them)."""
+        out = run_etcdctl(self.etcdctl, self.target.endpoint, ["member", "list", "-w", "json"])
+        try:
+            resp = json.loads(out.stdout)
+            header = resp["header"]
+            self.member_id = int(header["member_id"])
+            self.ids.fixed(self.member_id, "<member-id>")
+            self.ids.fixed(int(header.get("cluster_id", 0)), "<cluster-id>")
+            for member in resp.get("members") or []:
+                if int(member.get("ID", 0)) == self.member_id:
+                    self.peer_urls = list(member.get("peerURLs") or [])
+        except (ValueError, KeyError, TypeError):
+            pass
+
+    def close(self) -> None:
+        for bg_cmd in self.background.values():
+            _kill(bg_cmd.proc)
+        self.background.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def mask(self, text: str) -> str:
+        text = text.replace(str(self.tmp), "<tmp>")
+        for url in sorted(self.peer_urls, key=len, reverse=True):
+            text = text.replace(url, "<peer-url>")
+        return mask_endpoint(text, self.target.endpoint)
+
+    def normalise(self, argv: list[str], norm: tuple[str, ...], stdout: str,
+                  stderr: str) -> list[str]:
+        normalisers = normalisers_for(argv, norm)
+        return (normalise_stdout(stdout, self.mask, self.ids, normalisers)
+                + ["! " + line for line in normalise_stderr(stderr, self.mask, self.ids,
+                                                            normalisers)])
+
+    def command_line(self, argv: list[str], suffix: str = "") -> str:
+        return self.ids.apply(self.mask("$ etcdctl " + shlex.join(argv) + suffix))
+
+    # -- background commands --------------------------------------------
+
+    def start(self, name: str, argv: list[str], norm: tuple[str, ...]) -> list[str]:
+        block = [self.command_line(argv, f"  &  # as {name!r}")]
+        if name in self.background:
+            block.append(f"=> error: {name!r} is already running")
+            return block
+        self.started += 1
+        stdout_path = self.tmp / f"background-{self.started}.out"
+        stderr_path = stdout_path.with_suffix(".err")
+        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(etcdctl_argv(self.etcdctl, self.target.endpoint, argv),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    env=etcdctl_env())
+        _BACKGROUND.add(proc)
+        self.background[name] = Background(argv, proc, stdout_path, stderr_path, norm)
+        return block
+
+    def wait(self, name: str, events: int, progress: int) -> tuple[list[str], bool]:
+        """Block for wait(); returns (block, gave_up)."""
+        want = (f"{events} events, {progress} progress notifications"
+                if events or progress else "exit")
+        block = [f"$ wait {name!r} for {want}"]
+        bg_cmd = self.background.pop(name, None)
+        if bg_cmd is None:
+            return block + [f"=> error: nothing named {name!r} is running"], False
+        is_json = _is_json_output(bg_cmd.argv)
+        deadline = time.monotonic() + WAIT_TIMEOUT_S
+        gave_up = False
+        while True:
+            exited = bg_cmd.proc.poll() is not None
+            got = _count_watch_output(bg_cmd.output()[0], is_json)
+            if (events or progress) and got[0] >= events and got[1] >= progress:
+                status = "=> stopped after the expected output"
+                break
+            if exited:
+                status = f"=> exit {bg_cmd.proc.returncode}"
+                break
+            if time.monotonic() > deadline:
+                status = (f"=> gave up after {WAIT_TIMEOUT_S:.0f}s: {got[0]} events, "
+                          f"{got[1]} progress notifications")
+                gave_up = True
+                break
+            time.sleep(0.02)  # polling interval, not a wait for the server
+        _kill(bg_cmd.proc)
+        stdout, stderr = bg_cmd.output()
+        block += self.normalise(bg_cmd.argv, bg_cmd.norm, stdout, stderr)
+        block.append(status)
+        return block, gave_up
+
+    def stop_leftovers(self) -> list[list[str]]:
+        """Blocks for background commands a case started but never waited for."""
+        blocks = []
+        for name in list(self.background):
+            bg_cmd = self.background.pop(name)
+            _kill(bg_cmd.proc)
+            blocks.append([f"$ (case end) {name!r} was never waited for; stopped"])
+        return blocks
+
+
+def run_case(session: Session, prefix: str, cmds: list[Cmd]) -> CaseRun:
     """Run one case's commands in order; return normalised per-command blocks."""
-    rev = current_revision(etcdctl, target.endpoint)
+    rev = current_revision(session.etcdctl, session.target.endpoint)
+    values: dict[str, str | int] = {"p": prefix, "rev": rev or 0, "tmp": str(session.tmp)}
+    if session.member_id:
+        values["member"] = f"{session.member_id:x}"
+    counts: dict[str, int] = {}
     blocks: list[list[str]] = []
+    timeouts: list[str] = []
     for cmd in cmds:
-        argv = [render(arg, prefix, rev or 0) for arg in cmd.argv]
-        stdin = render(cmd.stdin.decode("latin-1"), prefix, rev or 0).encode("latin-1")
-        out = run_etcdctl(etcdctl, target.endpoint, argv, stdin)
-        block = ["$ etcdctl " + shlex.join(argv)]
-        block += ["< " + line for line in _decode(stdin).splitlines()]
-        block += normalise_stdout(out.stdout, target.endpoint)
-        block += ["! " + line for line in normalise_stderr(out.stderr, target.endpoint)]
-        block.append(f"=> exit {out.code}")
+        argv = [render(arg, values) for arg in cmd.argv]
+        if cmd.action == "start":
+            block = session.start(cmd.proc, argv, cmd.norm)
+        elif cmd.action == "wait":
+            block, gave_up = session.wait(cmd.proc, cmd.events, cmd.progress)
+            if gave_up:
+                timeouts.append(cmd.proc)
+        else:
+            stdin = render(cmd.stdin.decode("latin-1"), values).encode("latin-1")
+            out = run_etcdctl(session.etcdctl, session.target.endpoint, argv, stdin)
+            for kind, value in discover_ids(argv, out.stdout):
+                session.ids.register(value, kind)
+                counts[kind] = counts.get(kind, 0) + 1
+                placeholder = {"L": "lease", "M": "member"}[kind] + str(counts[kind])
+                values[placeholder] = f"{value:x}"
+            block = [session.command_line(argv)]
+            block += ["< " + line for line in _decode(stdin).splitlines()]
+            block += session.normalise(argv, cmd.norm, out.stdout, out.stderr)
+            block.append(f"=> exit {out.code}")
         blocks.append([printable(line) for line in block])
-    return CaseRun(rev, blocks)
+    blocks += session.stop_leftovers()
+    return CaseRun(rev, blocks, timeouts)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -628,6 +1529,16 @@ def printable(line: str, max_len: int = 1000) -> str:
 
 def report_difference(name: str, run_a: CaseRun, run_b: CaseRun, a: Target, b: Target) -> None:
     print(f"FAIL {name}")
+    if run_a.timeouts:
+        # The reference must always produce the output a wait() expects;
+        # if it does not, the case itself (or the setup) is wrong.
+        print(f"     note: the reference server A never produced the output that "
+              f"wait {', '.join(repr(n) for n in run_a.timeouts)} expects; fix the case "
+              f"(or start the servers with "
+              f"--experimental-watch-progress-notify-interval={WATCH_PROGRESS_NOTIFY_INTERVAL})")
+        for block in run_a.blocks:
+            if block[-1].startswith("=> gave up"):
+                print("\n".join("       A: " + line for line in block))
     if run_a.start_rev != run_b.start_rev:
         print(f"     note: revisions already differed at case start "
               f"(A={run_a.start_rev}, B={run_b.start_rev}); "
@@ -646,22 +1557,27 @@ def run_all(etcdctl: str, a: Target, b: Target,
             cases: list[tuple[int, str, list[Cmd]]], verbose: bool) -> tuple[int, int]:
     """Run each case on A and B (concurrently, the servers are independent)."""
     passed = failed = 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for index, name, cmds in cases:
-            prefix = f"{index:03d}-{name}/"
-            future_a = pool.submit(run_case, etcdctl, a, prefix, cmds)
-            future_b = pool.submit(run_case, etcdctl, b, prefix, cmds)
-            run_a, run_b = future_a.result(), future_b.result()
-            if run_a.blocks == run_b.blocks:
-                passed += 1
-                if verbose:
-                    print(f"ok   {name} ({len(cmds)} commands, start revision {run_a.start_rev})")
-                    for block in run_a.blocks:
-                        print("\n".join("     " + line for line in block))
-            else:
-                failed += 1
-                report_difference(name, run_a, run_b, a, b)
-            sys.stdout.flush()
+    session_a, session_b = Session(etcdctl, a), Session(etcdctl, b)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            for index, name, cmds in cases:
+                prefix = f"{index:03d}-{name}/"
+                future_a = pool.submit(run_case, session_a, prefix, cmds)
+                future_b = pool.submit(run_case, session_b, prefix, cmds)
+                run_a, run_b = future_a.result(), future_b.result()
+                if run_a.blocks == run_b.blocks and not run_a.timeouts:
+                    passed += 1
+                    if verbose:
+                        print(f"ok   {name} ({len(cmds)} commands, start revision {run_a.start_rev})")
+                        for block in run_a.blocks:
+                            print("\n".join("     " + line for line in block))
+                else:
+                    failed += 1
+                    report_difference(name, run_a, run_b, a, b)
+                sys.stdout.flush()
+    finally:
+        session_a.close()
+        session_b.close()
     return passed, failed
 
 
@@ -757,15 +1673,20 @@ def etcd_argv(etcd: str):
         return [etcd, "--name", "default", "--data-dir", str(workdir / "data"),
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"default={peer}"]
+                "--initial-cluster", f"default={peer}",
+                f"--experimental-watch-progress-notify-interval={WATCH_PROGRESS_NOTIFY_INTERVAL}"]
     return argv_for
 
 
 def lattice_argv(binary: str, extra: list[str]):
-    def argv_for(workdir: Path, client_port: int, _peer_port: int) -> list[str]:
+    def argv_for(workdir: Path, client_port: int, peer_port: int) -> list[str]:
         client = f"http://127.0.0.1:{client_port}"
-        return [binary, "--data-dir", str(workdir / "data"),
-                "--listen-client-urls", client, "--advertise-client-urls", client, *extra]
+        peer = f"http://127.0.0.1:{peer_port}"  # advertised only (member list)
+        return [binary, "--name", "default", "--data-dir", str(workdir / "data"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--initial-advertise-peer-urls", peer,
+                f"--experimental-watch-progress-notify-interval={WATCH_PROGRESS_NOTIFY_INTERVAL}",
+                *extra]
     return argv_for
 
 
@@ -860,6 +1781,7 @@ def main(argv: list[str] | None = None) -> int:
     etcdctl = args.etcdctl or find_etcd_binary("etcdctl")
     pool = ServerPool(keep_tmp=args.keep_tmp)
     atexit.register(pool.stop_all)
+    atexit.register(stop_background_processes)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
 

@@ -1,0 +1,237 @@
+import EtcdAPI
+import LatticeCore
+import LatticeStorage
+import ProtoWire
+import Synchronization
+
+/// The data directory and WAL of a store. Only the writer thread appends and snapshots; `close`
+/// runs after the writer stopped.
+final class StorageOwner: @unchecked Sendable {
+    // @unchecked: `wal` and `entriesSinceSnapshot` are touched by the writer thread only (and by
+    // init/close before it starts / after it stopped); `notes` is set before the writer starts.
+    private(set) var directory: DataDirectory?
+    private var wal: WriteAheadLog?
+    private var entriesSinceSnapshot = 0
+    private var lastSnapshotIndex: UInt64 = 0
+    private(set) var notes: [String] = []
+
+    func attach(_ r: Recovery.Opened) {
+        directory = r.directory
+        wal = r.wal
+        notes = r.notes
+        lastSnapshotIndex = r.snapshotIndex
+        entriesSinceSnapshot = r.replayed
+    }
+
+    /// Appends a batch with one fdatasync; no-op in memory.
+    func append(_ entries: [WALEntry]) throws(StorageError) {
+        guard let wal, !entries.isEmpty else { return }
+        _ = try wal.append(entries)
+        entriesSinceSnapshot += entries.count
+    }
+
+    func needsSnapshot(every count: Int) -> Bool { wal != nil && entriesSinceSnapshot >= count }
+
+    /// Saves a snapshot covering the WAL so far, then drops WAL segments the previous snapshot
+    /// already covered (keeping two snapshots, so a damaged newest one falls back to the older
+    /// one plus the WAL after it).
+    func saveSnapshot(_ bytes: [UInt8]) throws(StorageError) {
+        guard let wal, let directory else { return }
+        let index = wal.lastIndex
+        try SnapshotFile.save(directory: directory.snapPath, index: index, bytes: bytes)
+        try wal.resetAfterSnapshot(through: lastSnapshotIndex)
+        try SnapshotFile.prune(directory: directory.snapPath, keep: 2)
+        lastSnapshotIndex = index
+        entriesSinceSnapshot = 0
+    }
+
+    func close() {
+        wal?.close()
+        wal = nil
+        directory?.close()
+        directory = nil
+    }
+}
+
+/// Opening a data directory: lock, newest valid snapshot, WAL replay.
+enum Recovery {
+    struct Opened {
+        let directory: DataDirectory
+        let wal: WriteAheadLog
+        let snapshotIndex: UInt64
+        let replayed: Int
+        let notes: [String]
+    }
+
+    static func open(dataDirectory path: String, configuration: MVCCStore.Configuration,
+                     state: inout MVCCStore.WriterState, indexed: inout MVCCStore.Indexed) throws(StorageError) -> Opened {
+        let directory = try DataDirectory.open(path)
+        var notes: [String] = []
+        var snapshotIndex: UInt64 = 0
+        let loaded = try SnapshotFile.loadNewest(directory: directory.snapPath)
+        if let note = loaded.note { notes.append(note) }
+        if let snapshot = loaded.snapshot {
+            let decoded: StoreSnapshot
+            do {
+                decoded = try StoreSnapshot(protoBytes: snapshot.bytes)
+            } catch {
+                throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)) does not decode: \(error)",
+                                   path: directory.snapPath)
+            }
+            restore(decoded, state: &state, indexed: &indexed)
+            snapshotIndex = snapshot.index
+        }
+        let (wal, records, note) = try WriteAheadLog.open(
+            directory: directory.walPath, snapshotIndex: snapshotIndex,
+            segmentBytes: configuration.walSegmentBytes, fsync: !configuration.unsafeNoFsync)
+        if let note { notes.append(note) }
+        for record in records {
+            try replay(record, state: &state, indexed: &indexed, path: directory.walPath)
+        }
+        // Leases whose expiry passed while the member was down expire right after it is back.
+        let now = configuration.wallClock.nowMilliseconds()
+        state.lessor.extendExpiries(toAtLeast: now + 1_000)
+        state.clock.observe(HLC(wallMilliseconds: now, logical: 0))
+        return Opened(directory: directory, wal: wal, snapshotIndex: snapshotIndex, replayed: records.count, notes: notes)
+    }
+
+    /// Re-applies one WAL record: the change's ops against the state so far, giving the same
+    /// versions, revisions and events the original write produced.
+    static func replay(_ record: WALRecord, state: inout MVCCStore.WriterState, indexed: inout MVCCStore.Indexed, path: String) throws(StorageError) {
+        func damaged(_ why: String) -> StorageError {
+            StorageError(.corruption, "WAL entry \(record.index) in \(path): \(why)", path: path)
+        }
+        switch record.entry.type {
+        case WALRecordType.compaction:
+            guard let c = try? CompactionRecord(protoBytes: record.entry.payload) else { throw damaged("compaction record does not decode") }
+            indexed.index.compact(to: c.revision)
+            indexed.log.compact(to: c.revision)
+        case WALRecordType.change:
+            guard let r = try? ChangeRecord(protoBytes: record.entry.payload) else { throw damaged("change record does not decode") }
+            let change = r.change.change
+            if r.revision != 0 && r.revision != indexed.index.currentRevision + 1 {
+                throw damaged("revision \(r.revision) does not follow \(indexed.index.currentRevision)")
+            }
+            var versions: [([UInt8], KeyVersion)] = []
+            var previous: [[UInt8]: KeyVersion] = [:]
+            for op in change.ops {
+                switch op {
+                case .put(let key, let value, let lease, _):
+                    let prev = indexed.index.visible(key, at: indexed.index.currentRevision)
+                    if let prev { previous[key] = prev }
+                    versions.append((key, KeyVersion(modRevision: r.revision, createRevision: prev?.createRevision ?? r.revision,
+                                                     version: (prev?.version ?? 0) + 1, value: value, lease: lease, dot: change.id)))
+                case .delete(let key, _):
+                    if let prev = indexed.index.visible(key, at: indexed.index.currentRevision) { previous[key] = prev }
+                    versions.append((key, KeyVersion(modRevision: r.revision, createRevision: 0, version: 0, value: [], lease: 0, dot: change.id)))
+                case .leaseGrant(let id, let ttl):
+                    state.lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: change.hlc.wallMilliseconds)
+                case .leaseRevoke(let id):
+                    state.lessor.remove(id)
+                case .leaseCheckpoint(let id, let expiresAt):
+                    state.lessor.checkpoint(id, expiresAtMilliseconds: expiresAt)
+                @unknown default:
+                    break  // ops this store does not keep (members are the server's)
+                }
+            }
+            for (key, version) in versions {
+                state.lessor.reattach(key, from: previous[key]?.lease ?? 0, to: version.lease)
+            }
+            if !versions.isEmpty {
+                guard r.revision != 0 else { throw damaged("key change without a revision") }
+                _ = MVCCStore.applyReplayed(MVCCStore.EvaluatedWrite(revision: r.revision, versions: versions, previous: previous), to: &indexed)
+            }
+            state.nextSeq = max(state.nextSeq, change.id.seq + 1)
+            state.vector[change.id.member] = max(state.vector[change.id.member], change.id.seq)
+            state.clock.observe(change.hlc)
+        default:
+            throw damaged("unknown record type \(record.entry.type)")
+        }
+    }
+
+    static func restore(_ s: StoreSnapshot, state: inout MVCCStore.WriterState, indexed: inout MVCCStore.Indexed) {
+        var index = MVCCIndex()
+        var byRevision: [Int64: [Event]] = [:]
+        for (key, versions) in s.histories {
+            var previousLive: KeyVersion?
+            for v in versions {
+                index.append(key, v, restoring: true)
+                if v.modRevision >= s.compactRevision {
+                    let event: Event
+                    if v.isTombstone {
+                        var kv = KeyValue()
+                        kv.key = key
+                        kv.modRevision = v.modRevision
+                        event = Event(type: .delete, kv: kv, prevKV: previousLive?.keyValue(key))
+                    } else {
+                        event = Event(type: .put, kv: v.keyValue(key), prevKV: previousLive?.keyValue(key))
+                    }
+                    byRevision[v.modRevision, default: []].append(event)
+                }
+                previousLive = v.isTombstone ? nil : v
+            }
+        }
+        index.restore(currentRevision: s.currentRevision, compactRevision: s.compactRevision)
+        var log = EventLog()
+        for revision in byRevision.keys.sorted() {
+            log.restoreAppend(RevisionEvents(revision: revision, events: byRevision[revision]!))
+        }
+        indexed = MVCCStore.Indexed(index: index, log: log)
+        state.nextSeq = s.nextSeq
+        state.vector = s.vector
+        state.clock.observe(s.hlc)
+        for l in s.leases {
+            state.lessor.grant(id: l.id, ttlSeconds: l.ttl, nowMilliseconds: 0)
+            state.lessor.checkpoint(l.id, expiresAtMilliseconds: l.expiresAt)
+        }
+        for (key, versions) in s.histories {
+            if let last = versions.last, !last.isTombstone, last.lease != 0 {
+                state.lessor.reattach(key, from: 0, to: last.lease)
+            }
+        }
+    }
+}
+
+extension MVCCStore {
+    static func applyReplayed(_ write: EvaluatedWrite, to indexed: inout Indexed) -> RevisionEvents? {
+        var events: [Event] = []
+        for (key, version) in write.versions {
+            indexed.index.append(key, version)
+            let prev = write.previous[key]?.keyValue(key)
+            if version.isTombstone {
+                var kv = KeyValue()
+                kv.key = key
+                kv.modRevision = version.modRevision
+                events.append(Event(type: .delete, kv: kv, prevKV: prev))
+            } else {
+                events.append(Event(type: .put, kv: version.keyValue(key), prevKV: prev))
+            }
+        }
+        indexed.index.advance(to: write.revision)
+        let batch = RevisionEvents(revision: write.revision, events: events)
+        indexed.log.append(batch)
+        return batch
+    }
+
+    /// Writes a snapshot of the whole state (on the writer thread, between batches).
+    func takeSnapshot() {
+        let bytes: [UInt8] = writer.withLock { state in
+            lock.withReadLock {
+                var s = StoreSnapshot()
+                s.currentRevision = indexed.index.currentRevision
+                s.compactRevision = indexed.index.compactRevision
+                s.nextSeq = state.nextSeq
+                s.hlc = state.clock.last
+                s.vector = state.vector
+                s.histories = indexed.index.sortedKeys.map { ($0, indexed.index.histories[$0] ?? []) }
+                s.leases = state.lessor.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
+                return s.protoBytes()
+            }
+        }
+        do throws(StorageError) {
+            try storage.saveSnapshot(bytes)
+        } catch {
+            // A failed snapshot loses nothing (the WAL still has everything); try again later.
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import LatticeCore
+import ProtoWire
+
+/// What the store writes to the WAL (record types and payloads; byte framing in docs/storage.md).
+enum WALRecordType {
+    /// A `Change` with the local revision it took (0 when it wrote no key): `ChangeRecord`.
+    static let change: UInt8 = 1
+    /// A compaction: `CompactionRecord`.
+    static let compaction: UInt8 = 2
+}
+
+/// WAL payload of type 1: { 1: revision (int64), 2: Change }.
+struct ChangeRecord: ProtoMessage {
+    var revision: Int64 = 0
+    var change = ChangeMessage()
+
+    init() {}
+    init(revision: Int64, change: Change) {
+        self.revision = revision
+        self.change = ChangeMessage(change)
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: revision = try r.readInt64(wt, field: field)
+        case 2: change = try r.readMessage(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.int64(1, revision)
+        v.messageField(2, change)
+    }
+}
+
+/// WAL payload of type 2: { 1: revision (int64) }.
+struct CompactionRecord: ProtoMessage {
+    var revision: Int64 = 0
+
+    init() {}
+    init(revision: Int64) { self.revision = revision }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: revision = try r.readInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) { v.int64(1, revision) }
+}
+
+/// Snapshot payload: the whole node-local state.
+///
+/// ```
+/// StoreSnapshot { 1: current revision, 2: compact revision, 3: next seq, 4: hlc wall ms,
+///                 5: hlc logical, 6: repeated KeyHistory, 7: repeated LeaseRecord,
+///                 8: repeated Dot (version vector entries) }
+/// KeyHistory    { 1: key, 2: repeated VersionRecord }
+/// VersionRecord { 1: mod, 2: create, 3: version (0 = deletion), 4: value, 5: lease,
+///                 6: dot member, 7: dot seq }
+/// LeaseRecord   { 1: id, 2: ttl seconds, 3: expires at (wall ms) }
+/// ```
+struct StoreSnapshot: ProtoMessage {
+    var currentRevision: Int64 = 1
+    var compactRevision: Int64 = -1
+    var nextSeq: UInt64 = 1
+    var hlc = HLC.zero
+    var histories: [([UInt8], [KeyVersion])] = []
+    var leases: [(id: Int64, ttl: Int64, expiresAt: Int64)] = []
+    var vector = VersionVector()
+
+    init() {}
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: currentRevision = try r.readInt64(wt, field: field)
+        case 2: compactRevision = try r.readInt64(wt, field: field)
+        case 3: nextSeq = try r.readUInt64(wt, field: field)
+        case 4: hlc.wallMilliseconds = try r.readInt64(wt, field: field)
+        case 5: hlc.logical = try r.readUInt32(wt, field: field)
+        case 6:
+            let h: KeyHistoryRecord = try r.readMessage(wt, field: field)
+            histories.append((h.key, h.versions))
+        case 7:
+            let l: LeaseRecord = try r.readMessage(wt, field: field)
+            leases.append((l.id, l.ttl, l.expiresAt))
+        case 8:
+            let d: DotMessage = try r.readMessage(wt, field: field)
+            vector[d.dot.member] = d.dot.seq
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.int64(1, currentRevision)
+        v.varintField(2, UInt64(bitPattern: compactRevision))
+        v.uint64(3, nextSeq)
+        v.int64(4, hlc.wallMilliseconds)
+        v.uint32(5, hlc.logical)
+        for (key, versions) in histories { v.messageField(6, KeyHistoryRecord(key: key, versions: versions)) }
+        for l in leases { v.messageField(7, LeaseRecord(id: l.id, ttl: l.ttl, expiresAt: l.expiresAt)) }
+        for (member, seq) in vector.entries.sorted(by: { $0.key < $1.key }) {
+            v.messageField(8, DotMessage(Dot(member: member, seq: seq)))
+        }
+    }
+}
+
+struct KeyHistoryRecord: ProtoMessage {
+    var key: [UInt8] = []
+    var versions: [KeyVersion] = []
+
+    init() {}
+    init(key: [UInt8], versions: [KeyVersion]) {
+        self.key = key
+        self.versions = versions
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: key = try r.readBytes(wt, field: field)
+        case 2: versions.append((try r.readMessage(wt, field: field) as VersionRecord).version)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.bytes(1, key)
+        for version in versions { v.messageField(2, VersionRecord(version)) }
+    }
+}
+
+struct VersionRecord: ProtoMessage {
+    var version = KeyVersion(modRevision: 0, createRevision: 0, version: 0, value: [], lease: 0, dot: Dot(member: 0, seq: 0))
+
+    init() {}
+    init(_ version: KeyVersion) { self.version = version }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: version.modRevision = try r.readInt64(wt, field: field)
+        case 2: version.createRevision = try r.readInt64(wt, field: field)
+        case 3: version.version = try r.readInt64(wt, field: field)
+        case 4: version.value = try r.readBytes(wt, field: field)
+        case 5: version.lease = try r.readInt64(wt, field: field)
+        case 6: version.dot.member = try r.readUInt64(wt, field: field)
+        case 7: version.dot.seq = try r.readUInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.int64(1, version.modRevision)
+        v.int64(2, version.createRevision)
+        v.int64(3, version.version)
+        v.bytes(4, version.value)
+        v.int64(5, version.lease)
+        v.uint64(6, version.dot.member)
+        v.uint64(7, version.dot.seq)
+    }
+}
+
+struct LeaseRecord: ProtoMessage {
+    var id: Int64 = 0
+    var ttl: Int64 = 0
+    var expiresAt: Int64 = 0
+
+    init() {}
+    init(id: Int64, ttl: Int64, expiresAt: Int64) {
+        self.id = id
+        self.ttl = ttl
+        self.expiresAt = expiresAt
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: id = try r.readInt64(wt, field: field)
+        case 2: ttl = try r.readInt64(wt, field: field)
+        case 3: expiresAt = try r.readInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.int64(1, id)
+        v.int64(2, ttl)
+        v.int64(3, expiresAt)
+    }
+}
