@@ -126,6 +126,7 @@ extension EtcdError {
         case .unavailable: code = .unavailable
         case .alreadyExists: code = .alreadyExists
         case .internal: code = .internal
+        case .unknown: code = .unknown
         }
         return GRPCStatus(code, message)
     }

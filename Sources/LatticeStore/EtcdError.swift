@@ -1,7 +1,7 @@
 /// An error a client sees, with etcd's exact message and gRPC code.
 public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: Sendable, Hashable {
-        case invalidArgument, outOfRange, notFound, resourceExhausted, failedPrecondition, unavailable, alreadyExists, `internal`
+        case invalidArgument, outOfRange, notFound, resourceExhausted, failedPrecondition, unavailable, alreadyExists, `internal`, unknown
     }
 
     public let code: Code

@@ -14,9 +14,9 @@ struct LeaseState: Sendable {
 /// Lease bookkeeping (etcd's lessor): TTLs, expiry times and attached keys. Owned by the store's
 /// writer, so every change to it is ordered with the key changes that attach and detach keys.
 struct Lessor: Sendable {
-    /// etcd's minimum TTL with default election settings: ceil(3 × 1000 ms election timeout /
-    /// 1000) = 3 s; shorter requests are raised to it.
-    static let minTTLSeconds: Int64 = 3
+    /// etcd's minimum TTL with default election settings: ceil(1.5 × 1000 ms election timeout)
+    /// = 2 s; shorter requests are raised to it.
+    static let minTTLSeconds: Int64 = 2
     /// etcd's MaxLeaseTTL.
     static let maxTTLSeconds: Int64 = 9_000_000_000
 

@@ -18,7 +18,7 @@ extension MVCCStore {
                     mix(key); mix(v.modRevision); mix(v.createRevision); mix(v.version); mix(v.value); mix(v.lease)
                 }
             }
-            return (h, max(0, index.compactRevision))
+            return (h, index.compactRevision)
         }
     }
 

@@ -28,7 +28,7 @@ final class LeaseAndMaintenanceTests: XCTestCase {
     func testShortTTLIsRaisedToEtcdsMinimumAndDuplicateIDIsRefused() async throws {
         let lease = try await h.grant(ttl: 1, id: 42)
         XCTAssertEqual(lease.id, 42)
-        XCTAssertEqual(lease.ttl, 3)
+        XCTAssertEqual(lease.ttl, 2)
         do {
             _ = try await h.grant(ttl: 10, id: 42)
             XCTFail("duplicate lease granted")
