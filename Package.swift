@@ -45,6 +45,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
+        .testTarget(name: "LatticeCoreTests", dependencies: ["LatticeCore", "ProtoWire"]),
         .testTarget(name: "GRPCWireTests", dependencies: [
             "GRPCWire",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -33,13 +33,31 @@ public struct VersionVector: Hashable, Sendable {
     }
 }
 
-/// One operation of a change (DESIGN.md §2).
+/// One operation of a change (DESIGN.md §2). Semantics when applied: see `Replica`,
+/// `KeyVersionDAG`, `LeaseTable` and `MemberTable`.
 public enum Op: Hashable, Sendable {
+    /// A new version of `key`; `parents` are the versions of the key the writer saw (its heads).
     case put(key: [UInt8], value: [UInt8], lease: Int64, parents: [Dot])
+    /// A tombstone version of `key`.
     case delete(key: [UInt8], parents: [Dot])
     case leaseGrant(id: Int64, ttlSeconds: Int64)
+    /// Revokes the grants of `id` the change had seen. Deleting the attached keys is up to the
+    /// writer: it adds `delete` ops for them to the same change (`Replica.revokeOps(lease:)`).
     case leaseRevoke(id: Int64)
     case leaseCheckpoint(id: Int64, expiresAtMilliseconds: Int64)
+    /// Sets a member's record (last writer wins). Add and update only differ in intent.
+    case memberAdd(Member)
+    case memberUpdate(Member)
+    /// Removes a member for good.
+    case memberRemove(id: UInt64)
+
+    /// The key a put or delete writes, nil for other ops.
+    public var key: [UInt8]? {
+        switch self {
+        case .put(let key, _, _, _), .delete(let key, _): return key
+        default: return nil
+        }
+    }
 }
 
 /// The one unit of replication, persistence and atomicity: one etcd write request (Put,
@@ -58,10 +76,21 @@ public struct Change: Hashable, Sendable {
         self.hlc = hlc
         self.ops = ops
     }
+
+    /// Decodes the wire/WAL form. Malformed bytes throw, never trap; ops of unknown kinds (from a
+    /// newer version) are skipped. Semantic checks happen when the change is applied
+    /// (`Replica.apply(remote:)`).
+    public init(protoBytes: [UInt8]) throws(ProtoDecodingError) {
+        self = try ChangeMessage(protoBytes: protoBytes).change
+    }
+
+    /// The wire/WAL form (`Protos/lattice/change.proto`).
+    public func protoBytes() -> [UInt8] { ChangeMessage(self).protoBytes() }
 }
 
 // MARK: wire encoding (Protos/lattice/change.proto)
 
+/// Wire form of `Dot`: { 1: member, 2: seq }.
 public struct DotMessage: ProtoMessage {
     public var dot = Dot(member: 0, seq: 0)
     public init() {}
@@ -103,7 +132,8 @@ struct OpMessage: ProtoMessage {
     init() {}
     init(_ op: Op) { self.op = op }
 
-    // Field layout: 1 kind, 2 key, 3 value, 4 lease/id, 5 parents, 6 ttl, 7 expiresAt.
+    // Field layout: 1 kind, 2 key, 3 value, 4 lease/id, 5 parents, 6 ttl, 7 expiresAt,
+    // 8 member id, 9 member name, 10 peer URLs, 11 client URLs, 12 is learner.
     private var kind: Int32 = 0
     private var key: [UInt8] = []
     private var value: [UInt8] = []
@@ -111,6 +141,7 @@ struct OpMessage: ProtoMessage {
     private var parents: [Dot] = []
     private var ttl: Int64 = 0
     private var expiresAt: Int64 = 0
+    private var member = Member(id: 0)
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
@@ -121,6 +152,11 @@ struct OpMessage: ProtoMessage {
         case 5: parents.append((try r.readMessage(wt, field: field) as DotMessage).dot)
         case 6: ttl = try r.readInt64(wt, field: field)
         case 7: expiresAt = try r.readInt64(wt, field: field)
+        case 8: member.id = try r.readUInt64(wt, field: field)
+        case 9: member.name = try r.readString(wt, field: field)
+        case 10: member.peerURLs.append(try r.readString(wt, field: field))
+        case 11: member.clientURLs.append(try r.readString(wt, field: field))
+        case 12: member.isLearner = try r.readBool(wt, field: field)
         default: try r.skip(wt, field: field)
         }
         switch kind {
@@ -129,6 +165,9 @@ struct OpMessage: ProtoMessage {
         case 3: op = .leaseGrant(id: id, ttlSeconds: ttl)
         case 4: op = .leaseRevoke(id: id)
         case 5: op = .leaseCheckpoint(id: id, expiresAtMilliseconds: expiresAt)
+        case 6: op = .memberAdd(member)
+        case 7: op = .memberUpdate(member)
+        case 8: op = .memberRemove(id: member.id)
         default: op = nil
         }
     }
@@ -147,9 +186,23 @@ struct OpMessage: ProtoMessage {
             v.int32(1, 4); v.int64(4, id)
         case .leaseCheckpoint(let id, let expiresAt)?:
             v.int32(1, 5); v.int64(4, id); v.int64(7, expiresAt)
+        case .memberAdd(let m)?:
+            v.int32(1, 6); OpMessage.traverseMember(m, &v)
+        case .memberUpdate(let m)?:
+            v.int32(1, 7); OpMessage.traverseMember(m, &v)
+        case .memberRemove(let id)?:
+            v.int32(1, 8); v.uint64(8, id)
         case nil:
             break
         }
+    }
+
+    private static func traverseMember<V: ProtoVisitor>(_ m: Member, _ v: inout V) {
+        v.uint64(8, m.id)
+        v.string(9, m.name)
+        v.repeatedStrings(10, m.peerURLs)
+        v.repeatedStrings(11, m.clientURLs)
+        v.bool(12, m.isLearner)
     }
 }
 

@@ -35,6 +35,14 @@ public struct HLC: Hashable, Comparable, Sendable {
     public static func < (a: HLC, b: HLC) -> Bool {
         (a.wallMilliseconds, a.logical) < (b.wallMilliseconds, b.logical)
     }
+
+    /// The next timestamp after this one. Never traps, whatever a peer sent: a logical counter at
+    /// its maximum carries into the wall part (and the wall part saturates at `Int64.max`).
+    public var successor: HLC {
+        if logical < UInt32.max { return HLC(wallMilliseconds: wallMilliseconds, logical: logical + 1) }
+        if wallMilliseconds < Int64.max { return HLC(wallMilliseconds: wallMilliseconds + 1, logical: 0) }
+        return self
+    }
 }
 
 /// Issues HLC timestamps: monotonic even when the wall clock steps back, and advanced past every
@@ -45,13 +53,19 @@ public struct HybridClock: Sendable {
 
     public init(wall: any WallClock) { self.wall = wall }
 
+    /// A clock resuming after `last` (restored state): every timestamp it issues is greater.
+    public init(wall: any WallClock, last: HLC) {
+        self.wall = wall
+        self.last = last
+    }
+
     /// A timestamp for a new local change.
     public mutating func tick() -> HLC {
         let now = wall.nowMilliseconds()
         if now > last.wallMilliseconds {
             last = HLC(wallMilliseconds: now, logical: 0)
         } else {
-            last.logical += 1
+            last = last.successor
         }
         return last
     }
@@ -61,11 +75,11 @@ public struct HybridClock: Sendable {
         let now = wall.nowMilliseconds()
         let maxWall = max(now, last.wallMilliseconds, remote.wallMilliseconds)
         if maxWall == last.wallMilliseconds && maxWall == remote.wallMilliseconds {
-            last = HLC(wallMilliseconds: maxWall, logical: max(last.logical, remote.logical) + 1)
+            last = HLC(wallMilliseconds: maxWall, logical: max(last.logical, remote.logical)).successor
         } else if maxWall == last.wallMilliseconds {
-            last.logical += 1
+            last = last.successor
         } else if maxWall == remote.wallMilliseconds {
-            last = HLC(wallMilliseconds: maxWall, logical: remote.logical + 1)
+            last = remote.successor
         } else {
             last = HLC(wallMilliseconds: maxWall, logical: 0)
         }

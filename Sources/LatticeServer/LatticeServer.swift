@@ -120,7 +120,7 @@ public final class LatticeServer: Sendable {
         let alarms = Alarms()
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
                                    store: store, alarms: alarms)
-        let local = Member(
+        let local = EtcdAPI.Member(
             id: memberID, name: configuration.name, peerURLs: configuration.initialAdvertisePeerURLs,
             clientURLs: configuration.advertiseClientURLs.map(\.description))
         var watchSettings = WatchSettings()

@@ -1,0 +1,352 @@
+/// How concurrent live versions of one key are combined (`--merge json|lww`). Every member of a
+/// cluster must use the same mode, or their visible values can differ.
+public enum MergeMode: String, Sendable, CaseIterable {
+    /// Field-level three-way merge when every concurrent live version is a JSON object;
+    /// last-writer-wins otherwise. The default.
+    case json
+    /// Always last-writer-wins by (HLC, member id).
+    case lww
+}
+
+/// What a key shows to readers: the bytes and the lease of its visible version (or of its merge).
+public struct VisibleValue: Hashable, Sendable {
+    public var value: [UInt8]
+    public var lease: Int64
+
+    public init(value: [UInt8], lease: Int64) {
+        self.value = value
+        self.lease = lease
+    }
+}
+
+/// One version of a key: written by the change `dot` (a change writes at most one version per
+/// key). `value == nil` is a tombstone (a delete).
+public struct KeyVersion: Hashable, Sendable {
+    public let dot: Dot
+    public let hlc: HLC
+    public let value: [UInt8]?
+    public let lease: Int64
+    /// Versions this one supersedes: the heads its writer saw, ascending. Garbage collection
+    /// rewires them past dropped versions and forgets the ones no longer held, so they are the
+    /// nearest *retained* ancestors; reachability among retained versions never changes.
+    public internal(set) var parents: [Dot]
+
+    public init(dot: Dot, hlc: HLC, value: [UInt8]?, lease: Int64, parents: [Dot]) {
+        self.dot = dot
+        self.hlc = hlc
+        self.value = value
+        self.lease = lease
+        self.parents = parents
+    }
+
+    public var isTombstone: Bool { value == nil }
+
+    /// Last-writer-wins order: by HLC, then member id, then seq (total, the same on every node).
+    static func lwwLess(_ a: KeyVersion, _ b: KeyVersion) -> Bool {
+        if a.hlc != b.hlc { return a.hlc < b.hlc }
+        return a.dot < b.dot
+    }
+}
+
+/// The versions of one key as a DAG (DESIGN.md §2, "Key state").
+///
+/// Invariants:
+/// - `versions` is in a causal (topological) order: every parent a version names is either
+///   earlier in the array or not held at all (never seen here, or garbage collected). Causal
+///   delivery guarantees it: a writer's parents are covered by its change's `deps`.
+/// - `heads` = the held versions no other held version names as a parent, ascending by dot.
+/// - `visible` is a pure function of the held versions and edges, and garbage collection never
+///   changes it — which is what makes every replica agree whatever it has collected.
+///
+/// Visible value: tombstone heads are ignored when any live head exists (add-wins); no live
+/// head → absent; one live head → its bytes exactly as written (no parsing); several → with
+/// `MergeMode.json` and all of them JSON objects, the field-level merge (`JSONMerge`) against
+/// the document of their latest common ancestors, serialised canonically — unless the merged
+/// document equals one of the heads (identical concurrent writes, or one side's edit already
+/// contains the other's), then the exact bytes of the highest-priority such head; otherwise the
+/// last-writer-wins head. Priority is (HLC, member id, seq). The lease of a merged value is the
+/// LWW head's.
+///
+/// The document of a set of versions (used for merge bases): no live version or no common
+/// ancestor → `{}`; one → its object (or `{}` if it is not a JSON object); several → their merge,
+/// recursively against *their* latest common ancestors (so criss-cross histories use the merge of
+/// all their latest common ancestors, like git's recursive strategy; bounded by
+/// `maxMergeBaseDepth`). A tombstone as a base is the same as no base: both mean `{}`.
+///
+/// Garbage collection never drops a version that is a latest common ancestor at any level of
+/// that recursion, so replicas that collected different amounts compute the same bases.
+public struct KeyVersionDAG: Sendable {
+    /// How many merge bases deep the document of several latest common ancestors is computed
+    /// recursively. Only repeated rounds of concurrent writes on top of the same concurrent
+    /// versions ("criss-cross") nest bases; this bounds the recursion and the work per merge.
+    /// Below it, several common ancestors merge against `{}`. Part of the merge semantics: every
+    /// replica must use the same value.
+    public static let maxMergeBaseDepth = 32
+
+    public private(set) var versions: [KeyVersion] = []
+    public private(set) var heads: [Dot] = []
+    public private(set) var visible: VisibleValue?
+
+    public init() {}
+
+    /// Rebuilds a DAG from versions in causal order (decoded state); nil if they are not.
+    init?(versions: [KeyVersion], mode: MergeMode) {
+        var seen = Set<Dot>()
+        var all = Set<Dot>()
+        for v in versions { if !all.insert(v.dot).inserted { return nil } }
+        for v in versions {
+            // A parent must be earlier in the array or not held at all.
+            for p in v.parents where all.contains(p) && !seen.contains(p) { return nil }
+            seen.insert(v.dot)
+        }
+        self.versions = versions
+        var named = Set<Dot>()
+        for v in versions { named.formUnion(v.parents) }
+        heads = versions.map(\.dot).filter { !named.contains($0) }.sorted()
+        visible = computeVisible(mode: mode)
+    }
+
+    public var isEmpty: Bool { versions.isEmpty }
+
+    /// Whether garbage collection could shrink this key: more than one version, a tombstone, or
+    /// edges to versions no longer held.
+    var isCollectable: Bool {
+        versions.count > 1 || versions.first.map { $0.isTombstone || !$0.parents.isEmpty } ?? false
+    }
+
+    public func version(_ dot: Dot) -> KeyVersion? {
+        // Small DAGs are the norm (one version after GC): a linear scan from the newest is fastest.
+        versions.last(where: { $0.dot == dot })
+    }
+
+    /// Adds a version written by a change applied in causal order (so it names no version that
+    /// is not yet held and no held version names it) and recomputes the visible value.
+    mutating func add(_ version: KeyVersion, mode: MergeMode) {
+        versions.append(version)
+        if version.parents == heads {
+            // The writer saw every head (always so for local writes): one head again.
+            heads = [version.dot]
+            visible = version.value.map { VisibleValue(value: $0, lease: version.lease) }
+            return
+        }
+        heads.removeAll { version.parents.contains($0) }
+        heads.append(version.dot)
+        heads.sort()
+        visible = computeVisible(mode: mode)
+    }
+
+    // MARK: visible value
+
+    func computeVisible(mode: MergeMode) -> VisibleValue? {
+        if heads.count == 1 {
+            guard let v = version(heads[0]), let value = v.value else { return nil }
+            return VisibleValue(value: value, lease: v.lease)
+        }
+        let live = heads.compactMap { dot -> KeyVersion? in
+            guard let v = version(dot), !v.isTombstone else { return nil }
+            return v
+        }
+        if live.isEmpty { return nil }
+        if live.count == 1 { return VisibleValue(value: live[0].value!, lease: live[0].lease) }
+        let ordered = live.sorted(by: KeyVersion.lwwLess)
+        let winner = ordered[ordered.count - 1]
+        let lww = VisibleValue(value: winner.value!, lease: winner.lease)
+        guard mode == .json, !ordered.allSatisfy({ $0.value == winner.value }) else { return lww }
+        var docs: [[[UInt8]: JSONValue]] = []
+        docs.reserveCapacity(ordered.count)
+        for v in ordered {
+            guard let doc = JSONValue.parseObject(v.value!) else { return lww }
+            docs.append(doc)
+        }
+        var context = MergeContext(dag: self)
+        let base = context.baseDocument(of: ordered.map(\.dot), level: 1)
+        let merged = JSONMerge.merge(base: base, heads: docs)
+        if let i = docs.lastIndex(where: { $0 == merged }) {
+            return VisibleValue(value: ordered[i].value!, lease: winner.lease)
+        }
+        return VisibleValue(value: JSONValue.object(merged).canonicalBytes(), lease: winner.lease)
+    }
+
+    /// Ancestry queries over the held versions, with memoised documents for merge bases.
+    struct MergeContext {
+        let dag: KeyVersionDAG
+        let position: [Dot: Int]
+        var documents: [[Dot]: [[UInt8]: JSONValue]] = [:]
+
+        init(dag: KeyVersionDAG) {
+            self.dag = dag
+            var position: [Dot: Int] = [:]
+            for (i, v) in dag.versions.enumerated() { position[v.dot] = i }
+            self.position = position
+        }
+
+        /// Held ancestors of `dot`, itself included, as positions.
+        func ancestors(_ dot: Dot) -> Set<Int> {
+            guard let start = position[dot] else { return [] }
+            var seen: Set<Int> = [start]
+            var stack = [start]
+            while let i = stack.popLast() {
+                for p in dag.versions[i].parents {
+                    if let j = position[p], seen.insert(j).inserted { stack.append(j) }
+                }
+            }
+            return seen
+        }
+
+        /// The maximal common ancestors of `dots`, ascending by dot.
+        func latestCommonAncestors(_ dots: [Dot]) -> [Dot] {
+            guard var common = dots.first.map(ancestors) else { return [] }
+            for d in dots.dropFirst() {
+                common.formIntersection(ancestors(d))
+                if common.isEmpty { return [] }
+            }
+            // The common ancestors are closed under "ancestor of", so the non-maximal ones are
+            // exactly those named as a parent by another common ancestor.
+            var named = Set<Dot>()
+            for i in common { named.formUnion(dag.versions[i].parents) }
+            return common.map { dag.versions[$0].dot }.filter { !named.contains($0) }.sorted()
+        }
+
+        mutating func baseDocument(of dots: [Dot], level: Int) -> [[UInt8]: JSONValue] {
+            document(of: latestCommonAncestors(dots), level: level)
+        }
+
+        /// The document of a set of mutually concurrent versions (see the type's doc comment).
+        /// `level` counts how many merge bases deep this is; at `maxMergeBaseDepth` several
+        /// versions merge against `{}` instead of against their own common ancestors.
+        mutating func document(of dots: [Dot], level: Int) -> [[UInt8]: JSONValue] {
+            if let cached = documents[dots] { return cached }
+            let live = dots.compactMap { d -> KeyVersion? in
+                guard let i = position[d], !dag.versions[i].isTombstone else { return nil }
+                return dag.versions[i]
+            }.sorted(by: KeyVersion.lwwLess)
+            let result: [[UInt8]: JSONValue]
+            if live.isEmpty {
+                result = [:]
+            } else if live.count == 1 {
+                result = JSONValue.parseObject(live[0].value!) ?? [:]
+            } else {
+                var docs: [[[UInt8]: JSONValue]] = []
+                for v in live {
+                    guard let doc = JSONValue.parseObject(v.value!) else { break }
+                    docs.append(doc)
+                }
+                if docs.count < live.count {
+                    result = JSONValue.parseObject(live[live.count - 1].value!) ?? [:]
+                } else {
+                    let base = level < KeyVersionDAG.maxMergeBaseDepth ? baseDocument(of: live.map(\.dot), level: level + 1) : [:]
+                    result = JSONMerge.merge(base: base, heads: docs)
+                }
+            }
+            documents[dots] = result
+            return result
+        }
+    }
+
+    // MARK: garbage collection
+
+    /// What `collectGarbage` did to one key.
+    enum CollectionResult {
+        case unchanged
+        case shrunk(dropped: Int)
+        /// Every head is a stable tombstone: the whole key can be forgotten.
+        case removeKey
+    }
+
+    /// Drops the versions no future merge can need, given `stable`: a vector such that every
+    /// change not yet applied here causally follows everything it covers (see
+    /// `Replica.collectGarbage(stableVector:)`).
+    ///
+    /// - If every head is a stable tombstone, the key is dropped entirely (a tombstone base and
+    ///   no base are the same to the merge, and there is no live value to keep).
+    /// - A stable non-head version `v` is dropped when one of its children `s` is stable and
+    ///   every other child of `v` descends from `s`. Then every held and every future version
+    ///   that descends from `v` also descends from `s`, so `v` can never again be a latest
+    ///   common ancestor: it is not needed as a merge base. Its children are rewired to its
+    ///   parents, keeping reachability among the versions that remain.
+    /// Heads are never dropped otherwise; `visible` is unchanged.
+    mutating func collectGarbage(stable: VersionVector, mode: MergeMode) -> CollectionResult {
+        if heads.allSatisfy({ stable.contains($0) && (version($0)?.isTombstone ?? true) }) {
+            return .removeKey
+        }
+        if heads.count == 1, stable.contains(heads[0]), var head = version(heads[0]) {
+            // One stable live head: everything else is a stable ancestor of it (the stable vector
+            // is causally closed), and every future version descends from it. Collapse to it.
+            if versions.count == 1 && head.parents.isEmpty { return .unchanged }
+            let dropped = versions.count - 1
+            head.parents = []
+            versions = [head]
+            return .shrunk(dropped: dropped)
+        }
+        if versions.count == 1 {
+            if versions[0].parents.isEmpty { return .unchanged }
+            versions[0].parents = []
+            return .shrunk(dropped: 0)
+        }
+        // Dropping a version can make its ancestors droppable (the base of a diamond whose sides
+        // were both dropped): repeat until nothing changes. Chains collapse in one pass.
+        var total = 0
+        var rewired = false
+        while let dropped = collectOnce(stable: stable) {
+            total += dropped
+            rewired = true
+        }
+        guard rewired else { return .unchanged }
+        assert(computeVisible(mode: mode) == visible, "garbage collection changed a visible value")
+        return .shrunk(dropped: total)
+    }
+
+    /// One pass: drops the versions droppable in the current graph and rewires, or returns nil if
+    /// there was nothing to drop and no edge to a version no longer held.
+    private mutating func collectOnce(stable: VersionVector) -> Int? {
+        var position: [Dot: Int] = [:]
+        for (i, v) in versions.enumerated() { position[v.dot] = i }
+        var children = [[Int]](repeating: [], count: versions.count)
+        for (i, v) in versions.enumerated() {
+            for p in v.parents { if let j = position[p] { children[j].append(i) } }
+        }
+        var dropped = [Bool](repeating: false, count: versions.count)
+        var droppedCount = 0
+        for (i, v) in versions.enumerated() where !children[i].isEmpty && stable.contains(v.dot) {
+            if hasStableBottleneck(children[i], stable: stable) {
+                dropped[i] = true
+                droppedCount += 1
+            }
+        }
+        let dangling = versions.contains { $0.parents.contains { position[$0] == nil } }
+        if droppedCount == 0 && !dangling { return nil }
+
+        // Rewire: each retained version's parents become its nearest retained ancestors.
+        // Versions are in causal order, so a dropped parent's replacement is already known.
+        var replacement: [Int: [Dot]] = [:]
+        var kept: [KeyVersion] = []
+        kept.reserveCapacity(versions.count - droppedCount)
+        for (i, v) in versions.enumerated() {
+            var parents: [Dot] = []
+            for p in v.parents {
+                guard let j = position[p] else { continue }
+                if dropped[j] { parents.append(contentsOf: replacement[j] ?? []) } else { parents.append(p) }
+            }
+            parents = Array(Set(parents)).sorted()
+            if dropped[i] {
+                replacement[i] = parents
+            } else {
+                var copy = v
+                copy.parents = parents
+                kept.append(copy)
+            }
+        }
+        versions = kept
+        return droppedCount
+    }
+
+    /// Whether one of `children` (positions) is stable and all the others descend from it.
+    private func hasStableBottleneck(_ children: [Int], stable: VersionVector) -> Bool {
+        if children.count == 1 { return stable.contains(versions[children[0]].dot) }
+        let context = MergeContext(dag: self)
+        for s in children where stable.contains(versions[s].dot) {
+            if children.allSatisfy({ $0 == s || context.ancestors(versions[$0].dot).contains(s) }) { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,383 @@
+/// One member's copy of the replicated state (DESIGN.md §2): the key version DAGs, leases and
+/// members, the version vector, the change log peers may still need, and the causal buffer.
+/// Pure and deterministic: no I/O, no threads, time only through the injected `WallClock`
+/// (which feeds the HLC). Not thread-safe; owned by the store's writer.
+///
+/// Two ways in:
+/// - `makeChange(_:)` for a local write: the store has already evaluated etcd's semantics and
+///   knows what it puts and deletes; the replica stamps the change (next dot, deps, HLC), fills
+///   every put/delete's `parents` with the key's current heads, and applies it.
+/// - `apply(remote:)` for a change from a peer (or from the WAL on restart, own changes
+///   included): duplicates are ignored; a change whose causal dependencies are missing is
+///   buffered until they arrive; applying it may release buffered ones.
+/// Both return `AppliedChange`s: per written key, the visible value before and after — what the
+/// store turns into a local revision and watch events (PUT with the new value, DELETE when the
+/// key disappeared, nothing when the visible value did not change).
+///
+/// Invariants:
+/// - a change is applied only after every change it depends on (`vector` covers its `deps` and
+///   its origin's previous seq), and at most once;
+/// - the visible keyspace, leases and members are pure functions of the *set* of applied
+///   changes: replicas that applied the same changes, in any causal order, with any
+///   interleaving of restarts and garbage collection, show identical state and `stateHash()`;
+/// - a key whose DAG has a single live head shows exactly the bytes written (no JSON parsing).
+public struct Replica: Sendable {
+    public static let defaultCausalBufferLimit = 100_000
+
+    public let member: UInt64
+    public let mergeMode: MergeMode
+    /// Per member, the highest seq applied contiguously (causally closed: it covers the deps of
+    /// everything it covers).
+    public private(set) var vector = VersionVector()
+    public private(set) var clock: HybridClock
+    /// Every change applied here and not yet known to be held by all members, in application
+    /// order (a causal order). Garbage collection trims it.
+    public private(set) var log: [Change] = []
+    /// Changes covered by this vector may have been dropped from `log`.
+    public private(set) var logFloor = VersionVector()
+
+    private(set) var dags: [StoredKey: KeyVersionDAG] = [:]
+    /// Keys whose DAG garbage collection could shrink (several versions, tombstones, stale edges).
+    private var collectable: Set<StoredKey> = []
+    /// Collectable keys written since the last collection, and the stable vector it used: while
+    /// the stable vector does not move (a member is down), only these can have become smaller.
+    private var touchedSinceCollection: Set<StoredKey> = []
+    private var lastStable: VersionVector?
+    private(set) var leaseTable = LeaseTable()
+    private(set) var memberTable = MemberTable()
+    private var buffer: CausalBuffer
+
+    public init(member: UInt64, mergeMode: MergeMode = .json, wallClock: any WallClock = SystemWallClock(),
+                causalBufferLimit: Int = Replica.defaultCausalBufferLimit) {
+        precondition(member != 0, "member id 0 is reserved")
+        self.member = member
+        self.mergeMode = mergeMode
+        self.clock = HybridClock(wall: wallClock)
+        self.buffer = CausalBuffer(limit: causalBufferLimit)
+    }
+
+    // MARK: local writes
+
+    /// Stamps `ops` as this member's next change, applies it and returns its effects.
+    ///
+    /// The `parents` of put and delete ops are ignored and replaced by the key's heads before
+    /// this change (a change writes one version per key: when several ops touch one key, the
+    /// last decides the value). A local put therefore supersedes every concurrent version: the
+    /// key then shows exactly the bytes put, and a local delete removes it — locally a write
+    /// always behaves exactly like etcd. An empty `ops` still takes a seq (callers skip those).
+    @discardableResult
+    public mutating func makeChange(_ ops: [Op]) -> AppliedChange {
+        var stamped = ops
+        for i in stamped.indices {
+            switch stamped[i] {
+            case .put(let key, let value, let lease, _):
+                stamped[i] = .put(key: key, value: value, lease: lease, parents: dags[StoredKey(key)]?.heads ?? [])
+            case .delete(let key, _):
+                stamped[i] = .delete(key: key, parents: dags[StoredKey(key)]?.heads ?? [])
+            default:
+                break
+            }
+        }
+        let change = Change(id: Dot(member: member, seq: vector[member] &+ 1), deps: vector, hlc: clock.tick(), ops: stamped)
+        return integrate(change)
+    }
+
+    /// The ops that revoke `lease` here: a delete of every key whose visible value is attached to
+    /// it, then the revoke (DESIGN.md §2: revocation deletes the attached keys it has seen).
+    /// A key attached concurrently elsewhere survives (add-wins); `keysWithDeadLeases()` finds
+    /// such keys for the lessor's sweep. O(keys).
+    public func revokeOps(lease: Int64) -> [Op] {
+        keys(attachedTo: lease).map { Op.delete(key: $0, parents: []) } + [.leaseRevoke(id: lease)]
+    }
+
+    // MARK: remote changes
+
+    /// Applies a change received from a peer, or replayed from the WAL (own changes included).
+    ///
+    /// Returns the changes applied, in order: none if `change` was already applied or buffered
+    /// (idempotent) or is now buffered waiting for its dependencies; otherwise `change` followed
+    /// by any buffered changes it released. Throws for a change that violates the protocol
+    /// (nothing is applied) and when the causal buffer is full (the sender should retry later).
+    public mutating func apply(remote change: Change) throws(ReplicaError) -> [AppliedChange] {
+        try Replica.validate(change)
+        if vector.contains(change.id) || buffer.contains(change.id) { return [] }
+        clock.observe(change.hlc)
+        guard vector[change.id.member] &+ 1 == change.id.seq, vector.covers(change.deps) else {
+            guard buffer.insert(change) else { throw .causalBufferFull(limit: buffer.limit) }
+            return []
+        }
+        var applied = [integrate(change)]
+        while let next = buffer.popDeliverable(vector) { applied.append(integrate(next)) }
+        return applied
+    }
+
+    /// Changes received but not yet applied (waiting for dependencies), ascending by dot.
+    public var pendingChanges: [Change] { buffer.all }
+    public var pendingCount: Int { buffer.count }
+
+    static func validate(_ change: Change) throws(ReplicaError) {
+        let id = change.id
+        guard id.member != 0, id.seq != 0 else { throw .invalidChange(id, "member and seq must be non-zero") }
+        guard change.deps.entries[0] == nil else { throw .invalidChange(id, "deps name member 0") }
+        guard change.deps[id.member] < id.seq else { throw .invalidChange(id, "deps cover the change itself") }
+        for op in change.ops {
+            switch op {
+            case .put(_, _, _, let parents), .delete(_, let parents):
+                for p in parents where p != id && !change.deps.contains(p) {
+                    throw .invalidChange(id, "parent \(p.member):\(p.seq) is not covered by deps")
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    // MARK: applying
+
+    private mutating func integrate(_ change: Change) -> AppliedChange {
+        vector[change.id.member] = change.id.seq
+        var writes: [PendingWrite] = []
+        var slot: [[UInt8]: Int] = [:]
+        var leasesChanged: [Int64] = []
+        var membersChanged: [UInt64] = []
+        for op in change.ops {
+            switch op {
+            case .put(let key, let value, let lease, let parents):
+                record(PendingWrite(key: key, value: value, lease: lease, parents: parents), into: &writes, slot: &slot, manyOps: change.ops.count > 1)
+            case .delete(let key, let parents):
+                record(PendingWrite(key: key, value: nil, lease: 0, parents: parents), into: &writes, slot: &slot, manyOps: change.ops.count > 1)
+            case .leaseGrant(let id, _), .leaseRevoke(let id), .leaseCheckpoint(let id, _):
+                if leaseTable.apply(op, of: change), !leasesChanged.contains(id) { leasesChanged.append(id) }
+            case .memberAdd, .memberUpdate, .memberRemove:
+                if let id = memberTable.apply(op, of: change), !membersChanged.contains(id) { membersChanged.append(id) }
+            }
+        }
+        var effects: [KeyEffect] = []
+        effects.reserveCapacity(writes.count)
+        for w in writes {
+            var parents = w.parents
+            if !Replica.isStrictlyAscending(parents) || parents.contains(change.id) {
+                parents = Array(Set(parents).subtracting([change.id])).sorted()
+            }
+            let version = KeyVersion(dot: change.id, hlc: change.hlc, value: w.value, lease: w.lease, parents: parents)
+            let key = StoredKey(w.key)
+            let (before, after, isCollectable) = Replica.add(version, to: &dags[key, default: KeyVersionDAG()], mode: mergeMode)
+            if isCollectable {
+                collectable.insert(key)
+                touchedSinceCollection.insert(key)
+            }
+            effects.append(KeyEffect(key: w.key, before: before, after: after))
+        }
+        log.append(change)
+        return AppliedChange(change: change, effects: effects, leasesChanged: leasesChanged, membersChanged: membersChanged)
+    }
+
+    /// One dictionary access per written key on the hot path.
+    private static func add(_ version: KeyVersion, to dag: inout KeyVersionDAG, mode: MergeMode)
+        -> (before: VisibleValue?, after: VisibleValue?, isCollectable: Bool) {
+        let before = dag.isEmpty ? nil : dag.visible
+        dag.add(version, mode: mode)
+        return (before, dag.visible, dag.isCollectable)
+    }
+
+    private struct PendingWrite {
+        var key: [UInt8]
+        var value: [UInt8]?
+        var lease: Int64
+        var parents: [Dot]
+    }
+
+    /// Several ops on one key in one change make one version: the last op's value and lease, the
+    /// union of their parents.
+    private func record(_ w: PendingWrite, into writes: inout [PendingWrite], slot: inout [[UInt8]: Int], manyOps: Bool) {
+        guard manyOps else { writes.append(w); return }
+        if let i = slot[w.key] {
+            writes[i].value = w.value
+            writes[i].lease = w.lease
+            writes[i].parents += w.parents
+        } else {
+            slot[w.key] = writes.count
+            writes.append(w)
+        }
+    }
+
+    private static func isStrictlyAscending(_ dots: [Dot]) -> Bool {
+        var i = 1
+        while i < dots.count { if !(dots[i - 1] < dots[i]) { return false }; i += 1 }
+        return true
+    }
+
+    // MARK: reads
+
+    /// The visible value of `key`, nil when absent.
+    public func visible(_ key: [UInt8]) -> VisibleValue? { dags[StoredKey(key)]?.visible }
+
+    /// Every present key with its visible value, ascending by key bytes. O(n log n).
+    public func visibleKeyspace() -> [VisibleEntry] {
+        var out: [VisibleEntry] = []
+        out.reserveCapacity(dags.count)
+        for (key, dag) in dags { if let v = dag.visible { out.append(VisibleEntry(key: key.bytes, value: v)) } }
+        out.sort { $0.key.lexicographicallyPrecedes($1.key) }
+        return out
+    }
+
+    /// The version DAG held for `key` (for inspection and tests), nil if none is held.
+    public func dag(_ key: [UInt8]) -> KeyVersionDAG? { dags[StoredKey(key)] }
+
+    /// How many keys have a DAG (visible or tombstoned) and how many versions they hold.
+    public var storedKeyCount: Int { dags.count }
+    public var storedVersionCount: Int { dags.values.reduce(0) { $0 + $1.versions.count } }
+    public var storedTombstoneCount: Int {
+        dags.values.reduce(0) { $0 + $1.versions.filter(\.isTombstone).count }
+    }
+
+    /// A live lease (granted and not revoked), nil otherwise.
+    public func lease(_ id: Int64) -> LeaseInfo? { leaseTable.info(id) }
+    /// All live leases, ascending by id.
+    public var leases: [LeaseInfo] { leaseTable.all }
+
+    /// Current members, ascending by id, and the ids removed for good.
+    public var members: [Member] { memberTable.members }
+    public var removedMembers: Set<UInt64> { memberTable.removed }
+
+    /// Visible keys attached to `lease`, ascending. O(keys).
+    public func keys(attachedTo lease: Int64) -> [[UInt8]] {
+        dags.compactMap { $0.value.visible?.lease == lease && lease != 0 ? $0.key.bytes : nil }
+            .sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// Visible keys attached to a lease that is not live (revoked, or granted and revoked
+    /// before this node saw it), ascending: what the lessor's sweep deletes. O(keys).
+    public func keysWithDeadLeases() -> [[UInt8]] {
+        dags.compactMap { key, dag -> [UInt8]? in
+            guard let lease = dag.visible?.lease, lease != 0, leaseTable.info(lease) == nil else { return nil }
+            return key.bytes
+        }.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// SHA-256 over the visible keyspace (keys, values, leases), the live leases and the
+    /// members, in a fixed order. Equal on every replica that applied the same changes, however
+    /// they were delivered, restarted or garbage collected. O(state).
+    public func stateHash() -> [UInt8] {
+        var h = SHA256.Hasher()
+        func bytes(_ b: [UInt8]) { h.update(uint64: UInt64(b.count)); h.update(b) }
+        let keyspace = visibleKeyspace()
+        h.update(uint64: UInt64(keyspace.count))
+        for e in keyspace { bytes(e.key); bytes(e.value.value); h.update(uint64: UInt64(bitPattern: e.value.lease)) }
+        let leases = leaseTable.all
+        h.update(uint64: UInt64(leases.count))
+        for l in leases {
+            h.update(uint64: UInt64(bitPattern: l.id))
+            h.update(uint64: UInt64(bitPattern: l.ttlSeconds))
+            h.update(uint64: UInt64(bitPattern: l.expiresAtMilliseconds))
+        }
+        let members = memberTable.members
+        h.update(uint64: UInt64(members.count))
+        for m in members {
+            h.update(uint64: m.id); bytes(Array(m.name.utf8)); h.update(uint64: m.isLearner ? 1 : 0)
+            h.update(uint64: UInt64(m.peerURLs.count)); for u in m.peerURLs { bytes(Array(u.utf8)) }
+            h.update(uint64: UInt64(m.clientURLs.count)); for u in m.clientURLs { bytes(Array(u.utf8)) }
+        }
+        let removed = memberTable.removed.sorted()
+        h.update(uint64: UInt64(removed.count))
+        for id in removed { h.update(uint64: id) }
+        return h.finalize()
+    }
+
+    // MARK: anti-entropy
+
+    /// The changes a peer whose vector is `peer` lacks, in causal order; nil when some of them
+    /// were already garbage collected from the log (the peer needs a state snapshot instead).
+    /// Buffered (not yet applied) changes are not included.
+    public func changes(since peer: VersionVector) -> [Change]? {
+        guard peer.covers(logFloor) else { return nil }
+        return log.filter { !peer.contains($0.id) }
+    }
+
+    // MARK: garbage collection
+
+    /// Forgets what no replica can need any more, given a *stable vector*; never changes the
+    /// visible state. Cost: O(keys with more than one version or with tombstones + log).
+    ///
+    /// Precondition on `stableVector` (it is clamped to `vector`): every change not yet applied
+    /// here — buffered, in flight, or not yet created — has `deps` covering it. Then everything
+    /// it covers is causally stable: every future change descends from it. A single node passes
+    /// its own `vector`; a cluster computes it with `Replica.stableVector(local:localMember:peers:)`.
+    ///
+    /// Drops: keys whose heads are all stable tombstones; stable non-head versions that can no
+    /// longer be a merge base (see `KeyVersionDAG`); log entries it covers. On a single node this
+    /// leaves exactly one version per live key and no tombstones: memory like a plain map.
+    @discardableResult
+    public mutating func collectGarbage(stableVector: VersionVector) -> GarbageCollectionStats {
+        var stable = VersionVector()
+        for (m, s) in stableVector.entries { stable[m] = min(s, vector[m]) }
+        var stats = GarbageCollectionStats()
+        let stableMoved = stable != lastStable
+        let visit = stableMoved ? collectable : touchedSinceCollection.intersection(collectable)
+        touchedSinceCollection.removeAll(keepingCapacity: true)
+        lastStable = stable
+        for key in visit {
+            let (result, held, stillCollectable) = Replica.collect(&dags[key]!, stable: stable, mode: mergeMode)
+            switch result {
+            case .removeKey:
+                dags[key] = nil
+                collectable.remove(key)
+                stats.removedKeys += 1
+                stats.droppedVersions += held
+            case .shrunk(let dropped):
+                stats.droppedVersions += dropped
+                if !stillCollectable { collectable.remove(key) }
+            case .unchanged:
+                break
+            }
+        }
+        guard stableMoved else { return stats }
+        let before = log.count
+        log.removeAll { stable.contains($0.id) }
+        stats.droppedLogEntries = before - log.count
+        for (m, s) in stable.entries where s > logFloor[m] { logFloor[m] = s }
+        return stats
+    }
+
+    private static func collect(_ dag: inout KeyVersionDAG, stable: VersionVector, mode: MergeMode)
+        -> (KeyVersionDAG.CollectionResult, held: Int, stillCollectable: Bool) {
+        let held = dag.versions.count
+        let result = dag.collectGarbage(stable: stable, mode: mode)
+        return (result, held, dag.isCollectable)
+    }
+
+    /// A stable vector for `collectGarbage` from the vectors the other members reported.
+    ///
+    /// `peers` must hold a report from every other current member (any member that may still
+    /// create changes), each the member's own vector at the time it was sent. A report is only
+    /// usable once this replica has applied the reporting member's own changes up to what the
+    /// report claims (`local[X] >= report[X]`): then every change X creates later has deps
+    /// covering the report. If any report is not yet usable, nothing is stable (empty vector).
+    /// Otherwise the result is the pointwise minimum of `local` and the reports.
+    public static func stableVector(local: VersionVector, localMember: UInt64, peers: [UInt64: VersionVector]) -> VersionVector {
+        var stable = local
+        for (peer, report) in peers where peer != localMember {
+            if report[peer] > local[peer] { return VersionVector() }
+            for (m, s) in stable.entries { stable[m] = min(s, report[m]) }
+        }
+        return stable
+    }
+
+    // MARK: state encoding (see ReplicaStateCodec)
+
+    /// Assembles a replica from decoded parts (`ReplicaStateCodec`).
+    init(member: UInt64, mergeMode: MergeMode, clock: HybridClock, vector: VersionVector, logFloor: VersionVector,
+         dags: [StoredKey: KeyVersionDAG], leaseTable: LeaseTable, memberTable: MemberTable, log: [Change], buffer: CausalBuffer) {
+        self.member = member
+        self.mergeMode = mergeMode
+        self.clock = clock
+        self.vector = vector
+        self.logFloor = logFloor
+        self.dags = dags
+        self.collectable = Set(dags.filter { $0.value.isCollectable }.keys)
+        self.leaseTable = leaseTable
+        self.memberTable = memberTable
+        self.log = log
+        self.buffer = buffer
+    }
+}

@@ -1,0 +1,335 @@
+import ProtoWire
+
+/// The encoded state of a `Replica`, for snapshots and restarts.
+///
+/// Layout: `"LTRS"` | format version (1 byte, = 1) | payload | FNV-1a-64 of everything before
+/// it (8 bytes, little-endian). The payload is protobuf (ProtoWire), reusing the messages of
+/// `Protos/lattice/change.proto` for dots, vectors and changes:
+///
+///     message ReplicaState {
+///       uint64 member = 1;
+///       VersionVector vector = 2;
+///       int64 clock_wall_ms = 3;  uint32 clock_logical = 4;   // last HLC issued or seen
+///       repeated KeyState keys = 5;       // ascending by key bytes
+///       repeated LeaseGrant grants = 6;   // ascending by (lease id, dot)
+///       repeated MemberRecord members = 7;// ascending by member id
+///       repeated uint64 removed_members = 8 [packed];  // ascending
+///       repeated Change log = 9;          // application order
+///       repeated Change pending = 10;     // ascending by dot
+///       VersionVector log_floor = 11;
+///     }
+///     message KeyState { bytes key = 1; repeated Version versions = 2; }  // causal order
+///     message Version { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3; bytes value = 4;
+///                       bool tombstone = 5; int64 lease = 6; repeated Dot parents = 7; }
+///     message LeaseGrant { int64 id = 1; Dot dot = 2; int64 hlc_wall_ms = 3; uint32 hlc_logical = 4;
+///                          int64 ttl = 5; int64 expires_at_ms = 6; }
+///     message MemberRecord { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3; uint64 id = 4;
+///                            string name = 5; repeated string peer_urls = 6;
+///                            repeated string client_urls = 7; bool is_learner = 8; }
+///
+/// The encoding is deterministic: equal replicas encode to equal bytes. Decoding never traps:
+/// damaged bytes fail the checksum, malformed protobuf and states that break the replica's
+/// invariants are errors.
+public enum ReplicaStateCodec {
+    static let magic: [UInt8] = Array("LTRS".utf8)
+    static let formatVersion: UInt8 = 1
+
+    public static func encode(_ replica: Replica) -> [UInt8] {
+        var out = magic
+        out.append(formatVersion)
+        out.append(contentsOf: ReplicaStateMessage(replica).protoBytes())
+        let checksum = fnv1a64(out)
+        for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: checksum >> UInt64(8 * i))) }
+        return out
+    }
+
+    public static func decode(_ bytes: [UInt8], mergeMode: MergeMode, wallClock: any WallClock,
+                              causalBufferLimit: Int) throws(ReplicaStateDecodingError) -> Replica {
+        guard bytes.count >= magic.count + 1 + 8 else { throw .truncated }
+        guard Array(bytes[0..<4]) == magic else { throw .notAReplicaState }
+        guard bytes[4] == formatVersion else { throw .unsupportedFormatVersion(bytes[4]) }
+        let body = Array(bytes[0..<(bytes.count - 8)])
+        var stored: UInt64 = 0
+        for i in 0..<8 { stored |= UInt64(bytes[bytes.count - 8 + i]) << UInt64(8 * i) }
+        guard fnv1a64(body) == stored else { throw .checksumMismatch }
+        let message: ReplicaStateMessage
+        do {
+            message = try ReplicaStateMessage(protoBytes: Array(body[5...]))
+        } catch {
+            throw .malformed(error)
+        }
+        return try message.replica(mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit)
+    }
+
+    /// FNV-1a, 64 bit: detects every single-byte change; integrity against accidents, not attacks.
+    static func fnv1a64(_ bytes: [UInt8]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        return h
+    }
+}
+
+extension Replica {
+    /// The replica's state as bytes (`ReplicaStateCodec`): key DAGs, leases, members, vector,
+    /// HLC, change log and buffered changes. Not the merge mode or the wall clock (configuration).
+    public func encodeState() -> [UInt8] { ReplicaStateCodec.encode(self) }
+
+    /// Restores a replica from `encodeState()` bytes. Throws on damaged or inconsistent input.
+    public init(decodingState bytes: [UInt8], mergeMode: MergeMode = .json, wallClock: any WallClock = SystemWallClock(),
+                causalBufferLimit: Int = Replica.defaultCausalBufferLimit) throws(ReplicaStateDecodingError) {
+        self = try ReplicaStateCodec.decode(bytes, mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit)
+    }
+}
+
+public enum ReplicaStateDecodingError: Error, Equatable, Sendable {
+    case truncated
+    case notAReplicaState
+    case unsupportedFormatVersion(UInt8)
+    case checksumMismatch
+    case malformed(ProtoDecodingError)
+    /// Well-formed, but not a state a replica can be in.
+    case inconsistent(String)
+}
+
+// MARK: messages
+
+private struct HLCFields {
+    static func read(_ field: Int, _ wt: WireType, _ r: inout ProtoReader, wall: Int, into hlc: inout HLC) throws(ProtoDecodingError) -> Bool {
+        if field == wall { hlc.wallMilliseconds = try r.readInt64(wt, field: field); return true }
+        if field == wall + 1 { hlc.logical = try r.readUInt32(wt, field: field); return true }
+        return false
+    }
+}
+
+struct VersionMessage: ProtoMessage {
+    var dot = Dot(member: 0, seq: 0)
+    var hlc = HLC.zero
+    var value: [UInt8] = []
+    var tombstone = false
+    var lease: Int64 = 0
+    var parents: [Dot] = []
+
+    init() {}
+    init(_ v: KeyVersion) {
+        dot = v.dot; hlc = v.hlc; value = v.value ?? []; tombstone = v.isTombstone; lease = v.lease; parents = v.parents
+    }
+
+    var version: KeyVersion { KeyVersion(dot: dot, hlc: hlc, value: tombstone ? nil : value, lease: lease, parents: parents) }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        if try HLCFields.read(field, wt, &r, wall: 2, into: &hlc) { return }
+        switch field {
+        case 1: dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 4: value = try r.readBytes(wt, field: field)
+        case 5: tombstone = try r.readBool(wt, field: field)
+        case 6: lease = try r.readInt64(wt, field: field)
+        case 7: parents.append((try r.readMessage(wt, field: field) as DotMessage).dot)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.messageField(1, DotMessage(dot))
+        v.int64(2, hlc.wallMilliseconds)
+        v.uint32(3, hlc.logical)
+        v.bytes(4, value)
+        v.bool(5, tombstone)
+        v.int64(6, lease)
+        for p in parents { v.messageField(7, DotMessage(p)) }
+    }
+}
+
+struct KeyStateMessage: ProtoMessage {
+    var key: [UInt8] = []
+    var versions: [VersionMessage] = []
+
+    init() {}
+    init(key: [UInt8], dag: KeyVersionDAG) {
+        self.key = key
+        versions = dag.versions.map(VersionMessage.init)
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: key = try r.readBytes(wt, field: field)
+        case 2: versions.append(try r.readMessage(wt, field: field))
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.bytes(1, key)
+        v.messages(2, versions)
+    }
+}
+
+struct LeaseGrantMessage: ProtoMessage {
+    var id: Int64 = 0
+    var grant = LeaseTable.Grant(dot: Dot(member: 0, seq: 0), hlc: .zero, ttlSeconds: 0, expiresAtMilliseconds: 0)
+
+    init() {}
+    init(id: Int64, grant: LeaseTable.Grant) {
+        self.id = id
+        self.grant = grant
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        if try HLCFields.read(field, wt, &r, wall: 3, into: &grant.hlc) { return }
+        switch field {
+        case 1: id = try r.readInt64(wt, field: field)
+        case 2: grant.dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 5: grant.ttlSeconds = try r.readInt64(wt, field: field)
+        case 6: grant.expiresAtMilliseconds = try r.readInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.int64(1, id)
+        v.messageField(2, DotMessage(grant.dot))
+        v.int64(3, grant.hlc.wallMilliseconds)
+        v.uint32(4, grant.hlc.logical)
+        v.int64(5, grant.ttlSeconds)
+        v.int64(6, grant.expiresAtMilliseconds)
+    }
+}
+
+struct MemberRecordMessage: ProtoMessage {
+    var record = MemberTable.Record(member: Member(id: 0), hlc: .zero, dot: Dot(member: 0, seq: 0))
+
+    init() {}
+    init(_ record: MemberTable.Record) { self.record = record }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        if try HLCFields.read(field, wt, &r, wall: 2, into: &record.hlc) { return }
+        switch field {
+        case 1: record.dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 4: record.member.id = try r.readUInt64(wt, field: field)
+        case 5: record.member.name = try r.readString(wt, field: field)
+        case 6: record.member.peerURLs.append(try r.readString(wt, field: field))
+        case 7: record.member.clientURLs.append(try r.readString(wt, field: field))
+        case 8: record.member.isLearner = try r.readBool(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.messageField(1, DotMessage(record.dot))
+        v.int64(2, record.hlc.wallMilliseconds)
+        v.uint32(3, record.hlc.logical)
+        v.uint64(4, record.member.id)
+        v.string(5, record.member.name)
+        v.repeatedStrings(6, record.member.peerURLs)
+        v.repeatedStrings(7, record.member.clientURLs)
+        v.bool(8, record.member.isLearner)
+    }
+}
+
+struct ReplicaStateMessage: ProtoMessage {
+    var member: UInt64 = 0
+    var vector = VersionVector()
+    var clock = HLC.zero
+    var keys: [KeyStateMessage] = []
+    var grants: [LeaseGrantMessage] = []
+    var members: [MemberRecordMessage] = []
+    var removedMembers: [UInt64] = []
+    var log: [Change] = []
+    var pending: [Change] = []
+    var logFloor = VersionVector()
+
+    init() {}
+
+    init(_ replica: Replica) {
+        member = replica.member
+        vector = replica.vector
+        clock = replica.clock.last
+        keys = replica.dags.sorted { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }.map { KeyStateMessage(key: $0.key.bytes, dag: $0.value) }
+        grants = replica.leaseTable.grants.keys.sorted().flatMap { id in
+            replica.leaseTable.grants[id]!.sorted { $0.dot < $1.dot }.map { LeaseGrantMessage(id: id, grant: $0) }
+        }
+        members = replica.memberTable.records.keys.sorted().map { MemberRecordMessage(replica.memberTable.records[$0]!) }
+        removedMembers = replica.memberTable.removed.sorted()
+        log = replica.log
+        pending = replica.pendingChanges
+        logFloor = replica.logFloor
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        if try HLCFields.read(field, wt, &r, wall: 3, into: &clock) { return }
+        switch field {
+        case 1: member = try r.readUInt64(wt, field: field)
+        case 2: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 5: keys.append(try r.readMessage(wt, field: field))
+        case 6: grants.append(try r.readMessage(wt, field: field))
+        case 7: members.append(try r.readMessage(wt, field: field))
+        case 8: try r.readRepeatedVarint(wt, field: field, into: &removedMembers)
+        case 9: log.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
+        case 10: pending.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
+        case 11: logFloor = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, member)
+        v.messageField(2, VersionVectorMessage(vector))
+        v.int64(3, clock.wallMilliseconds)
+        v.uint32(4, clock.logical)
+        v.messages(5, keys)
+        v.messages(6, grants)
+        v.messages(7, members)
+        v.packedUInt64(8, removedMembers)
+        for c in log { v.messageField(9, ChangeMessage(c)) }
+        for c in pending { v.messageField(10, ChangeMessage(c)) }
+        v.messageField(11, VersionVectorMessage(logFloor))
+    }
+
+    /// Checks the replica invariants and assembles it.
+    func replica(mergeMode: MergeMode, wallClock: any WallClock, causalBufferLimit: Int) throws(ReplicaStateDecodingError) -> Replica {
+        func check(_ ok: Bool, _ what: @autoclosure () -> String) throws(ReplicaStateDecodingError) {
+            if !ok { throw .inconsistent(what()) }
+        }
+        func validDot(_ d: Dot) -> Bool { d.member != 0 && d.seq != 0 }
+        try check(member != 0, "member id 0")
+        try check(vector.entries[0] == nil && logFloor.entries[0] == nil, "vector names member 0")
+        try check(vector.covers(logFloor), "log floor beyond the vector")
+        var dags: [StoredKey: KeyVersionDAG] = [:]
+        for k in keys {
+            try check(!k.versions.isEmpty, "key without versions")
+            let versions = k.versions.map(\.version)
+            for v in versions {
+                try check(validDot(v.dot) && vector.contains(v.dot), "version \(v.dot.member):\(v.dot.seq) not applied")
+                try check(v.parents.allSatisfy(validDot), "invalid parent")
+            }
+            guard let dag = KeyVersionDAG(versions: versions, mode: mergeMode) else { throw .inconsistent("versions out of causal order") }
+            try check(dags.updateValue(dag, forKey: StoredKey(k.key)) == nil, "duplicate key")
+        }
+        var grantsByLease: [Int64: [LeaseTable.Grant]] = [:]
+        for g in grants {
+            try check(validDot(g.grant.dot) && vector.contains(g.grant.dot), "lease grant not applied")
+            grantsByLease[g.id, default: []].append(g.grant)
+        }
+        var records: [UInt64: MemberTable.Record] = [:]
+        for m in members {
+            try check(validDot(m.record.dot) && vector.contains(m.record.dot), "member record not applied")
+            try check(records.updateValue(m.record, forKey: m.record.member.id) == nil, "duplicate member")
+        }
+        var seen = Set<Dot>()
+        for c in log {
+            try check(validDot(c.id) && vector.contains(c.id) && !logFloor.contains(c.id), "log entry outside the log's range")
+            try check(seen.insert(c.id).inserted, "duplicate log entry")
+        }
+        var buffer = CausalBuffer(limit: causalBufferLimit)
+        for c in pending {
+            try check(!vector.contains(c.id), "buffered change already applied")
+            do { try Replica.validate(c) } catch { throw .inconsistent("invalid buffered change") }
+            try check(buffer.insert(c), "duplicate or too many buffered changes")
+        }
+        return Replica(member: member, mergeMode: mergeMode, clock: HybridClock(wall: wallClock, last: clock), vector: vector, logFloor: logFloor, dags: dags,
+                       leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: Set(removedMembers)),
+                       log: log, buffer: buffer)
+    }
+}

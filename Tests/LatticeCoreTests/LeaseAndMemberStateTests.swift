@@ -1,0 +1,110 @@
+import XCTest
+import LatticeCore
+
+final class LeaseAndMemberStateTests: XCTestCase {
+    func testGrantCheckpointAndRevoke() throws {
+        let clock = TestClock(10_000)
+        var a = Replica.test(1, clock: clock)
+        let grant = a.makeChange([.leaseGrant(id: 7, ttlSeconds: 30)])
+        XCTAssertEqual(grant.leasesChanged, [7])
+        XCTAssertEqual(a.lease(7), LeaseInfo(id: 7, ttlSeconds: 30, expiresAtMilliseconds: 40_000))
+        a.makeChange([.leaseCheckpoint(id: 7, expiresAtMilliseconds: 90_000)])
+        a.makeChange([.leaseCheckpoint(id: 7, expiresAtMilliseconds: 50_000)])
+        XCTAssertEqual(a.lease(7)?.expiresAtMilliseconds, 90_000, "expiry is a max-register")
+
+        a.put("/lock", "holder", lease: 7)
+        a.put("/other", "x")
+        XCTAssertEqual(a.keys(attachedTo: 7), [bytes("/lock")])
+        let revoke = a.makeChange(a.revokeOps(lease: 7))
+        XCTAssertEqual(revoke.visibleChanges.map(\.outcome), [.deleted])
+        XCTAssertNil(a.lease(7))
+        XCTAssertNil(a.get("/lock"))
+        XCTAssertEqual(a.get("/other"), "x")
+        XCTAssertEqual(a.leases, [])
+    }
+
+    func testARevokedIDCanBeGrantedAgain() {
+        var a = Replica.test(1)
+        a.makeChange([.leaseGrant(id: 5, ttlSeconds: 10)])
+        a.makeChange([.leaseRevoke(id: 5)])
+        XCTAssertNil(a.lease(5))
+        a.makeChange([.leaseGrant(id: 5, ttlSeconds: 20)])
+        XCTAssertEqual(a.lease(5)?.ttlSeconds, 20)
+    }
+
+    func testGrantConcurrentWithRevokeSurvivesIt() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.makeChange([.leaseGrant(id: 5, ttlSeconds: 10)])
+        try b.sync(from: a)
+        a.makeChange([.leaseRevoke(id: 5)])
+        b.makeChange([.leaseGrant(id: 5, ttlSeconds: 60)]) // b had not seen the revoke
+        try a.sync(from: b)
+        try b.sync(from: a)
+        XCTAssertEqual(a.lease(5)?.ttlSeconds, 60)
+        XCTAssertEqual(a.leases, b.leases)
+    }
+
+    func testKeyAttachedConcurrentlyWithARevokeSurvivesAndIsFoundBySweep() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.makeChange([.leaseGrant(id: 9, ttlSeconds: 10)])
+        a.put("/seen", "v", lease: 9)
+        try b.sync(from: a)
+        a.makeChange(a.revokeOps(lease: 9))
+        b.put("/unseen", "v", lease: 9) // concurrent with the revoke
+        try a.sync(from: b)
+        try b.sync(from: a)
+        XCTAssertNil(a.get("/seen"))
+        XCTAssertEqual(a.get("/unseen"), "v", "the revoke deletes only the keys it had seen")
+        XCTAssertEqual(a.keysWithDeadLeases(), [bytes("/unseen")])
+        XCTAssertEqual(b.keysWithDeadLeases(), [bytes("/unseen")])
+        XCTAssertEqual(a.stateHash(), b.stateHash())
+    }
+
+    func testCheckpointConcurrentWithRevokeDoesNotResurrect() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.makeChange([.leaseGrant(id: 3, ttlSeconds: 10)])
+        try b.sync(from: a)
+        a.makeChange([.leaseRevoke(id: 3)])
+        b.makeChange([.leaseCheckpoint(id: 3, expiresAtMilliseconds: Int64.max)])
+        try a.sync(from: b)
+        try b.sync(from: a)
+        XCTAssertNil(a.lease(3))
+        XCTAssertNil(b.lease(3))
+    }
+
+    func testMembersAreLastWriterWinsAndRemovalIsForever() throws {
+        let clockA = TestClock(), clockB = TestClock()
+        var a = Replica.test(1, clock: clockA)
+        var b = Replica.test(2, clock: clockB)
+        a.makeChange([.memberAdd(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.1:2380"]))])
+        try b.sync(from: a)
+        clockB.now += 5
+        a.makeChange([.memberUpdate(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.2:2380"]))])
+        b.makeChange([.memberUpdate(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.3:2380"]))])
+        try a.sync(from: b)
+        try b.sync(from: a)
+        XCTAssertEqual(a.members.map(\.peerURLs), [["http://10.0.0.3:2380"]])
+        XCTAssertEqual(a.members, b.members)
+
+        a.makeChange([.memberRemove(id: 10)])
+        b.makeChange([.memberUpdate(Member(id: 10, name: "back?"))]) // concurrent: removal wins
+        try a.sync(from: b)
+        try b.sync(from: a)
+        XCTAssertEqual(a.members, [])
+        XCTAssertEqual(b.removedMembers, [10])
+        b.makeChange([.memberAdd(Member(id: 10, name: "again"))])
+        XCTAssertEqual(b.members, [], "a removed id never comes back")
+    }
+
+    func testHugeTTLFromAPeerDoesNotTrap() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.makeChange([.leaseGrant(id: 1, ttlSeconds: Int64.max), .leaseGrant(id: 2, ttlSeconds: Int64.min)])
+        try b.sync(from: a)
+        XCTAssertEqual(b.lease(1)?.expiresAtMilliseconds, Int64.max)
+        XCTAssertEqual(b.lease(2)?.expiresAtMilliseconds, Int64.min)
+    }
+}
