@@ -78,7 +78,17 @@ enum Recovery {
                 throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)) does not decode: \(error)",
                                    path: directory.snapPath)
             }
-            restore(decoded, state: &state, indexed: &indexed)
+            var replica: Replica?
+            if !decoded.replicaState.isEmpty {
+                do {
+                    replica = try Replica(decodingState: decoded.replicaState, mergeMode: configuration.mergeMode,
+                                          wallClock: configuration.wallClock)
+                } catch {
+                    throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)): replicated state does not decode: \(error)",
+                                       path: directory.snapPath)
+                }
+            }
+            restore(decoded, replica: replica, state: &state, indexed: &indexed)
             snapshotIndex = snapshot.index
         }
         let (wal, records, note) = try WriteAheadLog.open(
@@ -88,10 +98,12 @@ enum Recovery {
         for record in records {
             try replay(record, state: &state, indexed: &indexed, path: directory.walPath)
         }
+        if configuration.collectGarbage {
+            _ = state.replica.collectGarbage(stableVector: state.replica.vector)
+        }
         // Leases whose expiry passed while the member was down expire right after it is back.
         let now = configuration.wallClock.nowMilliseconds()
         state.lessor.extendExpiries(toAtLeast: now + 1_000)
-        state.clock.observe(HLC(wallMilliseconds: now, logical: 0))
         return Opened(directory: directory, wal: wal, snapshotIndex: snapshotIndex, replayed: records.count, notes: notes)
     }
 
@@ -112,26 +124,46 @@ enum Recovery {
             if r.revision != 0 && r.revision != indexed.index.currentRevision + 1 {
                 throw damaged("revision \(r.revision) does not follow \(indexed.index.currentRevision)")
             }
+            let applied: [AppliedChange]
+            do {
+                applied = try state.replica.apply(remote: change)
+            } catch {
+                throw damaged("the replica refuses the change: \(error)")
+            }
             var versions: [([UInt8], KeyVersion)] = []
             var previous: [[UInt8]: KeyVersion] = [:]
+            if change.id.member == state.replica.member {
+                // Own change: exactly what the etcd evaluation wrote (a re-put of the same bytes
+                // is a new version in etcd, although the replica calls it unchanged).
+                for op in change.ops {
+                    switch op {
+                    case .put(let key, let value, let lease, _):
+                        let prev = indexed.index.visible(key, at: indexed.index.currentRevision)
+                        if let prev { previous[key] = prev }
+                        versions.append((key, KeyVersion(modRevision: r.revision, createRevision: prev?.createRevision ?? r.revision,
+                                                         version: (prev?.version ?? 0) + 1, value: value, lease: lease, dot: change.id)))
+                    case .delete(let key, _):
+                        if let prev = indexed.index.visible(key, at: indexed.index.currentRevision) { previous[key] = prev }
+                        versions.append((key, KeyVersion(modRevision: r.revision, createRevision: 0, version: 0, value: [], lease: 0, dot: change.id)))
+                    default:
+                        break
+                    }
+                }
+            } else if let a = applied.first {
+                (versions, previous) = MVCCStore.versions(for: a, revision: r.revision) { key in
+                    indexed.index.visible(key, at: indexed.index.currentRevision)
+                }
+            }
             for op in change.ops {
                 switch op {
-                case .put(let key, let value, let lease, _):
-                    let prev = indexed.index.visible(key, at: indexed.index.currentRevision)
-                    if let prev { previous[key] = prev }
-                    versions.append((key, KeyVersion(modRevision: r.revision, createRevision: prev?.createRevision ?? r.revision,
-                                                     version: (prev?.version ?? 0) + 1, value: value, lease: lease, dot: change.id)))
-                case .delete(let key, _):
-                    if let prev = indexed.index.visible(key, at: indexed.index.currentRevision) { previous[key] = prev }
-                    versions.append((key, KeyVersion(modRevision: r.revision, createRevision: 0, version: 0, value: [], lease: 0, dot: change.id)))
                 case .leaseGrant(let id, let ttl):
                     state.lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: change.hlc.wallMilliseconds)
                 case .leaseRevoke(let id):
                     state.lessor.remove(id)
                 case .leaseCheckpoint(let id, let expiresAt):
                     state.lessor.checkpoint(id, expiresAtMilliseconds: expiresAt)
-                @unknown default:
-                    break  // ops this store does not keep (members are the server's)
+                default:
+                    break
                 }
             }
             for (key, version) in versions {
@@ -141,15 +173,12 @@ enum Recovery {
                 guard r.revision != 0 else { throw damaged("key change without a revision") }
                 _ = MVCCStore.applyReplayed(MVCCStore.EvaluatedWrite(revision: r.revision, versions: versions, previous: previous), to: &indexed)
             }
-            state.nextSeq = max(state.nextSeq, change.id.seq + 1)
-            state.vector[change.id.member] = max(state.vector[change.id.member], change.id.seq)
-            state.clock.observe(change.hlc)
         default:
             throw damaged("unknown record type \(record.entry.type)")
         }
     }
 
-    static func restore(_ s: StoreSnapshot, state: inout MVCCStore.WriterState, indexed: inout MVCCStore.Indexed) {
+    static func restore(_ s: StoreSnapshot, replica: Replica?, state: inout MVCCStore.WriterState, indexed: inout MVCCStore.Indexed) {
         var index = MVCCIndex()
         var byRevision: [Int64: [Event]] = [:]
         for (key, versions) in s.histories {
@@ -177,9 +206,7 @@ enum Recovery {
             log.restoreAppend(RevisionEvents(revision: revision, events: byRevision[revision]!))
         }
         indexed = MVCCStore.Indexed(index: index, log: log)
-        state.nextSeq = s.nextSeq
-        state.vector = s.vector
-        state.clock.observe(s.hlc)
+        if let replica = replica { state.replica = replica }
         for l in s.leases {
             state.lessor.grant(id: l.id, ttlSeconds: l.ttl, nowMilliseconds: 0)
             state.lessor.checkpoint(l.id, expiresAtMilliseconds: l.expiresAt)
@@ -220,9 +247,10 @@ extension MVCCStore {
                 var s = StoreSnapshot()
                 s.currentRevision = indexed.index.currentRevision
                 s.compactRevision = indexed.index.compactRevision
-                s.nextSeq = state.nextSeq
-                s.hlc = state.clock.last
-                s.vector = state.vector
+                s.nextSeq = state.replica.vector[state.replica.member] + 1
+                s.hlc = state.replica.clock.last
+                s.vector = state.replica.vector
+                s.replicaState = state.replica.encodeState()
                 s.histories = indexed.index.sortedKeys.map { ($0, indexed.index.histories[$0] ?? []) }
                 s.leases = state.lessor.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
                 return s.protoBytes()

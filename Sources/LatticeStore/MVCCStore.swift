@@ -35,6 +35,11 @@ public final class MVCCStore: Sendable {
         /// Keep-alives of one lease are persisted (as a checkpoint change) at most this often,
         /// and at least every half TTL, so a restart keeps leases its clients kept alive.
         public var leaseCheckpointIntervalMilliseconds: Int64 = 5 * 60 * 1000
+        /// `--merge`: how concurrent versions of one key from different members combine.
+        public var mergeMode: MergeMode = .json
+        /// Drop replicated history once it is causally stable. A single member is its own
+        /// stable point; turn off to keep every change for peers that have not seen it yet.
+        public var collectGarbage = true
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -45,9 +50,9 @@ public final class MVCCStore: Sendable {
     /// State owned by the writer (the writer thread holds the mutex while evaluating a batch;
     /// lease reads take it briefly).
     struct WriterState: ~Copyable {
-        var clock: HybridClock
-        var nextSeq: UInt64 = 1
-        var vector = VersionVector()
+        /// The replicated (CRDT) state: key version DAGs, leases, members, version vector, HLC.
+        var replica: Replica
+        /// etcd's lessor view: expiry timers and attached keys at this member.
         var lessor = Lessor()
         /// Last persisted expiry checkpoint per lease (wall ms).
         var checkpointedAt: [Int64: Int64] = [:]
@@ -78,7 +83,8 @@ public final class MVCCStore: Sendable {
     public init(configuration: Configuration) throws(StorageError) {
         self.configuration = configuration
         self.queue = WriteQueue(capacity: configuration.queueCapacity)
-        var state = WriterState(clock: HybridClock(wall: configuration.wallClock))
+        var state = WriterState(replica: Replica(member: configuration.memberID, mergeMode: configuration.mergeMode,
+                                                 wallClock: configuration.wallClock))
         var indexed = Indexed()
         self.storage = StorageOwner()
         if let dir = configuration.dataDirectory {
@@ -227,6 +233,9 @@ public final class MVCCStore: Sendable {
     struct QueuedWrite: Sendable {
         let evaluate: @Sendable (inout WriteTxn, inout WriterState) -> Void
         let finish: @Sendable (EtcdError?) -> Void
+        /// A change from a peer: applied through the replica instead of `evaluate`.
+        var remote: Change? = nil
+        var remoteApplied: (@Sendable ([Int64]) -> Void)? = nil
     }
 
     /// Queues a write. `body` runs on the writer thread (against the index plus the batch's
@@ -280,7 +289,12 @@ public final class MVCCStore: Sendable {
             lock.withReadLock {
                 var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
                 for item in items {
-                    let dot = Dot(member: configuration.memberID, seq: state.nextSeq)
+                    if let remote = item.remote {
+                        let revisions = applyRemote(remote, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries)
+                        item.remoteApplied?(revisions)
+                        continue
+                    }
+                    let dot = Dot(member: configuration.memberID, seq: state.replica.vector[configuration.memberID] + 1)
                     let leases = state.lessor.leases
                     var txn = WriteTxn(base: indexed.index, pending: pending, dot: dot, leaseExists: { leases[$0] != nil })
                     item.evaluate(&txn, &state)
@@ -291,9 +305,9 @@ public final class MVCCStore: Sendable {
                         continue
                     }
                     guard !txn.ops.isEmpty else { evaluated.append(EvaluatedWrite(nothing: ())); continue }
-                    let change = Change(id: dot, deps: state.vector, hlc: state.clock.tick(), ops: txn.ops)
-                    state.nextSeq += 1
-                    state.vector[dot.member] = dot.seq
+                    // The replica stamps the change (this dot, deps, HLC, parents = current heads).
+                    let change = state.replica.makeChange(txn.ops).change
+                    assert(change.id == dot, "the replica and the store agree on the next dot")
                     let write = EvaluatedWrite(txn, change: change)
                     for (key, version) in write.versions {
                         state.lessor.reattach(key, from: write.previous[key]?.lease ?? 0, to: version.lease)
@@ -303,6 +317,9 @@ public final class MVCCStore: Sendable {
                     entries.append(WALEntry(type: WALRecordType.change,
                                             payload: ChangeRecord(revision: write.revision, change: change).protoBytes()))
                     evaluated.append(write)
+                }
+                if configuration.collectGarbage {
+                    _ = state.replica.collectGarbage(stableVector: state.replica.vector)
                 }
             }
         }

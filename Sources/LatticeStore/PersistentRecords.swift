@@ -56,7 +56,7 @@ struct CompactionRecord: ProtoMessage {
 /// ```
 /// StoreSnapshot { 1: current revision, 2: compact revision, 3: next seq, 4: hlc wall ms,
 ///                 5: hlc logical, 6: repeated KeyHistory, 7: repeated LeaseRecord,
-///                 8: repeated Dot (version vector entries) }
+///                 8: repeated Dot (version vector entries), 9: bytes (Replica.encodeState) }
 /// KeyHistory    { 1: key, 2: repeated VersionRecord }
 /// VersionRecord { 1: mod, 2: create, 3: version (0 = deletion), 4: value, 5: lease,
 ///                 6: dot member, 7: dot seq }
@@ -70,11 +70,14 @@ struct StoreSnapshot: ProtoMessage {
     var histories: [([UInt8], [KeyVersion])] = []
     var leases: [(id: Int64, ttl: Int64, expiresAt: Int64)] = []
     var vector = VersionVector()
+    /// `Replica.encodeState()`: the CRDT state (DAGs, leases, members, HLC, vector, log).
+    var replicaState: [UInt8] = []
 
     init() {}
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
+        case 9: replicaState = try r.readBytes(wt, field: field)
         case 1: currentRevision = try r.readInt64(wt, field: field)
         case 2: compactRevision = try r.readInt64(wt, field: field)
         case 3: nextSeq = try r.readUInt64(wt, field: field)
@@ -104,6 +107,7 @@ struct StoreSnapshot: ProtoMessage {
         for (member, seq) in vector.entries.sorted(by: { $0.key < $1.key }) {
             v.messageField(8, DotMessage(Dot(member: member, seq: seq)))
         }
+        v.bytes(9, replicaState)
     }
 }
 
