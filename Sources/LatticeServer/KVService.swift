@@ -62,33 +62,19 @@ extension TxnRequest {
     }
 }
 
-/// Wraps a synchronous store call as a unary gRPC method: decodes the request (a malformed one is
-/// answered like grpc-go answers it: INTERNAL "grpc: error unmarshalling request: …"), checks the
-/// request size for writes, maps `EtcdError` to its gRPC status.
+/// Wraps a synchronous store call (reads) as a unary gRPC method; see `asyncUnary`.
 func unary<Request: ProtoMessage, Response: ProtoMessage>(
     limits: RequestLimits?, _ body: @escaping @Sendable (Request) throws(EtcdError) -> Response
 ) -> GRPCMethodHandler {
-    .unary { bytes, _, responder in
-        if let limits, bytes.count > limits.maxRequestBytes {
-            responder.fail(EtcdError.requestTooLarge.grpcStatus)
-            return
-        }
-        let request: Request
-        do {
-            request = try Request(protoBytes: bytes)
-        } catch {
-            responder.fail(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
-            return
-        }
-        do throws(EtcdError) {
-            responder.succeed(try body(request).protoBytes())
-        } catch {
-            responder.fail(error.grpcStatus)
-        }
+    asyncUnary(limits: limits, Response.self) { request, done in
+        do throws(EtcdError) { done(.success(try body(request))) } catch { done(.failure(error)) }
     }
 }
 
-/// Like `unary`, for store calls that complete later (writes answer once durable).
+/// A unary gRPC method over a store call that completes later (writes answer once durable):
+/// checks the request size for writes (`limits`), decodes the request (a malformed one is
+/// answered like grpc-go answers it: INTERNAL "grpc: error unmarshalling request: …"), and maps
+/// `EtcdError` to its gRPC status.
 func asyncUnary<Request: ProtoMessage, Response: ProtoMessage>(
     limits: RequestLimits?, _ response: Response.Type,
     _ body: @escaping @Sendable (Request, _ done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) -> Void

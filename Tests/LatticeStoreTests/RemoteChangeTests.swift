@@ -25,7 +25,7 @@ final class RemoteChangeTests: XCTestCase {
 
     func testRemotePutTakesTheNextLocalRevisionAndEmitsAnEvent() throws {
         let a = try member(1), bStore = try member(2)
-        try bStore.put(PutRequest(key: b("local"), value: b("x")))          // b is at revision 2
+        _ = try bStore.put(PutRequest(key: b("local"), value: b("x")))      // b is at revision 2
         _ = try a.put(PutRequest(key: b("/registry/pods/p"), value: b("{\"spec\":1}")))
         try sync(a, to: bStore)
         let r = try bStore.range(RangeRequest(key: b("/registry/pods/p")))
