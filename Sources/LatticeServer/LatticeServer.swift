@@ -70,6 +70,8 @@ public struct ServerConfiguration: Sendable {
     public var snapshotCount = 100_000
     /// Keep everything in memory, no data directory (tests).
     public var inMemory = false
+    /// `--auto-compaction-mode` / `--auto-compaction-retention`.
+    public var autoCompaction = AutoCompaction.off
 
     public init() {}
 
@@ -87,11 +89,14 @@ public final class LatticeServer: Sendable {
     public let clusterID: UInt64
     public let alarms: Alarms
     private let leaseExpiry: RepeatedTask
+    private let autoCompaction: RepeatedTask?
 
     /// The bound client addresses (port 0 in a listen URL becomes the actual port).
     public var clientAddresses: [SocketAddress] { grpc.localAddresses }
 
-    private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer, alarms: Alarms, leaseExpiry: RepeatedTask) {
+    private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer, alarms: Alarms, leaseExpiry: RepeatedTask,
+                 autoCompaction: RepeatedTask?) {
+        self.autoCompaction = autoCompaction
         self.configuration = configuration
         self.store = store
         self.grpc = grpc
@@ -159,11 +164,17 @@ public final class LatticeServer: Sendable {
                 for id in revoked { logger.debug("lease expired", metadata: ["lease-id": "\(String(id, radix: 16))"]) }
             }
         }
-        return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry)
+        let compactor = AutoCompactor(store: store, mode: configuration.autoCompaction, logger: logger)
+        let autoCompaction = compactor.checkInterval.map { interval in
+            group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in compactor.tick() }
+        }
+        return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry,
+                             autoCompaction: autoCompaction)
     }
 
     public func shutdown() async {
         leaseExpiry.cancel()
+        autoCompaction?.cancel()
         await grpc.shutdown()
         store.close()
     }

@@ -59,6 +59,22 @@ enum MaintenanceService {
             }
             return MoveLeaderResponse(header: store.currentHeader())
         })
+        routes.add(service: service, method: "Downgrade", unary(limits: nil) { (r: DowngradeRequest) throws(EtcdError) in
+            // etcd 3.5: the target must be the previous minor version; cancel needs a job.
+            switch r.action {
+            case .cancel:
+                throw EtcdError(.failedPrecondition, "etcdserver: no inflight downgrade job")
+            default:
+                let parts = r.version.split(separator: ".")
+                guard parts.count >= 2, parts[0] == "3", parts[1] == "4" else {
+                    throw EtcdError(.failedPrecondition, "etcdserver: invalid downgrade target version")
+                }
+                if r.action == .enable {
+                    throw EtcdError(.failedPrecondition, "lattice: downgrading the storage format is not supported")
+                }
+                return DowngradeResponse(header: store.currentHeader(), version: "3.5.0")
+            }
+        })
         routes.add(service: service, method: "Snapshot", .streaming { _, sender in
             SnapshotStream(store: store, sender: sender)
         })

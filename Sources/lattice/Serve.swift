@@ -45,6 +45,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Duration of periodic watch progress notifications (Go duration, e.g. 10m0s, 5s).")
     var experimentalWatchProgressNotifyInterval = "10m0s"
 
+    @Option(help: "Interpret 'auto-compaction-retention' one of: periodic|revision.")
+    var autoCompactionMode = "periodic"
+
+    @Option(help: "Auto compaction retention for mvcc key value store. 0 means disable auto compaction (periodic: a Go duration or hours; revision: a count).")
+    var autoCompactionRetention = "0"
+
     @Option(help: "Number of committed transactions to trigger a snapshot to disk.")
     var snapshotCount = 100_000
 
@@ -61,6 +67,7 @@ struct Serve: AsyncParsableCommand {
         guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive") }
         guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
         guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be positive") }
+        _ = try autoCompaction()
         guard quotaBackendBytes >= 0 else { throw ValidationError("--quota-backend-bytes must not be negative") }
         guard let interval = GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval), interval > 0 else {
             throw ValidationError("invalid duration \"\(experimentalWatchProgressNotifyInterval)\" for --experimental-watch-progress-notify-interval")
@@ -92,8 +99,32 @@ struct Serve: AsyncParsableCommand {
         c.quotaBackendBytes = quotaBackendBytes == 0 ? 2 << 30 : quotaBackendBytes
         c.watchProgressNotifyInterval = .nanoseconds(GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval)!)
         c.snapshotCount = snapshotCount
+        c.autoCompaction = try autoCompaction()
         c.unsafeNoFsync = unsafeNoFsync
         return c
+    }
+
+    /// etcd's rules: periodic retention is a duration, or a bare number of hours; revision
+    /// retention is a count; "0" turns it off.
+    func autoCompaction() throws -> AutoCompaction {
+        if autoCompactionRetention == "0" { return .off }
+        switch autoCompactionMode {
+        case "periodic":
+            if let hours = Double(autoCompactionRetention), hours > 0 {
+                return .periodic(retentionMilliseconds: Int64(hours * 3_600_000))
+            }
+            guard let ns = GoDuration.nanoseconds(autoCompactionRetention), ns > 0 else {
+                throw ValidationError("invalid --auto-compaction-retention \"\(autoCompactionRetention)\" for periodic mode")
+            }
+            return .periodic(retentionMilliseconds: ns / 1_000_000)
+        case "revision":
+            guard let revisions = Int64(autoCompactionRetention), revisions > 0 else {
+                throw ValidationError("invalid --auto-compaction-retention \"\(autoCompactionRetention)\" for revision mode")
+            }
+            return .revision(revisions: revisions)
+        default:
+            throw ValidationError("unknown auto-compaction-mode \"\(autoCompactionMode)\" (periodic or revision)")
+        }
     }
 
     private static func urls(_ list: String) throws(ConfigurationError) -> [ServerURL] {

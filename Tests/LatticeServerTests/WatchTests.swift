@@ -256,3 +256,26 @@ final class WatchTests: XCTestCase {
         XCTAssertNil(extra)
     }
 }
+
+extension WatchTests {
+    func testCompactionRacingACatchingUpWatchNeverSkipsOrRepeats() async throws {
+        for i in 0..<400 { try await h.put("race/\(i % 9)", "\(i)") }   // revisions 2…401
+        let w = try await h.openWatch()
+        w.create("race/", end: "race0", start: 2)
+        _ = try await w.next()
+        let _: CompactionResponse = try await h.call("/etcdserverpb.KV/Compact", CompactionRequest(revision: 200))
+        var expected: Int64 = 2
+        while expected <= 401 {
+            let r = try await w.next()
+            if r.canceled {
+                XCTAssertEqual(r.compactRevision, 200, "cancelled only because history it still needed was compacted")
+                XCTAssertLessThan(expected, 200)
+                return
+            }
+            for e in r.events {
+                XCTAssertEqual(e.kv?.modRevision, expected, "no gap, no repeat")
+                expected += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import EtcdAPI
+import LatticeCore
+import XCTest
+@testable import LatticeStore
+
+/// Restart keeps revisions, history (for watches from old revisions), leases with their keys and
+/// the compaction point: recovery replays the WAL after the newest snapshot.
+final class DurabilityTests: XCTestCase {
+    private var dir: String!
+
+    override func setUp() {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-durability-\(UUID().uuidString)").path
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    private func open(snapshotCount: Int = 100_000, clock: any WallClock = SystemWallClock()) throws -> MVCCStore {
+        var c = MVCCStore.Configuration(memberID: 1, clusterID: 2)
+        c.dataDirectory = dir
+        c.snapshotCount = snapshotCount
+        c.wallClock = clock
+        return try MVCCStore(configuration: c)
+    }
+
+    private func history(_ store: MVCCStore) -> [Int64] {
+        guard case .events(let batches, _) = store.events(from: 0, maxRevisions: 10_000) else { return [] }
+        return batches.map(\.revision)
+    }
+
+    private func restartKeepsEverything(snapshotCount: Int) throws {
+        let clock = ManualWallClock()
+        var store: MVCCStore? = try open(snapshotCount: snapshotCount, clock: clock)
+        let lease = try store!.leaseGrant(LeaseGrantRequest(ttl: 60))
+        for i in 0..<40 { _ = try store!.put(PutRequest(key: b("k\(i % 7)"), value: b("v\(i)"), lease: i % 2 == 0 ? lease.id : 0)) }
+        _ = try store!.deleteRange(DeleteRangeRequest(key: b("k3")))
+        _ = try store!.compact(CompactionRequest(revision: 10))
+        let all = RangeRequest(key: [0], rangeEnd: [0])
+        let before = try store!.range(all)
+        let historyBefore = history(store!)
+        let ttlBefore = store!.leaseTimeToLive(LeaseTimeToLiveRequest(id: lease.id, keys: true))
+        let historicalBefore = try store!.range(RangeRequest(key: [0], rangeEnd: [0], revision: 12))
+        store!.close()
+        store = nil
+
+        let reopened = try open(snapshotCount: snapshotCount, clock: clock)
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.range(all).kvs, before.kvs)
+        XCTAssertEqual(reopened.currentRevision, before.header?.revision)
+        XCTAssertEqual(reopened.compactRevision, 10)
+        XCTAssertThrowsError(try reopened.range(RangeRequest(key: b("k1"), revision: 9)))
+        XCTAssertEqual(try reopened.range(RangeRequest(key: [0], rangeEnd: [0], revision: 12)).kvs, historicalBefore.kvs,
+                       "historical reads after the compaction point are unchanged")
+        XCTAssertEqual(history(reopened).last, historyBefore.last, "a watch from an old revision still finds every event")
+        XCTAssertEqual(Set(history(reopened).filter { $0 > 10 }), Set(historyBefore.filter { $0 > 10 }))
+        let ttl = reopened.leaseTimeToLive(LeaseTimeToLiveRequest(id: lease.id, keys: true))
+        XCTAssertEqual(ttl.grantedTTL, 60)
+        XCTAssertEqual(ttl.keys, ttlBefore.keys, "attached keys survive")
+        XCTAssertGreaterThanOrEqual(ttl.ttl, ttlBefore.ttl - 1, "a restart never shortens a lease")
+        // The lease still expires after the restart, no earlier than its TTL.
+        clock.advance(byMilliseconds: 59_000)
+        XCTAssertEqual(reopened.expireLeases(), [])
+        clock.advance(byMilliseconds: 2_000)
+        XCTAssertEqual(reopened.expireLeases(), [lease.id])
+        XCTAssertTrue(try reopened.range(RangeRequest(key: b("k1"))).kvs.isEmpty, "k1 was last written with the lease")
+        XCTAssertFalse(try reopened.range(RangeRequest(key: b("k0"))).kvs.isEmpty, "k0 was last written without it")
+    }
+
+    func testRestartFromTheWALAloneKeepsRevisionsHistoryLeasesAndCompaction() throws {
+        try restartKeepsEverything(snapshotCount: 100_000)
+    }
+
+    func testRestartFromSnapshotPlusWALKeepsTheSame() throws {
+        try restartKeepsEverything(snapshotCount: 7)
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir + "/snap").filter { $0.hasSuffix(".snap") }.isEmpty)
+    }
+
+    func testASecondStoreOnTheSameDataDirectoryIsRefused() throws {
+        let first = try open()
+        defer { first.close() }
+        XCTAssertThrowsError(try open()) { error in
+            XCTAssertTrue("\(error)".contains("in use by another lattice process"), "\(error)")
+        }
+    }
+}
