@@ -13,6 +13,29 @@ struct KeyVersion: Sendable {
 
     var isTombstone: Bool { version == 0 }
 
+    /// The version a put writes at `revision` over `previous` (the key's visible version, if any):
+    /// etcd keeps the create revision and counts versions up; a re-created key starts again at 1.
+    static func put(at revision: Int64, over previous: KeyVersion?, value: [UInt8], lease: Int64, dot: Dot) -> KeyVersion {
+        KeyVersion(modRevision: revision, createRevision: previous?.createRevision ?? revision,
+                   version: (previous?.version ?? 0) + 1, value: value, lease: lease, dot: dot)
+    }
+
+    /// The deletion marker a delete writes at `revision`.
+    static func tombstone(at revision: Int64, dot: Dot) -> KeyVersion {
+        KeyVersion(modRevision: revision, createRevision: 0, version: 0, value: [], lease: 0, dot: dot)
+    }
+
+    /// The watch event this version produces for `key`; a deletion's kv carries only the key and
+    /// its revision, as etcd's.
+    func event(_ key: [UInt8], previous: KeyVersion?) -> Event {
+        let prev = previous?.keyValue(key)
+        guard isTombstone else { return Event(type: .put, kv: keyValue(key), prevKV: prev) }
+        var kv = KeyValue()
+        kv.key = key
+        kv.modRevision = modRevision
+        return Event(type: .delete, kv: kv, prevKV: prev)
+    }
+
     func keyValue(_ key: [UInt8], keysOnly: Bool = false) -> KeyValue {
         KeyValue(key: key, createRevision: createRevision, modRevision: modRevision, version: version,
                  value: keysOnly ? [] : value, lease: lease)

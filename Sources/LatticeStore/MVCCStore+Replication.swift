@@ -78,13 +78,10 @@ extension MVCCStore {
             if let prev { previous[effect.key] = prev }
             switch effect.outcome {
             case .put(let v):
-                versions.append((effect.key, KeyVersion(
-                    modRevision: revision, createRevision: prev?.createRevision ?? revision,
-                    version: (prev?.version ?? 0) + 1, value: v.value, lease: v.lease, dot: a.change.id)))
+                versions.append((effect.key, KeyVersion.put(at: revision, over: prev, value: v.value, lease: v.lease, dot: a.change.id)))
             case .deleted:
                 guard prev != nil else { continue }
-                versions.append((effect.key, KeyVersion(modRevision: revision, createRevision: 0, version: 0,
-                                                        value: [], lease: 0, dot: a.change.id)))
+                versions.append((effect.key, KeyVersion.tombstone(at: revision, dot: a.change.id)))
             case .unchanged:
                 continue
             }

@@ -140,11 +140,10 @@ enum Recovery {
                     case .put(let key, let value, let lease, _):
                         let prev = indexed.index.visible(key, at: indexed.index.currentRevision)
                         if let prev { previous[key] = prev }
-                        versions.append((key, KeyVersion(modRevision: r.revision, createRevision: prev?.createRevision ?? r.revision,
-                                                         version: (prev?.version ?? 0) + 1, value: value, lease: lease, dot: change.id)))
+                        versions.append((key, KeyVersion.put(at: r.revision, over: prev, value: value, lease: lease, dot: change.id)))
                     case .delete(let key, _):
                         if let prev = indexed.index.visible(key, at: indexed.index.currentRevision) { previous[key] = prev }
-                        versions.append((key, KeyVersion(modRevision: r.revision, createRevision: 0, version: 0, value: [], lease: 0, dot: change.id)))
+                        versions.append((key, KeyVersion.tombstone(at: r.revision, dot: change.id)))
                     default:
                         break
                     }
@@ -186,16 +185,7 @@ enum Recovery {
             for v in versions {
                 index.append(key, v, restoring: true)
                 if v.modRevision >= s.compactRevision {
-                    let event: Event
-                    if v.isTombstone {
-                        var kv = KeyValue()
-                        kv.key = key
-                        kv.modRevision = v.modRevision
-                        event = Event(type: .delete, kv: kv, prevKV: previousLive?.keyValue(key))
-                    } else {
-                        event = Event(type: .put, kv: v.keyValue(key), prevKV: previousLive?.keyValue(key))
-                    }
-                    byRevision[v.modRevision, default: []].append(event)
+                    byRevision[v.modRevision, default: []].append(v.event(key, previous: previousLive))
                 }
                 previousLive = v.isTombstone ? nil : v
             }
@@ -224,15 +214,7 @@ extension MVCCStore {
         var events: [Event] = []
         for (key, version) in write.versions {
             indexed.index.append(key, version)
-            let prev = write.previous[key]?.keyValue(key)
-            if version.isTombstone {
-                var kv = KeyValue()
-                kv.key = key
-                kv.modRevision = version.modRevision
-                events.append(Event(type: .delete, kv: kv, prevKV: prev))
-            } else {
-                events.append(Event(type: .put, kv: version.keyValue(key), prevKV: prev))
-            }
+            events.append(version.event(key, previous: write.previous[key]))
         }
         indexed.index.advance(to: write.revision)
         let batch = RevisionEvents(revision: write.revision, events: events)
@@ -247,9 +229,6 @@ extension MVCCStore {
                 var s = StoreSnapshot()
                 s.currentRevision = indexed.index.currentRevision
                 s.compactRevision = indexed.index.compactRevision
-                s.nextSeq = state.replica.vector[state.replica.member] + 1
-                s.hlc = state.replica.clock.last
-                s.vector = state.replica.vector
                 s.replicaState = state.replica.encodeState()
                 s.histories = indexed.index.sortedKeys.map { ($0, indexed.index.histories[$0] ?? []) }
                 s.leases = state.lessor.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }

@@ -304,11 +304,11 @@ public final class MVCCStore: Sendable {
                         evaluated.append(EvaluatedWrite(compaction: compaction))
                         continue
                     }
-                    guard !txn.ops.isEmpty else { evaluated.append(EvaluatedWrite(nothing: ())); continue }
+                    guard !txn.ops.isEmpty else { continue }
                     // The replica stamps the change (this dot, deps, HLC, parents = current heads).
                     let change = state.replica.makeChange(txn.ops).change
                     assert(change.id == dot, "the replica and the store agree on the next dot")
-                    let write = EvaluatedWrite(txn, change: change)
+                    let write = EvaluatedWrite(txn)
                     for (key, version) in write.versions {
                         state.lessor.reattach(key, from: write.previous[key]?.lease ?? 0, to: version.lease)
                         pending.versions[key] = version
@@ -349,14 +349,13 @@ public final class MVCCStore: Sendable {
         var previous: [[UInt8]: KeyVersion] = [:]
         var compaction: Int64?
 
-        init(_ txn: WriteTxn, change: Change) {
+        init(_ txn: WriteTxn) {
             revision = txn.hasChanges ? txn.newRevision : 0
             versions = txn.writeOrder.map { ($0, txn.overlay[$0]!) }
             previous = txn.previous
         }
 
         init(compaction: Int64) { self.compaction = compaction }
-        init(nothing: Void) {}
         init(revision: Int64, versions: [([UInt8], KeyVersion)], previous: [[UInt8]: KeyVersion]) {
             self.revision = revision
             self.versions = versions

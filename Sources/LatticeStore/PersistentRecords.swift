@@ -54,9 +54,9 @@ struct CompactionRecord: ProtoMessage {
 /// Snapshot payload: the whole node-local state.
 ///
 /// ```
-/// StoreSnapshot { 1: current revision, 2: compact revision, 3: next seq, 4: hlc wall ms,
-///                 5: hlc logical, 6: repeated KeyHistory, 7: repeated LeaseRecord,
-///                 8: repeated Dot (version vector entries), 9: bytes (Replica.encodeState) }
+/// StoreSnapshot { 1: current revision, 2: compact revision, 6: repeated KeyHistory,
+///                 7: repeated LeaseRecord, 9: bytes (Replica.encodeState: version vector,
+///                 HLC, DAGs, leases, members) }
 /// KeyHistory    { 1: key, 2: repeated VersionRecord }
 /// VersionRecord { 1: mod, 2: create, 3: version (0 = deletion), 4: value, 5: lease,
 ///                 6: dot member, 7: dot seq }
@@ -65,11 +65,8 @@ struct CompactionRecord: ProtoMessage {
 struct StoreSnapshot: ProtoMessage {
     var currentRevision: Int64 = 1
     var compactRevision: Int64 = -1
-    var nextSeq: UInt64 = 1
-    var hlc = HLC.zero
     var histories: [([UInt8], [KeyVersion])] = []
     var leases: [(id: Int64, ttl: Int64, expiresAt: Int64)] = []
-    var vector = VersionVector()
     /// `Replica.encodeState()`: the CRDT state (DAGs, leases, members, HLC, vector, log).
     var replicaState: [UInt8] = []
 
@@ -80,18 +77,12 @@ struct StoreSnapshot: ProtoMessage {
         case 9: replicaState = try r.readBytes(wt, field: field)
         case 1: currentRevision = try r.readInt64(wt, field: field)
         case 2: compactRevision = try r.readInt64(wt, field: field)
-        case 3: nextSeq = try r.readUInt64(wt, field: field)
-        case 4: hlc.wallMilliseconds = try r.readInt64(wt, field: field)
-        case 5: hlc.logical = try r.readUInt32(wt, field: field)
         case 6:
             let h: KeyHistoryRecord = try r.readMessage(wt, field: field)
             histories.append((h.key, h.versions))
         case 7:
             let l: LeaseRecord = try r.readMessage(wt, field: field)
             leases.append((l.id, l.ttl, l.expiresAt))
-        case 8:
-            let d: DotMessage = try r.readMessage(wt, field: field)
-            vector[d.dot.member] = d.dot.seq
         default: try r.skip(wt, field: field)
         }
     }
@@ -99,14 +90,8 @@ struct StoreSnapshot: ProtoMessage {
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.int64(1, currentRevision)
         v.varintField(2, UInt64(bitPattern: compactRevision))
-        v.uint64(3, nextSeq)
-        v.int64(4, hlc.wallMilliseconds)
-        v.uint32(5, hlc.logical)
         for (key, versions) in histories { v.messageField(6, KeyHistoryRecord(key: key, versions: versions)) }
         for l in leases { v.messageField(7, LeaseRecord(id: l.id, ttl: l.ttl, expiresAt: l.expiresAt)) }
-        for (member, seq) in vector.entries.sorted(by: { $0.key < $1.key }) {
-            v.messageField(8, DotMessage(Dot(member: member, seq: seq)))
-        }
         v.bytes(9, replicaState)
     }
 }

@@ -115,11 +115,7 @@ struct WriteTxn {
         let previous = current(p.key)
         let value = p.ignoreValue ? (previous?.value ?? []) : p.value
         let lease = p.ignoreLease ? (previous?.lease ?? 0) : p.lease
-        let version = KeyVersion(
-            modRevision: newRevision,
-            createRevision: previous?.createRevision ?? newRevision,
-            version: (previous?.version ?? 0) + 1,
-            value: value, lease: lease, dot: dot)
+        let version = KeyVersion.put(at: newRevision, over: previous, value: value, lease: lease, dot: dot)
         record(p.key, version, op: .put(key: p.key, value: value, lease: lease, parents: parents(p.key)))
         var response = PutResponse()
         response.header = ResponseHeader(clusterID: 0, memberID: 0, revision: newRevision, raftTerm: 0)
@@ -130,7 +126,7 @@ struct WriteTxn {
     mutating func deleteRange(_ d: DeleteRangeRequest) -> DeleteRangeResponse {
         let (victims, _) = visibleInRange(KeyRange(key: d.key, end: d.rangeEnd), limit: 0)
         for kv in victims {
-            let tombstone = KeyVersion(modRevision: newRevision, createRevision: 0, version: 0, value: [], lease: 0, dot: dot)
+            let tombstone = KeyVersion.tombstone(at: newRevision, dot: dot)
             record(kv.key, tombstone, op: .delete(key: kv.key, parents: parents(kv.key)))
         }
         var response = DeleteRangeResponse()
