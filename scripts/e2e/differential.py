@@ -947,12 +947,13 @@ class IdMasks:
 
 
 # IDs a command's output introduces: (leading command words, name prefix,
-# [(regex on the raw stdout, base of the captured number)]).
+# [(regex on the raw stdout, base of the captured number)]). etcdctl prints
+# these IDs with "%16x", so an ID below 2^60 is space-padded: " +".
 ID_DISCOVERY: list[tuple[tuple[str, ...], str, list[tuple[str, int]]]] = [
-    (("lease", "grant"), "L", [(r"^lease ([0-9a-f]+) granted with TTL", 16),
+    (("lease", "grant"), "L", [(r"^lease +([0-9a-f]+) granted with TTL", 16),
                                (r'^\{.*"ID":(\d+)', 10),
                                (r'^"ID" : (\d+)$', 10)]),
-    (("member", "add"), "M", [(r"^Member ([0-9a-f]+) added to cluster", 16),
+    (("member", "add"), "M", [(r"^Member +([0-9a-f]+) added to cluster", 16),
                               (r'"member":\{"ID":(\d+)', 10),
                               (r'^"ID" : (\d+)$', 10)]),
 ]
