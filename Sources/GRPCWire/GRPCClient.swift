@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import Synchronization
 import NIOPosix
 
 /// A gRPC client connection (h2c, prior knowledge). Calls are multiplexed as HTTP/2 streams on
@@ -155,19 +156,35 @@ final class ClientStreamHandler: ChannelInboundHandler {
     private var finished = false
     private var context: ChannelHandlerContext!
 
+    /// Handlers alive in this process (one per open or not yet released call).
+    static let liveCount = Atomic<Int>(0)
+
     init(maxReceiveMessageBytes: Int, events: Events) {
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
         self.events = events
         self.deframer = MessageDeframer(maxMessageBytes: maxReceiveMessageBytes, gzip: false)
+        Self.liveCount.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        Self.liveCount.subtract(1, ordering: .relaxed)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
+    /// Releases the context (it holds this handler: a cycle) once the stream channel is gone.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        finish(with: GRPCStatus(.unavailable, "stream closed before the call completed"))
+        self.context = nil
+    }
+
     func start(headers: HPACKHeaders) {
+        guard let context else { return }
         context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
     }
 
     func send(_ message: [UInt8], gzip: Bool, endStream: Bool) {
+        guard let context else { return }
         let framed = MessageFramer.frame(message, gzip: gzip, allocator: context.channel.allocator)
         context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(framed), endStream: endStream))), promise: nil)
     }

@@ -1,9 +1,17 @@
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import Synchronization
 
 /// Serves one gRPC call on one HTTP/2 stream channel. Confined to the stream's event loop.
+///
+/// The handler holds its context, and a streaming call holds a sender that holds the handler:
+/// both cycles are broken in `handlerRemoved`, which NIO calls when the stream channel closes,
+/// so nothing of a finished call outlives its stream.
 final class ServerStreamHandler: ChannelDuplexHandler {
+    /// Handlers alive in this process (one per open or not yet released stream).
+    static let liveCount = Atomic<Int>(0)
+
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -28,12 +36,25 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     init(routes: GRPCRoutes, maxReceiveMessageBytes: Int) {
         self.routes = routes
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        Self.liveCount.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        Self.liveCount.subtract(1, ordering: .relaxed)
     }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        terminate()
+        self.context = nil
+        callContext = nil
+        method = nil
+        deframer = nil
     }
 
     // MARK: inbound
