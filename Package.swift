@@ -50,6 +50,7 @@ let package = Package(
             "GRPCWire",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI"]),

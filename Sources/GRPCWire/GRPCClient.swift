@@ -30,6 +30,7 @@ public final class GRPCClient: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler(deferred: true))
                     let mux = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                         mode: .client,
                         connectionConfiguration: connection,

@@ -105,6 +105,9 @@ public final class GRPCServer: Sendable {
                     // Graceful shutdown: on ChannelShouldQuiesceEvent the manager sends GOAWAY and
                     // closes the connection once its streams are done. No idle or age limits and
                     // no server pings (etcd's defaults: clients keep connections as long as they like).
+                    let coalescer = FlushCoalescingHandler()
+                    try channel.pipeline.syncOperations.addHandler(coalescer)
+                    let boundCoalescer = NIOLoopBound(coalescer, eventLoop: channel.eventLoop)
                     let manager = NIOHTTP2ServerConnectionManagementHandler(
                         eventLoop: channel.eventLoop,
                         configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -116,7 +119,8 @@ public final class GRPCServer: Sendable {
                     ) { stream in
                         stream.eventLoop.makeCompletedFuture {
                             try stream.pipeline.syncOperations.addHandler(
-                                ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive))
+                                ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive,
+                                                    flushCoalescer: boundCoalescer.value))
                         }
                     }
                     try channel.pipeline.syncOperations.addHandler(manager)

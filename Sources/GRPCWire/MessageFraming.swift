@@ -60,11 +60,16 @@ struct MessageDeframer {
 
 enum MessageFramer {
     static func frame(_ message: [UInt8], gzip: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let payload = gzip ? Gzip.compress(message) : message
-        var buf = allocator.buffer(capacity: payload.count + 5)
-        buf.writeInteger(UInt8(gzip ? 1 : 0))
-        buf.writeInteger(UInt32(payload.count))
-        buf.writeBytes(payload)
+        var buf = allocator.buffer(capacity: message.count + 5)
+        append(message, gzip: gzip, to: &buf)
         return buf
+    }
+
+    /// Appends the length-prefixed message to `buffer` (several messages may share one DATA frame).
+    static func append(_ message: [UInt8], gzip: Bool, to buffer: inout ByteBuffer) {
+        let payload = gzip ? Gzip.compress(message) : message
+        buffer.writeInteger(UInt8(gzip ? 1 : 0))
+        buffer.writeInteger(UInt32(payload.count))
+        buffer.writeBytes(payload)
     }
 }

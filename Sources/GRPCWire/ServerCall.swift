@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import NIOPosix
 
 /// What a method handler knows about its call.
 public struct GRPCCallContext: Sendable {
@@ -26,12 +27,126 @@ public struct GRPCResponder: Sendable {
     }
 
     public func complete(_ result: Result<[UInt8], GRPCStatus>) {
+        if let batch = CompletionBatch.current.currentValue, batch.isOpen {
+            batch.items.append((handler, result))
+            return
+        }
         let loop = handler.eventLoop
         if loop.inEventLoop {
             handler.value.completeUnary(result)
         } else {
             let handler = self.handler
             loop.execute { handler.value.completeUnary(result) }
+        }
+    }
+
+    /// Runs `body` and delivers every completion it makes on this thread together, when it
+    /// returns: one hop per event loop, and one socket write per connection instead of one per
+    /// call (the store answers a whole group commit at once). Nested calls join the outer batch.
+    public static func batching(_ body: () -> Void) {
+        let batch: CompletionBatch
+        if let existing = CompletionBatch.current.currentValue {
+            batch = existing
+        } else {
+            batch = CompletionBatch()
+            CompletionBatch.current.currentValue = batch
+        }
+        if batch.isOpen { return body() }
+        batch.isOpen = true
+        body()
+        batch.isOpen = false
+        let items = batch.items
+        batch.items = []
+        batch.items.reserveCapacity(items.count)
+        CompletionBatch.deliver(items)
+    }
+}
+
+/// Completions collected by `GRPCResponder.batching` on one thread. Unchecked Sendable: each
+/// instance lives in one thread's thread-specific slot and is only touched by that thread.
+final class CompletionBatch: @unchecked Sendable {
+    static let current = ThreadSpecificVariable<CompletionBatch>()
+    var isOpen = false
+    var items: [(NIOLoopBound<ServerStreamHandler>, Result<[UInt8], GRPCStatus>)] = []
+
+    static func deliver(_ items: [(NIOLoopBound<ServerStreamHandler>, Result<[UInt8], GRPCStatus>)]) {
+        guard !items.isEmpty else { return }
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, items: [(NIOLoopBound<ServerStreamHandler>, Result<[UInt8], GRPCStatus>)])] = [:]
+        for item in items {
+            let loop = item.0.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].items.append(item)
+        }
+        for (_, group) in byLoop {
+            let list = group.items
+            if group.loop.inEventLoop {
+                completeOnLoop(list)
+            } else {
+                group.loop.execute { completeOnLoop(list) }
+            }
+        }
+    }
+
+    /// On the loop: holds each connection's socket flush while the calls complete, then flushes
+    /// every connection once.
+    private static func completeOnLoop(_ items: [(NIOLoopBound<ServerStreamHandler>, Result<[UInt8], GRPCStatus>)]) {
+        var held: [FlushCoalescingHandler] = []
+        for (handler, result) in items {
+            let h = handler.value
+            if let coalescer = h.flushCoalescer, coalescer.hold() { held.append(coalescer) }
+            h.completeUnary(result)
+        }
+        for coalescer in held { coalescer.release() }
+    }
+}
+
+/// Sits in a connection's pipeline between the HTTP/2 handler and the socket. While held (a batch
+/// of calls completing), flushes are remembered instead of passed on; releasing passes one on.
+/// In `deferred` mode (clients) every flush waits for the end of the event loop's current round
+/// of tasks, so the calls started in one round share one socket write. Confined to the
+/// connection's event loop.
+final class FlushCoalescingHandler: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+
+    private let deferred: Bool
+    private var context: ChannelHandlerContext?
+    private var holding = false
+    private var flushPending = false
+    private var flushScheduled = false
+
+    init(deferred: Bool = false) { self.deferred = deferred }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func flush(context: ChannelHandlerContext) {
+        if holding {
+            flushPending = true
+        } else if deferred {
+            guard !flushScheduled else { return }
+            flushScheduled = true
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let handler = bound.value
+                handler.flushScheduled = false
+                handler.context?.flush()
+            }
+        } else {
+            context.flush()
+        }
+    }
+
+    /// Starts holding flushes; false if already holding (the caller then must not release).
+    func hold() -> Bool {
+        guard !holding else { return false }
+        holding = true
+        return true
+    }
+
+    func release() {
+        holding = false
+        if flushPending {
+            flushPending = false
+            context?.flush()
         }
     }
 }

@@ -33,9 +33,13 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private var gzipResponses = false
     private var deadlineTask: Scheduled<Void>?
 
-    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int) {
+    /// The connection's flush coalescer (for batched completions), if it has one.
+    let flushCoalescer: FlushCoalescingHandler?
+
+    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, flushCoalescer: FlushCoalescingHandler? = nil) {
         self.routes = routes
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        self.flushCoalescer = flushCoalescer
         Self.liveCount.add(1, ordering: .relaxed)
     }
 
@@ -216,17 +220,37 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Messages sent without a flush are coalesced into one buffer and written as one DATA frame
+    /// (HTTP/2 splits it to the peer's frame size) at the next flush, or once it holds
+    /// `coalesceBytes`: a watch stream serving many watchers writes once per revision, not once
+    /// per watcher.
     func sendStreamMessage(_ message: [UInt8], flush: Bool) {
         guard case .streaming = state else { return }
         sendResponseHeadersIfNeeded()
-        let framed = MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: nil)
-        if flush { context.flush() }
+        if pendingOut == nil {
+            pendingOut = context.channel.allocator.buffer(capacity: max(message.count + 5, 1024))
+        }
+        MessageFramer.append(message, gzip: gzipResponses, to: &pendingOut!)
+        if flush {
+            flushStream()
+        } else if pendingOut!.readableBytes >= Self.coalesceBytes {
+            writePending()
+        }
     }
 
     func flushStream() {
         guard case .streaming = state else { return }
+        writePending()
         context.flush()
+    }
+
+    static let coalesceBytes = 64 * 1024
+    private var pendingOut: ByteBuffer?
+
+    private func writePending() {
+        guard let buffer = pendingOut else { return }
+        pendingOut = nil
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: nil)
     }
 
     func finishStream(_ status: GRPCStatus) {
@@ -238,6 +262,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// sent yet, else trailers after the messages.
     private func fail(_ status: GRPCStatus) {
         let previous = state
+        if case .streaming = previous { writePending() }
         state = .done
         deadlineTask?.cancel()
         deadlineTask = nil

@@ -115,6 +115,7 @@ public final class LatticeServer: Sendable {
         storeConfiguration.dataDirectory = configuration.inMemory ? nil : configuration.dataDir
         storeConfiguration.unsafeNoFsync = configuration.unsafeNoFsync
         storeConfiguration.snapshotCount = configuration.snapshotCount
+        storeConfiguration.answerBatch = { GRPCResponder.batching($0) }
         let store = try MVCCStore(configuration: storeConfiguration)
         for note in store.recoveryNotes { logger.warning("recovery", metadata: ["note": "\(note)"]) }
         logger.info("opened data directory", metadata: [

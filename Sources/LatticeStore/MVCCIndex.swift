@@ -47,7 +47,7 @@ struct KeyVersion: Sendable {
 struct MVCCIndex: Sendable {
     private(set) var histories: [[UInt8]: [KeyVersion]] = [:]
     /// Every key with retained history, in byte order.
-    private(set) var sortedKeys: [[UInt8]] = []
+    private(set) var sortedKeys = SortedKeys()
     /// The revision of the last applied change; 1 on an empty store, like etcd.
     private(set) var currentRevision: Int64 = 1
     /// Revisions below this were compacted away; -1 before the first compaction (etcd's initial value).
@@ -91,12 +91,10 @@ struct MVCCIndex: Sendable {
             if let v = visible(range.key, at: revision) { _ = body(range.key, v) }
             return
         }
-        var i = lowerBound(range.key)
-        while i < sortedKeys.count {
-            let key = sortedKeys[i]
-            if !range.isUnbounded && compareBytes(key, range.end) >= 0 { break }
-            if let v = visible(key, at: revision), !body(key, v) { return }
-            i += 1
+        sortedKeys.forEach(from: range.key) { key in
+            if !range.isUnbounded && compareBytes(key, range.end) >= 0 { return false }
+            if let v = visible(key, at: revision) { return body(key, v) }
+            return true
         }
     }
 
@@ -109,15 +107,6 @@ struct MVCCIndex: Sendable {
         return n
     }
 
-    private func lowerBound(_ key: [UInt8]) -> Int {
-        var lo = 0, hi = sortedKeys.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if compareBytes(sortedKeys[mid], key) < 0 { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
-
     // MARK: writes
 
     /// Appends a version of `key` written at `revision` (which must be the revision being applied;
@@ -127,8 +116,7 @@ struct MVCCIndex: Sendable {
         precondition((histories[key]?.last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
         let wasLive = !(histories[key]?.last?.isTombstone ?? true)
         if histories[key] == nil {
-            let at = lowerBound(key)
-            sortedKeys.insert(key, at: at)
+            sortedKeys.insert(key)
             histories[key] = [version]
         } else {
             histories[key]!.append(version)
@@ -170,6 +158,6 @@ struct MVCCIndex: Sendable {
                 histories[key] = kept
             }
         }
-        if !emptied.isEmpty { sortedKeys.removeAll { emptied.contains($0) } }
+        sortedKeys.remove(emptied)
     }
 }

@@ -40,6 +40,9 @@ public final class MVCCStore: Sendable {
         /// Drop replicated history once it is causally stable. A single member is its own
         /// stable point; turn off to keep every change for peers that have not seen it yet.
         public var collectGarbage = true
+        /// Wraps the answering of a committed batch, so a transport can deliver all of its
+        /// answers together (the gRPC layer: one socket write per connection per batch).
+        public var answerBatch: @Sendable (() -> Void) -> Void = { $0() }
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -338,7 +341,7 @@ public final class MVCCStore: Sendable {
             }
         }
         for batch in batches { hub.publish(batch) }
-        for item in items { item.finish(nil) }
+        configuration.answerBatch { for item in items { item.finish(nil) } }
         if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }
     }
 

@@ -1,7 +1,9 @@
 @testable import GRPCWire
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import XCTest
+import Foundation
 
 /// The gRPC layer on its own: routing, framing, status, deadlines, limits, gzip, streaming,
 /// multiplexing and shutdown, with our client against our server over loopback.
@@ -11,6 +13,8 @@ final class GRPCWireTests: XCTestCase {
     private var client: GRPCClient!
     /// One element each time a Slow call reaches its handler.
     private var slowCallArrivals: AsyncStream<Void>!
+    /// Calls to Park, held until a test answers them.
+    private let parked = NIOLockedValueBox<[([UInt8], GRPCResponder)]>([])
 
     override func setUp() async throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -29,6 +33,10 @@ final class GRPCWireTests: XCTestCase {
             responder.fail(GRPCStatus(.outOfRange, "ünïcode % message\nwith newline"))
         })
         routes.add(service: "test.Echo", method: "Stream", .streaming { _, sender in EchoStream(sender: sender) })
+        let parked = self.parked
+        routes.add(service: "test.Echo", method: "Park", .unary { request, _, responder in
+            parked.withLockedValue { $0.append((request, responder)) }
+        })
         var limits = GRPCConnectionLimits()
         limits.maxReceiveMessageBytes = 64 * 1024
         server = try await GRPCServer.start(addresses: [("127.0.0.1", 0)], routes: routes, limits: limits, group: group)
@@ -168,6 +176,46 @@ final class GRPCWireTests: XCTestCase {
         } while ContinuousClock.now < deadline
         XCTAssertLessThanOrEqual(serverLive, 0, "server stream handlers still alive after 260 finished calls")
         XCTAssertLessThanOrEqual(clientLive, 0, "client stream handlers still alive after 260 finished calls")
+    }
+
+    /// The store answers a whole group commit inside `GRPCResponder.batching` from its writer
+    /// thread: every call, on any connection, still gets exactly its own answer.
+    func testBatchedCompletionsFromAnotherThreadReachTheirOwnCalls() async throws {
+        let second = try await GRPCClient.connect(host: "127.0.0.1", port: server.localAddresses[0].port!, group: group)
+        defer { Task { await second.close() } }
+        let calls = 300
+        let futures = (0..<calls).map { i in
+            (i % 2 == 0 ? client! : second).unary(path: "/test.Echo/Park", request: Array("p\(i)".utf8)) as EventLoopFuture<[UInt8]>
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while parked.withLockedValue({ $0.count }) < calls && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let held = parked.withLockedValue { list in defer { list.removeAll() }; return list }
+        XCTAssertEqual(held.count, calls)
+        let answered = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            GRPCResponder.batching {
+                for (request, responder) in held {
+                    if request.last == UInt8(ascii: "7") {
+                        responder.fail(GRPCStatus(.aborted, "no sevens"))
+                    } else {
+                        responder.succeed(request + [0x21])
+                    }
+                }
+            }
+            answered.signal()
+        }
+        answered.wait()
+        for (i, future) in futures.enumerated() {
+            let request = Array("p\(i)".utf8)
+            if request.last == UInt8(ascii: "7") {
+                _ = await expectStatus(.aborted) { _ = try await future.get() }
+            } else {
+                let response = try await future.get()
+                XCTAssertEqual(response, request + [0x21])
+            }
+        }
     }
 
     func testShutdownLetsInFlightCallsFinish() async throws {

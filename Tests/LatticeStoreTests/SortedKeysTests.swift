@@ -1,0 +1,71 @@
+import XCTest
+@testable import LatticeStore
+
+/// The chunked key order behind every range read: checked against a plain sorted array through
+/// inserts (in random order, duplicates included), chunk splits, removals and range walks.
+final class SortedKeysTests: XCTestCase {
+    private struct Rng {
+        var state: UInt64
+        mutating func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+    }
+
+    private func key(_ n: Int) -> [UInt8] { Array("k\(n)".utf8) }
+
+    private func walk(_ keys: SortedKeys, from start: [UInt8], limit: Int) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        keys.forEach(from: start) { k in
+            out.append(k)
+            return out.count < limit
+        }
+        return out
+    }
+
+    func testMatchesASortedArrayThroughInsertsSplitsAndRemovals() {
+        var rng = Rng(state: 42)
+        var keys = SortedKeys()
+        var reference: Set<[UInt8]> = []
+        // Enough keys for dozens of chunk splits (chunkMax 512).
+        for _ in 0..<20_000 {
+            let k = key(rng.next(12_000))
+            XCTAssertEqual(keys.insert(k), reference.insert(k).inserted)
+        }
+        var sorted = reference.sorted(by: bytesLess)
+        XCTAssertEqual(keys.count, sorted.count)
+        XCTAssertEqual(Array(keys), sorted)
+        for _ in 0..<200 {
+            let start = key(rng.next(13_000))
+            let limit = 1 + rng.next(700)
+            let expected = Array(sorted.filter { compareBytes($0, start) >= 0 }.prefix(limit))
+            XCTAssertEqual(walk(keys, from: start, limit: limit), expected, "walk from \(String(decoding: start, as: UTF8.self))")
+            XCTAssertEqual(keys.contains(start), reference.contains(start))
+        }
+        // Remove a third, then keep inserting: order and lookups stay right.
+        let removed = Set(sorted.enumerated().filter { $0.offset % 3 == 0 }.map(\.element))
+        keys.remove(removed)
+        reference.subtract(removed)
+        for _ in 0..<5_000 {
+            let k = key(12_000 + rng.next(4_000))
+            XCTAssertEqual(keys.insert(k), reference.insert(k).inserted)
+        }
+        sorted = reference.sorted(by: bytesLess)
+        XCTAssertEqual(Array(keys), sorted)
+        XCTAssertEqual(keys.count, sorted.count)
+        XCTAssertEqual(walk(keys, from: [0], limit: .max), sorted)
+        XCTAssertEqual(walk(keys, from: Array("l".utf8), limit: .max), [])
+        for k in removed.prefix(50) { XCTAssertFalse(keys.contains(k)) }
+    }
+
+    func testRemovingEveryKeyLeavesAnEmptySetThatStillAcceptsKeys() {
+        var keys = SortedKeys()
+        for i in 0..<1_500 { keys.insert(key(i)) }
+        keys.remove(Set((0..<1_500).map(key)))
+        XCTAssertEqual(keys.count, 0)
+        XCTAssertEqual(Array(keys), [])
+        XCTAssertEqual(walk(keys, from: [0], limit: .max), [])
+        XCTAssertTrue(keys.insert(key(7)))
+        XCTAssertEqual(Array(keys), [key(7)])
+    }
+}
