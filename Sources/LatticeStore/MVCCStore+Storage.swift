@@ -1,3 +1,4 @@
+import Dispatch
 import EtcdAPI
 import LatticeCore
 import LatticeStorage
@@ -7,13 +8,23 @@ import Synchronization
 /// The data directory and WAL of a store. Only the writer thread appends and snapshots; `close`
 /// runs after the writer stopped.
 final class StorageOwner: @unchecked Sendable {
-    // @unchecked: `wal` and `entriesSinceSnapshot` are touched by the writer thread only (and by
-    // init/close before it starts / after it stopped); `notes` is set before the writer starts.
+    // @unchecked: `wal`, `entriesSinceSnapshot` and `lastSnapshotIndex` are touched by the writer
+    // thread only (and by init/close before it starts / after it stopped); `notes` is set before
+    // the writer starts; the snapshot thread only touches `snapshots` (a mutex) and the snap
+    // directory.
     private(set) var directory: DataDirectory?
     private var wal: WriteAheadLog?
     private var entriesSinceSnapshot = 0
     private var lastSnapshotIndex: UInt64 = 0
     private(set) var notes: [String] = []
+
+    /// The background snapshot: at most one runs; a finished one is picked up by the writer.
+    private struct SnapshotProgress {
+        var running = false
+        var finished: UInt64?
+    }
+    private let snapshots = Mutex(SnapshotProgress())
+    private let snapshotDone = DispatchSemaphore(value: 0)
 
     func attach(_ r: Recovery.Opened) {
         directory = r.directory
@@ -32,20 +43,56 @@ final class StorageOwner: @unchecked Sendable {
 
     func needsSnapshot(every count: Int) -> Bool { wal != nil && entriesSinceSnapshot >= count }
 
-    /// Saves a snapshot covering the WAL so far, then drops WAL segments the previous snapshot
-    /// already covered (keeping two snapshots, so a damaged newest one falls back to the older
-    /// one plus the WAL after it).
-    func saveSnapshot(_ bytes: [UInt8]) throws(StorageError) {
-        guard let wal, let directory else { return }
-        let index = wal.lastIndex
-        try SnapshotFile.save(directory: directory.snapPath, index: index, bytes: bytes)
-        try wal.resetAfterSnapshot(through: lastSnapshotIndex)
-        try SnapshotFile.prune(directory: directory.snapPath, keep: 2)
-        lastSnapshotIndex = index
+    /// Writer thread: claims the next snapshot, covering the WAL up to its last index, unless
+    /// one is still being written. Returns that index and the snapshot directory.
+    func beginSnapshot() -> (index: UInt64, directory: String)? {
+        guard let wal, let directory else { return nil }
+        let claimed = snapshots.withLock { p -> Bool in
+            guard !p.running else { return false }
+            p.running = true
+            return true
+        }
+        guard claimed else { return nil }
         entriesSinceSnapshot = 0
+        return (wal.lastIndex, directory.snapPath)
+    }
+
+    /// Snapshot thread: writes the snapshot file (temp file, fsync, rename, directory fsync) and
+    /// prunes to the newest two. A failure loses nothing (the WAL still has every entry); the
+    /// next snapshot is tried after another `--snapshot-count` entries.
+    func writeSnapshot(_ bytes: [UInt8], index: UInt64, directory: String) {
+        var saved = false
+        do throws(StorageError) {
+            try SnapshotFile.save(directory: directory, index: index, bytes: bytes)
+            saved = true
+            try SnapshotFile.prune(directory: directory, keep: 2)
+        } catch {}
+        snapshots.withLock { p in
+            p.running = false
+            if saved { p.finished = index }
+        }
+        snapshotDone.signal()
+    }
+
+    /// Writer thread, after each batch: once a snapshot is on disk, drops the WAL segments the
+    /// previous snapshot already covered (keeping two snapshots, so a damaged newest one falls
+    /// back to the older one plus the WAL after it).
+    func collectFinishedSnapshot() {
+        guard let wal, let index = snapshots.withLock({ p -> UInt64? in
+            defer { p.finished = nil }
+            return p.finished
+        }) else { return }
+        try? wal.resetAfterSnapshot(through: lastSnapshotIndex)
+        lastSnapshotIndex = index
+    }
+
+    /// Waits for a snapshot being written (before the data directory is closed).
+    func waitForSnapshot() {
+        while snapshots.withLock({ $0.running }) { snapshotDone.wait() }
     }
 
     func close() {
+        waitForSnapshot()
         wal?.close()
         wal = nil
         directory?.close()
@@ -222,23 +269,24 @@ extension MVCCStore {
         return batch
     }
 
-    /// Writes a snapshot of the whole state (on the writer thread, between batches).
+    /// Starts a snapshot of the whole state (on the writer thread, between batches). The state
+    /// is captured here, as copy-on-write values (constant time; the writer's next changes copy
+    /// what they touch), and encoded and written on a thread of its own, so writes do not stall
+    /// for the encoding: the snapshot covers exactly the WAL up to the captured index.
     func takeSnapshot() {
-        let bytes: [UInt8] = writer.withLock { state in
-            lock.withReadLock {
-                var s = StoreSnapshot()
-                s.currentRevision = indexed.index.currentRevision
-                s.compactRevision = indexed.index.compactRevision
-                s.replicaState = state.replica.encodeState()
-                s.histories = indexed.index.sortedKeys.map { ($0, indexed.index.histories[$0] ?? []) }
-                s.leases = state.lessor.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
-                return s.protoBytes()
-            }
+        guard let (walIndex, directory) = storage.beginSnapshot() else { return }
+        let (replica, index, leases) = writer.withLock { state in
+            lock.withReadLock { (state.replica, indexed.index, state.lessor.leases) }
         }
-        do throws(StorageError) {
-            try storage.saveSnapshot(bytes)
-        } catch {
-            // A failed snapshot loses nothing (the WAL still has everything); try again later.
+        let storage = self.storage
+        WriterThread.start {
+            var s = StoreSnapshot()
+            s.currentRevision = index.currentRevision
+            s.compactRevision = index.compactRevision
+            s.replicaState = replica.encodeState()
+            s.histories = index.sortedKeys.map { ($0, index.histories[$0] ?? []) }
+            s.leases = leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
+            storage.writeSnapshot(s.protoBytes(), index: walIndex, directory: directory)
         }
     }
 }

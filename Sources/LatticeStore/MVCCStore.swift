@@ -342,6 +342,7 @@ public final class MVCCStore: Sendable {
         }
         for batch in batches { hub.publish(batch) }
         configuration.answerBatch { for item in items { item.finish(nil) } }
+        storage.collectFinishedSnapshot()
         if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }
     }
 
