@@ -282,6 +282,10 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     }
 
     private func sendTrailers(_ status: GRPCStatus) {
+        if status.code == .ok && status.message.isEmpty {
+            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: Self.okTrailers, endStream: true))), promise: nil)
+            return
+        }
         var trailers = HPACKHeaders()
         trailers.add(name: "grpc-status", value: String(status.code.rawValue))
         if !status.message.isEmpty {
@@ -301,6 +305,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     }
 
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+    private static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
     private static let responseHeadersGzip: HPACKHeaders = [
         ":status": "200", "content-type": "application/grpc", "grpc-encoding": "gzip",
     ]
