@@ -42,8 +42,8 @@ enum MaintenanceService {
             let listed = alarms.active.filter { r.alarm == .none || $0 == r.alarm || r.action != .get }
             return AlarmResponse(header: store.currentHeader(), alarms: listed.map { AlarmMember(memberID: store.memberID, alarm: $0) })
         })
-        routes.add(service: service, method: "Defragment", unary(limits: nil) { (_: DefragmentRequest) throws(EtcdError) in
-            DefragmentResponse(header: store.currentHeader())
+        routes.add(service: service, method: "Defragment", asyncUnary(limits: nil, DefragmentResponse.self) { (_: DefragmentRequest, done) in
+            store.defragment { result in done(result.map { DefragmentResponse(header: store.currentHeader()) }) }
         })
         routes.add(service: service, method: "Hash", unary(limits: nil) { (_: HashRequest) throws(EtcdError) in
             HashResponse(header: store.currentHeader(), hash: try store.hashKV(revision: 0).hash)

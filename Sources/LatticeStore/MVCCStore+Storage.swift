@@ -86,6 +86,22 @@ final class StorageOwner: @unchecked Sendable {
         lastSnapshotIndex = index
     }
 
+    /// Writer thread (Defragment): replaces every snapshot and WAL segment by one snapshot at the
+    /// WAL's last index and a fresh segment. Waits for a background snapshot first.
+    func rewrite(snapshot bytes: [UInt8]) throws(StorageError) {
+        guard let wal, let directory else { return }
+        waitForSnapshot()
+        collectFinishedSnapshot()
+        let index = wal.lastIndex
+        try SnapshotFile.save(directory: directory.snapPath, index: index, bytes: bytes)
+        try wal.resetAfterSnapshot(through: index)
+        try SnapshotFile.prune(directory: directory.snapPath, keep: 1)
+        lastSnapshotIndex = index
+        entriesSinceSnapshot = 0
+    }
+
+    var hasDataDirectory: Bool { wal != nil }
+
     /// Waits for a snapshot being written (before the data directory is closed).
     func waitForSnapshot() {
         while snapshots.withLock({ $0.running }) { snapshotDone.wait() }
@@ -275,18 +291,43 @@ extension MVCCStore {
     /// for the encoding: the snapshot covers exactly the WAL up to the captured index.
     func takeSnapshot() {
         guard let (walIndex, directory) = storage.beginSnapshot() else { return }
-        let (replica, index, leases) = writer.withLock { state in
-            lock.withReadLock { (state.replica, indexed.index, state.lessor.leases) }
-        }
+        let captured = captureState()
         let storage = self.storage
         WriterThread.start {
-            var s = StoreSnapshot()
-            s.currentRevision = index.currentRevision
-            s.compactRevision = index.compactRevision
-            s.replicaState = replica.encodeState()
-            s.histories = index.sortedKeys.map { ($0, index.histories[$0] ?? []) }
-            s.leases = leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
-            storage.writeSnapshot(s.protoBytes(), index: walIndex, directory: directory)
+            storage.writeSnapshot(Self.encodeSnapshot(captured), index: walIndex, directory: directory)
         }
+    }
+
+    /// Defragment (writer thread, between batches): the data directory becomes one snapshot of
+    /// the current state plus a fresh WAL segment.
+    func rewriteDataDirectory() -> Result<Void, EtcdError> {
+        guard storage.hasDataDirectory else { return .success(()) }
+        do throws(StorageError) {
+            try storage.rewrite(snapshot: Self.encodeSnapshot(captureState()))
+            return .success(())
+        } catch {
+            let failed = EtcdError.storageFailed(error.description)
+            failure.withLock { $0 = failed }
+            return .failure(failed)
+        }
+    }
+
+    typealias CapturedState = (replica: Replica, index: MVCCIndex, leases: [Int64: LeaseState])
+
+    /// The state a snapshot holds, as copy-on-write values (constant time).
+    func captureState() -> CapturedState {
+        writer.withLock { state in
+            lock.withReadLock { (state.replica, indexed.index, state.lessor.leases) }
+        }
+    }
+
+    static func encodeSnapshot(_ c: CapturedState) -> [UInt8] {
+        var s = StoreSnapshot()
+        s.currentRevision = c.index.currentRevision
+        s.compactRevision = c.index.compactRevision
+        s.replicaState = c.replica.encodeState()
+        s.histories = c.index.sortedKeys.map { ($0, c.index.histories[$0] ?? []) }
+        s.leases = c.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
+        return s.protoBytes()
     }
 }

@@ -59,6 +59,8 @@ public final class MVCCStore: Sendable {
         var lessor = Lessor()
         /// Last persisted expiry checkpoint per lease (wall ms).
         var checkpointedAt: [Int64: Int64] = [:]
+        /// Defragment requests of the batch being evaluated, answered once it is applied.
+        var defragmentWaiters: [@Sendable (Result<Void, EtcdError>) -> Void] = []
     }
 
     /// What the index lock guards.
@@ -211,6 +213,21 @@ public final class MVCCStore: Sendable {
         })
     }
 
+    /// etcd's Defragment: rewrites the data directory to its smallest form — one snapshot of the
+    /// current state and a fresh WAL segment; every older segment and snapshot is removed. Runs
+    /// on the writer thread between two batches (writes wait meanwhile, as with etcd's defrag).
+    /// In memory it has nothing to do.
+    public func defragment(completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+        submit({ (_: inout WriteTxn, state: inout WriterState) throws(EtcdError) in
+            state.defragmentWaiters.append(completion)
+        }, completion: { result in
+            // Success is answered by the defragmentation itself; a failed batch never reaches it.
+            if case .failure(let error) = result { completion(.failure(error)) }
+        })
+    }
+
+    public func defragment() throws(EtcdError) { try wait { defragment(completion: $0) } }
+
     public func put(_ p: PutRequest) throws(EtcdError) -> PutResponse { try wait { put(p, completion: $0) } }
     public func deleteRange(_ d: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse { try wait { deleteRange(d, completion: $0) } }
     public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse { try wait { txn(t, completion: $0) } }
@@ -288,7 +305,12 @@ public final class MVCCStore: Sendable {
         }
         var evaluated: [EvaluatedWrite] = []
         var entries: [WALEntry] = []
+        var defragmentWaiters: [@Sendable (Result<Void, EtcdError>) -> Void] = []
         writer.withLock { state in
+            defer {
+                defragmentWaiters = state.defragmentWaiters
+                state.defragmentWaiters = []
+            }
             lock.withReadLock {
                 var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
                 for item in items {
@@ -341,6 +363,10 @@ public final class MVCCStore: Sendable {
             }
         }
         for batch in batches { hub.publish(batch) }
+        if !defragmentWaiters.isEmpty {
+            let result = rewriteDataDirectory()
+            for waiter in defragmentWaiters { waiter(result) }
+        }
         configuration.answerBatch { for item in items { item.finish(nil) } }
         storage.collectFinishedSnapshot()
         if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }
