@@ -39,6 +39,10 @@ extension EtcdError {
 
     /// The write-ahead log failed: the outcome of the affected requests is unknown (they may be
     /// on disk), and the member takes no more writes until it is restarted and recovers.
+    static func defragmentFailed(_ detail: String) -> EtcdError {
+        EtcdError(.internal, "lattice: defragment failed (\(detail)); no data was lost")
+    }
+
     static func storageFailed(_ detail: String) -> EtcdError {
         EtcdError(.unavailable, "lattice: write-ahead log failed (\(detail)); the request's outcome is unknown and the member accepts no writes until restarted")
     }

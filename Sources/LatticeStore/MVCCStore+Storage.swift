@@ -306,9 +306,9 @@ extension MVCCStore {
             try storage.rewrite(snapshot: Self.encodeSnapshot(captureState()))
             return .success(())
         } catch {
-            let failed = EtcdError.storageFailed(error.description)
-            failure.withLock { $0 = failed }
-            return .failure(failed)
+            // A snapshot that could not be written loses nothing (the WAL still has every entry);
+            // a WAL that could not be reset refuses every later append itself.
+            return .failure(.defragmentFailed(error.description))
         }
     }
 
