@@ -114,45 +114,17 @@ struct Bench: AsyncParsableCommand {
         let plan = LoadPlan(total: duration == nil ? total : Int.max, seconds: duration, rate: rate ?? 0)
         let progress = ProgressReporter(enabled: !json)
         let start = monotonicNanoseconds()
-        if (rate ?? 0) == 0 {
-            let histogram = try await runClosedLoopOnEventLoops(connections, plan: plan, value: value, progress: progress)
-            progress.stop()
-            return BenchResult(histogram: histogram, seconds: Double(monotonicNanoseconds() - start) / 1e9)
-        }
-        let histogram = try await withThrowingTaskGroup(of: Histogram<UInt64>.self) { tasks in
-            for c in 0..<clients {
-                let connection = connections[c % connections.count]
-                tasks.addTask {
-                    var h = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-                    while let slot = plan.next() {
-                        if slot.scheduledNanoseconds > 0 {
-                            let wait = slot.scheduledNanoseconds - monotonicNanoseconds()
-                            if wait > 0 { try await Task.sleep(for: .nanoseconds(wait)) }
-                        }
-                        let (path, bytes) = request(slot.index, value: value)
-                        // Rate-limited runs measure from the scheduled start (no coordinated omission).
-                        let t0 = slot.scheduledNanoseconds > 0 ? slot.scheduledNanoseconds : monotonicNanoseconds()
-                        _ = try await connection.unary(path: path, request: bytes)
-                        _ = h.record(UInt64(max(1, (monotonicNanoseconds() - t0) / 1000)))
-                        progress.tick()
-                    }
-                    return h
-                }
-            }
-            var all = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-            for try await part in tasks { all.add(part) }
-            return all
-        }
+        let histogram = try await runClientsOnEventLoops(connections, plan: plan, value: value, progress: progress)
         progress.stop()
         return BenchResult(histogram: histogram, seconds: Double(monotonicNanoseconds() - start) / 1e9)
     }
 
-    /// Unpaced closed-loop clients, each driven on its connection's event loop: the next request
-    /// is sent from the previous one's completion callback, with no task switch or thread hop in
-    /// between, so the load generator spends as little CPU as it can on the machine it shares
-    /// with the server it measures.
-    private func runClosedLoopOnEventLoops(_ connections: [GRPCClient], plan: LoadPlan, value: [UInt8],
-                                           progress: ProgressReporter) async throws -> Histogram<UInt64> {
+    /// The clients, each driven on its connection's event loop: the next request is sent from
+    /// the previous one's completion callback (or, with `--rate`, from a timer at its scheduled
+    /// time), with no task switch or thread hop in between, so the load generator spends as
+    /// little CPU as it can on the machine it shares with the server it measures.
+    private func runClientsOnEventLoops(_ connections: [GRPCClient], plan: LoadPlan, value: [UInt8],
+                                        progress: ProgressReporter) async throws -> Histogram<UInt64> {
         var results: [EventLoopFuture<Histogram<UInt64>>] = []
         for c in 0..<clients {
             let connection = connections[c % connections.count]
@@ -162,8 +134,17 @@ struct Bench: AsyncParsableCommand {
         }
         @Sendable func step(_ client: LoopClient, _ connection: GRPCClient) {
             guard let slot = plan.next() else { return client.promise.succeed(client.histogram) }
+            let wait = slot.scheduledNanoseconds - monotonicNanoseconds()
+            if slot.scheduledNanoseconds > 0 && wait > 0 {
+                connection.eventLoop.scheduleTask(in: .nanoseconds(wait)) { send(slot, client, connection) }
+            } else {
+                send(slot, client, connection)
+            }
+        }
+        @Sendable func send(_ slot: LoadPlan.Slot, _ client: LoopClient, _ connection: GRPCClient) {
             let (path, bytes) = request(slot.index, value: value)
-            let t0 = monotonicNanoseconds()
+            // Rate-limited runs measure from the scheduled start (no coordinated omission).
+            let t0 = slot.scheduledNanoseconds > 0 ? slot.scheduledNanoseconds : monotonicNanoseconds()
             connection.unary(path: path, request: bytes).whenComplete { result in
                 if case .failure(let error) = result { return client.promise.fail(error) }
                 _ = client.histogram.record(UInt64(max(1, (monotonicNanoseconds() - t0) / 1000)))
@@ -171,7 +152,7 @@ struct Bench: AsyncParsableCommand {
                 step(client, connection)
             }
         }
-        var all = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        var all = latencyHistogram()
         for result in results { all.add(try await result.get()) }
         return all
     }
@@ -212,7 +193,7 @@ struct Bench: AsyncParsableCommand {
         let watchKey = Array((keyPrefix + "bench-watch").utf8)
         let streamCount = workload == .watch ? watchers : connections.count
         let expected = watchers * total
-        let received = NIOLockedValueBox((count: 0, histogram: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)))
+        let received = NIOLockedValueBox((count: 0, histogram: latencyHistogram()))
         let progress = ProgressReporter(enabled: !json)
         var streams: [GRPCClientStream] = []
         var readers: [Task<Void, any Error>] = []
@@ -309,12 +290,17 @@ struct Bench: AsyncParsableCommand {
     }
 }
 
-/// One closed-loop client of `runClosedLoopOnEventLoops`. Unchecked Sendable: it is only touched
+/// One client of `runClientsOnEventLoops`. Unchecked Sendable: it is only touched
 /// on its connection's event loop (the callbacks of that connection's futures).
 final class LoopClient: @unchecked Sendable {
-    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var histogram = latencyHistogram()
     let promise: EventLoopPromise<Histogram<UInt64>>
     init(promise: EventLoopPromise<Histogram<UInt64>>) { self.promise = promise }
+}
+
+/// Latencies in microseconds, up to 60 s, three significant digits.
+func latencyHistogram() -> Histogram<UInt64> {
+    Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
 }
 
 struct BenchResult {
