@@ -45,7 +45,9 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
-        .testTarget(name: "LatticeCoreTests", dependencies: ["LatticeCore", "ProtoWire"]),
+        // Helpers shared by the test targets (not part of any product).
+        .target(name: "LatticeTestSupport", path: "Tests/LatticeTestSupport"),
+        .testTarget(name: "LatticeCoreTests", dependencies: ["LatticeCore", "ProtoWire", "LatticeTestSupport"]),
         .testTarget(name: "GRPCWireTests", dependencies: [
             "GRPCWire",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -53,8 +55,8 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI"]),
-        .testTarget(name: "LatticeStorageTests", dependencies: ["LatticeStorage"]),
+        .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI", "LatticeTestSupport"]),
+        .testTarget(name: "LatticeStorageTests", dependencies: ["LatticeStorage", "LatticeTestSupport"]),
         .testTarget(name: "LatticeServerTests", dependencies: [
             "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore",
             .product(name: "NIOCore", package: "swift-nio"),

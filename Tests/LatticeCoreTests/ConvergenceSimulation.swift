@@ -1,3 +1,4 @@
+import LatticeTestSupport
 import LatticeCore
 
 /// A seeded, reproducible simulation of N replicas (FoundationDB/Automerge style): random local

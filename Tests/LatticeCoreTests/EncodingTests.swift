@@ -1,3 +1,4 @@
+import LatticeTestSupport
 import XCTest
 import ProtoWire
 @testable import LatticeCore

@@ -1,3 +1,4 @@
+import LatticeTestSupport
 import XCTest
 import LatticeCore
 

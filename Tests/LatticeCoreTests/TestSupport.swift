@@ -1,35 +1,5 @@
 import LatticeCore
-
-/// SplitMix64: a tiny, fast, seedable PRNG, so every generated history is reproducible from its
-/// seed on any platform (Swift's own generators are not seedable).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in `range` (debiased by rejection).
-    mutating func int(_ range: ClosedRange<Int>) -> Int {
-        let span = UInt64(range.upperBound - range.lowerBound) + 1
-        let limit = UInt64.max - UInt64.max % span
-        var x = next()
-        while x >= limit { x = next() }
-        return range.lowerBound + Int(x % span)
-    }
-
-    mutating func chance(_ probability: Double) -> Bool {
-        Double(next() >> 11) / Double(1 << 53) < probability
-    }
-
-    mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
-}
+import LatticeTestSupport
 
 /// A wall clock a test moves by hand; single-threaded use only.
 final class TestClock: WallClock, @unchecked Sendable {

@@ -1,4 +1,5 @@
 import XCTest
+import LatticeTestSupport
 @testable import LatticeStorage
 
 /// Seeded simulations of what a power loss or a bit flip leaves on disk. A failing seed is
@@ -94,19 +95,3 @@ final class WALCrashSimulationTests: StorageTestCase {
     }
 }
 
-/// A small seeded generator (SplitMix64), so every run of a seed is the same.
-struct SplitMix64 {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next(upTo bound: UInt64) -> UInt64 { next() % bound }
-}

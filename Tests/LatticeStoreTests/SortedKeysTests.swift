@@ -1,17 +1,10 @@
 import XCTest
+import LatticeTestSupport
 @testable import LatticeStore
 
 /// The chunked key order behind every range read: checked against a plain sorted array through
 /// inserts (in random order, duplicates included), chunk splits, removals and range walks.
 final class SortedKeysTests: XCTestCase {
-    private struct Rng {
-        var state: UInt64
-        mutating func next(_ bound: Int) -> Int {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int((state >> 33) % UInt64(bound))
-        }
-    }
-
     private func key(_ n: Int) -> [UInt8] { Array("k\(n)".utf8) }
 
     private func walk(_ keys: SortedKeys, from start: [UInt8], limit: Int) -> [[UInt8]] {
@@ -24,20 +17,20 @@ final class SortedKeysTests: XCTestCase {
     }
 
     func testMatchesASortedArrayThroughInsertsSplitsAndRemovals() {
-        var rng = Rng(state: 42)
+        var rng = SplitMix64(seed: 42)
         var keys = SortedKeys()
         var reference: Set<[UInt8]> = []
         // Enough keys for dozens of chunk splits (chunkMax 512).
         for _ in 0..<20_000 {
-            let k = key(rng.next(12_000))
+            let k = key(Int(rng.next(upTo: 12_000)))
             XCTAssertEqual(keys.insert(k), reference.insert(k).inserted)
         }
         var sorted = reference.sorted(by: bytesLess)
         XCTAssertEqual(keys.count, sorted.count)
         XCTAssertEqual(Array(keys), sorted)
         for _ in 0..<200 {
-            let start = key(rng.next(13_000))
-            let limit = 1 + rng.next(700)
+            let start = key(Int(rng.next(upTo: 13_000)))
+            let limit = 1 + Int(rng.next(upTo: 700))
             let expected = Array(sorted.filter { compareBytes($0, start) >= 0 }.prefix(limit))
             XCTAssertEqual(walk(keys, from: start, limit: limit), expected, "walk from \(String(decoding: start, as: UTF8.self))")
             XCTAssertEqual(keys.contains(start), reference.contains(start))
@@ -47,7 +40,7 @@ final class SortedKeysTests: XCTestCase {
         keys.remove(removed)
         reference.subtract(removed)
         for _ in 0..<5_000 {
-            let k = key(12_000 + rng.next(4_000))
+            let k = key(12_000 + Int(rng.next(upTo: 4_000)))
             XCTAssertEqual(keys.insert(k), reference.insert(k).inserted)
         }
         sorted = reference.sorted(by: bytesLess)
