@@ -24,7 +24,8 @@ final class StorageOwner: @unchecked Sendable {
         var finished: UInt64?
     }
     private let snapshots = Mutex(SnapshotProgress())
-    private let snapshotDone = DispatchSemaphore(value: 0)
+    /// Entered while a snapshot is being written.
+    private let snapshotWriting = DispatchGroup()
 
     func attach(_ r: Recovery.Opened) {
         directory = r.directory
@@ -53,6 +54,7 @@ final class StorageOwner: @unchecked Sendable {
             return true
         }
         guard claimed else { return nil }
+        snapshotWriting.enter()
         entriesSinceSnapshot = 0
         return (wal.lastIndex, directory.snapPath)
     }
@@ -71,7 +73,7 @@ final class StorageOwner: @unchecked Sendable {
             p.running = false
             if saved { p.finished = index }
         }
-        snapshotDone.signal()
+        snapshotWriting.leave()
     }
 
     /// Writer thread, after each batch: once a snapshot is on disk, drops the WAL segments the
@@ -104,7 +106,7 @@ final class StorageOwner: @unchecked Sendable {
 
     /// Waits for a snapshot being written (before the data directory is closed).
     func waitForSnapshot() {
-        while snapshots.withLock({ $0.running }) { snapshotDone.wait() }
+        snapshotWriting.wait()
     }
 
     func close() {
