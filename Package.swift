@@ -29,14 +29,20 @@ let package = Package(
         .target(name: "LatticeCore", dependencies: ["ProtoWire"]),
         .target(name: "LatticeStorage"),
         .target(name: "LatticeStore", dependencies: ["LatticeCore", "EtcdAPI", "LatticeStorage", "ProtoWire"]),
+        .target(name: "LatticeReplication", dependencies: [
+            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "ProtoWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "LatticeServer", dependencies: [
-            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore",
+            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "LatticeReplication",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lattice", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage", "LatticeReplication", "LatticeCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -56,6 +62,12 @@ let package = Package(
         ]),
         .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "ProtoWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LatticeStoreTests", dependencies: ["LatticeStore", "LatticeCore", "EtcdAPI", "LatticeTestSupport"]),
+        .testTarget(name: "LatticeReplicationTests", dependencies: [
+            "LatticeReplication", "LatticeStore", "LatticeCore", "EtcdAPI", "GRPCWire", "LatticeServer", "LatticeTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "LatticeStorageTests", dependencies: ["LatticeStorage", "LatticeTestSupport"]),
         .testTarget(name: "LatticeServerTests", dependencies: [
             "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore",

@@ -22,12 +22,16 @@ public final class GRPCClient: Sendable {
     public var eventLoop: any EventLoop { channel.eventLoop }
 
     public static func connect(
-        host: String, port: Int, group: any EventLoopGroup, limits: GRPCConnectionLimits = .init()
+        host: String, port: Int, group: any EventLoopGroup, limits: GRPCConnectionLimits = .init(),
+        localAddress: SocketAddress? = nil, connectTimeout: TimeAmount = .seconds(10)
     ) async throws -> GRPCClient {
         let connection = limits.connectionConfiguration
         let stream = limits.streamConfiguration
-        let (channel, multiplexer) = try await ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(connectTimeout)
+        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+        let (channel, multiplexer) = try await bootstrap
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler(deferred: true))

@@ -5,28 +5,36 @@
 /// is its origin's next change) and `v` covers `c.deps` (everything its origin had applied when
 /// creating it has been applied here).
 ///
-/// Bounded: at most `limit` changes; `insert` refuses more, and the caller reports it so the
-/// sender retries later (the replication layer's anti-entropy resends what a peer lacks).
+/// Bounded: at most `limit` changes and `limitBytes` bytes (`Change.approximateBytes`); `insert`
+/// refuses more, and the caller reports it to the sender, which resends from the receiver's
+/// vector later (nothing is lost: a refused change was never counted as received).
 /// Deterministic: deliverable changes come out in ascending member id order, whatever the
 /// arrival order, so replaying the same inputs gives the same application order.
 struct CausalBuffer: Sendable {
     let limit: Int
+    let limitBytes: Int
     /// member → seq → change.
     private var pending: [UInt64: [UInt64: Change]] = [:]
     private(set) var count = 0
+    private(set) var bytes = 0
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, limitBytes: Int = 64 << 20) {
+        self.limit = limit
+        self.limitBytes = limitBytes
+    }
 
     var isEmpty: Bool { count == 0 }
-    var isFull: Bool { count >= limit }
+    var isFull: Bool { count >= limit || bytes >= limitBytes }
 
     func contains(_ dot: Dot) -> Bool { pending[dot.member]?[dot.seq] != nil }
 
     /// Adds a change; false if it is already held or the buffer is full.
     mutating func insert(_ change: Change) -> Bool {
-        guard !isFull, !contains(change.id) else { return false }
+        let size = change.approximateBytes
+        guard !isFull, bytes + size <= limitBytes || count == 0, !contains(change.id) else { return false }
         pending[change.id.member, default: [:]][change.id.seq] = change
         count += 1
+        bytes += size
         return true
     }
 
@@ -42,9 +50,16 @@ struct CausalBuffer: Sendable {
     }
 
     private mutating func remove(_ dot: Dot) {
-        guard pending[dot.member]?.removeValue(forKey: dot.seq) != nil else { return }
+        guard let removed = pending[dot.member]?.removeValue(forKey: dot.seq) else { return }
         if pending[dot.member]!.isEmpty { pending[dot.member] = nil }
         count -= 1
+        bytes -= removed.approximateBytes
+    }
+
+    mutating func removeAll() {
+        pending = [:]
+        count = 0
+        bytes = 0
     }
 
     /// All held changes, ascending by dot (for encoding and inspection).

@@ -77,6 +77,22 @@ public struct Change: Hashable, Sendable {
         self.ops = ops
     }
 
+    /// A cheap estimate of the change's size in memory and on the wire, for byte budgets
+    /// (causal buffer, peer batches). Not exact; never less than 32.
+    public var approximateBytes: Int {
+        var n = 32 + 16 * deps.entries.count
+        for op in ops {
+            switch op {
+            case .put(let key, let value, _, let parents): n += 24 + key.count + value.count + 16 * parents.count
+            case .delete(let key, let parents): n += 16 + key.count + 16 * parents.count
+            case .memberAdd(let m), .memberUpdate(let m):
+                n += 32 + m.name.utf8.count + m.peerURLs.reduce(0) { $0 + $1.utf8.count } + m.clientURLs.reduce(0) { $0 + $1.utf8.count }
+            default: n += 24
+            }
+        }
+        return n
+    }
+
     /// Decodes the wire/WAL form. Malformed bytes throw, never trap; ops of unknown kinds (from a
     /// newer version) are skipped. Semantic checks happen when the change is applied
     /// (`Replica.apply(remote:)`).
@@ -108,11 +124,11 @@ public struct DotMessage: ProtoMessage {
     }
 }
 
-struct VersionVectorMessage: ProtoMessage {
-    var vector = VersionVector()
-    init() {}
-    init(_ vector: VersionVector) { self.vector = vector }
-    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+public struct VersionVectorMessage: ProtoMessage {
+    public var vector = VersionVector()
+    public init() {}
+    public init(_ vector: VersionVector) { self.vector = vector }
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
         case 1:
             let entry: DotMessage = try r.readMessage(wt, field: field)
@@ -120,7 +136,7 @@ struct VersionVectorMessage: ProtoMessage {
         default: try r.skip(wt, field: field)
         }
     }
-    func traverse<V: ProtoVisitor>(_ v: inout V) {
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
         for (member, seq) in vector.entries.sorted(by: { $0.key < $1.key }) {
             v.messageField(1, DotMessage(Dot(member: member, seq: seq)))
         }

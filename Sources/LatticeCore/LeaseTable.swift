@@ -48,6 +48,9 @@ struct LeaseTable: Sendable {
 
     var all: [LeaseInfo] { grants.keys.sorted().compactMap(info) }
 
+    /// The replicas whose live grants keep lease `id` (its granting members).
+    func grantOrigins(_ id: Int64) -> Set<UInt64> { Set((grants[id] ?? []).map(\.dot.member)) }
+
     /// Applies one lease op of `change`; returns whether the lease's state changed.
     mutating func apply(_ op: Op, of change: Change) -> Bool {
         func seen(_ g: Grant) -> Bool { g.dot == change.id || change.deps.contains(g.dot) }

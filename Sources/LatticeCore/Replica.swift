@@ -31,8 +31,19 @@ public struct Replica: Sendable {
     public private(set) var vector = VersionVector()
     public private(set) var clock: HybridClock
     /// Every change applied here and not yet known to be held by all members, in application
-    /// order (a causal order). Garbage collection trims it.
+    /// order (a causal order). Garbage collection trims its stable prefix.
     public private(set) var log: [Change] = []
+    /// The absolute position of `log[0]`: how many entries were ever trimmed from the front.
+    /// Positions (`logBase ..< logEnd`) let a peer feed resume where it stopped without
+    /// rescanning the log.
+    public private(set) var logBase = 0
+    public var logEnd: Int { logBase + log.count }
+    /// The other members of the cluster (etcd member ids) whose reports decide stability. Empty
+    /// for a single member, whose own vector is then its stable point.
+    public private(set) var peerMembers: Set<UInt64> = []
+    /// Per peer member, the latest usable report: the peer's durable vector, recorded only when
+    /// this replica had applied everything it names (see `recordReport`).
+    public private(set) var peerReports: [UInt64: VersionVector] = [:]
     /// Changes covered by this vector may have been dropped from `log`.
     public private(set) var logFloor = VersionVector()
 
@@ -48,13 +59,16 @@ public struct Replica: Sendable {
     private var buffer: CausalBuffer
 
     public init(member: UInt64, mergeMode: MergeMode = .json, wallClock: any WallClock = SystemWallClock(),
-                causalBufferLimit: Int = Replica.defaultCausalBufferLimit) {
+                causalBufferLimit: Int = Replica.defaultCausalBufferLimit, causalBufferBytes: Int = 64 << 20) {
         precondition(member != 0, "member id 0 is reserved")
         self.member = member
         self.mergeMode = mergeMode
         self.clock = HybridClock(wall: wallClock)
-        self.buffer = CausalBuffer(limit: causalBufferLimit)
+        self.buffer = CausalBuffer(limit: causalBufferLimit, limitBytes: causalBufferBytes)
     }
+
+    /// Whether `dot` waits in the causal buffer.
+    public func isPending(_ dot: Dot) -> Bool { buffer.contains(dot) }
 
     // MARK: local writes
 
@@ -114,6 +128,12 @@ public struct Replica: Sendable {
     /// Changes received but not yet applied (waiting for dependencies), ascending by dot.
     public var pendingChanges: [Change] { buffer.all }
     public var pendingCount: Int { buffer.count }
+    public var pendingBytes: Int { buffer.bytes }
+
+    /// Forgets the buffered changes: they were never counted as received (the vector does not
+    /// cover them), so their senders send them again. A store does this when it restores a
+    /// snapshot, because the WAL only holds changes that were applied.
+    public mutating func dropPendingChanges() { buffer.removeAll() }
 
     static func validate(_ change: Change) throws(ReplicaError) {
         let id = change.id
@@ -233,6 +253,8 @@ public struct Replica: Sendable {
 
     /// A live lease (granted and not revoked), nil otherwise.
     public func lease(_ id: Int64) -> LeaseInfo? { leaseTable.info(id) }
+    /// The replica ids (dot members) whose live grants keep lease `id`: who expires it.
+    public func leaseGrantOrigins(_ id: Int64) -> Set<UInt64> { leaseTable.grantOrigins(id) }
     /// All live leases, ascending by id.
     public var leases: [LeaseInfo] { leaseTable.all }
 
@@ -294,6 +316,63 @@ public struct Replica: Sendable {
         return log.filter { !peer.contains($0.id) }
     }
 
+    /// A page of the changes a peer lacks, reading the log from absolute `position` up to (not
+    /// including) `end`: at most `maxBytes` (`Change.approximateBytes`; at least one change), and
+    /// the position to continue from. nil when the peer lacks changes that were trimmed from
+    /// the log (it needs a state transfer). O(entries read).
+    public func changes(from position: Int, to end: Int, lacking peer: VersionVector, maxBytes: Int) -> (changes: [Change], next: Int)? {
+        var i = max(position, logBase)
+        if position < logBase && !peer.covers(logFloor) { return nil }
+        let stop = min(end, logEnd)
+        var out: [Change] = []
+        var bytes = 0
+        while i < stop {
+            let c = log[i - logBase]
+            i += 1
+            if peer.contains(c.id) { continue }
+            out.append(c)
+            bytes += c.approximateBytes
+            if bytes >= maxBytes { break }
+        }
+        return (out, max(i, position))
+    }
+
+    // MARK: stability (what every member holds)
+
+    /// Sets the other members of the cluster. Once there is any, garbage collection needs a
+    /// usable report from each of them: stability is never computed from this replica's own
+    /// vector alone. Reports of members no longer listed are dropped.
+    public mutating func setPeerMembers(_ members: Set<UInt64>) {
+        peerMembers = members
+        peerReports = peerReports.filter { members.contains($0.key) }
+    }
+
+    /// Records `member`'s report of its durable vector. Kept only when this replica has applied
+    /// every change the report names: then any change this replica has not applied yet is held
+    /// by no member (as of its report), so it can only be created later — with deps covering
+    /// the creator's report. A report that names changes missing here is ignored (the previous
+    /// usable one stays; reports only grow). Returns whether it was recorded.
+    @discardableResult
+    public mutating func recordReport(from member: UInt64, vector report: VersionVector) -> Bool {
+        guard peerMembers.contains(member), vector.covers(report) else { return false }
+        if let previous = peerReports[member], !report.covers(previous) { return false }
+        peerReports[member] = report
+        return true
+    }
+
+    /// The largest vector garbage collection may treat as stable: this replica's vector for a
+    /// single member; otherwise the pointwise minimum of it and every peer member's usable
+    /// report, or nothing while some peer member has not reported.
+    public var stableBound: VersionVector {
+        if peerMembers.isEmpty { return vector }
+        var stable = vector
+        for member in peerMembers {
+            guard let report = peerReports[member] else { return VersionVector() }
+            for (m, s) in stable.entries { stable[m] = min(s, report[m]) }
+        }
+        return stable
+    }
+
     // MARK: garbage collection
 
     /// Forgets what no replica can need any more, given a *stable vector*; never changes the
@@ -307,10 +386,15 @@ public struct Replica: Sendable {
     /// Drops: keys whose heads are all stable tombstones; stable non-head versions that can no
     /// longer be a merge base (see `KeyVersionDAG`); log entries it covers. On a single node this
     /// leaves exactly one version per live key and no tombstones: memory like a plain map.
+    ///
+    /// The vector is also clamped to `stableBound`: with peer members, only what every one of
+    /// them reported can be collected, whatever the caller passes (a replica of a cluster cannot
+    /// be collected against its own vector).
     @discardableResult
     public mutating func collectGarbage(stableVector: VersionVector) -> GarbageCollectionStats {
         var stable = VersionVector()
-        for (m, s) in stableVector.entries { stable[m] = min(s, vector[m]) }
+        let bound = stableBound
+        for (m, s) in stableVector.entries { stable[m] = min(s, bound[m]) }
         var stats = GarbageCollectionStats()
         let stableMoved = stable != lastStable
         let visit = stableMoved ? collectable : touchedSinceCollection.intersection(collectable)
@@ -332,10 +416,19 @@ public struct Replica: Sendable {
             }
         }
         guard stableMoved else { return stats }
-        let before = log.count
-        log.removeAll { stable.contains($0.id) }
-        stats.droppedLogEntries = before - log.count
-        for (m, s) in stable.entries where s > logFloor[m] { logFloor[m] = s }
+        // Only the stable prefix is trimmed, so log positions stay valid for peer feeds; a
+        // stable entry behind an unstable one goes once the entries before it are stable.
+        var dropped = 0
+        while dropped < log.count, stable.contains(log[dropped].id) {
+            let id = log[dropped].id
+            if id.seq > logFloor[id.member] { logFloor[id.member] = id.seq }
+            dropped += 1
+        }
+        if dropped > 0 {
+            log.removeFirst(dropped)
+            logBase += dropped
+        }
+        stats.droppedLogEntries = dropped
         return stats
     }
 

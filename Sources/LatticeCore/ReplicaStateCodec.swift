@@ -44,7 +44,7 @@ public enum ReplicaStateCodec {
     }
 
     public static func decode(_ bytes: [UInt8], mergeMode: MergeMode, wallClock: any WallClock,
-                              causalBufferLimit: Int) throws(ReplicaStateDecodingError) -> Replica {
+                              causalBufferLimit: Int, causalBufferBytes: Int = 64 << 20) throws(ReplicaStateDecodingError) -> Replica {
         guard bytes.count >= magic.count + 1 + 8 else { throw .truncated }
         guard Array(bytes[0..<4]) == magic else { throw .notAReplicaState }
         guard bytes[4] == formatVersion else { throw .unsupportedFormatVersion(bytes[4]) }
@@ -58,7 +58,8 @@ public enum ReplicaStateCodec {
         } catch {
             throw .malformed(error)
         }
-        return try message.replica(mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit)
+        return try message.replica(mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit,
+                                   causalBufferBytes: causalBufferBytes)
     }
 
     /// FNV-1a, 64 bit: detects every single-byte change; integrity against accidents, not attacks.
@@ -79,8 +80,9 @@ extension Replica {
 
     /// Restores a replica from `encodeState()` bytes. Throws on damaged or inconsistent input.
     public init(decodingState bytes: [UInt8], mergeMode: MergeMode = .json, wallClock: any WallClock = SystemWallClock(),
-                causalBufferLimit: Int = Replica.defaultCausalBufferLimit) throws(ReplicaStateDecodingError) {
-        self = try ReplicaStateCodec.decode(bytes, mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit)
+                causalBufferLimit: Int = Replica.defaultCausalBufferLimit, causalBufferBytes: Int = 64 << 20) throws(ReplicaStateDecodingError) {
+        self = try ReplicaStateCodec.decode(bytes, mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit,
+                                            causalBufferBytes: causalBufferBytes)
     }
 }
 
@@ -288,7 +290,7 @@ struct ReplicaStateMessage: ProtoMessage {
     }
 
     /// Checks the replica invariants and assembles it.
-    func replica(mergeMode: MergeMode, wallClock: any WallClock, causalBufferLimit: Int) throws(ReplicaStateDecodingError) -> Replica {
+    func replica(mergeMode: MergeMode, wallClock: any WallClock, causalBufferLimit: Int, causalBufferBytes: Int) throws(ReplicaStateDecodingError) -> Replica {
         func check(_ ok: Bool, _ what: @autoclosure () -> String) throws(ReplicaStateDecodingError) {
             if !ok { throw .inconsistent(what()) }
         }
@@ -322,7 +324,7 @@ struct ReplicaStateMessage: ProtoMessage {
             try check(validDot(c.id) && vector.contains(c.id) && !logFloor.contains(c.id), "log entry outside the log's range")
             try check(seen.insert(c.id).inserted, "duplicate log entry")
         }
-        var buffer = CausalBuffer(limit: causalBufferLimit)
+        var buffer = CausalBuffer(limit: causalBufferLimit, limitBytes: causalBufferBytes)
         for c in pending {
             try check(!vector.contains(c.id), "buffered change already applied")
             do { try Replica.validate(c) } catch { throw .inconsistent("invalid buffered change") }

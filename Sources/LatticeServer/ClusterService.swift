@@ -11,12 +11,30 @@ public final class Membership: Sendable {
     private let removed = Mutex<Set<UInt64>>([])
     private let nextID = Mutex<UInt64>(0)
 
+    /// Client URLs peers announced (member id → URLs), for members configured without them.
+    private let announcedClientURLs: @Sendable () -> [UInt64: [String]]
+
     public init(local: Member) {
         state = Mutex([local])
+        announcedClientURLs = { [:] }
+    }
+
+    /// Every member of the cluster (`--initial-cluster`); the client URLs of the others come from
+    /// what they announce to this member when they connect.
+    public init(members: [Member], clientURLs: @escaping @Sendable () -> [UInt64: [String]]) {
+        state = Mutex(members)
+        announcedClientURLs = clientURLs
     }
 
     /// Members in ascending id order, as etcd lists them.
-    public var members: [Member] { state.withLock { $0 }.sorted { $0.id < $1.id } }
+    public var members: [Member] {
+        let announced = announcedClientURLs()
+        return state.withLock { $0 }.sorted { $0.id < $1.id }.map { m in
+            var m = m
+            if m.clientURLs.isEmpty, let urls = announced[m.id] { m.clientURLs = urls }
+            return m
+        }
+    }
 
     func add(peerURLs: [String], isLearner: Bool, idFrom seed: UInt64) throws(EtcdError) -> Member {
         try state.withLock { (members: inout [Member]) throws(EtcdError) -> Member in

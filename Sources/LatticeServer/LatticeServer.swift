@@ -1,6 +1,7 @@
 import EtcdAPI
 import GRPCWire
 import LatticeCore
+import LatticeReplication
 import LatticeStore
 import Logging
 import NIOCore
@@ -55,6 +56,15 @@ public struct ServerConfiguration: Sendable {
     public var advertiseClientURLs = [try! ServerURL(parsing: "http://localhost:2379")]
     public var initialAdvertisePeerURLs = ["http://localhost:2380"]
     public var initialClusterToken = "etcd-cluster"
+    /// `--initial-cluster`: name → peer URLs of every member. Empty: this member alone, at
+    /// `initialAdvertisePeerURLs`.
+    public var initialCluster: [(name: String, peerURLs: [String])] = []
+    /// `--initial-cluster-state`: "new" or "existing" (ignored once the data directory exists).
+    public var initialClusterState = "new"
+    /// `--listen-peer-urls`; nil: no peer listener (a single member needs none).
+    public var listenPeerURLs: [ServerURL]?
+    /// Replication heartbeat and reconnect timing (tests shorten them).
+    public var peerHeartbeatInterval: TimeAmount = .seconds(1)
     public var maxRequestBytes = 1_572_864
     public var maxTxnOps = 128
     /// `--quota-backend-bytes` (etcd default 2 GiB): past it, NOSPACE is raised and writes fail.
@@ -94,8 +104,13 @@ public final class LatticeServer: Sendable {
     /// The bound client addresses (port 0 in a listen URL becomes the actual port).
     public var clientAddresses: [SocketAddress] { grpc.localAddresses }
 
+    public let replication: ReplicationNode
+    private let peerServer: GRPCServer?
+
     private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer, alarms: Alarms, leaseExpiry: RepeatedTask,
-                 autoCompaction: RepeatedTask?) {
+                 autoCompaction: RepeatedTask?, replication: ReplicationNode, peerServer: GRPCServer?) {
+        self.replication = replication
+        self.peerServer = peerServer
         self.autoCompaction = autoCompaction
         self.configuration = configuration
         self.store = store
@@ -106,10 +121,30 @@ public final class LatticeServer: Sendable {
         self.clusterID = store.configuration.clusterID
     }
 
+    /// The cluster's members with their ids, derived as etcd derives them (from each member's
+    /// peer URLs and the cluster token), and the cluster id (from every member id).
+    public static func resolveCluster(_ configuration: ServerConfiguration) throws(ConfigurationError)
+        -> (local: ClusterMember, peers: [ClusterMember], clusterID: UInt64) {
+        let entries = configuration.initialCluster.isEmpty
+            ? [(name: configuration.name, peerURLs: configuration.initialAdvertisePeerURLs)] : configuration.initialCluster
+        let members = entries.map {
+            ClusterMember(id: ClusterIdentity.memberID(peerURLs: $0.peerURLs, clusterToken: configuration.initialClusterToken),
+                          name: $0.name, peerURLs: $0.peerURLs)
+        }
+        guard let local = members.first(where: { $0.name == configuration.name }) else {
+            throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
+        }
+        if Set(members.map(\.id)).count != members.count {
+            throw ConfigurationError("--initial-cluster has duplicate members")
+        }
+        return (local, members.filter { $0.id != local.id }, ClusterIdentity.clusterID(memberIDs: members.map(\.id)))
+    }
+
     public static func start(_ configuration: ServerConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
-        let memberID = ClusterIdentity.memberID(peerURLs: configuration.initialAdvertisePeerURLs, clusterToken: configuration.initialClusterToken)
-        let clusterID = ClusterIdentity.clusterID(memberIDs: [memberID])
+        let (localMember, peerMembers, clusterID) = try resolveCluster(configuration)
+        let memberID = localMember.id
         var storeConfiguration = MVCCStore.Configuration(memberID: memberID, clusterID: clusterID)
+        storeConfiguration.peerMemberIDs = Set(peerMembers.map(\.id))
         storeConfiguration.maxTxnOps = configuration.maxTxnOps
         storeConfiguration.wallClock = configuration.wallClock
         storeConfiguration.dataDirectory = configuration.inMemory ? nil : configuration.dataDir
@@ -127,8 +162,18 @@ public final class LatticeServer: Sendable {
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
                                    store: store, alarms: alarms)
         let local = EtcdAPI.Member(
-            id: memberID, name: configuration.name, peerURLs: configuration.initialAdvertisePeerURLs,
+            id: memberID, name: configuration.name, peerURLs: localMember.peerURLs,
             clientURLs: configuration.advertiseClientURLs.map(\.description))
+        var replicationConfiguration = ReplicationNode.Configuration(
+            clusterID: clusterID, local: localMember, clientURLs: configuration.advertiseClientURLs.map(\.description), peers: peerMembers)
+        replicationConfiguration.heartbeatInterval = configuration.peerHeartbeatInterval
+        replicationConfiguration.dialFromHost = configuration.listenPeerURLs?.first.map(\.host).flatMap { host in
+            host == "localhost" || host == "0.0.0.0" || host == "::" || host.isEmpty ? nil : host
+        }
+        let replication = ReplicationNode(configuration: replicationConfiguration, store: store, group: group, logger: logger)
+        let membership = peerMembers.isEmpty ? Membership(local: local) : Membership(
+            members: [local] + peerMembers.map { EtcdAPI.Member(id: $0.id, name: $0.name, peerURLs: $0.peerURLs, clientURLs: []) },
+            clientURLs: { replication.peerClientURLs })
         var watchSettings = WatchSettings()
         watchSettings.progressNotifyInterval = configuration.watchProgressNotifyInterval
         watchSettings.fragmentBytes = configuration.maxRequestBytes
@@ -138,7 +183,8 @@ public final class LatticeServer: Sendable {
         WatchService.register(on: &routes, store: store, settings: watchSettings)
         LeaseService.register(on: &routes, store: store, limits: limits)
         MaintenanceService.register(on: &routes, store: store, alarms: alarms)
-        ClusterService.register(on: &routes, store: store, membership: Membership(local: local))
+        ClusterService.register(on: &routes, store: store, membership: membership)
+        replication.registerStatus(on: &routes)
         routes.declare(service: "etcdserverpb.Auth")
         var connectionLimits = GRPCConnectionLimits()
         connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
@@ -154,6 +200,23 @@ public final class LatticeServer: Sendable {
             store.close()
             throw error
         }
+        var peerServer: GRPCServer?
+        if let peerURLs = configuration.listenPeerURLs {
+            var peerRoutes = GRPCRoutes()
+            replication.register(on: &peerRoutes)
+            var peerLimits = GRPCConnectionLimits()
+            peerLimits.maxReceiveMessageBytes = 16 << 20
+            do {
+                peerServer = try await GRPCServer.start(addresses: peerURLs.map { ($0.host, $0.port) }, routes: peerRoutes,
+                                                        limits: peerLimits, group: group)
+            } catch {
+                await grpc.shutdown()
+                store.close()
+                throw error
+            }
+            logger.info("serving peer traffic", metadata: ["addresses": "\(peerServer!.localAddresses.map { "\($0)" })"])
+        }
+        replication.start()
         logger.info("serving client traffic", metadata: [
             "addresses": "\(grpc.localAddresses.map { "\($0)" })",
             "member-id": "\(String(memberID, radix: 16))",
@@ -170,12 +233,17 @@ public final class LatticeServer: Sendable {
             group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in compactor.tick() }
         }
         return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry,
-                             autoCompaction: autoCompaction)
+                             autoCompaction: autoCompaction, replication: replication, peerServer: peerServer)
     }
+
+    /// The bound peer addresses (empty without `listenPeerURLs`).
+    public var peerAddresses: [SocketAddress] { peerServer?.localAddresses ?? [] }
 
     public func shutdown() async {
         leaseExpiry.cancel()
         autoCompaction?.cancel()
+        await replication.shutdown()
+        await peerServer?.shutdown(grace: .seconds(1))
         await grpc.shutdown()
         store.close()
     }

@@ -53,9 +53,53 @@ public final class DataDirectory {
         return DataDirectory(path: path, lockFile: file)
     }
 
+    public var incarnationPath: String { FileSystem.join(path, "incarnation") }
+
+    /// The data directory's incarnation id (16 hex digits in the file `incarnation`), nil when
+    /// it has none yet.
+    public func readIncarnation() throws(StorageError) -> UInt64? {
+        guard FileSystem.exists(incarnationPath) else { return nil }
+        let file = try OpenFile.open(incarnationPath, flags: O_RDONLY)
+        defer { file.close() }
+        let bytes = try file.read(count: 64, at: 0)
+        let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace
+        guard let id = parseHex16(text), id != 0 else {
+            throw StorageError(.corruption, "incarnation file \(incarnationPath) is damaged", path: incarnationPath)
+        }
+        return id
+    }
+
+    /// Whether any WAL segment or snapshot exists (a directory written before).
+    public func holdsData() throws(StorageError) -> Bool {
+        if !(try FileSystem.list(walPath)).isEmpty { return true }
+        return !(try FileSystem.list(snapPath)).isEmpty
+    }
+
+    /// Writes the incarnation id durably (temp file, fsync, rename, directory fsync).
+    public func writeIncarnation(_ id: UInt64) throws(StorageError) {
+        let temp = incarnationPath + ".tmp"
+        let file = try OpenFile.open(temp, flags: O_RDWR | O_CREAT | O_TRUNC)
+        do throws(StorageError) {
+            try file.write(Array((hex16(id) + "\n").utf8), at: 0)
+            try file.sync()
+        } catch {
+            file.close()
+            throw error
+        }
+        file.close()
+        try FileSystem.rename(temp, to: incarnationPath)
+        try FileSystem.syncDirectory(path)
+    }
+
     /// Releases the lock now (also done when the object goes away).
     public func close() {
         lockFile?.close()
         lockFile = nil
+    }
+}
+
+extension String {
+    fileprivate var trimmingWhitespace: String {
+        String(self.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }
 }

@@ -91,9 +91,24 @@ extension MVCCStore {
 
     /// Revokes every lease whose TTL has run out by the store's clock, one change (and, with
     /// keys, one revision) per lease. `completion` gets the revoked ids.
+    ///
+    /// In a cluster a lease is expired by the member that granted it (every member would
+    /// otherwise revoke it at once); another member takes over once the lease is overdue by a
+    /// further TTL (its granting member is down or cut off). Keys that a peer's change left
+    /// attached to a lease that is not live are deleted by the same tick (the dead-lease sweep).
     public func expireLeases(completion: @escaping @Sendable ([Int64]) -> Void) {
         let now = nowMilliseconds
-        let expired = writer.withLock { state in state.lessor.expired(nowMilliseconds: now) }
+        let (expired, sweep) = writer.withLock { state -> ([Int64], Set<[UInt8]>) in
+            let origin = state.replica.member
+            let clustered = !state.replica.peerMembers.isEmpty
+            let ids = state.lessor.expired(nowMilliseconds: now).filter { id in
+                guard clustered, !state.replica.leaseGrantOrigins(id).contains(origin), let lease = state.lessor.lease(id) else { return true }
+                return lease.expiresAtMilliseconds + lease.ttlSeconds * 1000 <= now
+            }
+            defer { state.deadLeaseKeys = [] }
+            return (ids, state.deadLeaseKeys)
+        }
+        if !sweep.isEmpty { sweepDeadLeaseKeys(sweep) }
         guard !expired.isEmpty else { return completion([]) }
         let results = Mutex<(done: Int, revoked: [Int64])>((0, []))
         for id in expired {
@@ -106,6 +121,17 @@ extension MVCCStore {
                 if let finished { completion(finished.sorted()) }
             }
         }
+    }
+
+    /// Deletes those of `keys` whose visible value is attached to a lease that is not live (one
+    /// change, like a revocation). A key re-put meanwhile without that lease is left alone.
+    private func sweepDeadLeaseKeys(_ keys: Set<[UInt8]>) {
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Void in
+            for key in keys.sorted(by: bytesLess) {
+                guard let v = state.replica.visible(key), v.lease != 0, state.replica.lease(v.lease) == nil else { continue }
+                _ = txn.deleteRange(DeleteRangeRequest(key: key))
+            }
+        }, completion: { _ in })
     }
 
     // Synchronous forms (tests, tools; never on an event loop).

@@ -3,37 +3,131 @@ import LatticeCore
 import LatticeStorage
 import Synchronization
 
+/// What became of one change received from a peer. Nothing is swallowed: the replication layer
+/// reports every outcome back to the sender.
+public enum RemoteApplyOutcome: Sendable, Equatable {
+    /// Applied (with any buffered changes it released); the local revisions its visible effects
+    /// took, possibly none (e.g. it lost last-writer-wins).
+    case applied(revisions: [Int64])
+    /// Held until its causal dependencies arrive. Not counted as received: the vector does not
+    /// cover it, so it is sent again if it is lost (e.g. by a restart).
+    case buffered
+    /// Already applied or already buffered.
+    case duplicate
+    /// Refused: it breaks the protocol, or the causal buffer is full. The sender resends from
+    /// this member's vector later.
+    case rejected(String)
+}
+
 /// Changes from peers: the same path as local writes (writer → WAL → index → watchers), with the
 /// visible outcome decided by the replica (merge, add-wins, LWW). Each applied change that alters
 /// what readers see takes the next *local* revision and produces watch events in this member's
 /// numbering: PUT with the merged value, DELETE when the key disappeared, nothing when the
 /// visible value did not change.
+///
+/// Only durable changes leave the member: `changes(…)` and `versionVector` stop at the last
+/// batch whose WAL append was fsync'd.
 extension MVCCStore {
-    /// Applies a change from a peer (buffered until its causal dependencies are applied;
-    /// duplicates are ignored). Completes, once durable, with the local revisions it produced
-    /// (possibly none, possibly several when it released buffered changes).
-    public func applyRemote(_ change: Change, completion: @escaping @Sendable (Result<[Int64], EtcdError>) -> Void) {
+    /// Applies changes from a peer, in order, in one group commit. Completes, once durable, with
+    /// one outcome per change.
+    public func applyRemote(_ changes: [Change], completion: @escaping @Sendable (Result<[RemoteApplyOutcome], EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
-        let revisions = Mutex<[Int64]>([])
+        let outcomes = Mutex<[RemoteApplyOutcome]>([])
         var item = QueuedWrite(
             evaluate: { _, _ in },
             finish: { error in
-                if let error { completion(.failure(error)) } else { completion(.success(revisions.withLock { $0 })) }
+                if let error { completion(.failure(error)) } else { completion(.success(outcomes.withLock { $0 })) }
             })
-        item.remote = change
-        item.remoteApplied = { produced in revisions.withLock { $0 = produced } }
+        item.remote = changes
+        item.remoteApplied = { produced in outcomes.withLock { $0 = produced } }
         if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
     }
 
+    /// Applies one change and returns the local revisions it produced ([] when buffered or a
+    /// duplicate); throws when it was rejected (tests, tools).
     @discardableResult
-    public func applyRemote(_ change: Change) throws(EtcdError) -> [Int64] { try wait { applyRemote(change, completion: $0) } }
-
-    /// What a peer whose vector is `vector` lacks, in causal order (nil: it needs a snapshot).
-    public func changes(since vector: VersionVector) -> [Change]? {
-        writer.withLock { $0.replica.changes(since: vector) }
+    public func applyRemote(_ change: Change) throws(EtcdError) -> [Int64] {
+        let outcome = try wait { applyRemote([change], completion: $0) }.first ?? .duplicate
+        switch outcome {
+        case .applied(let revisions): return revisions
+        case .buffered, .duplicate: return []
+        case .rejected(let why): throw EtcdError(.failedPrecondition, "lattice: change rejected: \(why)")
+        }
     }
 
-    public var versionVector: VersionVector { writer.withLock { $0.replica.vector } }
+    /// Every durable change a peer whose vector is `vector` lacks, in causal order (nil: some
+    /// were trimmed from the log; it needs a state transfer).
+    public func changes(since vector: VersionVector) -> [Change]? {
+        writer.withLock { state in
+            state.replica.changes(from: 0, to: state.durableLogEnd, lacking: vector, maxBytes: .max)?.changes
+        }
+    }
+
+    /// A page of durable changes for a peer feed: from absolute log position `position`, those
+    /// the peer (whose vector is `lacking`) does not have, up to about `maxBytes`; and the
+    /// position to continue from. nil when the peer needs a state transfer.
+    public func changes(from position: Int, lacking: VersionVector, maxBytes: Int) -> (changes: [Change], next: Int)? {
+        writer.withLock { state in
+            state.replica.changes(from: position, to: state.durableLogEnd, lacking: lacking, maxBytes: maxBytes)
+        }
+    }
+
+    /// The log position after the last durable change and the vector of durable changes, read
+    /// together.
+    public var durablePoint: (logEnd: Int, vector: VersionVector) {
+        writer.withLock { ($0.durableLogEnd, $0.durableVector) }
+    }
+
+    /// The log position after the last durable change.
+    public var durableLogEnd: Int { writer.withLock { $0.durableLogEnd } }
+
+    /// The vector of durable changes: what this member reports to its peers.
+    public var versionVector: VersionVector { writer.withLock { $0.durableVector } }
+
+    /// The id carried by this member's changes (its incarnation's dot id).
+    public var replicaID: UInt64 { writer.withLock { $0.replica.member } }
+
+    /// Records a peer member's report of its durable vector (see `Replica.recordReport`): what
+    /// garbage collection may treat as held everywhere. Returns whether it was usable.
+    /// A report that moves the stable point schedules a collection on the writer (a batch with
+    /// no write), at most one at a time.
+    @discardableResult
+    public func recordPeerReport(member: UInt64, vector: VersionVector) -> Bool {
+        let (recorded, moved) = writer.withLock { state -> (Bool, Bool) in
+            let before = state.replica.stableBound
+            let recorded = state.replica.recordReport(from: member, vector: vector)
+            return (recorded, recorded && state.replica.stableBound != before)
+        }
+        if moved, configuration.collectGarbage, !collectionQueued.exchange(true, ordering: .acquiringAndReleasing) {
+            let item = QueuedWrite(evaluate: { [self] _, _ in collectionQueued.store(false, ordering: .releasing) }, finish: { _ in })
+            if !queue.enqueue(item) { collectionQueued.store(false, ordering: .releasing) }
+        }
+        return recorded
+    }
+
+    /// Changes the member set whose reports stability needs (membership changes).
+    public func setPeerMembers(_ members: Set<UInt64>) {
+        writer.withLock { $0.replica.setPeerMembers(members) }
+    }
+
+    /// Counts for operators and tests: buffered changes, retained log entries, stable vector.
+    public var replicationCounters: ReplicationCounters {
+        writer.withLock { state in
+            ReplicationCounters(pendingChanges: state.replica.pendingCount, pendingBytes: state.replica.pendingBytes,
+                                logEntries: state.replica.log.count, stable: state.replica.stableBound,
+                                storedVersions: state.replica.storedVersionCount)
+        }
+    }
+
+    /// Calls `observer` on the writer thread after every batch that made new changes durable
+    /// (it must only schedule work, never block).
+    public func onDurableChanges(_ observer: @escaping @Sendable () -> Void) {
+        durableObservers.withLock { $0.append(observer) }
+    }
+
+    func notifyDurable() {
+        for observer in durableObservers.withLock({ $0 }) { observer() }
+    }
 
     /// Deterministic hash of the replicated state (visible keyspace and leases): equal on every
     /// member that applied the same changes.
@@ -42,8 +136,15 @@ extension MVCCStore {
     /// Runs on the writer during a batch: applies a remote change to the replica and turns each
     /// applied change into key versions at the next local revision.
     func applyRemote(_ change: Change, state: inout WriterState, pending: inout PendingWrites,
-                     evaluated: inout [EvaluatedWrite], entries: inout [WALEntry]) -> [Int64] {
-        guard let applied = try? state.replica.apply(remote: change) else { return [] }
+                     evaluated: inout [EvaluatedWrite], entries: inout [WALEntry]) -> RemoteApplyOutcome {
+        if state.replica.vector.contains(change.id) || state.replica.isPending(change.id) { return .duplicate }
+        let applied: [AppliedChange]
+        do {
+            applied = try state.replica.apply(remote: change)
+        } catch {
+            return .rejected("\(error)")
+        }
+        if applied.isEmpty { return .buffered }
         var revisions: [Int64] = []
         for a in applied {
             let revision = pending.revision + 1
@@ -51,10 +152,11 @@ extension MVCCStore {
                 if let v = pending.versions[key] { return v.isTombstone ? nil : v }
                 return indexed.index.visible(key, at: indexed.index.currentRevision)
             }
-            Self.applyLeaseOps(a.change, replica: state.replica, lessor: &state.lessor)
+            Self.applyLeaseOps(a.change, replica: state.replica, state: &state)
             for (key, version) in versions {
                 state.lessor.reattach(key, from: previous[key]?.lease ?? 0, to: version.lease)
                 pending.versions[key] = version
+                if version.lease != 0 && state.replica.lease(version.lease) == nil { state.deadLeaseKeys.insert(key) }
             }
             let write = EvaluatedWrite(revision: versions.isEmpty ? 0 : revision, versions: versions, previous: previous)
             if !versions.isEmpty {
@@ -65,7 +167,7 @@ extension MVCCStore {
                                     payload: ChangeRecord(revision: write.revision, change: a.change).protoBytes()))
             evaluated.append(write)
         }
-        return revisions
+        return .applied(revisions: revisions)
     }
 
     /// The key versions an applied remote change produces at `revision`.
@@ -89,22 +191,38 @@ extension MVCCStore {
         return (versions, previous)
     }
 
-    /// Mirrors a change's lease operations into the lessor (expiry from the replica's lease table).
-    static func applyLeaseOps(_ change: Change, replica: Replica, lessor: inout Lessor) {
+    /// Mirrors a change's lease operations into the lessor, from the replica's lease table (the
+    /// replicated truth): a grant makes the lease exist with the replica's expiry, a revoke
+    /// removes it only when no grant survives (a concurrent grant elsewhere keeps it). The one
+    /// path for remote changes at runtime and for every change in WAL replay. Keys still
+    /// attached to a lease that died become candidates for the dead-lease sweep.
+    static func applyLeaseOps(_ change: Change, replica: Replica, state: inout WriterState) {
         for op in change.ops {
             switch op {
             case .leaseGrant(let id, let ttl):
                 if let info = replica.lease(id) {
-                    if !lessor.exists(id) { lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: 0) }
-                    lessor.checkpoint(id, expiresAtMilliseconds: info.expiresAtMilliseconds)
+                    if !state.lessor.exists(id) { state.lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: 0) }
+                    state.lessor.checkpoint(id, expiresAtMilliseconds: info.expiresAtMilliseconds)
                 }
             case .leaseRevoke(let id):
-                if replica.lease(id) == nil { lessor.remove(id) }
+                if replica.lease(id) == nil, let removed = state.lessor.remove(id) {
+                    state.deadLeaseKeys.formUnion(removed.keys)
+                    state.checkpointedAt[id] = nil
+                }
             case .leaseCheckpoint(let id, let expiresAt):
-                lessor.checkpoint(id, expiresAtMilliseconds: expiresAt)
+                state.lessor.checkpoint(id, expiresAtMilliseconds: expiresAt)
             default:
                 break
             }
         }
     }
+}
+
+/// Replication counters of one member.
+public struct ReplicationCounters: Sendable, Equatable {
+    public var pendingChanges: Int
+    public var pendingBytes: Int
+    public var logEntries: Int
+    public var stable: VersionVector
+    public var storedVersions: Int
 }

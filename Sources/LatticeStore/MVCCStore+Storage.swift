@@ -133,6 +133,18 @@ enum Recovery {
         let directory = try DataDirectory.open(path)
         var notes: [String] = []
         var snapshotIndex: UInt64 = 0
+        // The incarnation: the id this data directory's changes carry. A directory written before
+        // incarnations existed keeps the member id its changes already carry.
+        let replicaID: UInt64
+        if let existing = try directory.readIncarnation() {
+            replicaID = existing
+        } else {
+            let hasData = try directory.holdsData()
+            replicaID = hasData ? configuration.memberID : (configuration.replicaID ?? UInt64.random(in: 1...UInt64.max))
+            try directory.writeIncarnation(replicaID)
+        }
+        state.replica = Replica(member: replicaID, mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
+                                causalBufferLimit: configuration.causalBufferLimit, causalBufferBytes: configuration.causalBufferBytes)
         let loaded = try SnapshotFile.loadNewest(directory: directory.snapPath)
         if let note = loaded.note { notes.append(note) }
         if let snapshot = loaded.snapshot {
@@ -147,15 +159,29 @@ enum Recovery {
             if !decoded.replicaState.isEmpty {
                 do {
                     replica = try Replica(decodingState: decoded.replicaState, mergeMode: configuration.mergeMode,
-                                          wallClock: configuration.wallClock)
+                                          wallClock: configuration.wallClock, causalBufferLimit: configuration.causalBufferLimit,
+                                          causalBufferBytes: configuration.causalBufferBytes)
                 } catch {
                     throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)): replicated state does not decode: \(error)",
                                        path: directory.snapPath)
                 }
             }
-            restore(decoded, replica: replica, state: &state, indexed: &indexed)
+            if var replica {
+                guard replica.member == replicaID else {
+                    throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)) belongs to replica \(String(replica.member, radix: 16)), the data directory to \(String(replicaID, radix: 16))",
+                                       path: directory.snapPath)
+                }
+                // Buffered changes were never written to the WAL; counting them as received after
+                // a restart would make replay differ from what ran. Their senders resend them.
+                replica.dropPendingChanges()
+                restore(decoded, replica: replica, state: &state, indexed: &indexed)
+            } else {
+                restore(decoded, replica: nil, state: &state, indexed: &indexed)
+            }
             snapshotIndex = snapshot.index
         }
+        // Before anything can collect garbage: with peers, only their reports make changes stable.
+        state.replica.setPeerMembers(configuration.peerMemberIDs)
         let (wal, records, note) = try WriteAheadLog.open(
             directory: directory.walPath, snapshotIndex: snapshotIndex,
             segmentBytes: configuration.walSegmentBytes, fsync: !configuration.unsafeNoFsync)
@@ -195,6 +221,11 @@ enum Recovery {
             } catch {
                 throw damaged("the replica refuses the change: \(error)")
             }
+            // At runtime every logged change was applied when it was written, in this order, so
+            // replay must apply exactly it (never buffer it, never release others).
+            guard applied.count == 1, applied[0].change.id == change.id else {
+                throw damaged("change \(change.id.member):\(change.id.seq) does not apply in WAL order")
+            }
             var versions: [([UInt8], KeyVersion)] = []
             var previous: [[UInt8]: KeyVersion] = [:]
             if change.id.member == state.replica.member {
@@ -218,18 +249,7 @@ enum Recovery {
                     indexed.index.visible(key, at: indexed.index.currentRevision)
                 }
             }
-            for op in change.ops {
-                switch op {
-                case .leaseGrant(let id, let ttl):
-                    state.lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: change.hlc.wallMilliseconds)
-                case .leaseRevoke(let id):
-                    state.lessor.remove(id)
-                case .leaseCheckpoint(let id, let expiresAt):
-                    state.lessor.checkpoint(id, expiresAtMilliseconds: expiresAt)
-                default:
-                    break
-                }
-            }
+            MVCCStore.applyLeaseOps(change, replica: state.replica, state: &state)
             for (key, version) in versions {
                 state.lessor.reattach(key, from: previous[key]?.lease ?? 0, to: version.lease)
             }

@@ -38,11 +38,26 @@ public final class MVCCStore: Sendable {
         /// `--merge`: how concurrent versions of one key from different members combine.
         public var mergeMode: MergeMode = .json
         /// Drop replicated history once it is causally stable. A single member is its own
-        /// stable point; turn off to keep every change for peers that have not seen it yet.
+        /// stable point; with `peerMemberIDs`, only what every peer reported is stable.
         public var collectGarbage = true
+        /// The other members of the cluster (etcd member ids). With any, garbage collection waits
+        /// for each one's report (`recordPeerReport`) and leases granted elsewhere are expired by
+        /// their granting member (or taken over once overdue).
+        public var peerMemberIDs: Set<UInt64> = []
+        /// The id this store's changes carry (their dots' member). A data directory gets a random
+        /// one when it is created and keeps it (its incarnation); a wiped or new data directory
+        /// therefore never reuses another incarnation's dots. In memory: this value, or the
+        /// member id when nil.
+        public var replicaID: UInt64?
+        /// Bounds of the causal buffer (changes waiting for their dependencies).
+        public var causalBufferLimit = Replica.defaultCausalBufferLimit
+        public var causalBufferBytes = 64 << 20
         /// Wraps the answering of a committed batch, so a transport can deliver all of its
         /// answers together (the gRPC layer: one socket write per connection per batch).
         public var answerBatch: @Sendable (() -> Void) -> Void = { $0() }
+        /// Called on the writer thread just before a batch is appended to the WAL (a test seam:
+        /// lets a test hold a batch between evaluation and durability).
+        public var willAppendBatch: (@Sendable () -> Void)?
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -61,6 +76,13 @@ public final class MVCCStore: Sendable {
         var checkpointedAt: [Int64: Int64] = [:]
         /// Defragment requests of the batch being evaluated, answered once it is applied.
         var defragmentWaiters: [@Sendable (Result<Void, EtcdError>) -> Void] = []
+        /// The replica's log end and vector as of the last durable batch: only changes below
+        /// this end leave the member (`changes(from:…)`), and this vector is what it reports.
+        var durableLogEnd = 0
+        var durableVector = VersionVector()
+        /// Keys a remote change left attached to a lease that is not live here (revoked
+        /// concurrently, or revoked before the key arrived): the lease sweep deletes them.
+        var deadLeaseKeys: Set<[UInt8]> = []
     }
 
     /// What the index lock guards.
@@ -76,6 +98,10 @@ public final class MVCCStore: Sendable {
     let writer: Mutex<WriterState>
     public let hub: WatchHub
     let queue: WriteQueue<QueuedWrite>
+    /// Called (on the writer thread) after a batch made new changes durable.
+    let durableObservers = Mutex<[@Sendable () -> Void]>([])
+    /// A garbage collection batch is queued (set by a report that moved the stable point).
+    let collectionQueued = Atomic<Bool>(false)
     let storage: StorageOwner
     /// Set once the WAL failed: every later write fails with this error.
     let failure = Mutex<EtcdError?>(nil)
@@ -88,14 +114,20 @@ public final class MVCCStore: Sendable {
     public init(configuration: Configuration) throws(StorageError) {
         self.configuration = configuration
         self.queue = WriteQueue(capacity: configuration.queueCapacity)
-        var state = WriterState(replica: Replica(member: configuration.memberID, mergeMode: configuration.mergeMode,
-                                                 wallClock: configuration.wallClock))
+        var state = WriterState(replica: Replica(member: configuration.replicaID ?? configuration.memberID,
+                                                 mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
+                                                 causalBufferLimit: configuration.causalBufferLimit,
+                                                 causalBufferBytes: configuration.causalBufferBytes))
         var indexed = Indexed()
         self.storage = StorageOwner()
         if let dir = configuration.dataDirectory {
             let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
             storage.attach(recovered)
         }
+        state.replica.setPeerMembers(configuration.peerMemberIDs)
+        state.durableLogEnd = state.replica.logEnd
+        state.durableVector = state.replica.vector
+        state.deadLeaseKeys = Set(state.replica.keysWithDeadLeases())
         self.indexed = indexed
         self.hub = WatchHub(currentRevision: indexed.index.currentRevision)
         self.writer = Mutex(state)
@@ -253,9 +285,9 @@ public final class MVCCStore: Sendable {
     struct QueuedWrite: Sendable {
         let evaluate: @Sendable (inout WriteTxn, inout WriterState) -> Void
         let finish: @Sendable (EtcdError?) -> Void
-        /// A change from a peer: applied through the replica instead of `evaluate`.
-        var remote: Change? = nil
-        var remoteApplied: (@Sendable ([Int64]) -> Void)? = nil
+        /// Changes from a peer: applied through the replica instead of `evaluate`.
+        var remote: [Change] = []
+        var remoteApplied: (@Sendable ([RemoteApplyOutcome]) -> Void)? = nil
     }
 
     /// Queues a write. `body` runs on the writer thread (against the index plus the batch's
@@ -314,12 +346,11 @@ public final class MVCCStore: Sendable {
             lock.withReadLock {
                 var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
                 for item in items {
-                    if let remote = item.remote {
-                        let revisions = applyRemote(remote, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries)
-                        item.remoteApplied?(revisions)
+                    if let report = item.remoteApplied {
+                        report(item.remote.map { applyRemote($0, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries) })
                         continue
                     }
-                    let dot = Dot(member: configuration.memberID, seq: state.replica.vector[configuration.memberID] + 1)
+                    let dot = Dot(member: state.replica.member, seq: state.replica.vector[state.replica.member] + 1)
                     let leases = state.lessor.leases
                     var txn = WriteTxn(base: indexed.index, pending: pending, dot: dot, leaseExists: { leases[$0] != nil })
                     item.evaluate(&txn, &state)
@@ -348,6 +379,8 @@ public final class MVCCStore: Sendable {
                 }
             }
         }
+        let (logEnd, vector) = writer.withLock { ($0.replica.logEnd, $0.replica.vector) }
+        configuration.willAppendBatch?()
         do throws(StorageError) {
             try storage.append(entries)
         } catch {
@@ -355,6 +388,14 @@ public final class MVCCStore: Sendable {
             failure.withLock { $0 = failed }
             for item in items { item.finish(failed) }
             return
+        }
+        // Durable now: these changes may leave the member.
+        let shipped = writer.withLock { state -> Bool in
+            defer {
+                state.durableLogEnd = logEnd
+                state.durableVector = vector
+            }
+            return state.durableLogEnd != logEnd
         }
         var batches: [RevisionEvents] = []
         lock.withWriteLock {
@@ -368,6 +409,7 @@ public final class MVCCStore: Sendable {
             for waiter in defragmentWaiters { waiter(result) }
         }
         configuration.answerBatch { for item in items { item.finish(nil) } }
+        if shipped { notifyDurable() }
         storage.collectFinishedSnapshot()
         if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }
     }

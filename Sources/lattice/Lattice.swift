@@ -6,7 +6,7 @@ struct Lattice: AsyncParsableCommand {
         commandName: "lattice",
         abstract: "An etcd v3 API server whose keyspace is a CRDT, for Kubernetes at the edge.",
         version: LatticeVersion.string,
-        subcommands: [Serve.self, Bench.self],
+        subcommands: [Serve.self, Bench.self, ClusterStatus.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -33,6 +33,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Initial cluster token for the cluster during bootstrap.")
     var initialClusterToken = "etcd-cluster"
 
+    @Option(help: "Initial cluster configuration for bootstrapping (name=peer-url,...; a name may repeat for several URLs).")
+    var initialCluster: String?
+
+    @Option(help: "Initial cluster state ('new' or 'existing'); ignored when the data directory exists.")
+    var initialClusterState = "new"
+
+    @Option(help: "List of URLs to listen on for peer traffic (default http://localhost:2380 when the cluster has other members).")
+    var listenPeerUrls: String?
+
     @Option(help: "Maximum client request size in bytes the server will accept.")
     var maxRequestBytes = 1_572_864
 
@@ -91,8 +100,32 @@ struct Serve: AsyncParsableCommand {
         for url in c.listenClientURLs where url.scheme != "http" {
             throw ValidationError("\(url): only http:// client URLs are supported in this release")
         }
-        c.initialAdvertisePeerURLs = initialAdvertisePeerUrls.split(separator: ",").map(String.init)
+        c.initialAdvertisePeerURLs = initialAdvertisePeerUrls.split(separator: ",").map { String($0.filter { $0 != " " }) }
         c.initialClusterToken = initialClusterToken
+        guard initialClusterState == "new" || initialClusterState == "existing" else {
+            throw ValidationError("unexpected initial-cluster-state \"\(initialClusterState)\" (expected new or existing)")
+        }
+        c.initialClusterState = initialClusterState
+        if let initialCluster {
+            c.initialCluster = try Self.parseInitialCluster(initialCluster)
+            guard let mine = c.initialCluster.first(where: { $0.name == name }) else {
+                throw ValidationError("couldn't find local name \"\(name)\" in the initial cluster configuration")
+            }
+            // etcd: the member's advertised peer URLs must be the ones the cluster lists for it.
+            if initialAdvertisePeerUrls != "http://localhost:2380" && Set(mine.peerURLs) != Set(c.initialAdvertisePeerURLs) {
+                throw ValidationError("--initial-cluster has \(name)=\(mine.peerURLs.joined(separator: ",")) but missing from --initial-advertise-peer-urls=\(c.initialAdvertisePeerURLs.joined(separator: ","))")
+            }
+            c.initialAdvertisePeerURLs = mine.peerURLs
+        }
+        let clustered = c.initialCluster.count > 1
+        if let listenPeerUrls {
+            do { c.listenPeerURLs = try Self.urls(listenPeerUrls) } catch { throw ValidationError(error.description) }
+        } else if clustered {
+            c.listenPeerURLs = [try! ServerURL(parsing: "http://localhost:2380")]
+        }
+        for url in c.listenPeerURLs ?? [] where url.scheme != "http" {
+            throw ValidationError("\(url): only http:// peer URLs are supported in this release")
+        }
         c.maxRequestBytes = maxRequestBytes
         c.maxTxnOps = maxTxnOps
         // etcd: 0 means the default quota.
@@ -125,6 +158,22 @@ struct Serve: AsyncParsableCommand {
         default:
             throw ValidationError("unknown auto-compaction-mode \"\(autoCompactionMode)\" (periodic or revision)")
         }
+    }
+
+    /// `name=url,name=url,…` (etcd's syntax); a name listed twice has two peer URLs.
+    static func parseInitialCluster(_ text: String) throws -> [(name: String, peerURLs: [String])] {
+        var out: [(name: String, peerURLs: [String])] = []
+        for part in text.split(separator: ",") {
+            let entry = part.filter { $0 != " " }
+            guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
+                throw ValidationError("--initial-cluster: \"\(entry)\" is not name=url")
+            }
+            let name = String(entry[..<eq]), url = String(entry[entry.index(after: eq)...])
+            do { _ = try ServerURL(parsing: url) } catch { throw ValidationError("--initial-cluster: \(error.description)") }
+            if let i = out.firstIndex(where: { $0.name == name }) { out[i].peerURLs.append(url) } else { out.append((name, [url])) }
+        }
+        guard !out.isEmpty else { throw ValidationError("--initial-cluster is empty") }
+        return out
     }
 
     private static func urls(_ list: String) throws(ConfigurationError) -> [ServerURL] {

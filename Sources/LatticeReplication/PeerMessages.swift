@@ -1,0 +1,216 @@
+import LatticeCore
+import ProtoWire
+
+// The peer protocol's messages (Protos/lattice/peer.proto), on ProtoWire.
+
+public enum PeerMethod {
+    public static let service = "lattice.peer.v1.Peer"
+    public static let sync = "/lattice.peer.v1.Peer/Sync"
+    public static let status = "/lattice.peer.v1.Peer/Status"
+}
+
+public struct PeerHello: ProtoMessage, Equatable {
+    public var clusterID: UInt64 = 0
+    public var memberID: UInt64 = 0
+    public var name = ""
+    public var incarnation: UInt64 = 0
+    public var vector = VersionVector()
+    public var peerURLs: [String] = []
+    public var clientURLs: [String] = []
+
+    public init() {}
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: clusterID = try r.readUInt64(wt, field: field)
+        case 2: memberID = try r.readUInt64(wt, field: field)
+        case 3: name = try r.readString(wt, field: field)
+        case 4: incarnation = try r.readUInt64(wt, field: field)
+        case 5: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 6: peerURLs.append(try r.readString(wt, field: field))
+        case 7: clientURLs.append(try r.readString(wt, field: field))
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, clusterID)
+        v.uint64(2, memberID)
+        v.string(3, name)
+        v.uint64(4, incarnation)
+        v.messageField(5, VersionVectorMessage(vector))
+        v.repeatedStrings(6, peerURLs)
+        v.repeatedStrings(7, clientURLs)
+    }
+}
+
+public struct PeerAck: ProtoMessage, Equatable {
+    public var vector = VersionVector()
+    public var processed: UInt64 = 0
+    public var resync = false
+
+    public init() {}
+    public init(vector: VersionVector, processed: UInt64, resync: Bool) {
+        self.vector = vector
+        self.processed = processed
+        self.resync = resync
+    }
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 2: processed = try r.readUInt64(wt, field: field)
+        case 3: resync = try r.readBool(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.messageField(1, VersionVectorMessage(vector))
+        v.uint64(2, processed)
+        v.bool(3, resync)
+    }
+}
+
+/// Puller → feeder: the hello first, then acknowledgements.
+public struct SyncRequest: ProtoMessage, Equatable {
+    public var hello: PeerHello?
+    public var ack: PeerAck?
+
+    public init() {}
+    public init(hello: PeerHello) { self.hello = hello }
+    public init(ack: PeerAck) { self.ack = ack }
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: hello = try r.readMessage(wt, field: field)
+        case 2: ack = try r.readMessage(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.message(1, hello)
+        v.message(2, ack)
+    }
+}
+
+/// Feeder → puller: the hello first, then batches of changes and reports.
+public struct SyncResponse: ProtoMessage, Equatable {
+    public var hello: PeerHello?
+    public var changes: [Change] = []
+    public var batch: UInt64 = 0
+    public var report: VersionVector?
+
+    public init() {}
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: hello = try r.readMessage(wt, field: field)
+        case 2: changes.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
+        case 3: batch = try r.readUInt64(wt, field: field)
+        case 4: report = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.message(1, hello)
+        for c in changes { v.messageField(2, ChangeMessage(c)) }
+        v.uint64(3, batch)
+        if let report { v.messageField(4, VersionVectorMessage(report)) }
+    }
+}
+
+public struct PeerStatusMessage: ProtoMessage, Equatable {
+    public var memberID: UInt64 = 0
+    public var name = ""
+    public var connected = false
+    public var lagChanges: UInt64 = 0
+    public var lagSeconds: Double = 0
+    public var vector = VersionVector()
+
+    public init() {}
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: memberID = try r.readUInt64(wt, field: field)
+        case 2: name = try r.readString(wt, field: field)
+        case 3: connected = try r.readBool(wt, field: field)
+        case 4: lagChanges = try r.readUInt64(wt, field: field)
+        case 5: lagSeconds = Double(bitPattern: try r.readFixed64Field(wt, field: field))
+        case 6: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, memberID)
+        v.string(2, name)
+        v.bool(3, connected)
+        v.uint64(4, lagChanges)
+        v.fixed64(5, lagSeconds.bitPattern)
+        v.messageField(6, VersionVectorMessage(vector))
+    }
+}
+
+public struct PeerStatusResponse: ProtoMessage, Equatable {
+    public var clusterID: UInt64 = 0
+    public var memberID: UInt64 = 0
+    public var name = ""
+    public var incarnation: UInt64 = 0
+    public var revision: Int64 = 0
+    public var stateHash: [UInt8] = []
+    public var vector = VersionVector()
+    public var peers: [PeerStatusMessage] = []
+    public var pendingChanges: UInt64 = 0
+    public var logEntries: UInt64 = 0
+    public var keys: Int64 = 0
+
+    public init() {}
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: clusterID = try r.readUInt64(wt, field: field)
+        case 2: memberID = try r.readUInt64(wt, field: field)
+        case 3: name = try r.readString(wt, field: field)
+        case 4: incarnation = try r.readUInt64(wt, field: field)
+        case 5: revision = try r.readInt64(wt, field: field)
+        case 6: stateHash = try r.readBytes(wt, field: field)
+        case 7: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 8: peers.append(try r.readMessage(wt, field: field))
+        case 9: pendingChanges = try r.readUInt64(wt, field: field)
+        case 10: logEntries = try r.readUInt64(wt, field: field)
+        case 11: keys = try r.readInt64(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, clusterID)
+        v.uint64(2, memberID)
+        v.string(3, name)
+        v.uint64(4, incarnation)
+        v.int64(5, revision)
+        v.bytes(6, stateHash)
+        v.messageField(7, VersionVectorMessage(vector))
+        v.messages(8, peers)
+        v.uint64(9, pendingChanges)
+        v.uint64(10, logEntries)
+        v.int64(11, keys)
+    }
+}
+
+extension VersionVector {
+    /// How many changes `self` has that `other` lacks (by the vectors).
+    public func changesAhead(of other: VersionVector) -> UInt64 {
+        entries.reduce(0) { $0 + ($1.value > other[$1.key] ? $1.value - other[$1.key] : 0) }
+    }
+
+    /// The pointwise maximum.
+    public func merged(with other: VersionVector) -> VersionVector {
+        var out = self
+        for (m, s) in other.entries where s > out[m] { out[m] = s }
+        return out
+    }
+}

@@ -1,0 +1,431 @@
+import Dispatch
+import EtcdAPI
+import GRPCWire
+import LatticeCore
+import LatticeStore
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A member of the cluster as configured (`--initial-cluster`).
+public struct ClusterMember: Sendable, Hashable {
+    public var id: UInt64
+    public var name: String
+    public var peerURLs: [String]
+
+    public init(id: UInt64, name: String, peerURLs: [String]) {
+        self.id = id
+        self.name = name
+        self.peerURLs = peerURLs
+    }
+}
+
+/// One member's replication: the peer server (feeds changes to members that dial in) and one
+/// link per other member (dials it and pulls what this member lacks). Every link reconnects with
+/// jittered backoff; nothing here is on the write path: local writes never wait for a peer.
+public final class ReplicationNode: Sendable {
+    public struct Configuration: Sendable {
+        public var clusterID: UInt64
+        public var local: ClusterMember
+        public var clientURLs: [String]
+        public var peers: [ClusterMember]
+        /// Outgoing peer connections are made from this host (the peer listen host), so a
+        /// member's connections are recognisable by their source address.
+        public var dialFromHost: String?
+        public var heartbeatInterval: TimeAmount = .seconds(1)
+        public var backoffInitial: TimeAmount = .milliseconds(100)
+        public var backoffMax: TimeAmount = .seconds(1)
+
+        public init(clusterID: UInt64, local: ClusterMember, clientURLs: [String], peers: [ClusterMember]) {
+            self.clusterID = clusterID
+            self.local = local
+            self.clientURLs = clientURLs
+            self.peers = peers
+        }
+    }
+
+    /// What this member knows of a peer.
+    struct PeerState: Sendable {
+        var member: ClusterMember
+        var clientURLs: [String] = []
+        var connected = false
+        var report = VersionVector()
+        /// When our vector last covered the peer's report (nil: never yet).
+        var caughtUpAt: ContinuousClock.Instant?
+    }
+
+    let configuration: Configuration
+    let store: MVCCStore
+    let group: any EventLoopGroup
+    let logger: Logger
+    let peers: Mutex<[UInt64: PeerState]>
+    let feeds = FeedRegistry()
+    private let links = Mutex<[Task<Void, Never>]>([])
+    private let lagLogger = Mutex<RepeatedTask?>(nil)
+
+    public init(configuration: Configuration, store: MVCCStore, group: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.group = group
+        self.logger = logger
+        var states: [UInt64: PeerState] = [:]
+        for p in configuration.peers { states[p.id] = PeerState(member: p) }
+        self.peers = Mutex(states)
+        store.onDurableChanges { [feeds] in feeds.wakeAll() }
+    }
+
+    /// Adds the peer service (Sync and Status) to `routes`.
+    public func register(on routes: inout GRPCRoutes) {
+        routes.add(service: PeerMethod.service, method: "Sync", .streaming { [self] context, sender in
+            PeerFeedStream(node: self, sender: sender, loop: context.eventLoop)
+        })
+        registerStatus(on: &routes)
+    }
+
+    /// Adds only `Status` (the client port serves it too, for `lattice cluster-status`).
+    public func registerStatus(on routes: inout GRPCRoutes) {
+        routes.add(service: PeerMethod.service, method: "Status", .unary { [self] _, _, responder in
+            responder.succeed(status().protoBytes())
+        })
+    }
+
+    /// Starts one link per peer, and a periodic lag log line.
+    public func start() {
+        let tasks = configuration.peers.map { peer in
+            Task { [self] in await runLink(to: peer) }
+        }
+        links.withLock { $0 = tasks }
+        let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { [self] _ in logLag() }
+        lagLogger.withLock { $0 = task }
+    }
+
+    public func shutdown() async {
+        lagLogger.withLock { $0?.cancel() }
+        let tasks = links.withLock { $0 }
+        for t in tasks { t.cancel() }
+        for t in tasks { await t.value }
+        feeds.finishAll()
+    }
+
+    var localHello: PeerHello {
+        var h = PeerHello()
+        h.clusterID = configuration.clusterID
+        h.memberID = configuration.local.id
+        h.name = configuration.local.name
+        h.incarnation = store.replicaID
+        h.vector = store.versionVector
+        h.peerURLs = configuration.local.peerURLs
+        h.clientURLs = configuration.clientURLs
+        return h
+    }
+
+    /// Checks a peer's hello: same cluster, a known member. Returns the refusal, if any.
+    func refusal(of hello: PeerHello) -> String? {
+        if hello.clusterID != configuration.clusterID {
+            return "lattice: peer \(hex(hello.memberID)) belongs to cluster \(hex(hello.clusterID)), this member to cluster \(hex(configuration.clusterID)) (check --initial-cluster and --initial-cluster-token)"
+        }
+        if peers.withLock({ $0[hello.memberID] == nil }) {
+            return "lattice: member \(hex(hello.memberID)) (\(hello.name)) is not a member of cluster \(hex(configuration.clusterID))"
+        }
+        return nil
+    }
+
+    func peerSaidHello(_ hello: PeerHello) {
+        peers.withLock { p in
+            p[hello.memberID]?.clientURLs = hello.clientURLs
+        }
+    }
+
+    /// The client URLs peers announced, for MemberList.
+    public var peerClientURLs: [UInt64: [String]] {
+        peers.withLock { $0.mapValues(\.clientURLs) }
+    }
+
+    func recordReport(from peer: UInt64, _ report: VersionVector) {
+        let local = store.versionVector
+        peers.withLock { p in
+            p[peer]?.report = report
+            if local.covers(report) { p[peer]?.caughtUpAt = .now }
+        }
+    }
+
+    // MARK: status
+
+    public func status() -> PeerStatusResponse {
+        var s = PeerStatusResponse()
+        s.clusterID = configuration.clusterID
+        s.memberID = configuration.local.id
+        s.name = configuration.local.name
+        s.incarnation = store.replicaID
+        s.revision = store.currentRevision
+        s.stateHash = store.replicatedStateHash
+        s.vector = store.versionVector
+        let counters = store.replicationCounters
+        s.pendingChanges = UInt64(counters.pendingChanges)
+        s.logEntries = UInt64(counters.logEntries)
+        s.keys = Int64(store.keyCount)
+        let now = ContinuousClock.now
+        let local = s.vector
+        s.peers = peers.withLock { p in
+            p.values.sorted { $0.member.id < $1.member.id }.map { state in
+                var m = PeerStatusMessage()
+                m.memberID = state.member.id
+                m.name = state.member.name
+                m.connected = state.connected
+                m.vector = state.report
+                m.lagChanges = state.report.changesAhead(of: local)
+                if m.lagChanges > 0, let at = state.caughtUpAt {
+                    let d = now - at
+                    m.lagSeconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                }
+                return m
+            }
+        }
+        return s
+    }
+
+    private func logLag() {
+        let s = status()
+        for p in s.peers {
+            logger.info("peer replication", metadata: [
+                "peer": "\(p.name)", "connected": "\(p.connected)", "lag-changes": "\(p.lagChanges)",
+                "lag-seconds": "\(Int(p.lagSeconds))",
+            ])
+        }
+    }
+
+    // MARK: links (this member pulls from each peer)
+
+    private func runLink(to peer: ClusterMember) async {
+        var backoff = configuration.backoffInitial
+        while !Task.isCancelled {
+            let greeted = await pullOnce(from: peer)
+            peers.withLock { $0[peer.id]?.connected = false }
+            if Task.isCancelled { break }
+            if greeted { backoff = configuration.backoffInitial }
+            // Jitter: 50–150 % of the current backoff.
+            let nanos = backoff.nanoseconds
+            let jittered = nanos / 2 + Int64.random(in: 0...max(1, nanos))
+            try? await Task.sleep(nanoseconds: UInt64(max(0, jittered)))
+            backoff = .nanoseconds(min(backoff.nanoseconds * 2, configuration.backoffMax.nanoseconds))
+        }
+    }
+
+    /// One connection to `peer`: hello, then apply what it sends until the stream ends. Returns
+    /// whether the peer accepted the hello.
+    private func pullOnce(from peer: ClusterMember) async -> Bool {
+        guard let url = peer.peerURLs.first, let (host, port) = Self.hostPort(url) else {
+            logger.error("peer has no usable URL", metadata: ["peer": "\(peer.name)"])
+            return false
+        }
+        var greeted = false
+        let client: GRPCClient
+        do {
+            let local = try configuration.dialFromHost.map { try SocketAddress(ipAddress: $0, port: 0) }
+            var limits = GRPCConnectionLimits()
+            limits.maxReceiveMessageBytes = 16 << 20
+            client = try await GRPCClient.connect(host: host, port: port, group: group, limits: limits, localAddress: local,
+                                                  connectTimeout: .seconds(2))
+        } catch {
+            logger.debug("cannot reach peer", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
+            return false
+        }
+        do {
+            let stream = try await client.openStream(path: PeerMethod.sync, bufferedResponsesMax: 4096)
+            stream.send(SyncRequest(hello: localHello).protoBytes())
+            var pull = PullState(peer: peer.id)
+            for try await bytes in stream.responses {
+                if Task.isCancelled { break }
+                let response = try SyncResponse(protoBytes: bytes)
+                if let hello = response.hello {
+                    if hello.memberID != peer.id || hello.clusterID != configuration.clusterID {
+                        logger.error("peer answered with another identity", metadata: [
+                            "peer": "\(peer.name)", "member-id": "\(hex(hello.memberID))", "cluster-id": "\(hex(hello.clusterID))",
+                        ])
+                        break
+                    }
+                    greeted = true
+                    peerSaidHello(hello)
+                    peers.withLock { $0[peer.id]?.connected = true }
+                    logger.info("connected to peer", metadata: ["peer": "\(peer.name)", "member-id": "\(hex(peer.id))"])
+                    continue
+                }
+                guard greeted else { break }
+                if !response.changes.isEmpty {
+                    let ack = try await pull.applyBatch(response, store: store)
+                    if ack.resync { logger.warning("peer change refused; asking for a resend", metadata: ["peer": "\(peer.name)"]) }
+                    stream.send(SyncRequest(ack: ack).protoBytes())
+                }
+                if let report = response.report {
+                    let ack = pull.applyReport(report, store: store)
+                    recordReport(from: peer.id, report)
+                    stream.send(SyncRequest(ack: ack).protoBytes())
+                }
+            }
+            stream.cancel()
+        } catch {
+            if greeted {
+                logger.info("peer stream ended", metadata: ["peer": "\(peer.name)", "reason": "\(error)"])
+            } else {
+                logger.warning("peer refused the stream", metadata: ["peer": "\(peer.name)", "reason": "\(error)"])
+            }
+        }
+        await client.close()
+        return greeted
+    }
+
+    static func hostPort(_ url: String) -> (String, Int)? {
+        guard let parsed = try? PeerURL(url) else { return nil }
+        return (parsed.host, parsed.port)
+    }
+}
+
+func hex(_ v: UInt64) -> String { String(v, radix: 16) }
+
+/// `scheme://host:port` of a peer URL.
+struct PeerURL {
+    var host: String
+    var port: Int
+
+    init(_ text: String) throws {
+        let parts = text.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw PeerURLError() }
+        var rest = String(parts[1])
+        if rest.hasSuffix("/") { rest.removeLast() }
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            let after = rest[rest.index(after: close)...]
+            guard after.hasPrefix(":"), let p = Int(after.dropFirst()) else { throw PeerURLError() }
+            port = p
+        } else {
+            guard let colon = rest.lastIndex(of: ":"), let p = Int(rest[rest.index(after: colon)...]) else { throw PeerURLError() }
+            host = String(rest[..<colon])
+            port = p
+        }
+    }
+}
+
+struct PeerURLError: Error {}
+
+/// The feed streams currently open (peers that dialed this member), woken when changes become
+/// durable.
+final class FeedRegistry: Sendable {
+    private let feeds = Mutex<[ObjectIdentifier: PeerFeedStream]>([:])
+
+    func add(_ feed: PeerFeedStream) { feeds.withLock { $0[ObjectIdentifier(feed)] = feed } }
+    func remove(_ feed: PeerFeedStream) { feeds.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(feed)) } }
+    func wakeAll() { for f in feeds.withLock({ Array($0.values) }) { f.wake() } }
+    func finishAll() { for f in feeds.withLock({ Array($0.values) }) { f.finish() } }
+}
+
+/// The feeder side of one Sync stream (a peer dialed this member). Confined to its event loop;
+/// `wake` and `finish` hop onto it.
+final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
+    // @unchecked: all mutable state is touched on `loop` only; `wakePending` is atomic.
+    private let node: ReplicationNode
+    private let sender: GRPCStreamSender
+    private let loop: any EventLoop
+    private var cursor: FeedCursor?
+    private var peer: UInt64 = 0
+    private var heartbeat: RepeatedTask?
+    private var heartbeatDue = false
+    private var done = false
+    private let wakePending = Atomic<Bool>(false)
+
+    init(node: ReplicationNode, sender: GRPCStreamSender, loop: any EventLoop) {
+        self.node = node
+        self.sender = sender
+        self.loop = loop
+    }
+
+    func received(_ message: [UInt8]) {
+        guard !done else { return }
+        guard let request = try? SyncRequest(protoBytes: message) else {
+            return fail(GRPCStatus(.invalidArgument, "lattice: malformed peer message"))
+        }
+        if let hello = request.hello {
+            guard cursor == nil else { return fail(GRPCStatus(.invalidArgument, "lattice: second hello on a peer stream")) }
+            if let refusal = node.refusal(of: hello) {
+                node.logger.warning("refused a peer", metadata: ["reason": "\(refusal)"])
+                return fail(GRPCStatus(.failedPrecondition, refusal))
+            }
+            peer = hello.memberID
+            node.peerSaidHello(hello)
+            node.store.recordPeerReport(member: peer, vector: hello.vector)
+            cursor = FeedCursor(pullerVector: hello.vector)
+            var r = SyncResponse()
+            r.hello = node.localHello
+            sender.send(r.protoBytes())
+            node.feeds.add(self)
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            heartbeat = loop.scheduleRepeatedTask(initialDelay: node.configuration.heartbeatInterval,
+                                                  delay: node.configuration.heartbeatInterval) { _ in
+                bound.value.heartbeatDue = true
+                bound.value.pump()
+            }
+            pump()
+            return
+        }
+        guard cursor != nil else { return fail(GRPCStatus(.invalidArgument, "lattice: peer stream without hello")) }
+        if let ack = request.ack {
+            cursor!.acknowledged(ack)
+            node.store.recordPeerReport(member: peer, vector: ack.vector)
+            pump()
+        }
+    }
+
+    func receivedEnd() { finishOnLoop(.ok) }
+    func writabilityChanged(_ isWritable: Bool) { if isWritable { pump() } }
+
+    func closed() {
+        done = true
+        heartbeat?.cancel()
+        node.feeds.remove(self)
+    }
+
+    /// New durable changes: pump on the loop (coalesced).
+    func wake() {
+        guard !wakePending.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        loop.execute { [self] in
+            wakePending.store(false, ordering: .releasing)
+            pump()
+        }
+    }
+
+    func finish() {
+        loop.execute { [self] in finishOnLoop(.ok) }
+    }
+
+    private func pump() {
+        guard !done, cursor != nil else { return }
+        var sent = false
+        while sender.isWritable {
+            switch cursor!.next(from: node.store, heartbeat: heartbeatDue) {
+            case .send(let response):
+                if response.report != nil { heartbeatDue = false }
+                sender.send(response.protoBytes(), flush: false)
+                sent = true
+                continue
+            case .idle:
+                break
+            case .needsStateTransfer:
+                node.logger.warning("peer needs a state transfer", metadata: ["peer": "\(hex(peer))"])
+                if sent { sender.flush() }
+                return fail(GRPCStatus(.failedPrecondition, "lattice: the peer lacks changes this member no longer holds; it needs a state transfer"))
+            }
+            break
+        }
+        if sent { sender.flush() }
+    }
+
+    private func fail(_ status: GRPCStatus) { finishOnLoop(status) }
+
+    private func finishOnLoop(_ status: GRPCStatus) {
+        guard !done else { return }
+        done = true
+        heartbeat?.cancel()
+        node.feeds.remove(self)
+        sender.finish(status)
+    }
+}

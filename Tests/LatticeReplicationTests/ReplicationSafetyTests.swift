@@ -1,0 +1,215 @@
+import Dispatch
+import EtcdAPI
+import Foundation
+import LatticeCore
+import LatticeReplication
+import LatticeStore
+import Synchronization
+import XCTest
+
+/// The store is safe to replicate: each test pins one way replicas could diverge or lose data
+/// once a second member exists.
+final class ReplicationSafetyTests: XCTestCase {
+    private var dirs: [String] = []
+
+    override func tearDown() {
+        for d in dirs { try? FileManager.default.removeItem(atPath: d) }
+        dirs = []
+    }
+
+    private func tempDir() -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-safety-\(UUID().uuidString)").path
+        dirs.append(d)
+        return d
+    }
+
+    private func store(_ id: UInt64, dir: String? = nil, peers: Set<UInt64> = [], snapshotCount: Int = 100_000,
+                       willAppend: (@Sendable () -> Void)? = nil) throws -> MVCCStore {
+        var c = MVCCStore.Configuration(memberID: id, clusterID: 9)
+        c.dataDirectory = dir
+        c.peerMemberIDs = peers
+        c.snapshotCount = snapshotCount
+        c.willAppendBatch = willAppend
+        return try MVCCStore(configuration: c)
+    }
+
+    private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    private func get(_ s: MVCCStore, _ key: String) throws -> String? {
+        try s.range(RangeRequest(key: b(key))).kvs.first.map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    // MARK: garbage collection needs every peer's report
+
+    func testAClusterReplicaCannotBeCollectedAgainstItsOwnVector() {
+        var a = Replica(member: 1)
+        a.setPeerMembers([2])
+        a.makeChange([.put(key: b("k"), value: b("{\"x\":1}"), lease: 0, parents: [])])
+        a.makeChange([.put(key: b("k"), value: b("{\"x\":2}"), lease: 0, parents: [])])
+        let stats = a.collectGarbage(stableVector: a.vector)
+        XCTAssertEqual(stats.droppedVersions, 0, "without member 2's report nothing is stable")
+        XCTAssertEqual(a.log.count, 2, "the change log is kept until every member holds it")
+        XCTAssertEqual(a.dag(b("k"))?.versions.count, 2, "the merge base a concurrent edit needs is kept")
+
+        XCTAssertFalse(a.recordReport(from: 2, vector: VersionVector([1: 1, 2: 5])), "a report naming changes we lack is unusable")
+        XCTAssertTrue(a.recordReport(from: 2, vector: VersionVector([1: 1])))
+        a.collectGarbage(stableVector: a.vector)
+        XCTAssertEqual(a.log.map(\.id), [Dot(member: 1, seq: 2)], "only what member 2 reported is collected")
+    }
+
+    /// The case that made local-vector GC unsound: a concurrent edit arriving after the merge base
+    /// was collected resurrected a field the other side had deleted.
+    func testAConcurrentEditArrivingLateStillFindsItsMergeBase() throws {
+        let a = try store(1, peers: [2]), c = try store(2, peers: [1])
+        defer { a.close(); c.close() }
+        _ = try a.put(PutRequest(key: b("obj"), value: b("{\"keep\":1,\"gone\":1}")))
+        for ch in a.changes(since: c.versionVector)! { try c.applyRemote(ch) }
+        _ = try a.put(PutRequest(key: b("obj"), value: b("{\"keep\":1}")))               // a deletes "gone"
+        _ = try c.put(PutRequest(key: b("obj"), value: b("{\"keep\":1,\"gone\":1,\"new\":2}")))  // c adds "new"
+        _ = try a.put(PutRequest(key: b("other"), value: b("x")))                        // a commits again (GC runs)
+        for ch in c.changes(since: a.versionVector)! { try a.applyRemote(ch) }
+        for ch in a.changes(since: c.versionVector)! { try c.applyRemote(ch) }
+        XCTAssertEqual(try get(a, "obj"), "{\"keep\":1,\"new\":2}", "the delete and the add both survive")
+        XCTAssertEqual(try get(c, "obj"), try get(a, "obj"))
+    }
+
+    // MARK: only durable changes leave the member
+
+    func testAChangeIsNotShippedOrReportedBeforeItsWALRecordIsSynced() throws {
+        let hold = DispatchSemaphore(value: 0)
+        let entered = DispatchSemaphore(value: 0)
+        let holding = Atomic<Bool>(false)
+        let s = try store(1, dir: tempDir(), peers: [2], willAppend: {
+            if holding.load(ordering: .acquiring) {
+                entered.signal()
+                hold.wait()
+            }
+        })
+        defer { s.close() }
+        _ = try s.put(PutRequest(key: b("durable"), value: b("1")))
+        holding.store(true, ordering: .releasing)
+        let done = DispatchSemaphore(value: 0)
+        s.put(PutRequest(key: b("in-flight"), value: b("2"))) { _ in done.signal() }
+        entered.wait()  // evaluated and applied to the replica, not yet appended
+        XCTAssertEqual(s.changes(since: VersionVector())!.count, 1, "the unsynced change must not leave")
+        XCTAssertEqual(s.versionVector[s.replicaID], 1, "nor be reported as held")
+        holding.store(false, ordering: .releasing)
+        hold.signal()
+        done.wait()
+        XCTAssertEqual(s.changes(since: VersionVector())!.count, 2)
+        XCTAssertEqual(s.versionVector[s.replicaID], 2)
+    }
+
+    // MARK: incarnations
+
+    func testEveryDataDirectoryHasItsOwnIncarnationAndKeepsIt() throws {
+        let dir = tempDir()
+        var first: MVCCStore? = try store(1, dir: dir)
+        let id = first!.replicaID
+        _ = try first!.put(PutRequest(key: b("k"), value: b("v")))
+        first!.close()
+        first = nil
+        let reopened = try store(1, dir: dir)
+        XCTAssertEqual(reopened.replicaID, id, "a restart keeps the incarnation")
+        reopened.close()
+        let other = try store(1, dir: tempDir())
+        defer { other.close() }
+        XCTAssertNotEqual(other.replicaID, id, "a new data directory of the same member is a new incarnation")
+    }
+
+    /// A member whose data directory was wiped must not reuse its old dots: the peer would
+    /// silently ignore its new writes as duplicates.
+    func testAWipedMembersNewWritesReachItsPeers() throws {
+        let peer = try store(2, peers: [1])
+        defer { peer.close() }
+        var wipedDir = tempDir()
+        var old: MVCCStore? = try store(1, dir: wipedDir, peers: [2])
+        _ = try old!.put(PutRequest(key: b("a"), value: b("before")))
+        for ch in old!.changes(since: peer.versionVector)! { try peer.applyRemote(ch) }
+        old!.close()
+        old = nil
+        try? FileManager.default.removeItem(atPath: wipedDir)
+        wipedDir = tempDir()
+        let fresh = try store(1, dir: wipedDir, peers: [2])
+        defer { fresh.close() }
+        _ = try fresh.put(PutRequest(key: b("b"), value: b("after")))
+        for ch in fresh.changes(since: peer.versionVector)! { try peer.applyRemote(ch) }
+        XCTAssertEqual(try get(peer, "b"), "after")
+        XCTAssertEqual(try get(peer, "a"), "before")
+    }
+
+    // MARK: replay is the runtime path
+
+    /// A lease granted concurrently at two members survives a revoke that saw only one grant;
+    /// a restart of a third member must keep it too.
+    func testALeaseThatSurvivedAConcurrentRevokeSurvivesARestart() throws {
+        let a = try store(1, peers: [2, 3]), c = try store(3, peers: [1, 2])
+        defer { a.close(); c.close() }
+        let dir = tempDir()
+        var member2: MVCCStore? = try store(2, dir: dir, peers: [1, 3])
+        _ = try a.leaseGrant(LeaseGrantRequest(ttl: 600, id: 77))
+        _ = try c.leaseGrant(LeaseGrantRequest(ttl: 600, id: 77))
+        _ = try a.leaseRevoke(LeaseRevokeRequest(id: 77))
+        for ch in a.changes(since: member2!.versionVector)! { try member2!.applyRemote(ch) }
+        for ch in c.changes(since: member2!.versionVector)! { try member2!.applyRemote(ch) }
+        XCTAssertEqual(member2!.leaseLeases().leases.map(\.id), [77], "c's grant was not revoked")
+        member2!.close()
+        member2 = nil
+        let reopened = try store(2, dir: dir, peers: [1, 3])
+        defer { reopened.close() }
+        XCTAssertEqual(reopened.leaseLeases().leases.map(\.id), [77], "replay keeps the lease the runtime kept")
+    }
+
+    /// A change buffered when a snapshot was taken, then released by its dependency: after a
+    /// restart from that snapshot both must be in the index.
+    func testAChangeReleasedFromTheBufferAfterASnapshotIsReplayed() throws {
+        let a = try store(1, peers: [2])
+        defer { a.close() }
+        let dir = tempDir()
+        var member2: MVCCStore? = try store(2, dir: dir, peers: [1], snapshotCount: 1)
+        _ = try a.put(PutRequest(key: b("first"), value: b("1")))
+        _ = try a.put(PutRequest(key: b("second"), value: b("2")))
+        let changes = a.changes(since: VersionVector())!
+        XCTAssertEqual(try member2!.applyRemote([changes[1]]).get(), [.buffered])
+        _ = try member2!.put(PutRequest(key: b("local"), value: b("x")))  // a snapshot with the buffered change
+        XCTAssertEqual(try member2!.applyRemote([changes[0]]).get(), [.applied(revisions: [3, 4])])
+        member2!.close()
+        member2 = nil
+        let reopened = try store(2, dir: dir, peers: [1])
+        defer { reopened.close() }
+        XCTAssertEqual(try get(reopened, "first"), "1")
+        XCTAssertEqual(try get(reopened, "second"), "2")
+        XCTAssertEqual(reopened.currentRevision, 4)
+    }
+
+    // MARK: outcomes are reported
+
+    func testEveryOutcomeOfARemoteChangeIsReported() throws {
+        let a = try store(1, peers: [2]), member2 = try store(2, peers: [1])
+        defer { a.close(); member2.close() }
+        _ = try a.put(PutRequest(key: b("x"), value: b("1")))
+        _ = try a.put(PutRequest(key: b("y"), value: b("2")))
+        let changes = a.changes(since: VersionVector())!
+        var broken = changes[0]
+        broken.deps = VersionVector([broken.id.member: broken.id.seq])
+        let outcomes = try member2.applyRemote([changes[1], broken, changes[0], changes[0]]).get()
+        XCTAssertEqual(outcomes[0], .buffered)
+        guard case .rejected = outcomes[1] else { return XCTFail("\(outcomes[1])") }
+        XCTAssertEqual(outcomes[2], .applied(revisions: [2, 3]))
+        XCTAssertEqual(outcomes[3], .duplicate)
+    }
+}
+
+extension MVCCStore {
+    /// Applies changes and waits (tests).
+    func applyRemote(_ changes: [Change]) throws -> Result<[RemoteApplyOutcome], EtcdError> {
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<Result<[RemoteApplyOutcome], EtcdError>?>(nil)
+        applyRemote(changes) { r in
+            box.withLock { $0 = r }
+            done.signal()
+        }
+        done.wait()
+        return box.withLock { $0! }
+    }
+}
