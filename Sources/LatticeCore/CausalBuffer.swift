@@ -1,5 +1,5 @@
 /// Changes received before their causal dependencies, held until they can be applied
-/// (DESIGN.md §2, "Causal delivery").
+/// (docs/consistency.md, "Across nodes: causal order").
 ///
 /// A change `c` is *deliverable* against a vector `v` when `v[c.id.member] == c.id.seq - 1` (it
 /// is its origin's next change) and `v` covers `c.deps` (everything its origin had applied when

@@ -33,7 +33,7 @@ public struct VersionVector: Hashable, Sendable {
     }
 }
 
-/// One operation of a change (DESIGN.md §2). Semantics when applied: see `Replica`,
+/// One operation of a change (docs/architecture.md). Semantics when applied: see `Replica`,
 /// `KeyVersionDAG`, `LeaseTable` and `MemberTable`.
 public enum Op: Hashable, Sendable {
     /// A new version of `key`; `parents` are the versions of the key the writer saw (its heads).

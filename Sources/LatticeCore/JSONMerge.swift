@@ -1,4 +1,4 @@
-/// Field-level merge of concurrent JSON versions against their common ancestor (DESIGN.md §2).
+/// Field-level merge of concurrent JSON versions against their common ancestor (docs/architecture.md, docs/consistency.md "Conflicts").
 ///
 /// Inputs are ordered by priority, lowest first: the last head is the *winner*, the one with the
 /// greatest (HLC, member id). The result is a pure function of (base, heads in that order), so

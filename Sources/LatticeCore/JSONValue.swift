@@ -1,4 +1,4 @@
-/// A JSON document as the merge sees it (DESIGN.md §2, "JSON merge").
+/// A JSON document as the merge sees it (docs/consistency.md, "Conflicts").
 ///
 /// What it is for: merging concurrent versions of one key field by field, and writing the
 /// merged document back out so that every node produces *identical bytes*. So:

@@ -48,7 +48,7 @@ public struct KeyVersion: Hashable, Sendable {
     }
 }
 
-/// The versions of one key as a DAG (DESIGN.md §2, "Key state").
+/// The versions of one key as a DAG (docs/architecture.md; visibility rules in docs/consistency.md).
 ///
 /// Invariants:
 /// - `versions` is in a causal (topological) order: every parent a version names is either

@@ -1,6 +1,6 @@
 /// A lease as replicated state: what every node agrees on once all changes are delivered.
 /// Attached keys are not part of it (they follow from the keys' visible leases), nor are the
-/// in-memory renewals between checkpoints (DESIGN.md §2, "Leases").
+/// in-memory renewals between checkpoints (docs/consistency.md and docs/replication.md, "Leases").
 public struct LeaseInfo: Hashable, Sendable {
     public var id: Int64
     /// Granted TTL in seconds (of the LWW grant, should one id be granted concurrently twice).

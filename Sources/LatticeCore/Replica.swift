@@ -1,4 +1,4 @@
-/// One member's copy of the replicated state (DESIGN.md §2): the key version DAGs, leases and
+/// One member's copy of the replicated state (docs/architecture.md): the key version DAGs, leases and
 /// members, the version vector, the change log peers may still need, and the causal buffer.
 /// Pure and deterministic: no I/O, no threads, time only through the injected `WallClock`
 /// (which feeds the HLC). Not thread-safe; owned by the store's writer.
@@ -97,7 +97,7 @@ public struct Replica: Sendable {
     }
 
     /// The ops that revoke `lease` here: a delete of every key whose visible value is attached to
-    /// it, then the revoke (DESIGN.md §2: revocation deletes the attached keys it has seen).
+    /// it, then the revoke (docs/consistency.md, "Leases": revocation deletes the attached keys it has seen).
     /// A key attached concurrently elsewhere survives (add-wins); `keysWithDeadLeases()` finds
     /// such keys for the lessor's sweep. O(keys).
     public func revokeOps(lease: Int64) -> [Op] {

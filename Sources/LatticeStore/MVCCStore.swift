@@ -7,7 +7,7 @@ import LatticeCore
 import LatticeStorage
 import Synchronization
 
-/// The node-local engine (DESIGN.md §3): one writer, many readers, group commit.
+/// The node-local engine (docs/architecture.md): one writer, many readers, group commit.
 ///
 /// Write requests go into a bounded queue. The writer thread takes everything queued as one
 /// batch, evaluates each request in order against the index plus the batch's earlier (pending)

@@ -1,7 +1,7 @@
 import XCTest
 import LatticeCore
 
-/// The conflict rules users rely on (DESIGN.md §1, docs/consistency.md), one example each.
+/// The conflict rules users rely on (docs/consistency.md), one example each.
 final class ConflictRuleTests: XCTestCase {
     let pod = "/registry/pods/default/web"
 
