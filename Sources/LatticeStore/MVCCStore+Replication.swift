@@ -78,9 +78,6 @@ extension MVCCStore {
         writer.withLock { ($0.durableLogEnd, $0.durableVector) }
     }
 
-    /// The log position after the last durable change.
-    public var durableLogEnd: Int { writer.withLock { $0.durableLogEnd } }
-
     /// The vector of durable changes: what this member reports to its peers.
     public var versionVector: VersionVector { writer.withLock { $0.durableVector } }
 

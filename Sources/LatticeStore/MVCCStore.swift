@@ -338,10 +338,15 @@ public final class MVCCStore: Sendable {
         var evaluated: [EvaluatedWrite] = []
         var entries: [WALEntry] = []
         var defragmentWaiters: [@Sendable (Result<Void, EtcdError>) -> Void] = []
+        // The replica's log end and vector once this batch is evaluated: durable after the append.
+        var logEnd = 0
+        var vector = VersionVector()
         writer.withLock { state in
             defer {
                 defragmentWaiters = state.defragmentWaiters
                 state.defragmentWaiters = []
+                logEnd = state.replica.logEnd
+                vector = state.replica.vector
             }
             lock.withReadLock {
                 var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
@@ -379,7 +384,6 @@ public final class MVCCStore: Sendable {
                 }
             }
         }
-        let (logEnd, vector) = writer.withLock { ($0.replica.logEnd, $0.replica.vector) }
         configuration.willAppendBatch?()
         do throws(StorageError) {
             try storage.append(entries)
