@@ -75,4 +75,7 @@ public enum ReplicaError: Error, Equatable, Sendable {
     case invalidChange(Dot, String)
     /// Too many changes are waiting for their dependencies; retry after those arrive.
     case causalBufferFull(limit: Int)
+    /// A transferred state cannot replace this replica's: it lacks changes this replica applied
+    /// and no longer holds in its log (the sender is behind this replica's stable point).
+    case transferBehind(String)
 }

@@ -56,6 +56,9 @@ struct CausalBuffer: Sendable {
         bytes -= removed.approximateBytes
     }
 
+    /// An empty buffer with the same bounds.
+    func emptied() -> CausalBuffer { CausalBuffer(limit: limit, limitBytes: limitBytes) }
+
     mutating func removeAll() {
         pending = [:]
         count = 0

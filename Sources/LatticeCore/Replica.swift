@@ -322,7 +322,12 @@ public struct Replica: Sendable {
     /// the log (it needs a state transfer). O(entries read).
     public func changes(from position: Int, to end: Int, lacking peer: VersionVector, maxBytes: Int) -> (changes: [Change], next: Int)? {
         var i = max(position, logBase)
-        if position < logBase && !peer.covers(logFloor) { return nil }
+        // Reading from the log's start needs the peer to hold everything below the floor. Not
+        // only when entries were trimmed under this reader: a replica restarted from a snapshot
+        // or given a transferred state has a floor at position 0 too. (A feed merges the peer's
+        // recorded report into `peer`, and stability only trims what every report covers, so
+        // this does not ask a peer that holds the trimmed changes for a state transfer.)
+        if position <= logBase && !peer.covers(logFloor) { return nil }
         let stop = min(end, logEnd)
         var out: [Change] = []
         var bytes = 0
@@ -335,6 +340,60 @@ public struct Replica: Sendable {
             if bytes >= maxBytes { break }
         }
         return (out, max(i, position))
+    }
+
+    // MARK: state transfer
+
+    /// The state to send a member that lacks changes trimmed from the log: this replica without
+    /// its causal buffer (changes not applied here are not part of its state).
+    public func transferState() -> [UInt8] {
+        var copy = self
+        copy.buffer.removeAll()
+        return copy.encodeState()
+    }
+
+    /// Replaces this replica's state by `transferred`, another member's state (a state
+    /// transfer), keeping this replica's id, HLC (advanced past the other's), peer members and
+    /// reports. Changes this replica applied that `transferred` lacks are all still in this
+    /// replica's log (it only trims changes stable at every member); they are applied again on
+    /// top, in log order, so nothing written here is lost. Buffered changes stay buffered.
+    ///
+    /// Throws `.transferBehind` — and changes nothing — when `transferred` does not cover this
+    /// replica's log floor (it lacks changes this replica no longer holds), or when a change
+    /// of this replica's log does not apply on top of it.
+    ///
+    /// Log positions continue past this replica's log end, so a peer feed reading from an older
+    /// position reads the new log from its start (filtered by what the peer holds), once the
+    /// peer is known to hold the new log floor.
+    public mutating func install(transferred: Replica) throws(ReplicaError) {
+        guard transferred.vector.covers(logFloor) else {
+            throw .transferBehind("the transferred state's vector does not cover this replica's log floor")
+        }
+        var clock = self.clock
+        clock.observe(transferred.clock.last)
+        var next = Replica(member: member, mergeMode: mergeMode, clock: clock, vector: transferred.vector,
+                           logFloor: transferred.logFloor, dags: transferred.dags, leaseTable: transferred.leaseTable,
+                           memberTable: transferred.memberTable, log: transferred.log, buffer: buffer.emptied())
+        // Past every position handed out so far, 0 included: every reader must then check that
+        // its peer holds the new floor.
+        next.logBase = logEnd + 1
+        for change in log where !transferred.vector.contains(change.id) {
+            let applied: [AppliedChange]
+            do {
+                applied = try next.apply(remote: change)
+            } catch {
+                throw .transferBehind("change \(change.id.member):\(change.id.seq) of this replica does not apply on it: \(error)")
+            }
+            guard !applied.isEmpty else {
+                throw .transferBehind("change \(change.id.member):\(change.id.seq) of this replica lacks dependencies in it")
+            }
+        }
+        for change in buffer.all where !next.vector.contains(change.id) {
+            _ = try? next.apply(remote: change)
+        }
+        next.peerMembers = peerMembers
+        next.peerReports = peerReports.filter { next.vector.covers($0.value) }
+        self = next
     }
 
     // MARK: stability (what every member holds)
@@ -358,6 +417,15 @@ public struct Replica: Sendable {
         if let previous = peerReports[member], !report.covers(previous) { return false }
         peerReports[member] = report
         return true
+    }
+
+    /// The recorded report of `member`: what it is known to hold.
+    public func report(of member: UInt64) -> VersionVector? { peerReports[member] }
+
+    /// Forgets `member`'s report (its data directory was replaced): stability waits for its
+    /// next report, which may be smaller.
+    public mutating func forgetReport(from member: UInt64) {
+        peerReports[member] = nil
     }
 
     /// The largest vector garbage collection may treat as stable: this replica's vector for a

@@ -95,12 +95,40 @@ public struct SyncRequest: ProtoMessage, Equatable {
     }
 }
 
-/// Feeder → puller: the hello first, then batches of changes and reports.
+/// A piece of a state transfer: the feeder's encoded replica state, cut into chunks.
+public struct StateChunk: ProtoMessage, Equatable {
+    public var data: [UInt8] = []
+    /// The whole state's size in bytes (every chunk carries it).
+    public var totalBytes: UInt64 = 0
+    public var last = false
+
+    public init() {}
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: data = try r.readBytes(wt, field: field)
+        case 2: totalBytes = try r.readUInt64(wt, field: field)
+        case 3: last = try r.readBool(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.bytes(1, data)
+        v.uint64(2, totalBytes)
+        v.bool(3, last)
+    }
+}
+
+/// Feeder → puller: the hello first, then batches of changes, reports and state transfers.
 public struct SyncResponse: ProtoMessage, Equatable {
     public var hello: PeerHello?
     public var changes: [Change] = []
+    /// The number of this batch on the stream (1, 2, …), for changes and for a state
+    /// transfer's last chunk.
     public var batch: UInt64 = 0
     public var report: VersionVector?
+    public var state: StateChunk?
 
     public init() {}
 
@@ -110,6 +138,7 @@ public struct SyncResponse: ProtoMessage, Equatable {
         case 2: changes.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
         case 3: batch = try r.readUInt64(wt, field: field)
         case 4: report = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 5: state = try r.readMessage(wt, field: field)
         default: try r.skip(wt, field: field)
         }
     }
@@ -119,6 +148,7 @@ public struct SyncResponse: ProtoMessage, Equatable {
         for c in changes { v.messageField(2, ChangeMessage(c)) }
         v.uint64(3, batch)
         if let report { v.messageField(4, VersionVectorMessage(report)) }
+        v.message(5, state)
     }
 }
 

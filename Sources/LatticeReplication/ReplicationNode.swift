@@ -50,6 +50,8 @@ public final class ReplicationNode: Sendable {
         var member: ClusterMember
         var clientURLs: [String] = []
         var connected = false
+        /// The peer's data directory incarnation, as last announced (0: not yet).
+        var incarnation: UInt64 = 0
         var report = VersionVector()
         /// When our vector last covered the peer's report (nil: never yet).
         var caughtUpAt: ContinuousClock.Instant?
@@ -135,6 +137,53 @@ public final class ReplicationNode: Sendable {
         peers.withLock { p in
             p[hello.memberID]?.clientURLs = hello.clientURLs
         }
+    }
+
+    /// A peer whose data directory changed (wiped, or restored from a backup) may hold less
+    /// than it reported before: its old report no longer says what it holds, so garbage
+    /// collection waits for a report from the new incarnation.
+    func forgetReportIfNewIncarnation(_ hello: PeerHello) {
+        let changed = peers.withLock { p -> Bool in
+            guard let known = p[hello.memberID]?.incarnation else { return false }
+            p[hello.memberID]?.incarnation = hello.incarnation
+            if known != hello.incarnation { p[hello.memberID]?.report = VersionVector() }
+            return known != 0 && known != hello.incarnation
+        }
+        if changed {
+            logger.warning("peer has a new data directory", metadata: ["member-id": "\(hex(hello.memberID))", "incarnation": "\(hex(hello.incarnation))"])
+            store.forgetPeerReport(member: hello.memberID)
+        }
+    }
+
+    // MARK: joining
+
+    private let syncState = Mutex<(synced: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// Whether this member has caught up with a peer at least once since it started (received
+    /// everything a peer had, or a state transfer).
+    public var hasSynced: Bool { syncState.withLock { $0.synced } }
+
+    /// Returns once this member has caught up with some peer (a member joining an existing
+    /// cluster waits for this before serving clients).
+    public func waitUntilSynced() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = syncState.withLock { s -> Bool in
+                if s.synced { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
+
+    func markSynced() {
+        let waiters = syncState.withLock { s -> [CheckedContinuation<Void, Never>] in
+            guard !s.synced else { return [] }
+            s.synced = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
     }
 
     /// The client URLs peers announced, for MemberList.
@@ -247,11 +296,20 @@ public final class ReplicationNode: Sendable {
                     }
                     greeted = true
                     peerSaidHello(hello)
+                    forgetReportIfNewIncarnation(hello)
                     peers.withLock { $0[peer.id]?.connected = true }
                     logger.info("connected to peer", metadata: ["peer": "\(peer.name)", "member-id": "\(hex(peer.id))"])
                     continue
                 }
                 guard greeted else { break }
+                if response.state != nil {
+                    if let ack = try await pull.applyStateChunk(response, store: store) {
+                        logger.info("installed a state transfer", metadata: ["peer": "\(peer.name)", "revision": "\(store.currentRevision)"])
+                        stream.send(SyncRequest(ack: ack).protoBytes())
+                        markSynced()
+                    }
+                    continue
+                }
                 if !response.changes.isEmpty {
                     let ack = try await pull.applyBatch(response, store: store)
                     if ack.resync { logger.warning("peer change refused; asking for a resend", metadata: ["peer": "\(peer.name)"]) }
@@ -261,6 +319,7 @@ public final class ReplicationNode: Sendable {
                     let ack = pull.applyReport(report, store: store)
                     recordReport(from: peer.id, report)
                     stream.send(SyncRequest(ack: ack).protoBytes())
+                    markSynced()
                 }
             }
             stream.cancel()
@@ -332,6 +391,8 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
     private var heartbeatDue = false
     private var done = false
     private let wakePending = Atomic<Bool>(false)
+    /// A state transfer: being captured (nil state) or being sent from `offset`.
+    private var transfer: (state: [UInt8]?, offset: Int, logEnd: Int, vector: VersionVector)?
 
     init(node: ReplicationNode, sender: GRPCStreamSender, loop: any EventLoop) {
         self.node = node
@@ -352,8 +413,9 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
             }
             peer = hello.memberID
             node.peerSaidHello(hello)
+            node.forgetReportIfNewIncarnation(hello)
             node.store.recordPeerReport(member: peer, vector: hello.vector)
-            cursor = FeedCursor(pullerVector: hello.vector)
+            cursor = FeedCursor(pullerVector: hello.vector, puller: hello.memberID)
             var r = SyncResponse()
             r.hello = node.localHello
             sender.send(r.protoBytes())
@@ -401,6 +463,21 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
         guard !done, cursor != nil else { return }
         var sent = false
         while sender.isWritable {
+            if let t = transfer {
+                // A state transfer is sent whole before anything else.
+                guard let state = t.state else { break }
+                let isLast = t.offset + Self.stateChunkBytes >= state.count
+                let batch = isLast ? cursor!.transferred(logEnd: t.logEnd, vector: t.vector) : 0
+                sender.send(FeedCursor.stateChunk(state, at: t.offset, chunkBytes: Self.stateChunkBytes, batch: batch).protoBytes(), flush: false)
+                sent = true
+                if isLast {
+                    transfer = nil
+                    node.logger.info("sent a state transfer", metadata: ["peer": "\(hex(peer))", "bytes": "\(state.count)"])
+                } else {
+                    transfer!.offset += Self.stateChunkBytes
+                }
+                continue
+            }
             switch cursor!.next(from: node.store, heartbeat: heartbeatDue) {
             case .send(let response):
                 if response.report != nil { heartbeatDue = false }
@@ -410,13 +487,37 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
             case .idle:
                 break
             case .needsStateTransfer:
-                node.logger.warning("peer needs a state transfer", metadata: ["peer": "\(hex(peer))"])
-                if sent { sender.flush() }
-                return fail(GRPCStatus(.failedPrecondition, "lattice: the peer lacks changes this member no longer holds; it needs a state transfer"))
+                node.logger.info("peer lacks changes trimmed from the log: sending a state transfer", metadata: ["peer": "\(hex(peer))"])
+                startTransfer()
             }
             break
         }
         if sent { sender.flush() }
+    }
+
+    static let stateChunkBytes = 1 << 20
+
+    /// Captures and encodes the state off the event loop, then sends it from `pump`.
+    private func startTransfer() {
+        transfer = (nil, 0, 0, VersionVector())
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let loop = self.loop
+        let store = node.store
+        Task {
+            let result: Result<(state: [UInt8], logEnd: Int, vector: VersionVector), any Error>
+            do { result = .success(try await store.captureTransferEncoded()) } catch { result = .failure(error) }
+            loop.execute {
+                let feed = bound.value
+                guard !feed.done else { return }
+                switch result {
+                case .success(let captured):
+                    feed.transfer = (captured.state, 0, captured.logEnd, captured.vector)
+                    feed.pump()
+                case .failure(let error):
+                    feed.fail(GRPCStatus(.unavailable, "lattice: cannot capture the state to transfer: \(error)"))
+                }
+            }
+        }
     }
 
     private func fail(_ status: GRPCStatus) { finishOnLoop(status) }

@@ -32,12 +32,24 @@ public struct FeedCursor: Sendable {
         case needsStateTransfer
     }
 
-    public init(pullerVector: VersionVector) { self.lacking = pullerVector }
+    /// The puller's member id (0: unknown): its reports recorded by the store also say what it
+    /// holds.
+    public let puller: UInt64
+
+    public init(pullerVector: VersionVector, puller: UInt64 = 0) {
+        self.lacking = pullerVector
+        self.puller = puller
+    }
 
     /// The next message for the puller. With `heartbeat`, a report is sent even if unchanged.
     public mutating func next(from store: MVCCStore, heartbeat: Bool = false) -> Next {
         guard sentBatches - processedBatches < Self.batchesInFlightMax else { return .idle }
         let (end, vector) = store.durablePoint
+        // What the puller reported on other streams (e.g. changes it got from a third member)
+        // is held by it too; without this a collected log could look like a gap.
+        if puller != 0, let report = store.peerReport(member: puller), !lacking.covers(report) {
+            lacking = lacking.merged(with: report)
+        }
         guard let page = store.changes(from: position, lacking: lacking, maxBytes: Self.batchBytesMax) else {
             return .needsStateTransfer
         }
@@ -54,6 +66,31 @@ public struct FeedCursor: Sendable {
         var r = SyncResponse()
         r.report = vector
         return .send(r)
+    }
+
+    /// A state transfer was sent in full as batch number (the result): the puller will hold
+    /// everything up to `vector`, so the feed continues from `logEnd`, the log position after
+    /// the transferred state's last change.
+    public mutating func transferred(logEnd: Int, vector: VersionVector) -> UInt64 {
+        sentBatches += 1
+        position = logEnd
+        lacking = lacking.merged(with: vector)
+        lastReport = nil
+        return sentBatches
+    }
+
+    /// The chunk of a state transfer starting at `offset` (at most `chunkBytes`); the last one
+    /// carries `batch`.
+    public static func stateChunk(_ state: [UInt8], at offset: Int, chunkBytes: Int = 1 << 20, batch: UInt64) -> SyncResponse {
+        let end = min(state.count, offset + chunkBytes)
+        var chunk = StateChunk()
+        chunk.data = Array(state[offset..<end])
+        chunk.totalBytes = UInt64(state.count)
+        chunk.last = end == state.count
+        var r = SyncResponse()
+        if chunk.last { r.batch = batch }
+        r.state = chunk
+        return r
     }
 
     /// Applies the puller's acknowledgement. `resync` restarts from the start of the log,
@@ -76,8 +113,32 @@ public struct PullState: Sendable {
     public let peer: UInt64
     public private(set) var processedBatches: UInt64 = 0
     public private(set) var refusedChanges = 0
+    /// A state transfer being received (its chunks so far).
+    private var state: [UInt8] = []
+    /// The largest state transfer accepted.
+    public static let stateBytesMax: UInt64 = 8 << 30
 
     public init(peer: UInt64) { self.peer = peer }
+
+    /// Adds a chunk of a state transfer; on the last one, installs the state (once durable)
+    /// and returns the ack. Throws for a transfer over `stateBytesMax`, one whose chunks do
+    /// not add up, and a state this member refuses (see `Replica.install(transferred:)`).
+    public mutating func applyStateChunk(_ response: SyncResponse, store: MVCCStore) async throws -> PeerAck? {
+        guard let chunk = response.state else { return nil }
+        guard chunk.totalBytes <= Self.stateBytesMax else {
+            throw StateTransferError("a state transfer of \(chunk.totalBytes) bytes is over the \(Self.stateBytesMax >> 30) GiB bound")
+        }
+        if state.isEmpty { state.reserveCapacity(Int(min(chunk.totalBytes, 64 << 20))) }
+        state.append(contentsOf: chunk.data)
+        guard UInt64(state.count) <= chunk.totalBytes else { throw StateTransferError("state transfer chunks exceed the announced size") }
+        guard chunk.last else { return nil }
+        guard UInt64(state.count) == chunk.totalBytes else { throw StateTransferError("state transfer ended short of the announced size") }
+        let bytes = state
+        state = []
+        try await store.installTransfer(encoded: bytes)
+        processedBatches = max(processedBatches, response.batch)
+        return PeerAck(vector: store.versionVector, processed: processedBatches, resync: false)
+    }
 
     /// Applies a batch (once durable) and returns the ack. A refused or buffered change asks the
     /// feeder to resend from this member's vector: on one causal stream neither should happen,
@@ -102,7 +163,36 @@ public struct PullState: Sendable {
     }
 }
 
+public struct StateTransferError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 extension MVCCStore {
+    /// Decodes a transferred state and installs it (see `installTransfer(_:completion:)`).
+    public func installTransfer(encoded bytes: [UInt8]) async throws {
+        let transferred: Replica
+        do {
+            transferred = try Replica(decodingState: bytes, mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
+                                      causalBufferLimit: configuration.causalBufferLimit,
+                                      causalBufferBytes: configuration.causalBufferBytes)
+        } catch {
+            throw StateTransferError("the transferred state does not decode: \(error)")
+        }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            installTransfer(transferred) { c.resume(with: $0) }
+        }
+    }
+
+    /// Captures the replicated state for a state transfer, encoded, with the log position
+    /// the feed continues from and the vector the state covers.
+    public func captureTransferEncoded() async throws -> (state: [UInt8], logEnd: Int, vector: VersionVector) {
+        let (replica, logEnd) = try await withCheckedThrowingContinuation { (c: CheckedContinuation<(replica: Replica, logEnd: Int), any Error>) in
+            captureTransfer { c.resume(with: $0) }
+        }
+        return (replica.transferState(), logEnd, replica.vector)
+    }
+
     /// Applies changes from a peer and waits until they are durable.
     public func applyRemote(_ changes: [Change]) async throws -> [RemoteApplyOutcome] {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<[RemoteApplyOutcome], any Error>) in

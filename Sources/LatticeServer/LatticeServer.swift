@@ -188,18 +188,6 @@ public final class LatticeServer: Sendable {
         routes.declare(service: "etcdserverpb.Auth")
         var connectionLimits = GRPCConnectionLimits()
         connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
-        let grpc: GRPCServer
-        do {
-            grpc = try await GRPCServer.start(
-            addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
-            routes: routes, limits: connectionLimits, group: group
-            ) { local, remote in
-                logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
-            }
-        } catch {
-            store.close()
-            throw error
-        }
         var peerServer: GRPCServer?
         if let peerURLs = configuration.listenPeerURLs {
             var peerRoutes = GRPCRoutes()
@@ -210,13 +198,34 @@ public final class LatticeServer: Sendable {
                 peerServer = try await GRPCServer.start(addresses: peerURLs.map { ($0.host, $0.port) }, routes: peerRoutes,
                                                         limits: peerLimits, group: group)
             } catch {
-                await grpc.shutdown()
                 store.close()
                 throw error
             }
             logger.info("serving peer traffic", metadata: ["addresses": "\(peerServer!.localAddresses.map { "\($0)" })"])
         }
         replication.start()
+        // A member joining an existing cluster with no data yet serves clients only once it
+        // holds the cluster's state (a state transfer or a full catch-up from a peer), as an
+        // etcd member joins before it serves.
+        if !peerMembers.isEmpty && configuration.initialClusterState == "existing" && store.versionVector.entries.isEmpty {
+            logger.info("joining an existing cluster: waiting for a peer's state before serving clients")
+            await replication.waitUntilSynced()
+            logger.info("joined the cluster", metadata: ["revision": "\(store.currentRevision)", "keys": "\(store.keyCount)"])
+        }
+        let grpc: GRPCServer
+        do {
+            grpc = try await GRPCServer.start(
+            addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
+            routes: routes, limits: connectionLimits, group: group
+            ) { local, remote in
+                logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+            }
+        } catch {
+            await replication.shutdown()
+            await peerServer?.shutdown()
+            store.close()
+            throw error
+        }
         logger.info("serving client traffic", metadata: [
             "addresses": "\(grpc.localAddresses.map { "\($0)" })",
             "member-id": "\(String(memberID, radix: 16))",

@@ -43,6 +43,95 @@ extension MVCCStore {
         if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
     }
 
+    /// A copy of the replicated state for a peer that needs a state transfer, and the log
+    /// position after its last change: the peer's feed continues from there. Captured on the
+    /// writer and handed out only once everything it holds is durable.
+    public func captureTransfer(completion: @escaping @Sendable (Result<(replica: Replica, logEnd: Int), EtcdError>) -> Void) {
+        if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
+        let captured = Mutex<(replica: Replica, logEnd: Int)?>(nil)
+        let item = QueuedWrite(
+            evaluate: { _, state in captured.withLock { $0 = (state.replica, state.replica.logEnd) } },
+            finish: { error in
+                if let error { return completion(.failure(error)) }
+                guard let c = captured.withLock({ $0 }) else { return completion(.failure(.stopped)) }
+                completion(.success(c))
+            })
+        if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
+    }
+
+    /// Installs another member's replicated state (a state transfer; see
+    /// `Replica.install(transferred:)`): the index gets, at one new local revision, a PUT for
+    /// every key whose visible value changed and a DELETE for every key that disappeared, so
+    /// watchers see every change. Completes once the data directory holds it (one snapshot).
+    public func installTransfer(_ transferred: Replica, completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+        if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
+        let refusal = Mutex<EtcdError?>(nil)
+        var item = QueuedWrite(
+            evaluate: { _, _ in },
+            finish: { error in
+                if let error = error ?? refusal.withLock({ $0 }) { completion(.failure(error)) } else { completion(.success(())) }
+            })
+        item.transfer = transferred
+        item.transferInstalled = { error in refusal.withLock { $0 = error } }
+        if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
+    }
+
+    /// Runs on the writer during a batch: installs a transferred state and turns the difference
+    /// in visible keys into versions at the next local revision. Returns the refusal, if any.
+    func installTransfer(_ transferred: Replica, state: inout WriterState, pending: inout PendingWrites,
+                         evaluated: inout [EvaluatedWrite]) -> EtcdError? {
+        do {
+            try state.replica.install(transferred: transferred)
+        } catch {
+            return EtcdError(.failedPrecondition, "lattice: state transfer refused: \(error)")
+        }
+        let replica = state.replica
+        let index = indexed.index
+        func current(_ key: [UInt8]) -> KeyVersion? {
+            if let v = pending.versions[key] { return v.isTombstone ? nil : v }
+            return index.visible(key, at: index.currentRevision)
+        }
+        var keys = Set(index.sortedKeys)
+        keys.formUnion(pending.versions.keys)
+        for entry in replica.visibleKeyspace() { keys.insert(entry.key) }
+        let revision = pending.revision + 1
+        var versions: [([UInt8], KeyVersion)] = []
+        var previous: [[UInt8]: KeyVersion] = [:]
+        for key in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let before = current(key)
+            let after = replica.visible(key)
+            if let before, after == nil {
+                previous[key] = before
+                versions.append((key, KeyVersion.tombstone(at: revision, dot: before.dot)))
+            } else if let after, before == nil || before!.value != after.value || before!.lease != after.lease {
+                if let before { previous[key] = before }
+                let dot = replica.dag(key)?.heads.last ?? Dot(member: replica.member, seq: 1)
+                versions.append((key, KeyVersion.put(at: revision, over: before, value: after.value, lease: after.lease, dot: dot)))
+            }
+        }
+        // The lessor mirrors the replica's lease table.
+        for id in state.lessor.leases.keys where replica.lease(id) == nil {
+            if let removed = state.lessor.remove(id) {
+                state.deadLeaseKeys.formUnion(removed.keys)
+                state.checkpointedAt[id] = nil
+            }
+        }
+        for info in replica.leases {
+            if !state.lessor.exists(info.id) { state.lessor.grant(id: info.id, ttlSeconds: info.ttlSeconds, nowMilliseconds: 0) }
+            state.lessor.checkpoint(info.id, expiresAtMilliseconds: info.expiresAtMilliseconds)
+        }
+        for (key, version) in versions {
+            state.lessor.reattach(key, from: previous[key]?.lease ?? 0, to: version.lease)
+            pending.versions[key] = version
+        }
+        state.deadLeaseKeys.formUnion(replica.keysWithDeadLeases())
+        if !versions.isEmpty {
+            pending.revision = revision
+            evaluated.append(EvaluatedWrite(revision: revision, versions: versions, previous: previous))
+        }
+        return nil
+    }
+
     /// Applies one change and returns the local revisions it produced ([] when buffered or a
     /// duplicate); throws when it was rejected (tests, tools).
     @discardableResult
@@ -100,6 +189,15 @@ extension MVCCStore {
             if !queue.enqueue(item) { collectionQueued.store(false, ordering: .releasing) }
         }
         return recorded
+    }
+
+    /// The recorded report of a peer member: what it is known to hold.
+    public func peerReport(member: UInt64) -> VersionVector? { writer.withLock { $0.replica.report(of: member) } }
+
+    /// Drops a peer member's report (its data directory changed): nothing more becomes stable
+    /// until it reports again.
+    public func forgetPeerReport(member: UInt64) {
+        writer.withLock { $0.replica.forgetReport(from: member) }
     }
 
     /// Changes the member set whose reports stability needs (membership changes).

@@ -288,6 +288,10 @@ public final class MVCCStore: Sendable {
         /// Changes from a peer: applied through the replica instead of `evaluate`.
         var remote: [Change] = []
         var remoteApplied: (@Sendable ([RemoteApplyOutcome]) -> Void)? = nil
+        /// A state transfer from a peer: installed instead of `evaluate`; the data directory is
+        /// rewritten to one snapshot before the batch is answered.
+        var transfer: Replica? = nil
+        var transferInstalled: (@Sendable (EtcdError?) -> Void)? = nil
     }
 
     /// Queues a write. `body` runs on the writer thread (against the index plus the batch's
@@ -338,6 +342,7 @@ public final class MVCCStore: Sendable {
         var evaluated: [EvaluatedWrite] = []
         var entries: [WALEntry] = []
         var defragmentWaiters: [@Sendable (Result<Void, EtcdError>) -> Void] = []
+        var installedTransfer = false
         // The replica's log end and vector once this batch is evaluated: durable after the append.
         var logEnd = 0
         var vector = VersionVector()
@@ -351,6 +356,12 @@ public final class MVCCStore: Sendable {
             lock.withReadLock {
                 var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
                 for item in items {
+                    if let transferred = item.transfer, let report = item.transferInstalled {
+                        let refusal = installTransfer(transferred, state: &state, pending: &pending, evaluated: &evaluated)
+                        if refusal == nil { installedTransfer = true }
+                        report(refusal)
+                        continue
+                    }
                     if let report = item.remoteApplied {
                         report(item.remote.map { applyRemote($0, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries) })
                         continue
@@ -393,19 +404,29 @@ public final class MVCCStore: Sendable {
             for item in items { item.finish(failed) }
             return
         }
+        var batches: [RevisionEvents] = []
+        lock.withWriteLock {
+            for write in evaluated {
+                if let batch = apply(write) { batches.append(batch) }
+            }
+        }
+        if installedTransfer {
+            // A transferred state is made durable as one snapshot of the whole store (it can be
+            // larger than a WAL record); nothing of this batch is answered or shipped before.
+            if case .failure(let error) = rewriteDataDirectory() {
+                let failed = EtcdError.storageFailed("writing the snapshot of a state transfer: \(error)")
+                failure.withLock { $0 = failed }
+                for item in items { item.finish(failed) }
+                return
+            }
+        }
         // Durable now: these changes may leave the member.
         let shipped = writer.withLock { state -> Bool in
             defer {
                 state.durableLogEnd = logEnd
                 state.durableVector = vector
             }
-            return state.durableLogEnd != logEnd
-        }
-        var batches: [RevisionEvents] = []
-        lock.withWriteLock {
-            for write in evaluated {
-                if let batch = apply(write) { batches.append(batch) }
-            }
+            return state.durableLogEnd != logEnd || installedTransfer
         }
         for batch in batches { hub.publish(batch) }
         if !defragmentWaiters.isEmpty {
