@@ -66,6 +66,8 @@ public struct GarbageCollectionStats: Hashable, Sendable {
     public var droppedVersions = 0
     public var removedKeys = 0
     public var droppedLogEntries = 0
+    /// Versions visited by multi-version collection (its cost; linear in the versions held).
+    public var visitedVersions = 0
 
     public init() {}
 }

@@ -265,7 +265,17 @@ public struct KeyVersionDAG: Sendable {
     ///   common ancestor: it is not needed as a merge base. Its children are rewired to its
     ///   parents, keeping reachability among the versions that remain.
     /// Heads are never dropped otherwise; `visible` is unchanged.
-    mutating func collectGarbage(stable: VersionVector, mode: MergeMode) -> CollectionResult {
+    /// Whether a collection against `stable` takes a shortcut (every head is stable and either
+    /// there is one, or all are tombstones): the key collapses or goes, without the general
+    /// search.
+    func collapses(stable: VersionVector) -> Bool {
+        guard heads.allSatisfy({ stable.contains($0) }) else { return false }
+        return heads.count == 1 || heads.allSatisfy { version($0)?.isTombstone ?? true }
+    }
+
+    /// `work` counts the versions visited (each pass's scan and every step of a descent
+    /// check): linear in the versions held, per pass.
+    mutating func collectGarbage(stable: VersionVector, mode: MergeMode, work: inout Int) -> CollectionResult {
         if heads.allSatisfy({ stable.contains($0) && (version($0)?.isTombstone ?? true) }) {
             return .removeKey
         }
@@ -287,9 +297,11 @@ public struct KeyVersionDAG: Sendable {
         // were both dropped): repeat until nothing changes. Chains collapse in one pass.
         var total = 0
         var rewired = false
-        while let dropped = collectOnce(stable: stable) {
+        var passes = 0
+        while passes < Self.collectionPassesMax, let dropped = collectOnce(stable: stable, work: &work) {
             total += dropped
             rewired = true
+            passes += 1
         }
         guard rewired else { return .unchanged }
         assert(computeVisible(mode: mode) == visible, "garbage collection changed a visible value")
@@ -298,7 +310,8 @@ public struct KeyVersionDAG: Sendable {
 
     /// One pass: drops the versions droppable in the current graph and rewires, or returns nil if
     /// there was nothing to drop and no edge to a version no longer held.
-    private mutating func collectOnce(stable: VersionVector) -> Int? {
+    private mutating func collectOnce(stable: VersionVector, work: inout Int) -> Int? {
+        work += versions.count
         var position: [Dot: Int] = [:]
         for (i, v) in versions.enumerated() { position[v.dot] = i }
         var children = [[Int]](repeating: [], count: versions.count)
@@ -308,7 +321,7 @@ public struct KeyVersionDAG: Sendable {
         var dropped = [Bool](repeating: false, count: versions.count)
         var droppedCount = 0
         for (i, v) in versions.enumerated() where !children[i].isEmpty && stable.contains(v.dot) {
-            if hasStableBottleneck(children[i], stable: stable) {
+            if hasStableBottleneck(children[i], stable: stable, position: position, work: &work) {
                 dropped[i] = true
                 droppedCount += 1
             }
@@ -340,12 +353,41 @@ public struct KeyVersionDAG: Sendable {
         return droppedCount
     }
 
-    /// Whether one of `children` (positions) is stable and all the others descend from it.
-    private func hasStableBottleneck(_ children: [Int], stable: VersionVector) -> Bool {
-        if children.count == 1 { return stable.contains(versions[children[0]].dot) }
-        let context = MergeContext(dag: self)
-        for s in children where stable.contains(versions[s].dot) {
-            if children.allSatisfy({ $0 == s || context.ancestors(versions[$0].dot).contains(s) }) { return true }
+    /// Whether one of `children` (positions) is stable and all the others descend from it. Only
+    /// the earliest child can be that one (an ancestor comes first in causal order).
+    private func hasStableBottleneck(_ children: [Int], stable: VersionVector, position: [Dot: Int], work: inout Int) -> Bool {
+        guard let s = children.min(), stable.contains(versions[s].dot) else { return false }
+        for c in children where c != s {
+            if !descends(c, from: s, position: position, work: &work) { return false }
+        }
+        return true
+    }
+
+    /// How many versions one descent check may visit before it answers "not known to descend"
+    /// (keeping a version is always safe; a later collection, after more rewiring, or the
+    /// single-stable-head collapse, drops it).
+    static let descentCheckBudget = 64
+    /// Passes per collection (each O(versions)); what is left is collected next time.
+    static let collectionPassesMax = 8
+
+    /// Whether the version at position `c` descends from the one at position `s`, as far as a
+    /// bounded walk can tell. Versions are held in causal order, so every version on a path from
+    /// `s` to `c` lies between them: the backward walk never goes below `s`. (An unbounded walk
+    /// per check made collecting a key with a long concurrent history quadratic.)
+    private func descends(_ c: Int, from s: Int, position: [Dot: Int], work: inout Int) -> Bool {
+        guard c > s else { return false }
+        var seen: Set<Int> = [c]
+        var stack = [c]
+        while let i = stack.popLast() {
+            work += 1
+            for p in versions[i].parents {
+                guard let j = position[p] else { continue }
+                if j == s { return true }
+                if j > s, seen.insert(j).inserted {
+                    if seen.count > Self.descentCheckBudget { return false }
+                    stack.append(j)
+                }
+            }
         }
         return false
     }

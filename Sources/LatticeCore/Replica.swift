@@ -50,10 +50,17 @@ public struct Replica: Sendable {
     private(set) var dags: [StoredKey: KeyVersionDAG] = [:]
     /// Keys whose DAG garbage collection could shrink (several versions, tombstones, stale edges).
     private var collectable: Set<StoredKey> = []
-    /// Collectable keys written since the last collection, and the stable vector it used: while
-    /// the stable vector does not move (a member is down), only these can have become smaller.
-    private var touchedSinceCollection: Set<StoredKey> = []
+    /// The stable vector of the last collection. While it does not move (a member is down or
+    /// silent) nothing can be collected: a version written since is not stable, and dropping a
+    /// version needs a stable child or stable heads. Collections then visit no key at all, so a
+    /// key written all through a partition does not cost a scan of its history per batch.
     private var lastStable: VersionVector?
+    /// Keys with a long history are collected only every so many collections (one per
+    /// `longHistory` versions held), so a burst of stability moves after a partition heals does
+    /// not rescan a key of tens of thousands of versions each time: per collection, a key costs
+    /// about `longHistory` visits amortised.
+    private var collectionsToSkip: [StoredKey: Int] = [:]
+    static let longHistory = 1_024
     private(set) var leaseTable = LeaseTable()
     private(set) var memberTable = MemberTable()
     private var buffer: CausalBuffer
@@ -182,10 +189,7 @@ public struct Replica: Sendable {
             let version = KeyVersion(dot: change.id, hlc: change.hlc, value: w.value, lease: w.lease, parents: parents)
             let key = StoredKey(w.key)
             let (before, after, isCollectable) = Replica.add(version, to: &dags[key, default: KeyVersionDAG()], mode: mergeMode)
-            if isCollectable {
-                collectable.insert(key)
-                touchedSinceCollection.insert(key)
-            }
+            if isCollectable { collectable.insert(key) }
             effects.append(KeyEffect(key: w.key, before: before, after: after))
         }
         log.append(change)
@@ -449,7 +453,8 @@ public struct Replica: Sendable {
     /// Precondition on `stableVector` (it is clamped to `vector`): every change not yet applied
     /// here — buffered, in flight, or not yet created — has `deps` covering it. Then everything
     /// it covers is causally stable: every future change descends from it. A single node passes
-    /// its own `vector`; a cluster computes it with `Replica.stableVector(local:localMember:peers:)`.
+    /// its own `vector`; a cluster member records its peers' reports (`recordReport`) and the
+    /// collection is clamped to `stableBound`.
     ///
     /// Drops: keys whose heads are all stable tombstones; stable non-head versions that can no
     /// longer be a merge base (see `KeyVersionDAG`); log entries it covers. On a single node this
@@ -465,20 +470,33 @@ public struct Replica: Sendable {
         for (m, s) in stableVector.entries { stable[m] = min(s, bound[m]) }
         var stats = GarbageCollectionStats()
         let stableMoved = stable != lastStable
-        let visit = stableMoved ? collectable : touchedSinceCollection.intersection(collectable)
-        touchedSinceCollection.removeAll(keepingCapacity: true)
+        let visit = stableMoved ? collectable : []
         lastStable = stable
         for key in visit {
-            let (result, held, stillCollectable) = Replica.collect(&dags[key]!, stable: stable, mode: mergeMode)
+            let versions = dags[key]!.versions.count
+            if versions > Replica.longHistory && !dags[key]!.collapses(stable: stable) {
+                if let skip = collectionsToSkip[key], skip > 0 {
+                    collectionsToSkip[key] = skip - 1
+                    continue
+                }
+                collectionsToSkip[key] = versions / Replica.longHistory
+            } else if !collectionsToSkip.isEmpty {
+                collectionsToSkip[key] = nil
+            }
+            let (result, held, stillCollectable) = Replica.collect(&dags[key]!, stable: stable, mode: mergeMode, work: &stats.visitedVersions)
             switch result {
             case .removeKey:
                 dags[key] = nil
                 collectable.remove(key)
+                collectionsToSkip[key] = nil
                 stats.removedKeys += 1
                 stats.droppedVersions += held
             case .shrunk(let dropped):
                 stats.droppedVersions += dropped
-                if !stillCollectable { collectable.remove(key) }
+                if !stillCollectable {
+                    collectable.remove(key)
+                    collectionsToSkip[key] = nil
+                }
             case .unchanged:
                 break
             }
@@ -500,14 +518,16 @@ public struct Replica: Sendable {
         return stats
     }
 
-    private static func collect(_ dag: inout KeyVersionDAG, stable: VersionVector, mode: MergeMode)
+    private static func collect(_ dag: inout KeyVersionDAG, stable: VersionVector, mode: MergeMode, work: inout Int)
         -> (KeyVersionDAG.CollectionResult, held: Int, stillCollectable: Bool) {
         let held = dag.versions.count
-        let result = dag.collectGarbage(stable: stable, mode: mode)
+        let result = dag.collectGarbage(stable: stable, mode: mode, work: &work)
         return (result, held, dag.isCollectable)
     }
 
-    /// A stable vector for `collectGarbage` from the vectors the other members reported.
+    /// A stable vector for `collectGarbage` from the vectors the other members reported, as a
+    /// pure function (a replica with peer members computes the same bound itself, from the
+    /// reports it recorded: `stableBound`).
     ///
     /// `peers` must hold a report from every other current member (any member that may still
     /// create changes), each the member's own vector at the time it was sent. A report is only

@@ -152,6 +152,25 @@ public struct SyncResponse: ProtoMessage, Equatable {
     }
 }
 
+/// Status request: `skip_state_hash` leaves out the O(keys) state hash (for polling the vectors).
+public struct PeerStatusRequest: ProtoMessage, Equatable {
+    public var skipStateHash = false
+
+    public init() {}
+    public init(skipStateHash: Bool) { self.skipStateHash = skipStateHash }
+
+    public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: skipStateHash = try r.readBool(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    public func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.bool(1, skipStateHash)
+    }
+}
+
 public struct PeerStatusMessage: ProtoMessage, Equatable {
     public var memberID: UInt64 = 0
     public var name = ""

@@ -35,7 +35,8 @@ public final class ReplicationNode: Sendable {
         public var dialFromHost: String?
         public var heartbeatInterval: TimeAmount = .seconds(1)
         public var backoffInitial: TimeAmount = .milliseconds(100)
-        public var backoffMax: TimeAmount = .seconds(1)
+        /// Short enough that a healed link is used again within about half a second.
+        public var backoffMax: TimeAmount = .milliseconds(500)
 
         public init(clusterID: UInt64, local: ClusterMember, clientURLs: [String], peers: [ClusterMember]) {
             self.clusterID = clusterID
@@ -87,8 +88,12 @@ public final class ReplicationNode: Sendable {
 
     /// Adds only `Status` (the client port serves it too, for `lattice cluster-status`).
     public func registerStatus(on routes: inout GRPCRoutes) {
-        routes.add(service: PeerMethod.service, method: "Status", .unary { [self] _, _, responder in
-            responder.succeed(status().protoBytes())
+        routes.add(service: PeerMethod.service, method: "Status", .unary { [self] request, _, responder in
+            guard let r = try? PeerStatusRequest(protoBytes: request) else {
+                return responder.fail(GRPCStatus(.invalidArgument, "lattice: malformed status request"))
+            }
+            // The state hash is O(keys): computed off the event loop.
+            DispatchQueue.global().async { responder.succeed(self.status(stateHash: !r.skipStateHash).protoBytes()) }
         })
     }
 
@@ -129,6 +134,20 @@ public final class ReplicationNode: Sendable {
         }
         if peers.withLock({ $0[hello.memberID] == nil }) {
             return "lattice: member \(hex(hello.memberID)) (\(hello.name)) is not a member of cluster \(hex(configuration.clusterID))"
+        }
+        return Self.copiedDataDirectory(hello: hello, localIncarnation: store.replicaID, localVector: store.versionVector)
+    }
+
+    /// A data directory copied from another member, or restored from an older copy of its own,
+    /// would reuse sequence numbers its changes already used: peers refuse it, and it says so.
+    /// Returns the reason, nil when `hello` is consistent with what this member holds.
+    public static func copiedDataDirectory(hello: PeerHello, localIncarnation: UInt64, localVector: VersionVector) -> String? {
+        if hello.incarnation == localIncarnation {
+            return "lattice: member \(hex(hello.memberID)) (\(hello.name)) has this member's incarnation \(hex(localIncarnation)): its data directory is a copy of this member's; give it a fresh data directory and start it with --initial-cluster-state existing"
+        }
+        let held = localVector[hello.incarnation]
+        if held > hello.vector[hello.incarnation] {
+            return "lattice: member \(hex(hello.memberID)) (\(hello.name)) holds \(hello.vector[hello.incarnation]) of its own changes but this member holds \(held): its data directory was restored from an older copy; give it a fresh data directory and start it with --initial-cluster-state existing"
         }
         return nil
     }
@@ -201,14 +220,14 @@ public final class ReplicationNode: Sendable {
 
     // MARK: status
 
-    public func status() -> PeerStatusResponse {
+    public func status(stateHash: Bool = true) -> PeerStatusResponse {
         var s = PeerStatusResponse()
         s.clusterID = configuration.clusterID
         s.memberID = configuration.local.id
         s.name = configuration.local.name
         s.incarnation = store.replicaID
         s.revision = store.currentRevision
-        s.stateHash = store.replicatedStateHash
+        if stateHash { s.stateHash = store.replicatedStateHash }
         s.vector = store.versionVector
         let counters = store.replicationCounters
         s.pendingChanges = UInt64(counters.pendingChanges)
@@ -294,6 +313,10 @@ public final class ReplicationNode: Sendable {
                         ])
                         break
                     }
+                    if let conflict = Self.copiedDataDirectory(hello: hello, localIncarnation: store.replicaID, localVector: store.versionVector) {
+                        logger.error("peer's data directory conflicts with this member's changes", metadata: ["peer": "\(peer.name)", "reason": "\(conflict)"])
+                        break
+                    }
                     greeted = true
                     peerSaidHello(hello)
                     forgetReportIfNewIncarnation(hello)
@@ -326,8 +349,11 @@ public final class ReplicationNode: Sendable {
         } catch {
             if greeted {
                 logger.info("peer stream ended", metadata: ["peer": "\(peer.name)", "reason": "\(error)"])
-            } else {
+            } else if let status = error as? GRPCStatus, status.code == .failedPrecondition {
                 logger.warning("peer refused the stream", metadata: ["peer": "\(peer.name)", "reason": "\(error)"])
+            } else {
+                // Unreachable (down, or cut off): retried with backoff; not worth a line each time.
+                logger.debug("cannot reach peer", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
             }
         }
         await client.close()
@@ -335,37 +361,12 @@ public final class ReplicationNode: Sendable {
     }
 
     static func hostPort(_ url: String) -> (String, Int)? {
-        guard let parsed = try? PeerURL(url) else { return nil }
+        guard let parsed = try? ServerURL(parsing: url) else { return nil }
         return (parsed.host, parsed.port)
     }
 }
 
 func hex(_ v: UInt64) -> String { String(v, radix: 16) }
-
-/// `scheme://host:port` of a peer URL.
-struct PeerURL {
-    var host: String
-    var port: Int
-
-    init(_ text: String) throws {
-        let parts = text.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw PeerURLError() }
-        var rest = String(parts[1])
-        if rest.hasSuffix("/") { rest.removeLast() }
-        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
-            host = String(rest[rest.index(after: rest.startIndex)..<close])
-            let after = rest[rest.index(after: close)...]
-            guard after.hasPrefix(":"), let p = Int(after.dropFirst()) else { throw PeerURLError() }
-            port = p
-        } else {
-            guard let colon = rest.lastIndex(of: ":"), let p = Int(rest[rest.index(after: colon)...]) else { throw PeerURLError() }
-            host = String(rest[..<colon])
-            port = p
-        }
-    }
-}
-
-struct PeerURLError: Error {}
 
 /// The feed streams currently open (peers that dialed this member), woken when changes become
 /// durable.

@@ -207,11 +207,11 @@ extension MVCCStore {
 
     /// Counts for operators and tests: buffered changes, retained log entries, stable vector.
     public var replicationCounters: ReplicationCounters {
-        writer.withLock { state in
-            ReplicationCounters(pendingChanges: state.replica.pendingCount, pendingBytes: state.replica.pendingBytes,
-                                logEntries: state.replica.log.count, stable: state.replica.stableBound,
-                                storedVersions: state.replica.storedVersionCount)
-        }
+        // A copy-on-write snapshot under the lock; the O(keys) count runs without it.
+        let replica = writer.withLock { $0.replica }
+        return ReplicationCounters(pendingChanges: replica.pendingCount, pendingBytes: replica.pendingBytes,
+                                   logEntries: replica.log.count, stable: replica.stableBound,
+                                   storedVersions: replica.storedVersionCount)
     }
 
     /// Calls `observer` on the writer thread after every batch that made new changes durable
@@ -226,7 +226,12 @@ extension MVCCStore {
 
     /// Deterministic hash of the replicated state (visible keyspace and leases): equal on every
     /// member that applied the same changes.
-    public var replicatedStateHash: [UInt8] { writer.withLock { $0.replica.stateHash() } }
+    /// Computed on a copy-on-write snapshot taken under the writer lock (constant time), so
+    /// hashing a large keyspace never holds up writes.
+    public var replicatedStateHash: [UInt8] {
+        let replica = writer.withLock { $0.replica }
+        return replica.stateHash()
+    }
 
     /// Runs on the writer during a batch: applies a remote change to the replica and turns each
     /// applied change into key versions at the next local revision.

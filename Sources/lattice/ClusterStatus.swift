@@ -18,6 +18,9 @@ struct ClusterStatus: AsyncParsableCommand {
     @Option(help: "Per-endpoint timeout in seconds.")
     var timeout = 3
 
+    @Flag(help: "Leave out the state hash (it costs O(keys) on each member); vectors and lag only.")
+    var noStateHash = false
+
     func run() async throws {
         var failures = 0
         for endpoint in endpoints.split(separator: ",").map(String.init) {
@@ -30,7 +33,8 @@ struct ClusterStatus: AsyncParsableCommand {
                 let client = try await GRPCClient.connect(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton,
                                                           connectTimeout: .seconds(Int64(timeout)))
                 defer { Task { await client.close() } }
-                let bytes = try await client.unary(path: PeerMethod.status, request: [], timeout: .seconds(Int64(timeout)))
+                let bytes = try await client.unary(path: PeerMethod.status, request: PeerStatusRequest(skipStateHash: noStateHash).protoBytes(),
+                                                   timeout: .seconds(Int64(timeout)))
                 let s = try PeerStatusResponse(protoBytes: bytes)
                 print(Self.json(s, endpoint: endpoint))
             } catch {

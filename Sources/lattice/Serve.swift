@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import GRPCWire
 import LatticeServer
 import LatticeStorage
 import Logging

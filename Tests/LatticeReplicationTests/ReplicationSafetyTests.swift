@@ -4,24 +4,18 @@ import Foundation
 import LatticeCore
 import LatticeReplication
 import LatticeStore
+import LatticeTestSupport
 import Synchronization
 import XCTest
 
 /// The store is safe to replicate: each test pins one way replicas could diverge or lose data
 /// once a second member exists.
 final class ReplicationSafetyTests: XCTestCase {
-    private var dirs: [String] = []
+    private let temporary = TemporaryDirectories(prefix: "lattice-safety")
 
-    override func tearDown() {
-        for d in dirs { try? FileManager.default.removeItem(atPath: d) }
-        dirs = []
-    }
+    override func tearDown() { temporary.removeAll() }
 
-    private func tempDir() -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-safety-\(UUID().uuidString)").path
-        dirs.append(d)
-        return d
-    }
+    private func tempDir() -> String { temporary.make() }
 
     private func store(_ id: UInt64, dir: String? = nil, peers: Set<UInt64> = [], snapshotCount: Int = 100_000,
                        willAppend: (@Sendable () -> Void)? = nil) throws -> MVCCStore {
@@ -183,6 +177,22 @@ final class ReplicationSafetyTests: XCTestCase {
     }
 
     // MARK: outcomes are reported
+
+    /// A data directory copied from another member, or restored from an older copy of its own,
+    /// would reuse sequence numbers already used: its hello is refused with the reason.
+    func testACopiedOrRestoredDataDirectoryIsRefused() {
+        var hello = PeerHello()
+        hello.memberID = 2
+        hello.name = "b"
+        hello.incarnation = 77
+        hello.vector = VersionVector([77: 5, 1: 3])
+        XCTAssertNil(ReplicationNode.copiedDataDirectory(hello: hello, localIncarnation: 1, localVector: VersionVector([77: 5, 1: 9])),
+                     "a peer that holds all of its own changes we hold is fine")
+        let copy = ReplicationNode.copiedDataDirectory(hello: hello, localIncarnation: 77, localVector: VersionVector([77: 5]))
+        XCTAssertTrue(copy?.contains("is a copy of this member's") == true, copy ?? "accepted")
+        let restored = ReplicationNode.copiedDataDirectory(hello: hello, localIncarnation: 1, localVector: VersionVector([77: 6, 1: 9]))
+        XCTAssertTrue(restored?.contains("restored from an older copy") == true, restored ?? "accepted")
+    }
 
     func testEveryOutcomeOfARemoteChangeIsReported() throws {
         let a = try store(1, peers: [2]), member2 = try store(2, peers: [1])

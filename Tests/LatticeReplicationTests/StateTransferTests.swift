@@ -3,24 +3,18 @@ import Foundation
 import LatticeCore
 import LatticeReplication
 import LatticeStore
+import LatticeTestSupport
 import XCTest
 
 /// A member behind the collected log (its data directory was wiped or replaced) gets the
 /// replicated state instead of the changes, keeps what it wrote itself, and its watchers see
 /// every key the transfer changed.
 final class StateTransferTests: XCTestCase {
-    private var dirs: [String] = []
+    private let temporary = TemporaryDirectories(prefix: "lattice-transfer")
 
-    override func tearDown() {
-        for d in dirs { try? FileManager.default.removeItem(atPath: d) }
-        dirs = []
-    }
+    override func tearDown() { temporary.removeAll() }
 
-    private func tempDir() -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-transfer-\(UUID().uuidString)").path
-        dirs.append(d)
-        return d
-    }
+    private func tempDir() -> String { temporary.make() }
 
     private func store(_ id: UInt64, dir: String?, peers: Set<UInt64>) throws -> MVCCStore {
         var c = MVCCStore.Configuration(memberID: id, clusterID: 9)
