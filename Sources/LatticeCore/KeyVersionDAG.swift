@@ -132,18 +132,47 @@ public struct KeyVersionDAG: Sendable {
         heads.removeAll { version.parents.contains($0) }
         heads.append(version.dot)
         heads.sort()
-        visible = computeVisible(mode: mode)
+        var cache = mergeCache
+        visible = visible(mode: mode, cache: &cache, keep: true)
+        mergeCache = cache
     }
 
     // MARK: visible value
 
     func computeVisible(mode: MergeMode) -> VisibleValue? {
+        var noCache: MergeCache?
+        return visible(mode: mode, cache: &noCache, keep: false)
+    }
+
+    /// What a merge of several live heads can reuse for the next one: the heads merged (by
+    /// dot), their versions and the document of their latest common ancestors. When a long
+    /// branch is applied onto another (a partition heals), each new version replaces its only
+    /// parent among the heads; the common ancestors of the heads are then unchanged, so neither
+    /// they nor their document are searched for again (that search walks the whole history:
+    /// done per applied change it made catching up quadratic). Not part of the DAG's value;
+    /// dropped whenever garbage collection changes the graph.
+    struct MergeCache: Sendable {
+        var heads: [Dot]
+        var versions: [Dot: KeyVersion]
+        var base: [[UInt8]: JSONValue]
+        /// Merge-base searches since the cache was last dropped (for tests: catching up a
+        /// branch takes one).
+        var searches: Int
+    }
+
+    private var mergeCache: MergeCache?
+
+    /// How many merge-base searches the current cache has seen (0 without one).
+    var mergeBaseSearches: Int { mergeCache?.searches ?? 0 }
+
+    /// The visible value, using and (with `keep`) refreshing `cache`.
+    private func visible(mode: MergeMode, cache: inout MergeCache?, keep: Bool) -> VisibleValue? {
         if heads.count == 1 {
             guard let v = version(heads[0]), let value = v.value else { return nil }
             return VisibleValue(value: value, lease: v.lease)
         }
         let live = heads.compactMap { dot -> KeyVersion? in
-            guard let v = version(dot), !v.isTombstone else { return nil }
+            guard let v = cache?.versions[dot] ?? version(dot), !v.isTombstone else { return nil }
             return v
         }
         if live.isEmpty { return nil }
@@ -158,13 +187,36 @@ public struct KeyVersionDAG: Sendable {
             guard let doc = JSONValue.parseObject(v.value!) else { return lww }
             docs.append(doc)
         }
-        var context = MergeContext(dag: self)
-        let base = context.baseDocument(of: ordered.map(\.dot), level: 1)
+        let dots = live.map(\.dot).sorted()
+        let base: [[UInt8]: JSONValue]
+        var searches = cache?.searches ?? 0
+        if let c = cache, c.heads == dots || stepsOneHead(from: c.heads, to: dots) {
+            base = c.base
+        } else {
+            var context = MergeContext(dag: self)
+            base = context.baseDocument(of: ordered.map(\.dot), level: 1)
+            searches += 1
+        }
+        if keep {
+            cache = MergeCache(heads: dots, versions: Dictionary(uniqueKeysWithValues: live.map { ($0.dot, $0) }), base: base,
+                               searches: searches)
+        }
         let merged = JSONMerge.merge(base: base, heads: docs)
         if let i = docs.lastIndex(where: { $0 == merged }) {
             return VisibleValue(value: ordered[i].value!, lease: winner.lease)
         }
         return VisibleValue(value: JSONValue.object(merged).canonicalBytes(), lease: winner.lease)
+    }
+
+    /// Whether `new` is `old` with one head replaced by a version whose only parent is that
+    /// head: then both sets have the same common ancestors (the new version is no ancestor of
+    /// the other heads, so it adds none).
+    private func stepsOneHead(from old: [Dot], to new: [Dot]) -> Bool {
+        guard old.count == new.count else { return false }
+        let added = new.filter { !old.contains($0) }
+        let removed = old.filter { !new.contains($0) }
+        guard added.count == 1, removed.count == 1, let v = version(added[0]) else { return false }
+        return v.parents == removed
     }
 
     /// Ancestry queries over the held versions, with memoised documents for merge bases.
@@ -286,11 +338,13 @@ public struct KeyVersionDAG: Sendable {
             let dropped = versions.count - 1
             head.parents = []
             versions = [head]
+            mergeCache = nil
             return .shrunk(dropped: dropped)
         }
         if versions.count == 1 {
             if versions[0].parents.isEmpty { return .unchanged }
             versions[0].parents = []
+            mergeCache = nil
             return .shrunk(dropped: 0)
         }
         // Dropping a version can make its ancestors droppable (the base of a diamond whose sides
@@ -304,6 +358,7 @@ public struct KeyVersionDAG: Sendable {
             passes += 1
         }
         guard rewired else { return .unchanged }
+        mergeCache = nil
         assert(computeVisible(mode: mode) == visible, "garbage collection changed a visible value")
         return .shrunk(dropped: total)
     }
