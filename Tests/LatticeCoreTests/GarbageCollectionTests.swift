@@ -208,4 +208,26 @@ final class GarbageCollectionTests: XCTestCase {
         XCTAssertEqual(a.dag(bytes("/hot"))!.versions.count, 1, "everything stable: one version left")
         XCTAssertEqual(a.get("/hot"), "last")
     }
+
+    /// While a member is away its report does not move, so nothing can become stable: a key
+    /// written all that time must not be rescanned by every collection (it was, once per batch,
+    /// which made a partition quadratic on the writer for a hot key).
+    func testNothingIsVisitedWhileTheStablePointStandsStill() {
+        var a = Replica.test(1)
+        a.setPeerMembers([2])
+        XCTAssertTrue(a.recordReport(from: 2, vector: a.vector))
+        var visited = 0
+        for i in 0..<300 {
+            a.put("/hot", "v\(i)")
+            visited += a.collectGarbage(stableVector: a.vector).visitedVersions
+        }
+        XCTAssertEqual(visited, 0, "no key is visited while the stable point stands still")
+        XCTAssertEqual(a.dag(bytes("/hot"))!.versions.count, 300, "nothing is stable while member 2 is away")
+
+        // Member 2 comes back and reports everything: the key collapses.
+        XCTAssertTrue(a.recordReport(from: 2, vector: a.vector))
+        let stats = a.collectGarbage(stableVector: a.vector)
+        XCTAssertEqual(stats.droppedVersions, 299)
+        XCTAssertEqual(a.get("/hot"), "v299")
+    }
 }
