@@ -64,8 +64,10 @@ public struct KeyVersion: Hashable, Sendable {
 /// the document of their latest common ancestors, serialised canonically — unless the merged
 /// document equals one of the heads (identical concurrent writes, or one side's edit already
 /// contains the other's), then the exact bytes of the highest-priority such head; otherwise the
-/// last-writer-wins head. Priority is (HLC, member id, seq). The lease of a merged value is the
-/// LWW head's.
+/// last-writer-wins head. Priority is (HLC, member id, seq). The lease of a value resolved
+/// last-writer-wins (not JSON objects, or `MergeMode.lww`) is the winner's; a value made of
+/// several JSON heads (merged, or equal bytes) has no lease if any live head had none, else the
+/// winner's.
 ///
 /// The document of a set of versions (used for merge bases): no live version or no common
 /// ancestor → `{}`; one → its object (or `{}` if it is not a JSON object); several → their merge,
@@ -180,7 +182,12 @@ public struct KeyVersionDAG: Sendable {
         let ordered = live.sorted(by: KeyVersion.lwwLess)
         let winner = ordered[ordered.count - 1]
         let lww = VisibleValue(value: winner.value!, lease: winner.lease)
-        guard mode == .json, !ordered.allSatisfy({ $0.value == winner.value }) else { return lww }
+        guard mode == .json else { return lww }
+        // A value made of several heads keeps no lease if any of them had none: a key one side
+        // wrote to stay is not deleted with a lease the other side attached (over- rather than
+        // under-replication). Otherwise the winner's lease.
+        let lease = live.contains { $0.lease == 0 } ? 0 : winner.lease
+        if ordered.allSatisfy({ $0.value == winner.value }) { return VisibleValue(value: winner.value!, lease: lease) }
         var docs: [[[UInt8]: JSONValue]] = []
         docs.reserveCapacity(ordered.count)
         for v in ordered {
@@ -203,9 +210,9 @@ public struct KeyVersionDAG: Sendable {
         }
         let merged = JSONMerge.merge(base: base, heads: docs)
         if let i = docs.lastIndex(where: { $0 == merged }) {
-            return VisibleValue(value: ordered[i].value!, lease: winner.lease)
+            return VisibleValue(value: ordered[i].value!, lease: lease)
         }
-        return VisibleValue(value: JSONValue.object(merged).canonicalBytes(), lease: winner.lease)
+        return VisibleValue(value: JSONValue.object(merged).canonicalBytes(), lease: lease)
     }
 
     /// Whether `new` is `old` with one head replaced by a version whose only parent is that

@@ -183,3 +183,54 @@ final class ConflictRuleTests: XCTestCase {
         XCTAssertEqual(deletion.first?.effects.first?.outcome, .deleted)
     }
 }
+
+/// The lease of a value made of several heads: a key one side keeps without a lease is not
+/// deleted with a lease the other side attached (over-replication), whichever side wins.
+final class MergedLeaseTests: XCTestCase {
+    func testAMergedValueKeepsNoLeaseIfAnySideHadNone() throws {
+        for leasedSideWins in [false, true] {
+            var a = Replica.test(1)
+            var b = Replica.test(2)
+            a.put("/obj", #"{"x":0,"y":0}"#)
+            try b.sync(from: a)
+            // The side whose change has the greater HLC wins last-writer-wins.
+            if leasedSideWins {
+                a.put("/obj", #"{"x":1,"y":0}"#)
+                b.put("/obj", #"{"x":0,"y":1}"#, lease: 7)
+            } else {
+                a.put("/obj", #"{"x":1,"y":0}"#, lease: 7)
+                b.put("/obj", #"{"x":0,"y":1}"#)
+            }
+            try a.sync(from: b)
+            try b.sync(from: a)
+            XCTAssertEqual(a.get("/obj"), #"{"x":1,"y":1}"#)
+            XCTAssertEqual(a.visible(bytes("/obj"))?.lease, 0, "kept without a lease (leased side wins: \(leasedSideWins))")
+            XCTAssertEqual(b.visible(bytes("/obj")), a.visible(bytes("/obj")))
+        }
+    }
+
+    func testAMergedValueOfLeasedHeadsKeepsTheWinnersLease() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.put("/obj", #"{"x":0,"y":0}"#, lease: 5)
+        try b.sync(from: a)
+        a.put("/obj", #"{"x":1,"y":0}"#, lease: 5)
+        b.put("/obj", #"{"x":0,"y":1}"#, lease: 9)
+        try a.sync(from: b)
+        // Same clock on both: the HLCs tie and the greater member id (b) wins.
+        XCTAssertEqual(a.visible(bytes("/obj"))?.lease, 9)
+        XCTAssertEqual(a.get("/obj"), #"{"x":1,"y":1}"#)
+    }
+
+    func testANonJSONValueKeepsTheWinnersWholeWrite() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.put("/bin", "k8s\0base")
+        try b.sync(from: a)
+        a.put("/bin", "k8s\0from-a")
+        b.put("/bin", "k8s\0from-b", lease: 7)
+        try a.sync(from: b)
+        // Same clock on both: the HLCs tie and the greater member id (b) wins, value and lease.
+        XCTAssertEqual(a.visible(bytes("/bin")), VisibleValue(value: bytes("k8s\0from-b"), lease: 7))
+    }
+}
