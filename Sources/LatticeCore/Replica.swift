@@ -316,8 +316,7 @@ public struct Replica: Sendable {
     /// were already garbage collected from the log (the peer needs a state snapshot instead).
     /// Buffered (not yet applied) changes are not included.
     public func changes(since peer: VersionVector) -> [Change]? {
-        guard peer.covers(logFloor) else { return nil }
-        return log.filter { !peer.contains($0.id) }
+        changes(from: 0, to: logEnd, lacking: peer, maxBytes: .max)?.changes
     }
 
     /// A page of the changes a peer lacks, reading the log from absolute `position` up to (not

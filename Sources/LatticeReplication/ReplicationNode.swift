@@ -8,28 +8,16 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A member of the cluster as configured (`--initial-cluster`).
-public struct ClusterMember: Sendable, Hashable {
-    public var id: UInt64
-    public var name: String
-    public var peerURLs: [String]
-
-    public init(id: UInt64, name: String, peerURLs: [String]) {
-        self.id = id
-        self.name = name
-        self.peerURLs = peerURLs
-    }
-}
-
 /// One member's replication: the peer server (feeds changes to members that dial in) and one
 /// link per other member (dials it and pulls what this member lacks). Every link reconnects with
 /// jittered backoff; nothing here is on the write path: local writes never wait for a peer.
 public final class ReplicationNode: Sendable {
     public struct Configuration: Sendable {
         public var clusterID: UInt64
-        public var local: ClusterMember
-        public var clientURLs: [String]
-        public var peers: [ClusterMember]
+        /// This member as configured (`--initial-cluster`), with its advertised client URLs.
+        public var local: LatticeCore.Member
+        /// The other members as configured; their client URLs come from their hellos.
+        public var peers: [LatticeCore.Member]
         /// Outgoing peer connections are made from this host (the peer listen host), so a
         /// member's connections are recognisable by their source address.
         public var dialFromHost: String?
@@ -38,18 +26,17 @@ public final class ReplicationNode: Sendable {
         /// Short enough that a healed link is used again within about half a second.
         public var backoffMax: TimeAmount = .milliseconds(500)
 
-        public init(clusterID: UInt64, local: ClusterMember, clientURLs: [String], peers: [ClusterMember]) {
+        public init(clusterID: UInt64, local: LatticeCore.Member, peers: [LatticeCore.Member]) {
             self.clusterID = clusterID
             self.local = local
-            self.clientURLs = clientURLs
             self.peers = peers
         }
     }
 
     /// What this member knows of a peer.
     struct PeerState: Sendable {
-        var member: ClusterMember
-        var clientURLs: [String] = []
+        /// As configured, with the client URLs it announced.
+        var member: LatticeCore.Member
         var connected = false
         /// The peer's data directory incarnation, as last announced (0: not yet).
         var incarnation: UInt64 = 0
@@ -123,7 +110,7 @@ public final class ReplicationNode: Sendable {
         h.incarnation = store.replicaID
         h.vector = store.versionVector
         h.peerURLs = configuration.local.peerURLs
-        h.clientURLs = configuration.clientURLs
+        h.clientURLs = configuration.local.clientURLs
         return h
     }
 
@@ -154,7 +141,7 @@ public final class ReplicationNode: Sendable {
 
     func peerSaidHello(_ hello: PeerHello) {
         peers.withLock { p in
-            p[hello.memberID]?.clientURLs = hello.clientURLs
+            p[hello.memberID]?.member.clientURLs = hello.clientURLs
         }
     }
 
@@ -207,7 +194,7 @@ public final class ReplicationNode: Sendable {
 
     /// The client URLs peers announced, for MemberList.
     public var peerClientURLs: [UInt64: [String]] {
-        peers.withLock { $0.mapValues(\.clientURLs) }
+        peers.withLock { $0.mapValues(\.member.clientURLs) }
     }
 
     func recordReport(from peer: UInt64, _ report: VersionVector) {
@@ -265,7 +252,7 @@ public final class ReplicationNode: Sendable {
 
     // MARK: links (this member pulls from each peer)
 
-    private func runLink(to peer: ClusterMember) async {
+    private func runLink(to peer: LatticeCore.Member) async {
         var backoff = configuration.backoffInitial
         while !Task.isCancelled {
             let greeted = await pullOnce(from: peer)
@@ -282,7 +269,7 @@ public final class ReplicationNode: Sendable {
 
     /// One connection to `peer`: hello, then apply what it sends until the stream ends. Returns
     /// whether the peer accepted the hello.
-    private func pullOnce(from peer: ClusterMember) async -> Bool {
+    private func pullOnce(from peer: LatticeCore.Member) async -> Bool {
         guard let url = peer.peerURLs.first, let (host, port) = Self.hostPort(url) else {
             logger.error("peer has no usable URL", metadata: ["peer": "\(peer.name)"])
             return false

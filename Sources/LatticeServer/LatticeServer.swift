@@ -83,12 +83,12 @@ public final class LatticeServer: Sendable {
     /// The cluster's members with their ids, derived as etcd derives them (from each member's
     /// peer URLs and the cluster token), and the cluster id (from every member id).
     public static func resolveCluster(_ configuration: ServerConfiguration) throws(ConfigurationError)
-        -> (local: ClusterMember, peers: [ClusterMember], clusterID: UInt64) {
+        -> (local: LatticeCore.Member, peers: [LatticeCore.Member], clusterID: UInt64) {
         let entries = configuration.initialCluster.isEmpty
             ? [(name: configuration.name, peerURLs: configuration.initialAdvertisePeerURLs)] : configuration.initialCluster
         let members = entries.map {
-            ClusterMember(id: ClusterIdentity.memberID(peerURLs: $0.peerURLs, clusterToken: configuration.initialClusterToken),
-                          name: $0.name, peerURLs: $0.peerURLs)
+            LatticeCore.Member(id: ClusterIdentity.memberID(peerURLs: $0.peerURLs, clusterToken: configuration.initialClusterToken),
+                               name: $0.name, peerURLs: $0.peerURLs)
         }
         guard let local = members.first(where: { $0.name == configuration.name }) else {
             throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
@@ -100,7 +100,9 @@ public final class LatticeServer: Sendable {
     }
 
     public static func start(_ configuration: ServerConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
-        let (localMember, peerMembers, clusterID) = try resolveCluster(configuration)
+        let (configured, peerMembers, clusterID) = try resolveCluster(configuration)
+        var localMember = configured
+        localMember.clientURLs = configuration.advertiseClientURLs.map(\.description)
         let memberID = localMember.id
         var storeConfiguration = MVCCStore.Configuration(memberID: memberID, clusterID: clusterID)
         storeConfiguration.peerMemberIDs = Set(peerMembers.map(\.id))
@@ -120,11 +122,8 @@ public final class LatticeServer: Sendable {
         let alarms = Alarms()
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
                                    store: store, alarms: alarms)
-        let local = EtcdAPI.Member(
-            id: memberID, name: configuration.name, peerURLs: localMember.peerURLs,
-            clientURLs: configuration.advertiseClientURLs.map(\.description))
-        var replicationConfiguration = ReplicationNode.Configuration(
-            clusterID: clusterID, local: localMember, clientURLs: configuration.advertiseClientURLs.map(\.description), peers: peerMembers)
+        let local = EtcdAPI.Member(id: memberID, name: localMember.name, peerURLs: localMember.peerURLs, clientURLs: localMember.clientURLs)
+        var replicationConfiguration = ReplicationNode.Configuration(clusterID: clusterID, local: localMember, peers: peerMembers)
         replicationConfiguration.heartbeatInterval = configuration.peerHeartbeatInterval
         replicationConfiguration.dialFromHost = configuration.listenPeerURLs?.first.map(\.host).flatMap { host in
             host == "localhost" || host == "0.0.0.0" || host == "::" || host.isEmpty ? nil : host

@@ -110,15 +110,8 @@ extension MVCCStore {
             }
         }
         // The lessor mirrors the replica's lease table.
-        for id in state.lessor.leases.keys where replica.lease(id) == nil {
-            if let removed = state.lessor.remove(id) {
-                state.deadLeaseKeys.formUnion(removed.keys)
-                state.checkpointedAt[id] = nil
-            }
-        }
-        for info in replica.leases {
-            if !state.lessor.exists(info.id) { state.lessor.grant(id: info.id, ttlSeconds: info.ttlSeconds, nowMilliseconds: 0) }
-            state.lessor.checkpoint(info.id, expiresAtMilliseconds: info.expiresAtMilliseconds)
+        for id in Set(state.lessor.leases.keys).union(replica.leases.map(\.id)) {
+            Self.mirrorLease(id, replica: replica, state: &state)
         }
         for (key, version) in versions {
             state.lessor.reattach(key, from: previous[key]?.lease ?? 0, to: version.lease)
@@ -205,13 +198,9 @@ extension MVCCStore {
         writer.withLock { $0.replica.setPeerMembers(members) }
     }
 
-    /// Counts for operators and tests: buffered changes, retained log entries, stable vector.
+    /// Counts for operators and tests: buffered changes and retained log entries (constant time).
     public var replicationCounters: ReplicationCounters {
-        // A copy-on-write snapshot under the lock; the O(keys) count runs without it.
-        let replica = writer.withLock { $0.replica }
-        return ReplicationCounters(pendingChanges: replica.pendingCount, pendingBytes: replica.pendingBytes,
-                                   logEntries: replica.log.count, stable: replica.stableBound,
-                                   storedVersions: replica.storedVersionCount)
+        writer.withLock { ReplicationCounters(pendingChanges: $0.replica.pendingCount, logEntries: $0.replica.log.count) }
     }
 
     /// Calls `observer` on the writer thread after every batch that made new changes durable
@@ -299,16 +288,8 @@ extension MVCCStore {
     static func applyLeaseOps(_ change: Change, replica: Replica, state: inout WriterState) {
         for op in change.ops {
             switch op {
-            case .leaseGrant(let id, let ttl):
-                if let info = replica.lease(id) {
-                    if !state.lessor.exists(id) { state.lessor.grant(id: id, ttlSeconds: ttl, nowMilliseconds: 0) }
-                    state.lessor.checkpoint(id, expiresAtMilliseconds: info.expiresAtMilliseconds)
-                }
-            case .leaseRevoke(let id):
-                if replica.lease(id) == nil, let removed = state.lessor.remove(id) {
-                    state.deadLeaseKeys.formUnion(removed.keys)
-                    state.checkpointedAt[id] = nil
-                }
+            case .leaseGrant(let id, _), .leaseRevoke(let id):
+                mirrorLease(id, replica: replica, state: &state)
             case .leaseCheckpoint(let id, let expiresAt):
                 state.lessor.checkpoint(id, expiresAtMilliseconds: expiresAt)
             default:
@@ -316,13 +297,23 @@ extension MVCCStore {
             }
         }
     }
+
+    /// Makes the lessor's view of lease `id` match the replica's lease table: a live lease
+    /// exists with the replica's TTL and expiry; a lease that is not live is removed, and the
+    /// keys still attached to it become candidates for the dead-lease sweep.
+    static func mirrorLease(_ id: Int64, replica: Replica, state: inout WriterState) {
+        if let info = replica.lease(id) {
+            if !state.lessor.exists(id) { state.lessor.grant(id: id, ttlSeconds: info.ttlSeconds, nowMilliseconds: 0) }
+            state.lessor.checkpoint(id, expiresAtMilliseconds: info.expiresAtMilliseconds)
+        } else if let removed = state.lessor.remove(id) {
+            state.deadLeaseKeys.formUnion(removed.keys)
+            state.checkpointedAt[id] = nil
+        }
+    }
 }
 
 /// Replication counters of one member.
 public struct ReplicationCounters: Sendable, Equatable {
     public var pendingChanges: Int
-    public var pendingBytes: Int
     public var logEntries: Int
-    public var stable: VersionVector
-    public var storedVersions: Int
 }

@@ -127,7 +127,9 @@ public final class MVCCStore: Sendable {
         state.replica.setPeerMembers(configuration.peerMemberIDs)
         state.durableLogEnd = state.replica.logEnd
         state.durableVector = state.replica.vector
-        state.deadLeaseKeys = Set(state.replica.keysWithDeadLeases())
+        // Only a peer's change can leave a key attached to a lease that is not live, so a single
+        // member skips this O(keys) scan at start-up.
+        if !configuration.peerMemberIDs.isEmpty { state.deadLeaseKeys = Set(state.replica.keysWithDeadLeases()) }
         self.indexed = indexed
         self.hub = WatchHub(currentRevision: indexed.index.currentRevision)
         self.writer = Mutex(state)

@@ -190,4 +190,18 @@ final class ClusterKubePatternTests: XCTestCase {
             XCTAssertFalse(leases.leases.map(\.id).contains(lease))
         }
     }
+
+    /// MemberList on any member shows every member with its peer URLs and the client URLs the
+    /// others announced when they connected.
+    func testMemberListShowsEveryMembersURLs() async throws {
+        try await eventually("every member connected to every other") {
+            members.allSatisfy { m in m.server.replication.status(stateHash: false).peers.allSatisfy(\.connected) }
+        }
+        let list: MemberListResponse = try await members[0].call("/etcdserverpb.Cluster/MemberList", MemberListRequest())
+        XCTAssertEqual(Set(list.members.map(\.name)), ["m0", "m1", "m2"])
+        for m in list.members {
+            XCTAssertFalse(m.peerURLs.isEmpty, m.name)
+            XCTAssertFalse(m.clientURLs.isEmpty, "\(m.name) has the client URLs it announced")
+        }
+    }
 }
