@@ -36,7 +36,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LatticeServer", dependencies: [
-            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "LatticeReplication",
+            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "LatticeReplication", "LatticeStorage",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -70,7 +70,7 @@ let package = Package(
         ]),
         .testTarget(name: "LatticeStorageTests", dependencies: ["LatticeStorage", "LatticeTestSupport"]),
         .testTarget(name: "LatticeServerTests", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore", "LatticeTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -57,6 +57,11 @@ public struct AppliedChange: Sendable {
     /// Member ids whose record changed (added, updated, removed).
     public let membersChanged: [UInt64]
 
+    /// Whether this change removed a member that was not removed before.
+    public var removesMember: Bool {
+        !membersChanged.isEmpty && change.ops.contains { if case .memberRemove(let id) = $0 { return membersChanged.contains(id) } else { return false } }
+    }
+
     /// The effects readers can observe, in `effects` order.
     public var visibleChanges: [KeyEffect] { effects.filter(\.changesVisibleValue) }
 }

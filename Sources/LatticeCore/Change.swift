@@ -50,6 +50,9 @@ public enum Op: Hashable, Sendable {
     case memberUpdate(Member)
     /// Removes a member for good.
     case memberRemove(id: UInt64)
+    /// A member's own attributes (name, client URLs), published by that member; peer URLs and
+    /// the learner flag in it are ignored.
+    case memberPublish(Member)
 
     /// The key a put or delete writes, nil for other ops.
     public var key: [UInt8]? {
@@ -85,7 +88,7 @@ public struct Change: Hashable, Sendable {
             switch op {
             case .put(let key, let value, _, let parents): n += 24 + key.count + value.count + 16 * parents.count
             case .delete(let key, let parents): n += 16 + key.count + 16 * parents.count
-            case .memberAdd(let m), .memberUpdate(let m):
+            case .memberAdd(let m), .memberUpdate(let m), .memberPublish(let m):
                 n += 32 + m.name.utf8.count + m.peerURLs.reduce(0) { $0 + $1.utf8.count } + m.clientURLs.reduce(0) { $0 + $1.utf8.count }
             default: n += 24
             }
@@ -184,6 +187,7 @@ struct OpMessage: ProtoMessage {
         case 6: op = .memberAdd(member)
         case 7: op = .memberUpdate(member)
         case 8: op = .memberRemove(id: member.id)
+        case 9: op = .memberPublish(member)
         default: op = nil
         }
     }
@@ -208,6 +212,8 @@ struct OpMessage: ProtoMessage {
             v.int32(1, 7); OpMessage.traverseMember(m, &v)
         case .memberRemove(let id)?:
             v.int32(1, 8); v.uint64(8, id)
+        case .memberPublish(let m)?:
+            v.int32(1, 9); OpMessage.traverseMember(m, &v)
         case nil:
             break
         }

@@ -38,9 +38,11 @@ public struct Replica: Sendable {
     /// rescanning the log.
     public private(set) var logBase = 0
     public var logEnd: Int { logBase + log.count }
-    /// The other members of the cluster (etcd member ids) whose reports decide stability. Empty
-    /// for a single member, whose own vector is then its stable point.
-    public private(set) var peerMembers: Set<UInt64> = []
+    /// The other members configured at start-up (etcd member ids; `setPeerMembers`).
+    public private(set) var configuredPeers: Set<UInt64> = []
+    /// This member's etcd member id once it takes part in replicated membership (0: it does not,
+    /// and members in the replicated table do not count for stability).
+    public private(set) var localMember: UInt64 = 0
     /// Per peer member, the latest usable report: the peer's durable vector, recorded only when
     /// this replica had applied everything it names (see `recordReport`).
     public private(set) var peerReports: [UInt64: VersionVector] = [:]
@@ -175,7 +177,7 @@ public struct Replica: Sendable {
                 record(PendingWrite(key: key, value: nil, lease: 0, parents: parents), into: &writes, slot: &slot, manyOps: change.ops.count > 1)
             case .leaseGrant(let id, _), .leaseRevoke(let id), .leaseCheckpoint(let id, _):
                 if leaseTable.apply(op, of: change), !leasesChanged.contains(id) { leasesChanged.append(id) }
-            case .memberAdd, .memberUpdate, .memberRemove:
+            case .memberAdd, .memberUpdate, .memberRemove, .memberPublish:
                 if let id = memberTable.apply(op, of: change), !membersChanged.contains(id) { membersChanged.append(id) }
             }
         }
@@ -264,7 +266,11 @@ public struct Replica: Sendable {
 
     /// Current members, ascending by id, and the ids removed for good.
     public var members: [Member] { memberTable.members }
-    public var removedMembers: Set<UInt64> { memberTable.removed }
+    public var removedMembers: Set<UInt64> { Set(memberTable.removed.keys) }
+    /// Whether member `id` was removed (for good).
+    public func isRemoved(_ id: UInt64) -> Bool { memberTable.removed[id] != nil }
+    /// A current member, nil when unknown or removed.
+    public func member(_ id: UInt64) -> Member? { memberTable.member(id) }
 
     /// Visible keys attached to `lease`, ascending. O(keys).
     public func keys(attachedTo lease: Int64) -> [[UInt8]] {
@@ -304,7 +310,7 @@ public struct Replica: Sendable {
             h.update(uint64: UInt64(m.peerURLs.count)); for u in m.peerURLs { bytes(Array(u.utf8)) }
             h.update(uint64: UInt64(m.clientURLs.count)); for u in m.clientURLs { bytes(Array(u.utf8)) }
         }
-        let removed = memberTable.removed.sorted()
+        let removed = memberTable.removed.keys.sorted()
         h.update(uint64: UInt64(removed.count))
         for id in removed { h.update(uint64: id) }
         return h.finalize()
@@ -394,19 +400,51 @@ public struct Replica: Sendable {
         for change in buffer.all where !next.vector.contains(change.id) {
             _ = try? next.apply(remote: change)
         }
-        next.peerMembers = peerMembers
+        next.configuredPeers = configuredPeers
+        next.localMember = localMember
         next.peerReports = peerReports.filter { next.vector.covers($0.value) }
         self = next
     }
 
     // MARK: stability (what every member holds)
 
-    /// Sets the other members of the cluster. Once there is any, garbage collection needs a
-    /// usable report from each of them: stability is never computed from this replica's own
-    /// vector alone. Reports of members no longer listed are dropped.
-    public mutating func setPeerMembers(_ members: Set<UInt64>) {
-        peerMembers = members
-        peerReports = peerReports.filter { members.contains($0.key) }
+    /// Sets the other members of the cluster as configured, and (when not 0) this member's own
+    /// id, which makes every member of the replicated membership count too. Once there is any
+    /// other member, garbage collection needs a usable report from each of them: stability is
+    /// never computed from this replica's own vector alone.
+    public mutating func setPeerMembers(_ members: Set<UInt64>, local: UInt64 = 0) {
+        configuredPeers = members
+        localMember = local
+        let current = peerMembers
+        peerReports = peerReports.filter { current.contains($0.key) }
+    }
+
+    /// The other members whose reports decide stability: the configured ones and (with a local
+    /// member id) every member of the replicated membership, each while it is not removed; a
+    /// removed member until it has *departed*. Empty for a single member, whose own vector is
+    /// then its stable point.
+    ///
+    /// A removed member departs once this replica and every remaining member (by its recorded
+    /// report) hold a change that removed it. Why that is safe: a member that applied the
+    /// removal no longer takes anything from the removed member (its links close, and a batch
+    /// from a removed member is refused), and the batch that applies a removal ends by dropping
+    /// the causal buffer (`dropPendingChanges`, done by the store); so
+    /// every change of the removed member that will ever be applied was applied by some
+    /// remaining member before its report covered the removal — and this replica records a
+    /// report only once it applied everything the report names. No change of the removed
+    /// member can arrive later with dependencies below the stable point.
+    public var peerMembers: Set<UInt64> {
+        var active = configuredPeers
+        if localMember != 0 { active.formUnion(memberTable.records.keys) }
+        active.remove(localMember)
+        let removed = memberTable.removed
+        if removed.isEmpty { return active }
+        var out = active.filter { removed[$0] == nil }
+        for (candidate, dot) in removed where candidate != localMember && (localMember != 0 || configuredPeers.contains(candidate)) {
+            let departed = vector.contains(dot) && out.allSatisfy { peerReports[$0]?.contains(dot) == true }
+            if !departed { out.insert(candidate) }
+        }
+        return out
     }
 
     /// Records `member`'s report of its durable vector. Kept only when this replica has applied
@@ -435,9 +473,10 @@ public struct Replica: Sendable {
     /// single member; otherwise the pointwise minimum of it and every peer member's usable
     /// report, or nothing while some peer member has not reported.
     public var stableBound: VersionVector {
-        if peerMembers.isEmpty { return vector }
+        let members = peerMembers
+        if members.isEmpty { return vector }
         var stable = vector
-        for member in peerMembers {
+        for member in members {
             guard let report = peerReports[member] else { return VersionVector() }
             for (m, s) in stable.entries { stable[m] = min(s, report[m]) }
         }

@@ -13,11 +13,13 @@ import ProtoWire
 ///       repeated KeyState keys = 5;       // ascending by key bytes
 ///       repeated LeaseGrant grants = 6;   // ascending by (lease id, dot)
 ///       repeated MemberRecord members = 7;// ascending by member id
-///       repeated uint64 removed_members = 8 [packed];  // ascending
+///       repeated uint64 removed_members = 8 [packed];  // ascending (ids only: older form)
 ///       repeated Change log = 9;          // application order
 ///       repeated Change pending = 10;     // ascending by dot
 ///       VersionVector log_floor = 11;
+///       repeated RemovedMember removed = 12;  // ascending by id
 ///     }
+///     message RemovedMember { uint64 id = 1; Dot dot = 2; }  // the smallest removing change
 ///     message KeyState { bytes key = 1; repeated Version versions = 2; }  // causal order
 ///     message Version { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3; bytes value = 4;
 ///                       bool tombstone = 5; int64 lease = 6; repeated Dot parents = 7; }
@@ -25,7 +27,10 @@ import ProtoWire
 ///                          int64 ttl = 5; int64 expires_at_ms = 6; }
 ///     message MemberRecord { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3; uint64 id = 4;
 ///                            string name = 5; repeated string peer_urls = 6;
-///                            repeated string client_urls = 7; bool is_learner = 8; }
+///                            repeated string client_urls = 7; bool is_learner = 8;
+///                            Published published = 9; }
+///     message Published { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3;
+///                         string name = 4; repeated string client_urls = 5; }
 ///
 /// The encoding is deterministic: equal replicas encode to equal bytes. Decoding never traps:
 /// damaged bytes fail the checksum, malformed protobuf and states that break the replica's
@@ -214,6 +219,7 @@ struct MemberRecordMessage: ProtoMessage {
         case 6: record.member.peerURLs.append(try r.readString(wt, field: field))
         case 7: record.member.clientURLs.append(try r.readString(wt, field: field))
         case 8: record.member.isLearner = try r.readBool(wt, field: field)
+        case 9: record.published = (try r.readMessage(wt, field: field) as PublishedMessage).published
         default: try r.skip(wt, field: field)
         }
     }
@@ -227,6 +233,53 @@ struct MemberRecordMessage: ProtoMessage {
         v.repeatedStrings(6, record.member.peerURLs)
         v.repeatedStrings(7, record.member.clientURLs)
         v.bool(8, record.member.isLearner)
+        if let p = record.published { v.messageField(9, PublishedMessage(p)) }
+    }
+}
+
+struct PublishedMessage: ProtoMessage {
+    var published = MemberTable.Published(name: "", clientURLs: [], hlc: .zero, dot: Dot(member: 0, seq: 0))
+
+    init() {}
+    init(_ published: MemberTable.Published) { self.published = published }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        if try HLCFields.read(field, wt, &r, wall: 2, into: &published.hlc) { return }
+        switch field {
+        case 1: published.dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 4: published.name = try r.readString(wt, field: field)
+        case 5: published.clientURLs.append(try r.readString(wt, field: field))
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.messageField(1, DotMessage(published.dot))
+        v.int64(2, published.hlc.wallMilliseconds)
+        v.uint32(3, published.hlc.logical)
+        v.string(4, published.name)
+        v.repeatedStrings(5, published.clientURLs)
+    }
+}
+
+struct RemovedMemberMessage: ProtoMessage {
+    var id: UInt64 = 0
+    var dot = Dot(member: 0, seq: 0)
+
+    init() {}
+    init(id: UInt64, dot: Dot) { self.id = id; self.dot = dot }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: id = try r.readUInt64(wt, field: field)
+        case 2: dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, id)
+        v.messageField(2, DotMessage(dot))
     }
 }
 
@@ -238,6 +291,7 @@ struct ReplicaStateMessage: ProtoMessage {
     var grants: [LeaseGrantMessage] = []
     var members: [MemberRecordMessage] = []
     var removedMembers: [UInt64] = []
+    var removed: [RemovedMemberMessage] = []
     var log: [Change] = []
     var pending: [Change] = []
     var logFloor = VersionVector()
@@ -253,7 +307,7 @@ struct ReplicaStateMessage: ProtoMessage {
             replica.leaseTable.grants[id]!.sorted { $0.dot < $1.dot }.map { LeaseGrantMessage(id: id, grant: $0) }
         }
         members = replica.memberTable.records.keys.sorted().map { MemberRecordMessage(replica.memberTable.records[$0]!) }
-        removedMembers = replica.memberTable.removed.sorted()
+        removed = replica.memberTable.removed.keys.sorted().map { RemovedMemberMessage(id: $0, dot: replica.memberTable.removed[$0]!) }
         log = replica.log
         pending = replica.pendingChanges
         logFloor = replica.logFloor
@@ -271,6 +325,7 @@ struct ReplicaStateMessage: ProtoMessage {
         case 9: log.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
         case 10: pending.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
         case 11: logFloor = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
+        case 12: removed.append(try r.readMessage(wt, field: field))
         default: try r.skip(wt, field: field)
         }
     }
@@ -287,6 +342,7 @@ struct ReplicaStateMessage: ProtoMessage {
         for c in log { v.messageField(9, ChangeMessage(c)) }
         for c in pending { v.messageField(10, ChangeMessage(c)) }
         v.messageField(11, VersionVectorMessage(logFloor))
+        v.messages(12, removed)
     }
 
     /// Checks the replica invariants and assembles it.
@@ -318,6 +374,14 @@ struct ReplicaStateMessage: ProtoMessage {
         for m in members {
             try check(validDot(m.record.dot) && vector.contains(m.record.dot), "member record not applied")
             try check(records.updateValue(m.record, forKey: m.record.member.id) == nil, "duplicate member")
+            if let p = m.record.published { try check(validDot(p.dot) && vector.contains(p.dot), "member attributes not applied") }
+        }
+        // The older form lists removed ids without the removing change: nothing to wait for.
+        var removedByID: [UInt64: Dot] = [:]
+        for id in removedMembers { removedByID[id] = Dot(member: 0, seq: 0) }
+        for r in removed {
+            try check(validDot(r.dot) && vector.contains(r.dot), "member removal not applied")
+            removedByID[r.id] = r.dot
         }
         var seen = Set<Dot>()
         for c in log {
@@ -331,7 +395,7 @@ struct ReplicaStateMessage: ProtoMessage {
             try check(buffer.insert(c), "duplicate or too many buffered changes")
         }
         return Replica(member: member, mergeMode: mergeMode, clock: HybridClock(wall: wallClock, last: clock), vector: vector, logFloor: logFloor, dags: dags,
-                       leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: Set(removedMembers)),
+                       leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: removedByID),
                        log: log, buffer: buffer)
     }
 }

@@ -215,11 +215,15 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
     public var pendingChanges: UInt64 = 0
     public var logEntries: UInt64 = 0
     public var keys: Int64 = 0
+    /// The cluster's members as this member knows them (a member joining with
+    /// `--initial-cluster-state existing` learns its id and the cluster id from this).
+    public var members: [LatticeCore.Member] = []
 
     public init() {}
 
     public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
+        case 12: members.append((try r.readMessage(wt, field: field) as PeerMemberMessage).member)
         case 1: clusterID = try r.readUInt64(wt, field: field)
         case 2: memberID = try r.readUInt64(wt, field: field)
         case 3: name = try r.readString(wt, field: field)
@@ -247,6 +251,35 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
         v.uint64(9, pendingChanges)
         v.uint64(10, logEntries)
         v.int64(11, keys)
+        for m in members { v.messageField(12, PeerMemberMessage(m)) }
+    }
+}
+
+/// `message Member { uint64 id = 1; string name = 2; repeated string peer_urls = 3;
+/// repeated string client_urls = 4; bool is_learner = 5; }`
+struct PeerMemberMessage: ProtoMessage {
+    var member = LatticeCore.Member(id: 0)
+
+    init() {}
+    init(_ member: LatticeCore.Member) { self.member = member }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: member.id = try r.readUInt64(wt, field: field)
+        case 2: member.name = try r.readString(wt, field: field)
+        case 3: member.peerURLs.append(try r.readString(wt, field: field))
+        case 4: member.clientURLs.append(try r.readString(wt, field: field))
+        case 5: member.isLearner = try r.readBool(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.uint64(1, member.id)
+        v.string(2, member.name)
+        v.repeatedStrings(3, member.peerURLs)
+        v.repeatedStrings(4, member.clientURLs)
+        v.bool(5, member.isLearner)
     }
 }
 

@@ -25,6 +25,9 @@ public final class ReplicationNode: Sendable {
         public var backoffInitial: TimeAmount = .milliseconds(100)
         /// Short enough that a healed link is used again within about half a second.
         public var backoffMax: TimeAmount = .milliseconds(500)
+        /// Peers follow the store's replicated member table (`member add/remove/update`), not
+        /// only the configured list.
+        public var replicatedMembership = false
 
         public init(clusterID: UInt64, local: LatticeCore.Member, peers: [LatticeCore.Member]) {
             self.clusterID = clusterID
@@ -51,7 +54,10 @@ public final class ReplicationNode: Sendable {
     let logger: Logger
     let peers: Mutex<[UInt64: PeerState]>
     let feeds = FeedRegistry()
-    private let links = Mutex<[Task<Void, Never>]>([])
+    private let links = Mutex<[UInt64: Task<Void, Never>]>([:])
+    private let running = Mutex<Bool>(false)
+    /// Bumped by every removal: each link then asks its feeder to resend (`PeerAck.resync`).
+    let resyncGeneration = Atomic<Int>(0)
     private let lagLogger = Mutex<RepeatedTask?>(nil)
 
     public init(configuration: Configuration, store: MVCCStore, group: any EventLoopGroup, logger: Logger) {
@@ -63,6 +69,13 @@ public final class ReplicationNode: Sendable {
         for p in configuration.peers { states[p.id] = PeerState(member: p) }
         self.peers = Mutex(states)
         store.onDurableChanges { [feeds] in feeds.wakeAll() }
+        if configuration.replicatedMembership {
+            store.onMembershipChange { [weak self] removal in
+                // On the writer thread: reconcile elsewhere.
+                guard let node = self else { return }
+                DispatchQueue.global().async { node.reconcile(removal: removal) }
+            }
+        }
     }
 
     /// Adds the peer service (Sync and Status) to `routes`.
@@ -84,23 +97,116 @@ public final class ReplicationNode: Sendable {
         })
     }
 
-    /// Starts one link per peer, and a periodic lag log line.
+    /// Starts one link per peer, and a periodic lag log line. With replicated membership the
+    /// links follow the member table: a member added gets a link, a removed one loses it.
     public func start() {
-        let tasks = configuration.peers.map { peer in
-            Task { [self] in await runLink(to: peer) }
-        }
-        links.withLock { $0 = tasks }
+        running.withLock { $0 = true }
+        reconcile(removal: false)
         let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { [self] _ in logLag() }
         lagLogger.withLock { $0 = task }
     }
 
     public func shutdown() async {
         lagLogger.withLock { $0?.cancel() }
-        let tasks = links.withLock { $0 }
+        let tasks = links.withLock { l -> [Task<Void, Never>] in
+            running.withLock { $0 = false }
+            defer { l = [:] }
+            return Array(l.values)
+        }
         for t in tasks { t.cancel() }
         for t in tasks { await t.value }
         feeds.finishAll()
     }
+
+    /// The peers this member should link to: the configured ones and (with replicated
+    /// membership) every member of the table, except itself and removed members.
+    func wantedPeers() -> [UInt64: LatticeCore.Member] {
+        var wanted: [UInt64: LatticeCore.Member] = [:]
+        for p in configuration.peers { wanted[p.id] = p }
+        if configuration.replicatedMembership {
+            for m in store.members { wanted[m.id] = m }
+        }
+        wanted[configuration.local.id] = nil
+        for id in wanted.keys where store.isRemoved(id) { wanted[id] = nil }
+        return wanted
+    }
+
+    /// Brings peers and links in line with the membership. After a removal every link asks its
+    /// feeder to resend from this member's vector (the causal buffer was dropped).
+    func reconcile(removal: Bool) {
+        if removal { resyncGeneration.add(1, ordering: .relaxed) }
+        if store.isRemoved(configuration.local.id) {
+            wasRemoved()
+            return
+        }
+        let wanted = wantedPeers()
+        let (gone, added): ([UInt64], [LatticeCore.Member]) = peers.withLock { p in
+            var gone: [UInt64] = []
+            var added: [LatticeCore.Member] = []
+            for id in p.keys where wanted[id] == nil { gone.append(id); p[id] = nil }
+            for (id, m) in wanted {
+                if p[id] == nil {
+                    p[id] = PeerState(member: m)
+                    added.append(m)
+                } else {
+                    p[id]!.member.peerURLs = m.peerURLs
+                    if !m.name.isEmpty { p[id]!.member.name = m.name }
+                    if !m.clientURLs.isEmpty { p[id]!.member.clientURLs = m.clientURLs }
+                }
+            }
+            return (gone, added)
+        }
+        links.withLock { l in
+            guard running.withLock({ $0 }) else { return }
+            for id in gone { l.removeValue(forKey: id)?.cancel() }
+            for id in wanted.keys where l[id] == nil {
+                l[id] = Task { [self] in await runLink(to: id) }
+            }
+        }
+        for id in gone {
+            feeds.finish(peer: id)
+            logger.info("peer removed from the cluster", metadata: ["member-id": "\(hex(id))"])
+        }
+        for m in added where !configuration.peers.contains(where: { $0.id == m.id }) {
+            logger.info("peer added to the cluster", metadata: ["member-id": "\(hex(m.id))", "peer-urls": "\(m.peerURLs)"])
+        }
+    }
+
+    /// This member was removed: it stops replicating (as etcd, it leaves the cluster for good).
+    private func wasRemoved() {
+        let first = removedState.withLock { s -> Bool in
+            defer { s.removed = true }
+            return !s.removed
+        }
+        guard first else { return }
+        logger.error("the member has been permanently removed from the cluster")
+        links.withLock { l in
+            for t in l.values { t.cancel() }
+            l = [:]
+        }
+        feeds.finishAll()
+        let waiters = removedState.withLock { s -> [CheckedContinuation<Void, Never>] in
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    private let removedState = Mutex<(removed: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// Returns once this member learns that it was removed from the cluster.
+    public func waitUntilRemoved() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let removed = removedState.withLock { s -> Bool in
+                if s.removed { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if removed { c.resume() }
+        }
+    }
+
+    public var isRemovedFromCluster: Bool { removedState.withLock { $0.removed } }
 
     var localHello: PeerHello {
         var h = PeerHello()
@@ -114,10 +220,15 @@ public final class ReplicationNode: Sendable {
         return h
     }
 
+    static let removedMarker = "the member has been permanently removed from the cluster"
+
     /// Checks a peer's hello: same cluster, a known member. Returns the refusal, if any.
     func refusal(of hello: PeerHello) -> String? {
         if hello.clusterID != configuration.clusterID {
             return "lattice: peer \(hex(hello.memberID)) belongs to cluster \(hex(hello.clusterID)), this member to cluster \(hex(configuration.clusterID)) (check --initial-cluster and --initial-cluster-token)"
+        }
+        if store.isRemoved(hello.memberID) {
+            return "lattice: member \(hex(hello.memberID)) (\(hello.name)) was removed from cluster \(hex(configuration.clusterID)): \(Self.removedMarker)"
         }
         if peers.withLock({ $0[hello.memberID] == nil }) {
             return "lattice: member \(hex(hello.memberID)) (\(hello.name)) is not a member of cluster \(hex(configuration.clusterID))"
@@ -220,6 +331,7 @@ public final class ReplicationNode: Sendable {
         s.pendingChanges = UInt64(counters.pendingChanges)
         s.logEntries = UInt64(counters.logEntries)
         s.keys = Int64(store.keyCount)
+        s.members = configuration.replicatedMembership ? store.members : ([configuration.local] + configuration.peers).sorted { $0.id < $1.id }
         let now = ContinuousClock.now
         let local = s.vector
         s.peers = peers.withLock { p in
@@ -252,9 +364,11 @@ public final class ReplicationNode: Sendable {
 
     // MARK: links (this member pulls from each peer)
 
-    private func runLink(to peer: LatticeCore.Member) async {
+    private func runLink(to id: UInt64) async {
         var backoff = configuration.backoffInitial
         while !Task.isCancelled {
+            // Read each time: `member update` may have changed its peer URLs.
+            guard let peer = peers.withLock({ $0[id]?.member }) else { return }
             let greeted = await pullOnce(from: peer)
             peers.withLock { $0[peer.id]?.connected = false }
             if Task.isCancelled { break }
@@ -290,6 +404,17 @@ public final class ReplicationNode: Sendable {
             let stream = try await client.openStream(path: PeerMethod.sync, bufferedResponsesMax: 4096)
             stream.send(SyncRequest(hello: localHello).protoBytes())
             var pull = PullState(peer: peer.id)
+            var resyncSeen = resyncGeneration.load(ordering: .relaxed)
+            /// After a removal, the next ack asks the feeder to resend what this member lacks.
+            func resyncIfRemoved(_ ack: PeerAck) -> PeerAck {
+                let generation = resyncGeneration.load(ordering: .relaxed)
+                guard generation != resyncSeen else { return ack }
+                resyncSeen = generation
+                var ack = ack
+                ack.resync = true
+                ack.vector = store.versionVector
+                return ack
+            }
             for try await bytes in stream.responses {
                 if Task.isCancelled { break }
                 let response = try SyncResponse(protoBytes: bytes)
@@ -323,12 +448,12 @@ public final class ReplicationNode: Sendable {
                 if !response.changes.isEmpty {
                     let ack = try await pull.applyBatch(response, store: store)
                     if ack.resync { logger.warning("peer change refused; asking for a resend", metadata: ["peer": "\(peer.name)"]) }
-                    stream.send(SyncRequest(ack: ack).protoBytes())
+                    stream.send(SyncRequest(ack: resyncIfRemoved(ack)).protoBytes())
                 }
                 if let report = response.report {
                     let ack = pull.applyReport(report, store: store)
                     recordReport(from: peer.id, report)
-                    stream.send(SyncRequest(ack: ack).protoBytes())
+                    stream.send(SyncRequest(ack: resyncIfRemoved(ack)).protoBytes())
                     markSynced()
                 }
             }
@@ -338,6 +463,13 @@ public final class ReplicationNode: Sendable {
                 logger.info("peer stream ended", metadata: ["peer": "\(peer.name)", "reason": "\(error)"])
             } else if let status = error as? GRPCStatus, status.code == .failedPrecondition {
                 logger.warning("peer refused the stream", metadata: ["peer": "\(peer.name)", "reason": "\(error)"])
+                // A peer of this cluster that holds this member's removal says so (the removal
+                // itself cannot reach a member nobody feeds any more).
+                if status.message.contains(Self.removedMarker) && status.message.contains("member \(hex(configuration.local.id)) ") {
+                    await client.close()
+                    wasRemoved()
+                    return false
+                }
             } else {
                 // Unreachable (down, or cut off): retried with backoff; not worth a line each time.
                 logger.debug("cannot reach peer", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
@@ -363,6 +495,8 @@ final class FeedRegistry: Sendable {
     func add(_ feed: PeerFeedStream) { feeds.withLock { $0[ObjectIdentifier(feed)] = feed } }
     func remove(_ feed: PeerFeedStream) { feeds.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(feed)) } }
     func wakeAll() { for f in feeds.withLock({ Array($0.values) }) { f.wake() } }
+    /// Ends the feeds to `peer` (it was removed).
+    func finish(peer: UInt64) { for f in feeds.withLock({ Array($0.values) }) where f.puller == peer { f.finish() } }
     func finishAll() { for f in feeds.withLock({ Array($0.values) }) { f.finish() } }
 }
 
@@ -375,6 +509,10 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
     private let loop: any EventLoop
     private var cursor: FeedCursor?
     private var peer: UInt64 = 0
+    /// The puller's member id, once it said hello (read from any thread: set once, before the
+    /// feed is registered).
+    var puller: UInt64 { pullerID.load(ordering: .acquiring) }
+    private let pullerID = Atomic<UInt64>(0)
     private var heartbeat: RepeatedTask?
     private var heartbeatDue = false
     private var done = false
@@ -400,6 +538,7 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
                 return fail(GRPCStatus(.failedPrecondition, refusal))
             }
             peer = hello.memberID
+            pullerID.store(hello.memberID, ordering: .releasing)
             node.peerSaidHello(hello)
             node.forgetReportIfNewIncarnation(hello)
             node.store.recordPeerReport(member: peer, vector: hello.vector)

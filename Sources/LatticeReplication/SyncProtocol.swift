@@ -144,7 +144,7 @@ public struct PullState: Sendable {
     /// feeder to resend from this member's vector: on one causal stream neither should happen,
     /// so it means something was lost on the way.
     public mutating func applyBatch(_ response: SyncResponse, store: MVCCStore) async throws -> PeerAck {
-        let outcomes = try await store.applyRemote(response.changes)
+        let outcomes = try await store.applyRemote(response.changes, from: peer)
         processedBatches = max(processedBatches, response.batch)
         let refused = outcomes.filter {
             switch $0 {
@@ -194,9 +194,9 @@ extension MVCCStore {
     }
 
     /// Applies changes from a peer and waits until they are durable.
-    public func applyRemote(_ changes: [Change]) async throws -> [RemoteApplyOutcome] {
+    public func applyRemote(_ changes: [Change], from source: UInt64 = 0) async throws -> [RemoteApplyOutcome] {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<[RemoteApplyOutcome], any Error>) in
-            applyRemote(changes) { result in
+            applyRemote(changes, from: source) { result in
                 switch result {
                 case .success(let outcomes): c.resume(returning: outcomes)
                 case .failure(let error): c.resume(throwing: error)

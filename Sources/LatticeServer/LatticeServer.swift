@@ -2,6 +2,7 @@ import EtcdAPI
 import GRPCWire
 import LatticeCore
 import LatticeReplication
+import LatticeStorage
 import LatticeStore
 import Logging
 import NIOCore
@@ -100,12 +101,28 @@ public final class LatticeServer: Sendable {
     }
 
     public static func start(_ configuration: ServerConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
-        let (configured, peerMembers, clusterID) = try resolveCluster(configuration)
+        let (configured, configuredPeers, derivedClusterID) = try resolveCluster(configuration)
+        // A member with a peer listener keeps its membership as replicated state.
+        let replicated = configuration.listenPeerURLs != nil
         var localMember = configured
         localMember.clientURLs = configuration.advertiseClientURLs.map(\.description)
+        var clusterID = derivedClusterID
+        var peerMembers = configuredPeers
+        if !configuration.inMemory, let identity = try DataDirectory.readIdentity(configuration.dataDir) {
+            // The ids are the data directory's; the members are in its replicated table.
+            localMember.id = identity.memberID
+            clusterID = identity.clusterID
+            if replicated { peerMembers = [] } else { peerMembers = configuredPeers.filter { $0.id != identity.memberID } }
+        } else if replicated && configuration.initialClusterState == "existing" {
+            let joined = try await fetchClusterInfo(configuration, peers: configuredPeers, group: group, logger: logger)
+            localMember.id = joined.memberID
+            clusterID = joined.clusterID
+            peerMembers = joined.members.filter { $0.id != joined.memberID }
+        }
         let memberID = localMember.id
         var storeConfiguration = MVCCStore.Configuration(memberID: memberID, clusterID: clusterID)
         storeConfiguration.peerMemberIDs = Set(peerMembers.map(\.id))
+        storeConfiguration.replicatedMembership = replicated
         storeConfiguration.maxTxnOps = configuration.maxTxnOps
         storeConfiguration.wallClock = configuration.wallClock
         storeConfiguration.dataDirectory = configuration.inMemory ? nil : configuration.dataDir
@@ -118,6 +135,12 @@ public final class LatticeServer: Sendable {
             "data-dir": "\(configuration.inMemory ? "(memory)" : configuration.dataDir)",
             "revision": "\(store.currentRevision)", "keys": "\(store.keyCount)",
         ])
+        let joining = replicated && configuration.initialClusterState == "existing" && store.versionVector.entries.isEmpty
+        if replicated && !joining {
+            // The initial members become replicated state (every bootstrapping member writes the
+            // same records), and this member publishes its name and client URLs.
+            try await bootstrapMembership(store: store, members: [localMember] + peerMembers, local: localMember)
+        }
 
         let alarms = Alarms()
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
@@ -125,13 +148,11 @@ public final class LatticeServer: Sendable {
         let local = EtcdAPI.Member(id: memberID, name: localMember.name, peerURLs: localMember.peerURLs, clientURLs: localMember.clientURLs)
         var replicationConfiguration = ReplicationNode.Configuration(clusterID: clusterID, local: localMember, peers: peerMembers)
         replicationConfiguration.heartbeatInterval = configuration.peerHeartbeatInterval
+        replicationConfiguration.replicatedMembership = replicated
         replicationConfiguration.dialFromHost = configuration.listenPeerURLs?.first.map(\.host).flatMap { host in
             host == "localhost" || host == "0.0.0.0" || host == "::" || host.isEmpty ? nil : host
         }
         let replication = ReplicationNode(configuration: replicationConfiguration, store: store, group: group, logger: logger)
-        let membership = peerMembers.isEmpty ? Membership(local: local) : Membership(
-            members: [local] + peerMembers.map { EtcdAPI.Member(id: $0.id, name: $0.name, peerURLs: $0.peerURLs, clientURLs: []) },
-            clientURLs: { replication.peerClientURLs })
         var watchSettings = WatchSettings()
         watchSettings.progressNotifyInterval = configuration.watchProgressNotifyInterval
         watchSettings.fragmentBytes = configuration.maxRequestBytes
@@ -141,7 +162,11 @@ public final class LatticeServer: Sendable {
         WatchService.register(on: &routes, store: store, settings: watchSettings)
         LeaseService.register(on: &routes, store: store, limits: limits)
         MaintenanceService.register(on: &routes, store: store, alarms: alarms)
-        ClusterService.register(on: &routes, store: store, membership: membership)
+        if replicated {
+            ClusterService.register(on: &routes, store: store, membership: ReplicatedMembership(store: store, local: local))
+        } else {
+            ClusterService.register(on: &routes, store: store, membership: Membership(local: local))
+        }
         replication.registerStatus(on: &routes)
         routes.declare(service: "etcdserverpb.Auth")
         var connectionLimits = GRPCConnectionLimits()
@@ -165,10 +190,11 @@ public final class LatticeServer: Sendable {
         // A member joining an existing cluster with no data yet serves clients only once it
         // holds the cluster's state (a state transfer or a full catch-up from a peer), as an
         // etcd member joins before it serves.
-        if !peerMembers.isEmpty && configuration.initialClusterState == "existing" && store.versionVector.entries.isEmpty {
+        if joining {
             logger.info("joining an existing cluster: waiting for a peer's state before serving clients")
             await replication.waitUntilSynced()
             logger.info("joined the cluster", metadata: ["revision": "\(store.currentRevision)", "keys": "\(store.keyCount)"])
+            try await bootstrapMembership(store: store, members: [], local: localMember)
         }
         let grpc: GRPCServer
         do {
@@ -201,6 +227,70 @@ public final class LatticeServer: Sendable {
         }
         return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry,
                              autoCompaction: autoCompaction, replication: replication, peerServer: peerServer)
+    }
+
+    /// Adds the members the replicated table lacks (unless removed) and publishes this member's
+    /// name and client URLs when the table's differ. Writes nothing when all is in place.
+    static func bootstrapMembership(store: MVCCStore, members: [LatticeCore.Member], local: LatticeCore.Member) async throws {
+        let ops = { @Sendable (replica: Replica) throws(EtcdError) -> [Op] in
+            var ops: [Op] = []
+            for m in members where replica.member(m.id) == nil && !replica.isRemoved(m.id) {
+                ops.append(.memberAdd(LatticeCore.Member(id: m.id, name: m.name, peerURLs: m.peerURLs, isLearner: m.isLearner)))
+            }
+            let known = replica.member(local.id)
+            if !replica.isRemoved(local.id), known == nil && !ops.isEmpty || known.map({ $0.name != local.name || $0.clientURLs != local.clientURLs }) == true {
+                ops.append(.memberPublish(LatticeCore.Member(id: local.id, name: local.name, clientURLs: local.clientURLs)))
+            }
+            return ops
+        }
+        _ = try await withCheckedThrowingContinuation { (c: CheckedContinuation<[LatticeCore.Member], any Error>) in
+            store.changeMembership(ops) { c.resume(with: $0) }
+        }
+    }
+
+    /// A member joining an existing cluster (`--initial-cluster-state existing`, no data yet)
+    /// learns its member id and the cluster id from a peer listed in `--initial-cluster`: the
+    /// member whose peer URLs are this member's (added with `etcdctl member add`).
+    static func fetchClusterInfo(_ configuration: ServerConfiguration, peers: [LatticeCore.Member], group: any EventLoopGroup,
+                                 logger: Logger) async throws -> (memberID: UInt64, clusterID: UInt64, members: [LatticeCore.Member]) {
+        let mine = Set(configuration.initialAdvertisePeerURLs)
+        let urls = peers.flatMap(\.peerURLs).filter { !mine.contains($0) }
+        guard !urls.isEmpty else {
+            throw ConfigurationError("--initial-cluster-state existing needs at least one other member in --initial-cluster")
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        var lastError = "no peer answered"
+        while ContinuousClock.now < deadline {
+            for url in urls {
+                guard let parsed = try? ServerURL(parsing: url) else { continue }
+                do {
+                    let client = try await GRPCClient.connect(host: parsed.host, port: parsed.port, group: group, connectTimeout: .seconds(2))
+                    let bytes: [UInt8]
+                    do {
+                        bytes = try await client.unary(path: PeerMethod.status, request: PeerStatusRequest(skipStateHash: true).protoBytes(),
+                                                       timeout: .seconds(5))
+                    } catch {
+                        await client.close()
+                        throw error
+                    }
+                    await client.close()
+                    let status = try PeerStatusResponse(protoBytes: bytes)
+                    guard let me = status.members.first(where: { Set($0.peerURLs) == mine }) else {
+                        throw ConfigurationError("member \(configuration.initialAdvertisePeerURLs.joined(separator: ",")) has not been added to cluster \(String(status.clusterID, radix: 16)) (run `etcdctl member add \(configuration.name) --peer-urls=\(configuration.initialAdvertisePeerURLs.joined(separator: ","))` on a member first)")
+                    }
+                    logger.info("found this member in the cluster", metadata: [
+                        "peer": "\(url)", "member-id": "\(String(me.id, radix: 16))", "cluster-id": "\(String(status.clusterID, radix: 16))",
+                    ])
+                    return (me.id, status.clusterID, status.members)
+                } catch let error as ConfigurationError {
+                    throw error
+                } catch {
+                    lastError = "\(url): \(error)"
+                }
+            }
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
+        throw ConfigurationError("cannot fetch cluster info from peer urls (\(lastError))")
     }
 
     /// The bound peer addresses (empty without `listenPeerURLs`).

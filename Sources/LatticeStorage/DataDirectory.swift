@@ -77,17 +77,50 @@ public final class DataDirectory {
 
     /// Writes the incarnation id durably (temp file, fsync, rename, directory fsync).
     public func writeIncarnation(_ id: UInt64) throws(StorageError) {
-        let temp = incarnationPath + ".tmp"
+        try writeDurably(incarnationPath, hex16(id) + "\n")
+    }
+
+    /// The member and cluster ids the directory belongs to (file `member`): fixed when the
+    /// directory is created, so a member keeps them when `--initial-cluster` later lists other
+    /// members (the cluster id is derived from the initial members, and a member that joined
+    /// an existing cluster got both from its peers).
+    public static func identityPath(_ path: String) -> String { FileSystem.join(path, "member") }
+
+    /// Reads `member` without taking the directory's lock; nil when the directory has none.
+    public static func readIdentity(_ path: String) throws(StorageError) -> (memberID: UInt64, clusterID: UInt64)? {
+        let file = identityPath(path)
+        guard FileSystem.exists(file) else { return nil }
+        let handle = try OpenFile.open(file, flags: O_RDONLY)
+        defer { handle.close() }
+        let text = String(decoding: try handle.read(count: 256, at: 0), as: UTF8.self)
+        var values: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let v = parseHex16(String(parts[1])) { values[String(parts[0])] = v }
+        }
+        guard let member = values["member-id"], let cluster = values["cluster-id"], member != 0, cluster != 0 else {
+            throw StorageError(.corruption, "member file \(file) is damaged", path: file)
+        }
+        return (member, cluster)
+    }
+
+    /// Writes `member` durably (temp file, fsync, rename, directory fsync).
+    public func writeIdentity(memberID: UInt64, clusterID: UInt64) throws(StorageError) {
+        try writeDurably(Self.identityPath(path), "member-id \(hex16(memberID))\ncluster-id \(hex16(clusterID))\n")
+    }
+
+    private func writeDurably(_ target: String, _ text: String) throws(StorageError) {
+        let temp = target + ".tmp"
         let file = try OpenFile.open(temp, flags: O_RDWR | O_CREAT | O_TRUNC)
         do throws(StorageError) {
-            try file.write(Array((hex16(id) + "\n").utf8), at: 0)
+            try file.write(Array(text.utf8), at: 0)
             try file.sync()
         } catch {
             file.close()
             throw error
         }
         file.close()
-        try FileSystem.rename(temp, to: incarnationPath)
+        try FileSystem.rename(temp, to: target)
         try FileSystem.syncDirectory(path)
     }
 

@@ -30,7 +30,10 @@ public enum RemoteApplyOutcome: Sendable, Equatable {
 extension MVCCStore {
     /// Applies changes from a peer, in order, in one group commit. Completes, once durable, with
     /// one outcome per change.
-    public func applyRemote(_ changes: [Change], completion: @escaping @Sendable (Result<[RemoteApplyOutcome], EtcdError>) -> Void) {
+    /// `source` is the member they came from (0: unknown): once it is removed from the cluster,
+    /// nothing more is taken from it (see `Replica.peerMembers`).
+    public func applyRemote(_ changes: [Change], from source: UInt64 = 0,
+                            completion: @escaping @Sendable (Result<[RemoteApplyOutcome], EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let outcomes = Mutex<[RemoteApplyOutcome]>([])
         var item = QueuedWrite(
@@ -39,6 +42,7 @@ extension MVCCStore {
                 if let error { completion(.failure(error)) } else { completion(.success(outcomes.withLock { $0 })) }
             })
         item.remote = changes
+        item.remoteSource = source
         item.remoteApplied = { produced in outcomes.withLock { $0 = produced } }
         if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
     }
@@ -193,9 +197,41 @@ extension MVCCStore {
         writer.withLock { $0.replica.forgetReport(from: member) }
     }
 
-    /// Changes the member set whose reports stability needs (membership changes).
+    /// Changes the configured member set whose reports stability needs.
     public func setPeerMembers(_ members: Set<UInt64>) {
-        writer.withLock { $0.replica.setPeerMembers(members) }
+        let local = configuration.replicatedMembership ? configuration.memberID : 0
+        writer.withLock { $0.replica.setPeerMembers(members, local: local) }
+    }
+
+    // MARK: membership
+
+    /// The replicated member table: current members ascending by id.
+    public var members: [LatticeCore.Member] { writer.withLock { $0.replica.members } }
+
+    /// Whether `id` was removed from the cluster (for good).
+    public func isRemoved(_ id: UInt64) -> Bool { writer.withLock { $0.replica.isRemoved(id) } }
+
+    /// Writes membership ops as one local change, after `check` accepted the current table (run
+    /// on the writer, so checks and the change are atomic). Completes once durable with the
+    /// members after it.
+    public func changeMembership(_ check: @escaping @Sendable (Replica) throws(EtcdError) -> [Op],
+                                 completion: @escaping @Sendable (Result<[LatticeCore.Member], EtcdError>) -> Void) {
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Void in
+            for op in try check(state.replica) { txn.append(op) }
+        }, completion: { [self] result in
+            completion(result.map { members })
+        })
+    }
+
+    /// Calls `observer` (on the writer thread; it must only schedule work) after every durable
+    /// batch that changed the member table, with whether a member was removed (or a state
+    /// transfer replaced the table).
+    public func onMembershipChange(_ observer: @escaping @Sendable (_ removal: Bool) -> Void) {
+        membershipObservers.withLock { $0.append(observer) }
+    }
+
+    func notifyMembership(removal: Bool) {
+        for observer in membershipObservers.withLock({ $0 }) { observer(removal) }
     }
 
     /// Counts for operators and tests: buffered changes and retained log entries (constant time).
@@ -236,6 +272,10 @@ extension MVCCStore {
         if applied.isEmpty { return .buffered }
         var revisions: [Int64] = []
         for a in applied {
+            if !a.membersChanged.isEmpty {
+                state.membershipChanged = true
+                if a.removesMember { state.memberRemoved = true }
+            }
             let revision = pending.revision + 1
             let (versions, previous) = Self.versions(for: a, revision: revision) { key in
                 if let v = pending.versions[key] { return v.isTombstone ? nil : v }

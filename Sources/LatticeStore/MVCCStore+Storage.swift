@@ -143,6 +143,9 @@ enum Recovery {
             replicaID = hasData ? configuration.memberID : (configuration.replicaID ?? UInt64.random(in: 1...UInt64.max))
             try directory.writeIncarnation(replicaID)
         }
+        if try DataDirectory.readIdentity(path) == nil {
+            try directory.writeIdentity(memberID: configuration.memberID, clusterID: configuration.clusterID)
+        }
         state.replica = Replica(member: replicaID, mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
                                 causalBufferLimit: configuration.causalBufferLimit, causalBufferBytes: configuration.causalBufferBytes)
         let loaded = try SnapshotFile.loadNewest(directory: directory.snapPath)
@@ -181,7 +184,7 @@ enum Recovery {
             snapshotIndex = snapshot.index
         }
         // Before anything can collect garbage: with peers, only their reports make changes stable.
-        state.replica.setPeerMembers(configuration.peerMemberIDs)
+        state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         let (wal, records, note) = try WriteAheadLog.open(
             directory: directory.walPath, snapshotIndex: snapshotIndex,
             segmentBytes: configuration.walSegmentBytes, fsync: !configuration.unsafeNoFsync)
@@ -226,6 +229,8 @@ enum Recovery {
             guard applied.count == 1, applied[0].change.id == change.id else {
                 throw damaged("change \(change.id.member):\(change.id.seq) does not apply in WAL order")
             }
+            // As at runtime: the batch that applied a removal dropped the causal buffer.
+            if applied[0].removesMember { state.replica.dropPendingChanges() }
             var versions: [([UInt8], KeyVersion)] = []
             var previous: [[UInt8]: KeyVersion] = [:]
             if change.id.member == state.replica.member {

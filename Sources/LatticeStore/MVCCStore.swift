@@ -44,6 +44,10 @@ public final class MVCCStore: Sendable {
         /// for each one's report (`recordPeerReport`) and leases granted elsewhere are expired by
         /// their granting member (or taken over once overdue).
         public var peerMemberIDs: Set<UInt64> = []
+        /// Whether this member takes part in replicated membership (it has a peer listener):
+        /// then every member in the replicated member table counts for stability too, and
+        /// membership changes are reported to `onMembershipChange` observers.
+        public var replicatedMembership = false
         /// The id this store's changes carry (their dots' member). A data directory gets a random
         /// one when it is created and keeps it (its incarnation); a wiped or new data directory
         /// therefore never reuses another incarnation's dots. In memory: this value, or the
@@ -83,6 +87,10 @@ public final class MVCCStore: Sendable {
         /// Keys a remote change left attached to a lease that is not live here (revoked
         /// concurrently, or revoked before the key arrived): the lease sweep deletes them.
         var deadLeaseKeys: Set<[UInt8]> = []
+        /// Set by the batch being evaluated: a change altered the member table (`memberRemoved`:
+        /// it removed a member). Reported to membership observers once the batch is durable.
+        var membershipChanged = false
+        var memberRemoved = false
     }
 
     /// What the index lock guards.
@@ -100,6 +108,7 @@ public final class MVCCStore: Sendable {
     let queue: WriteQueue<QueuedWrite>
     /// Called (on the writer thread) after a batch made new changes durable.
     let durableObservers = Mutex<[@Sendable () -> Void]>([])
+    let membershipObservers = Mutex<[@Sendable (_ removal: Bool) -> Void]>([])
     /// A garbage collection batch is queued (set by a report that moved the stable point).
     let collectionQueued = Atomic<Bool>(false)
     let storage: StorageOwner
@@ -124,7 +133,7 @@ public final class MVCCStore: Sendable {
             let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
             storage.attach(recovered)
         }
-        state.replica.setPeerMembers(configuration.peerMemberIDs)
+        state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         state.durableLogEnd = state.replica.logEnd
         state.durableVector = state.replica.vector
         // Only a peer's change can leave a key attached to a lease that is not live, so a single
@@ -290,6 +299,8 @@ public final class MVCCStore: Sendable {
         /// Changes from a peer: applied through the replica instead of `evaluate`.
         var remote: [Change] = []
         var remoteApplied: (@Sendable ([RemoteApplyOutcome]) -> Void)? = nil
+        /// The member the remote changes came from (0: unknown): refused once it is removed.
+        var remoteSource: UInt64 = 0
         /// A state transfer from a peer: installed instead of `evaluate`; the data directory is
         /// rewritten to one snapshot before the batch is answered.
         var transfer: Replica? = nil
@@ -365,6 +376,10 @@ public final class MVCCStore: Sendable {
                         continue
                     }
                     if let report = item.remoteApplied {
+                        if item.remoteSource != 0, state.replica.isRemoved(item.remoteSource) {
+                            report(item.remote.map { _ in .rejected("member \(String(item.remoteSource, radix: 16)) was removed from the cluster") })
+                            continue
+                        }
                         report(item.remote.map { applyRemote($0, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries) })
                         continue
                     }
@@ -380,7 +395,12 @@ public final class MVCCStore: Sendable {
                     }
                     guard !txn.ops.isEmpty else { continue }
                     // The replica stamps the change (this dot, deps, HLC, parents = current heads).
-                    let change = state.replica.makeChange(txn.ops).change
+                    let applied = state.replica.makeChange(txn.ops)
+                    let change = applied.change
+                    if !applied.membersChanged.isEmpty {
+                        state.membershipChanged = true
+                        if applied.removesMember { state.memberRemoved = true }
+                    }
                     assert(change.id == dot, "the replica and the store agree on the next dot")
                     let write = EvaluatedWrite(txn)
                     for (key, version) in write.versions {
@@ -391,6 +411,12 @@ public final class MVCCStore: Sendable {
                     entries.append(WALEntry(type: WALRecordType.change,
                                             payload: ChangeRecord(revision: write.revision, change: change).protoBytes()))
                     evaluated.append(write)
+                }
+                if state.memberRemoved {
+                    // Changes still buffered would be applied after this member reports the
+                    // removal, which `Replica.peerMembers` rules out; their senders resend
+                    // what some member applied (the links ask for it after a removal).
+                    state.replica.dropPendingChanges()
                 }
                 if configuration.collectGarbage {
                     _ = state.replica.collectGarbage(stableVector: state.replica.vector)
@@ -423,12 +449,15 @@ public final class MVCCStore: Sendable {
             }
         }
         // Durable now: these changes may leave the member.
-        let shipped = writer.withLock { state -> Bool in
+        let (shipped, membership) = writer.withLock { state -> (Bool, (changed: Bool, removal: Bool)) in
             defer {
                 state.durableLogEnd = logEnd
                 state.durableVector = vector
+                state.membershipChanged = false
+                state.memberRemoved = false
             }
-            return state.durableLogEnd != logEnd || installedTransfer
+            return (state.durableLogEnd != logEnd || installedTransfer,
+                    (state.membershipChanged || installedTransfer, state.memberRemoved || installedTransfer))
         }
         for batch in batches { hub.publish(batch) }
         if !defragmentWaiters.isEmpty {
@@ -437,6 +466,7 @@ public final class MVCCStore: Sendable {
         }
         configuration.answerBatch { for item in items { item.finish(nil) } }
         if shipped { notifyDurable() }
+        if membership.changed { notifyMembership(removal: membership.removal) }
         storage.collectFinishedSnapshot()
         if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }
     }

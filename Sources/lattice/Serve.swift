@@ -206,10 +206,22 @@ struct Serve: AsyncParsableCommand {
             throw ExitFailure("cannot listen on \(configuration.listenClientURLs): \(error)")
         } catch let error as StorageError {
             throw ExitFailure(error.description)
+        } catch let error as ConfigurationError {
+            throw ExitFailure(error.description)
         }
         logger.info("ready to serve client requests", metadata: ["name": "\(configuration.name)"])
 
-        await Self.waitForTerminationSignal()
+        // Runs until SIGTERM/SIGINT, or until this member learns it was removed from the
+        // cluster (then it exits with an error, as etcd does).
+        let removed = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let first = FirstOf(c)
+            Task { await Self.waitForTerminationSignal(); first.resume(false) }
+            Task { await server.replication.waitUntilRemoved(); first.resume(true) }
+        }
+        if removed {
+            await server.shutdown()
+            throw ExitFailure("the member has been permanently removed from the cluster")
+        }
         logger.info("received termination signal, shutting down")
         await server.shutdown()
     }
@@ -246,6 +258,19 @@ private final class SignalOnce: @unchecked Sendable {
             return continuation
         }
         c?.resume()
+    }
+}
+
+/// Resumes a continuation with the first value offered.
+private final class FirstOf<T: Sendable>: Sendable {
+    private let continuation: NIOLockedValueBox<CheckedContinuation<T, Never>?>
+    init(_ c: CheckedContinuation<T, Never>) { continuation = NIOLockedValueBox(c) }
+    func resume(_ value: T) {
+        let c = continuation.withLockedValue { c -> CheckedContinuation<T, Never>? in
+            defer { c = nil }
+            return c
+        }
+        c?.resume(returning: value)
     }
 }
 

@@ -88,7 +88,8 @@ final class ReplicaStateEncodingTests: XCTestCase {
         let clockA = TestClock(), clockB = TestClock(1_700_000_000_007)
         var a = Replica.test(1, clock: clockA)
         var b = Replica.test(2, clock: clockB)
-        a.makeChange([.leaseGrant(id: 11, ttlSeconds: 30), .memberAdd(Member(id: 1, name: "a", peerURLs: ["http://a:2380"]))])
+        a.makeChange([.leaseGrant(id: 11, ttlSeconds: 30), .memberAdd(Member(id: 1, name: "a", peerURLs: ["http://a:2380"])),
+                      .memberPublish(Member(id: 1, name: "site-a", clientURLs: ["http://a:2379"]))])
         a.put("/pod", #"{"metadata":{"labels":{"x":"1"}}}"#, lease: 11)
         a.put("/gone", "soon")
         try b.sync(from: a)
@@ -126,6 +127,8 @@ final class ReplicaStateEncodingTests: XCTestCase {
         XCTAssertEqual(restored.leases, a.leases)
         XCTAssertEqual(restored.members, a.members)
         XCTAssertEqual(restored.removedMembers, a.removedMembers)
+        XCTAssertEqual(restored.members.first?.clientURLs, ["http://a:2379"], "published attributes survive encoding")
+        XCTAssertEqual(restored.members.first?.name, "site-a")
         XCTAssertEqual(restored.clock.last, a.clock.last)
         for entry in a.visibleKeyspace() { XCTAssertEqual(restored.dag(entry.key)?.versions, a.dag(entry.key)?.versions) }
     }

@@ -107,4 +107,62 @@ final class LeaseAndMemberStateTests: XCTestCase {
         XCTAssertEqual(b.lease(1)?.expiresAtMilliseconds, Int64.max)
         XCTAssertEqual(b.lease(2)?.expiresAtMilliseconds, Int64.min)
     }
+
+    /// A member's own attributes (name, client URLs) are published by it and survive adds and
+    /// updates written elsewhere later — what MemberList shows for every member.
+    func testPublishedAttributesSurviveLaterAddsAndUpdates() throws {
+        let clockA = TestClock(), clockB = TestClock(1_700_000_000_000)
+        var a = Replica.test(1, clock: clockA)
+        var b = Replica.test(2, clock: clockB)
+        a.makeChange([.memberAdd(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.1:2380"])),
+                      .memberPublish(Member(id: 10, name: "site-1", clientURLs: ["http://10.0.0.1:2379"]))])
+        clockB.now += 10
+        // Another bootstrapping member adds the same member later (no client URLs in its add).
+        b.makeChange([.memberAdd(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.1:2380"]))])
+        try a.sync(from: b)
+        try b.sync(from: a)
+        XCTAssertEqual(a.members, b.members)
+        XCTAssertEqual(a.members, [Member(id: 10, name: "site-1", peerURLs: ["http://10.0.0.1:2380"], clientURLs: ["http://10.0.0.1:2379"])])
+        b.makeChange([.memberUpdate(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.9:2380"]))])
+        try a.sync(from: b)
+        XCTAssertEqual(a.member(10)?.peerURLs, ["http://10.0.0.9:2380"])
+        XCTAssertEqual(a.member(10)?.clientURLs, ["http://10.0.0.1:2379"], "an update elsewhere keeps the published client URLs")
+        // Publishing for a removed member does nothing.
+        a.makeChange([.memberRemove(id: 10)])
+        a.makeChange([.memberPublish(Member(id: 10, name: "late", clientURLs: ["http://x:1"]))])
+        XCTAssertNil(a.member(10))
+        XCTAssertTrue(a.isRemoved(10))
+    }
+
+    /// With replicated membership every member of the table counts for stability; a removed
+    /// member stops counting only once this replica and every remaining member hold the removal.
+    func testRemovedMemberLeavesStabilityOnlyWhenEveryRemainingMemberHoldsTheRemoval() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        // Members 100 (a), 200 (b), 300 (a member that then goes away).
+        a.makeChange([.memberAdd(Member(id: 100, peerURLs: ["http://a"])), .memberAdd(Member(id: 200, peerURLs: ["http://b"])),
+                      .memberAdd(Member(id: 300, peerURLs: ["http://c"]))])
+        a.setPeerMembers([], local: 100)
+        b.setPeerMembers([], local: 200)
+        try b.sync(from: a)
+        XCTAssertEqual(a.peerMembers, [200, 300], "members of the table count for stability")
+        a.put("/k", "1")
+        try b.sync(from: a)
+        XCTAssertTrue(a.recordReport(from: 200, vector: b.vector))
+        XCTAssertEqual(a.stableBound, VersionVector(), "300 never reported: nothing is stable")
+
+        a.makeChange([.memberRemove(id: 300)])
+        XCTAssertEqual(a.peerMembers, [200, 300], "b has not reported the removal yet")
+        XCTAssertEqual(a.stableBound, VersionVector())
+        try b.sync(from: a)
+        XCTAssertTrue(a.recordReport(from: 200, vector: b.vector))
+        XCTAssertEqual(a.peerMembers, [200], "every remaining member holds the removal: 300 departed")
+        XCTAssertEqual(a.stableBound, a.vector)
+        XCTAssertTrue(a.collectGarbage(stableVector: a.vector).droppedLogEntries > 0)
+
+        // Without a local member id (no replicated membership), the table does not count.
+        var c = Replica.test(3)
+        c.makeChange([.memberAdd(Member(id: 100, peerURLs: ["http://a"]))])
+        XCTAssertEqual(c.peerMembers, [])
+    }
 }

@@ -10,8 +10,10 @@ import XCTest
 /// exchanging changes through the real sync logic (`FeedCursor` on the feeding side, `PullState`
 /// on the pulling side, the same code the network streams run), with random interleavings of
 /// writes, deliveries, dropped connections, restarts from disk (WAL replay and snapshots) and
-/// garbage collection driven by peer reports. After healing, every member must hold every change
-/// and show the identical keyspace and state hash, and the change log must be collected.
+/// garbage collection driven by peer reports, and (with `removals`) members removed from the
+/// cluster while they keep writing until they learn it. After healing, every remaining member
+/// must hold every change and show the identical keyspace and state hash, and the change log
+/// must be collected.
 final class ClusterSimulationTests: XCTestCase {
     /// One direction of one pair: feeder → puller messages and puller → feeder acks, in order.
     struct Link {
@@ -34,8 +36,21 @@ final class ClusterSimulationTests: XCTestCase {
         /// writes until they caught up with a peer once (a state transfer or a report).
         var joining: Set<UInt64> = []
         var incarnations: UInt64 = 0
+        /// Replicated membership (the member table counts for stability; removals happen).
+        let membership: Bool
+        /// Members the simulation removed, and those that learnt it (a peer refused them: the
+        /// process would exit; here it stops writing and is never dialed again).
+        var removed: Set<UInt64> = []
+        var toldRemoved: Set<UInt64> = []
+        /// Per member, the removals it has applied (so its links can react, as the node does).
+        var appliedRemovals: [UInt64: Set<UInt64>] = [:]
+        /// Pull links whose next ack asks the feeder to resend (after the puller applied a removal).
+        var resyncNext: Set<String> = []
 
-        init(size: Int, root: String) throws {
+        var active: [UInt64] { ids.filter { !removed.contains($0) } }
+
+        init(size: Int, root: String, membership: Bool = false) throws {
+            self.membership = membership
             ids = (1...UInt64(size)).map { $0 * 0x1111 }
             var d: [UInt64: String] = [:]
             for id in ids { d[id] = root + "/m\(id)" }
@@ -53,7 +68,65 @@ final class ClusterSimulationTests: XCTestCase {
             // A fresh directory's incarnation, deterministic so a seed reproduces a run.
             incarnations += 1
             c.replicaID = id &* 0x1_0000 &+ incarnations
-            stores[id] = try MVCCStore(configuration: c)
+            c.replicatedMembership = membership
+            let store = try MVCCStore(configuration: c)
+            stores[id] = store
+            if membership {
+                // Every member writes the initial member records (as the server does at start).
+                let all = ids
+                try Self.sync { done in
+                    store.changeMembership({ (replica: Replica) throws(EtcdError) -> [Op] in
+                        all.filter { replica.member($0) == nil && !replica.isRemoved($0) }.map { .memberAdd(Member(id: $0)) }
+                    }, completion: done)
+                }
+            }
+        }
+
+        static func sync<R: Sendable>(_ start: (@escaping @Sendable (Result<R, EtcdError>) -> Void) -> Void) throws -> R {
+            let box = LockedBox<Result<R, EtcdError>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            start { result in box.set(result); done.signal() }
+            done.wait()
+            return try box.get()!.get()
+        }
+
+        /// Members that removed another: never removed themselves (a removal written on a member
+        /// that is removed before it passed the change on can be lost with it).
+        var removers: Set<UInt64> = []
+
+        /// A random active member removes another.
+        func removeOne(_ rng: inout SplitMix64) throws {
+            let member = rng.pick(active.filter { !removers.contains($0) })
+            let remover = rng.pick(active.filter { $0 != member })
+            removers.insert(remover)
+            try remove(member, by: remover)
+        }
+
+        /// `remover` removes `member` (etcdctl member remove on the remover's site).
+        func remove(_ member: UInt64, by remover: UInt64) throws {
+            _ = try Self.sync { done in
+                stores[remover]!.changeMembership({ (_: Replica) throws(EtcdError) -> [Op] in [.memberRemove(id: member)] }, completion: done)
+            }
+            removed.insert(member)
+            noticeRemovals(remover)
+            counts["removals", default: 0] += 1
+        }
+
+        /// What the node does when its store applied a removal: close the links with the removed
+        /// member, and ask every feeder to resend (the causal buffer was dropped).
+        func noticeRemovals(_ id: UInt64) {
+            guard membership, let store = stores[id] else { return }
+            let now = Set(removed.filter { store.isRemoved($0) })
+            guard now != appliedRemovals[id, default: []] else { return }
+            appliedRemovals[id] = now
+            for key in links.keys {
+                let parts = key.split(separator: ">").map { UInt64($0)! }
+                if (parts[0] == id && now.contains(parts[1])) || (parts[1] == id && now.contains(parts[0])) {
+                    if links[key]!.cursor != nil { disconnect(key) }
+                } else if parts[1] == id {
+                    resyncNext.insert(key)
+                }
+            }
         }
 
         func restart(_ id: UInt64) throws {
@@ -83,10 +156,17 @@ final class ClusterSimulationTests: XCTestCase {
             links[key]!.pull = PullState(peer: feeder)
         }
 
-        /// The puller dials: its hello carries its durable vector.
+        /// The puller dials: its hello carries its durable vector. Refused when either side has
+        /// applied the other's removal; a removed puller learns it then.
         func connect(_ key: String) {
             let parts = key.split(separator: ">").map { UInt64($0)! }
             let (feeder, puller) = (parts[0], parts[1])
+            if toldRemoved.contains(puller) || toldRemoved.contains(feeder) { return }
+            if stores[feeder]!.isRemoved(puller) {
+                toldRemoved.insert(puller)
+                return
+            }
+            if stores[puller]!.isRemoved(feeder) { return }
             // Both hellos: each side checks the other's incarnation.
             for (observer, member) in [(feeder, puller), (puller, feeder)] {
                 let incarnation = stores[member]!.replicaID
@@ -157,8 +237,11 @@ final class ClusterSimulationTests: XCTestCase {
                 } else if !r.changes.isEmpty {
                     ack = try await pull.applyBatch(r, store: stores[puller]!)
                     // On one causal stream a change never waits for a dependency: a feeder sends
-                    // only what the puller lacks, after what it depends on.
-                    if ack.resync { counts["resyncs", default: 0] += 1 }
+                    // only what the puller lacks, after what it depends on. (A batch from a member
+                    // the puller knows is removed is refused on purpose.)
+                    if ack.resync {
+                        counts[stores[puller]!.isRemoved(feeder) ? "refused from removed" : "resyncs", default: 0] += 1
+                    }
                     counts["batches", default: 0] += 1
                     counts["shipped", default: 0] += r.changes.count
                 } else {
@@ -166,7 +249,13 @@ final class ClusterSimulationTests: XCTestCase {
                     joining.remove(puller)
                 }
                 links[key]!.pull = pull
-                links[key]!.toFeeder.append(ack)
+                var sent = ack
+                if resyncNext.remove(key) != nil {
+                    sent.resync = true
+                    sent.vector = stores[puller]!.versionVector
+                }
+                links[key]!.toFeeder.append(sent)
+                noticeRemovals(puller)
             }
             if !links[key]!.toFeeder.isEmpty, links[key]!.cursor != nil {
                 let ack = links[key]!.toFeeder.removeFirst()
@@ -175,7 +264,7 @@ final class ClusterSimulationTests: XCTestCase {
             }
         }
 
-        var quiet: Bool { links.values.allSatisfy { $0.toPuller.isEmpty && $0.toFeeder.isEmpty } }
+        func quiet(_ keys: [String]) -> Bool { keys.allSatisfy { links[$0]!.toPuller.isEmpty && links[$0]!.toFeeder.isEmpty } }
     }
 
     private func write(_ store: MVCCStore, rng: inout SplitMix64, counts: inout [String: Int]) throws {
@@ -198,29 +287,30 @@ final class ClusterSimulationTests: XCTestCase {
     }
 
     /// Every link up, everything delivered, with heartbeats, until nothing moves.
-    private func heal(_ cluster: Cluster, keys: [String]) async throws {
+    private func heal(_ cluster: Cluster, keys: [String], members: [UInt64]? = nil) async throws {
+        let ids = members ?? cluster.ids
         for key in keys where cluster.links[key]!.cursor == nil { cluster.connect(key) }
         var rounds = 0
         repeat {
             rounds += 1
             for key in keys { try await cluster.pump(key, heartbeat: true) }
-            while !cluster.quiet { for key in keys { try await cluster.deliver(key) } }
+            while !cluster.quiet(keys) { for key in keys { try await cluster.deliver(key) } }
             // A commit barrier: the collections the last reports queued have run.
-            for id in cluster.ids { _ = try await cluster.stores[id]!.applyRemote([]) }
-        } while rounds < 200 && (Set(cluster.ids.map { cluster.stores[$0]!.versionVector }).count > 1 ||
-                                 cluster.ids.contains { cluster.stores[$0]!.replicationCounters.logEntries > 0 })
+            for id in ids { _ = try await cluster.stores[id]!.applyRemote([]) }
+        } while rounds < 200 && (Set(ids.map { cluster.stores[$0]!.versionVector }).count > 1 ||
+                                 ids.contains { cluster.stores[$0]!.replicationCounters.logEntries > 0 })
         for key in keys { try await cluster.pump(key, heartbeat: true) }
-        while !cluster.quiet { for key in keys { try await cluster.deliver(key) } }
-        for id in cluster.ids { _ = try await cluster.stores[id]!.applyRemote([]) }
+        while !cluster.quiet(keys) { for key in keys { try await cluster.deliver(key) } }
+        for id in ids { _ = try await cluster.stores[id]!.applyRemote([]) }
 
     }
 
     @discardableResult
-    private func run(seed: UInt64, members: Int, steps: Int, wipes: Bool = false) async throws -> [String: Int] {
+    private func run(seed: UInt64, members: Int, steps: Int, wipes: Bool = false, removals: Int = 0) async throws -> [String: Int] {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-sim-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         var rng = SplitMix64(seed: seed)
-        let cluster = try Cluster(size: members, root: root)
+        let cluster = try Cluster(size: members, root: root, membership: removals > 0)
         defer { for s in cluster.stores.values { s.close() } }
         var writeCounts: [String: Int] = [:]
         var allHeld = VersionVector()
@@ -229,8 +319,11 @@ final class ClusterSimulationTests: XCTestCase {
         for _ in 0..<steps {
             let roll = rng.int(0...99)
             if roll < 35 {
+                // A removed member keeps writing until a peer tells it.
                 let id = rng.pick(cluster.ids)
-                if !cluster.joining.contains(id) { try write(cluster.stores[id]!, rng: &rng, counts: &writeCounts) }
+                if !cluster.joining.contains(id) && !cluster.toldRemoved.contains(id) {
+                    try write(cluster.stores[id]!, rng: &rng, counts: &writeCounts)
+                }
             } else if roll < 55 {
                 try await cluster.pump(rng.pick(keys), heartbeat: rng.chance(0.3))
             } else if roll < 85 {
@@ -240,6 +333,9 @@ final class ClusterSimulationTests: XCTestCase {
                 if cluster.links[key]!.cursor == nil { cluster.connect(key) } else { cluster.disconnect(key); cluster.counts["disconnects", default: 0] += 1 }
             } else if roll < 95 {
                 try cluster.restart(rng.pick(cluster.ids))
+                for id in cluster.ids { cluster.noticeRemovals(id) }
+            } else if cluster.removed.count < removals && roll < 97 && cluster.active.count > 2 {
+                try cluster.removeOne(&rng)
             } else if wipes && roll < 96 {
                 // Sometimes after a full sync, so the log is collected and the rejoining member
                 // can only get the state by a transfer.
@@ -254,14 +350,19 @@ final class ClusterSimulationTests: XCTestCase {
             allHeld = cluster.stores[cluster.ids[0]]!.versionVector
             try cluster.wipe(rng.pick(cluster.ids))
         }
-        try await heal(cluster, keys: keys)
+        while cluster.removed.count < removals { try cluster.removeOne(&rng) }
+        // Heal the remaining members only: a removed member is never dialed again.
+        let remaining = cluster.active
+        let healed = keys.filter { key in key.split(separator: ">").allSatisfy { remaining.contains(UInt64($0)!) } }
+        try await heal(cluster, keys: healed, members: remaining)
 
         let context = "seed \(seed): \(cluster.counts) \(writeCounts)"
-        let first = cluster.stores[cluster.ids[0]]!
+        let first = cluster.stores[remaining[0]]!
         let all = RangeRequest(key: [0], rangeEnd: [0])
         let expected = try first.range(all).kvs.map { [$0.key, $0.value] }
-        for id in cluster.ids {
+        for id in remaining {
             let s = cluster.stores[id]!
+            XCTAssertEqual(Set(s.members.map(\.id)), removals > 0 ? Set(remaining) : [], context)
             XCTAssertEqual(s.versionVector, first.versionVector, context)
             XCTAssertEqual(s.replicatedStateHash, first.replicatedStateHash, context)
             XCTAssertEqual(try s.range(all).kvs.map { [$0.key, $0.value] }, expected, context)
@@ -296,6 +397,18 @@ final class ClusterSimulationTests: XCTestCase {
         }
     }
 
+    /// Members are removed while they keep writing (until a peer refuses them): the remaining
+    /// members converge on every change any of them took, and collect their logs once every
+    /// remaining member holds the removal.
+    func testRemovedMembersLeaveAndTheRestConverge() async throws {
+        let seed = ProcessInfo.processInfo.environment["LATTICE_SIM_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+        print("removal simulation seed \(seed) (LATTICE_SIM_SEED=\(seed) reproduces it)")
+        for round in 0..<3 {
+            let counts = try await run(seed: seed &+ UInt64(round), members: 4, steps: 500, removals: 2)
+            XCTAssertEqual(counts["removals"], 2, "seed \(seed)")
+        }
+    }
+
     func testFiveMembersConverge() async throws {
         try await run(seed: 0x5EED_0005, members: 5, steps: 500)
     }
@@ -312,4 +425,14 @@ final class ClusterSimulationTests: XCTestCase {
         }
         XCTAssertGreaterThan(installed, 0, "seed \(seed)")
     }
+}
+
+/// A value set from a completion handler on another thread.
+final class LockedBox<T>: @unchecked Sendable {
+    // @unchecked: every access goes through `lock`.
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
 }

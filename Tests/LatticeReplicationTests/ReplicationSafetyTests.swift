@@ -208,14 +208,61 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertEqual(outcomes[2], .applied(revisions: [2, 3]))
         XCTAssertEqual(outcomes[3], .duplicate)
     }
+
+    // MARK: removing a member
+
+    /// Once a member applied a removal it takes nothing more from the removed member, and the
+    /// batch that applied it drops the causal buffer — at runtime and in WAL replay alike — so
+    /// no change of the removed member is applied after this member reported the removal.
+    func testAfterARemovalNothingMoreIsTakenFromTheRemovedMember() throws {
+        let dir = tempDir()
+        func open() throws -> MVCCStore {
+            var c = MVCCStore.Configuration(memberID: 100, clusterID: 9)
+            c.dataDirectory = dir
+            c.replicatedMembership = true
+            c.replicaID = 1
+            return try MVCCStore(configuration: c)
+        }
+        var a = try open()
+        let x = try store(300, peers: [100])
+        defer { a.close(); x.close() }
+        _ = try ClusterSimulationTests.Cluster.sync { done in
+            a.changeMembership({ (_: Replica) throws(EtcdError) -> [Op] in
+                [.memberAdd(Member(id: 100)), .memberAdd(Member(id: 300))]
+            }, completion: done)
+        }
+        _ = try x.put(PutRequest(key: b("x1"), value: b("1")))
+        _ = try x.put(PutRequest(key: b("x2"), value: b("2")))
+        let fromX = x.changes(since: VersionVector())!
+        // x2 arrives first: buffered, waiting for x1.
+        XCTAssertEqual(try a.applyRemote([fromX[1]], from: 0).get(), [.buffered])
+        XCTAssertEqual(a.replicationCounters.pendingChanges, 1)
+        _ = try ClusterSimulationTests.Cluster.sync { done in
+            a.changeMembership({ (_: Replica) throws(EtcdError) -> [Op] in [.memberRemove(id: 300)] }, completion: done)
+        }
+        XCTAssertEqual(a.replicationCounters.pendingChanges, 0, "the removal's batch dropped the causal buffer")
+        guard case .rejected(let why) = try a.applyRemote([fromX[0]], from: 300).get().first else {
+            return XCTFail("a batch from a removed member is refused")
+        }
+        XCTAssertTrue(why.contains("removed"), why)
+        XCTAssertNil(try get(a, "x1"))
+        // Relayed by a member that took it before the removal, it is applied (and nothing waits).
+        XCTAssertEqual(try a.applyRemote([fromX[0], fromX[1]], from: 0).get().count, 2)
+        XCTAssertEqual(try get(a, "x2"), "2")
+        a.close()
+        a = try open()
+        XCTAssertTrue(a.isRemoved(300), "the removal survives a restart")
+        XCTAssertEqual(try get(a, "x2"), "2")
+        XCTAssertEqual(a.replicationCounters.pendingChanges, 0)
+    }
 }
 
 extension MVCCStore {
     /// Applies changes and waits (tests).
-    func applyRemote(_ changes: [Change]) throws -> Result<[RemoteApplyOutcome], EtcdError> {
+    func applyRemote(_ changes: [Change], from source: UInt64 = 0) throws -> Result<[RemoteApplyOutcome], EtcdError> {
         let done = DispatchSemaphore(value: 0)
         let box = Mutex<Result<[RemoteApplyOutcome], EtcdError>?>(nil)
-        applyRemote(changes) { r in
+        applyRemote(changes, from: source) { r in
             box.withLock { $0 = r }
             done.signal()
         }
