@@ -96,8 +96,10 @@ public struct Change: Hashable, Sendable {
         return n
     }
 
-    /// Decodes the wire/WAL form. Malformed bytes throw, never trap; ops of unknown kinds (from a
-    /// newer version) are skipped. Semantic checks happen when the change is applied
+    /// Decodes the wire/WAL form. Malformed bytes throw, never trap; so does an op of a kind this
+    /// version does not know (from a newer version): skipping it would make this member hold a
+    /// different change under the same dot than the members that understood it, and relay
+    /// that. Semantic checks happen when the change is applied
     /// (`Replica.apply(remote:)`).
     public init(protoBytes: [UInt8]) throws(ProtoDecodingError) {
         self = try ChangeMessage(protoBytes: protoBytes).change
@@ -153,7 +155,7 @@ struct OpMessage: ProtoMessage {
 
     // Field layout: 1 kind, 2 key, 3 value, 4 lease/id, 5 parents, 6 ttl, 7 expiresAt,
     // 8 member id, 9 member name, 10 peer URLs, 11 client URLs, 12 is learner.
-    private var kind: Int32 = 0
+    private(set) var kind: Int32 = 0
     private var key: [UInt8] = []
     private var value: [UInt8] = []
     private var id: Int64 = 0
@@ -243,7 +245,8 @@ public struct ChangeMessage: ProtoMessage {
         case 4: change.hlc.logical = try r.readUInt32(wt, field: field)
         case 5:
             let op: OpMessage = try r.readMessage(wt, field: field)
-            if let decoded = op.op { change.ops.append(decoded) }
+            guard let decoded = op.op else { throw .unsupported("change op of unknown kind \(op.kind)") }
+            change.ops.append(decoded)
         default: try r.skip(wt, field: field)
         }
     }

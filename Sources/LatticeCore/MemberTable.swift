@@ -17,8 +17,9 @@ public struct Member: Hashable, Sendable {
 
 /// Replicated membership, split like etcd's member record:
 /// - the *cluster's* part (peer URLs, learner flag, the name given when the member was added):
-///   a last-writer-wins register (by the change's HLC, then dot) set by `memberAdd` and
-///   `memberUpdate`;
+///   two last-writer-wins registers (by the change's HLC, then dot), one set by `memberAdd` and
+///   one by `memberUpdate`; an update always beats an add, so the records every bootstrapping
+///   member writes from its flags (possibly long after) never undo a `member update`;
 /// - the *member's own* part (its name and client URLs), a second register set only by the
 ///   member itself (`memberPublish`, at start-up), so an add or update made elsewhere never
 ///   erases the client URLs a member announced;
@@ -26,13 +27,24 @@ public struct Member: Hashable, Sendable {
 ///   id keeps the smallest dot of a change that removed it: garbage collection stops waiting
 ///   for the removed member once every remaining member reports that dot (`Replica.stableBound`).
 struct MemberTable: Sendable {
+    /// What the table holds for one member id. Every part is optional so that the table is the
+    /// same whatever order the ops arrive in (an update or a publish can arrive before the add
+    /// it was written after, through another member); a member is listed once it has a
+    /// cluster part (added or updated).
     struct Record: Hashable, Sendable {
-        /// The cluster's part; `member.clientURLs` is unused (always empty in records made here).
+        var id: UInt64
+        /// The cluster's part as added; `member.clientURLs` is unused (always empty here).
+        var added: ClusterPart?
+        /// The cluster's part as last updated (beats `added`).
+        var updated: ClusterPart?
+        /// The member's own part, once it published it.
+        var published: Published?
+    }
+
+    struct ClusterPart: Hashable, Sendable {
         var member: Member
         var hlc: HLC
         var dot: Dot
-        /// The member's own part, once it published it.
-        var published: Published?
     }
 
     struct Published: Hashable, Sendable {
@@ -51,9 +63,12 @@ struct MemberTable: Sendable {
         self.removed = removed
     }
 
-    /// The visible member: the published name (when not empty) and client URLs win.
-    static func visible(_ r: Record) -> Member {
-        var m = r.member
+    /// The visible member, nil while it has no cluster part: the update beats the add; the
+    /// published name (when not empty) and client URLs win.
+    static func visible(_ r: Record) -> Member? {
+        guard var m = r.updated?.member ?? r.added?.member else { return nil }
+        m.id = r.id
+        m.clientURLs = []
         if let p = r.published {
             if !p.name.isEmpty { m.name = p.name }
             m.clientURLs = p.clientURLs
@@ -61,31 +76,32 @@ struct MemberTable: Sendable {
         return m
     }
 
-    var members: [Member] { records.keys.sorted().map { MemberTable.visible(records[$0]!) } }
+    var members: [Member] { records.keys.sorted().compactMap { MemberTable.visible(records[$0]!) } }
 
-    func member(_ id: UInt64) -> Member? { records[id].map(MemberTable.visible) }
+    func member(_ id: UInt64) -> Member? { records[id].flatMap(MemberTable.visible) }
 
-    /// Applies a membership op; returns the member id it changed, nil when it changed nothing.
+    /// Applies a membership op; returns the member id whose visible record changed (or that
+    /// was removed), nil when it changed nothing.
     mutating func apply(_ op: Op, of change: Change) -> UInt64? {
+        func later(_ old: (HLC, Dot)?) -> Bool { old.map { $0 < (change.hlc, change.id) } ?? true }
         switch op {
-        case .memberAdd(let m), .memberUpdate(let m):
+        case .memberAdd(let m), .memberUpdate(let m), .memberPublish(let m):
             if removed[m.id] != nil { return nil }
-            var cluster = m
-            cluster.clientURLs = []
-            if let r = records[m.id] {
-                if (r.hlc, r.dot) >= (change.hlc, change.id) { return nil }
-                records[m.id] = Record(member: cluster, hlc: change.hlc, dot: change.id, published: r.published)
-            } else {
-                records[m.id] = Record(member: cluster, hlc: change.hlc, dot: change.id, published: nil)
+            var r = records[m.id] ?? Record(id: m.id)
+            let before = MemberTable.visible(r)
+            switch op {
+            case .memberAdd:
+                guard later(r.added.map { ($0.hlc, $0.dot) }) else { return nil }
+                r.added = ClusterPart(member: m, hlc: change.hlc, dot: change.id)
+            case .memberUpdate:
+                guard later(r.updated.map { ($0.hlc, $0.dot) }) else { return nil }
+                r.updated = ClusterPart(member: m, hlc: change.hlc, dot: change.id)
+            default:
+                guard later(r.published.map { ($0.hlc, $0.dot) }) else { return nil }
+                r.published = Published(name: m.name, clientURLs: m.clientURLs, hlc: change.hlc, dot: change.id)
             }
-            return m.id
-        case .memberPublish(let m):
-            // A member publishes after it was added (causally later), unless it was removed.
-            guard var r = records[m.id] else { return nil }
-            if let p = r.published, (p.hlc, p.dot) >= (change.hlc, change.id) { return nil }
-            r.published = Published(name: m.name, clientURLs: m.clientURLs, hlc: change.hlc, dot: change.id)
             records[m.id] = r
-            return m.id
+            return MemberTable.visible(r) != before ? m.id : nil
         case .memberRemove(let id):
             if let known = removed[id] {
                 if change.id < known { removed[id] = change.id }

@@ -439,9 +439,10 @@ public struct Replica: Sendable {
         active.remove(localMember)
         let removed = memberTable.removed
         if removed.isEmpty { return active }
-        var out = active.filter { removed[$0] == nil }
+        let remaining = active.filter { removed[$0] == nil }
+        var out = remaining
         for (candidate, dot) in removed where candidate != localMember && (localMember != 0 || configuredPeers.contains(candidate)) {
-            let departed = vector.contains(dot) && out.allSatisfy { peerReports[$0]?.contains(dot) == true }
+            let departed = vector.contains(dot) && remaining.allSatisfy { peerReports[$0]?.contains(dot) == true }
             if !departed { out.insert(candidate) }
         }
         return out

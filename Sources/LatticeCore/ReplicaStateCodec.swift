@@ -25,10 +25,13 @@ import ProtoWire
 ///                       bool tombstone = 5; int64 lease = 6; repeated Dot parents = 7; }
 ///     message LeaseGrant { int64 id = 1; Dot dot = 2; int64 hlc_wall_ms = 3; uint32 hlc_logical = 4;
 ///                          int64 ttl = 5; int64 expires_at_ms = 6; }
-///     message MemberRecord { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3; uint64 id = 4;
-///                            string name = 5; repeated string peer_urls = 6;
-///                            repeated string client_urls = 7; bool is_learner = 8;
-///                            Published published = 9; }
+///     message MemberRecord { uint64 id = 4;
+///                            // the part set by memberAdd, when there is one:
+///                            Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3;
+///                            string name = 5; repeated string peer_urls = 6; bool is_learner = 8;
+///                            Published published = 9; Updated updated = 10; }
+///     message Updated { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3; string name = 4;
+///                       repeated string peer_urls = 5; bool is_learner = 6; }
 ///     message Published { Dot dot = 1; int64 hlc_wall_ms = 2; uint32 hlc_logical = 3;
 ///                         string name = 4; repeated string client_urls = 5; }
 ///
@@ -205,35 +208,73 @@ struct LeaseGrantMessage: ProtoMessage {
 }
 
 struct MemberRecordMessage: ProtoMessage {
-    var record = MemberTable.Record(member: Member(id: 0), hlc: .zero, dot: Dot(member: 0, seq: 0))
+    var record = MemberTable.Record(id: 0)
+    /// The added part's fields (1–8), present when `added` is.
+    private var added = MemberTable.ClusterPart(member: Member(id: 0), hlc: .zero, dot: Dot(member: 0, seq: 0))
 
     init() {}
-    init(_ record: MemberTable.Record) { self.record = record }
+    init(_ record: MemberTable.Record) {
+        self.record = record
+        if let a = record.added { added = a }
+    }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
-        if try HLCFields.read(field, wt, &r, wall: 2, into: &record.hlc) { return }
+        if try HLCFields.read(field, wt, &r, wall: 2, into: &added.hlc) { record.added = added; return }
         switch field {
-        case 1: record.dot = (try r.readMessage(wt, field: field) as DotMessage).dot
-        case 4: record.member.id = try r.readUInt64(wt, field: field)
-        case 5: record.member.name = try r.readString(wt, field: field)
-        case 6: record.member.peerURLs.append(try r.readString(wt, field: field))
-        case 7: record.member.clientURLs.append(try r.readString(wt, field: field))
-        case 8: record.member.isLearner = try r.readBool(wt, field: field)
-        case 9: record.published = (try r.readMessage(wt, field: field) as PublishedMessage).published
+        case 1: added.dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 4: record.id = try r.readUInt64(wt, field: field); return
+        case 5: added.member.name = try r.readString(wt, field: field)
+        case 6: added.member.peerURLs.append(try r.readString(wt, field: field))
+        case 7: _ = try r.readString(wt, field: field); return  // client URLs: older form, unused
+        case 8: added.member.isLearner = try r.readBool(wt, field: field)
+        case 9: record.published = (try r.readMessage(wt, field: field) as PublishedMessage).published; return
+        case 10: record.updated = (try r.readMessage(wt, field: field) as UpdatedMessage).updated; return
+        default: try r.skip(wt, field: field); return
+        }
+        record.added = added
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        if let a = record.added {
+            v.messageField(1, DotMessage(a.dot))
+            v.int64(2, a.hlc.wallMilliseconds)
+            v.uint32(3, a.hlc.logical)
+        }
+        v.uint64(4, record.id)
+        if let a = record.added {
+            v.string(5, a.member.name)
+            v.repeatedStrings(6, a.member.peerURLs)
+            v.bool(8, a.member.isLearner)
+        }
+        if let p = record.published { v.messageField(9, PublishedMessage(p)) }
+        if let u = record.updated { v.messageField(10, UpdatedMessage(u)) }
+    }
+}
+
+struct UpdatedMessage: ProtoMessage {
+    var updated = MemberTable.ClusterPart(member: Member(id: 0), hlc: .zero, dot: Dot(member: 0, seq: 0))
+
+    init() {}
+    init(_ updated: MemberTable.ClusterPart) { self.updated = updated }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        if try HLCFields.read(field, wt, &r, wall: 2, into: &updated.hlc) { return }
+        switch field {
+        case 1: updated.dot = (try r.readMessage(wt, field: field) as DotMessage).dot
+        case 4: updated.member.name = try r.readString(wt, field: field)
+        case 5: updated.member.peerURLs.append(try r.readString(wt, field: field))
+        case 6: updated.member.isLearner = try r.readBool(wt, field: field)
         default: try r.skip(wt, field: field)
         }
     }
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
-        v.messageField(1, DotMessage(record.dot))
-        v.int64(2, record.hlc.wallMilliseconds)
-        v.uint32(3, record.hlc.logical)
-        v.uint64(4, record.member.id)
-        v.string(5, record.member.name)
-        v.repeatedStrings(6, record.member.peerURLs)
-        v.repeatedStrings(7, record.member.clientURLs)
-        v.bool(8, record.member.isLearner)
-        if let p = record.published { v.messageField(9, PublishedMessage(p)) }
+        v.messageField(1, DotMessage(updated.dot))
+        v.int64(2, updated.hlc.wallMilliseconds)
+        v.uint32(3, updated.hlc.logical)
+        v.string(4, updated.member.name)
+        v.repeatedStrings(5, updated.member.peerURLs)
+        v.bool(6, updated.member.isLearner)
     }
 }
 
@@ -372,9 +413,15 @@ struct ReplicaStateMessage: ProtoMessage {
         }
         var records: [UInt64: MemberTable.Record] = [:]
         for m in members {
-            try check(validDot(m.record.dot) && vector.contains(m.record.dot), "member record not applied")
-            try check(records.updateValue(m.record, forKey: m.record.member.id) == nil, "duplicate member")
-            if let p = m.record.published { try check(validDot(p.dot) && vector.contains(p.dot), "member attributes not applied") }
+            var record = m.record
+            // The parts' ids are the record's (not encoded again).
+            record.added?.member.id = record.id
+            record.updated?.member.id = record.id
+            try check(record.id != 0, "member record without an id")
+            for dot in [record.added?.dot, record.updated?.dot, record.published?.dot].compactMap({ $0 }) {
+                try check(validDot(dot) && vector.contains(dot), "member record not applied")
+            }
+            try check(records.updateValue(record, forKey: record.id) == nil, "duplicate member")
         }
         // The older form lists removed ids without the removing change: nothing to wait for.
         var removedByID: [UInt64: Dot] = [:]

@@ -46,6 +46,9 @@ public final class ReplicationNode: Sendable {
         var report = VersionVector()
         /// When our vector last covered the peer's report (nil: never yet).
         var caughtUpAt: ContinuousClock.Instant?
+        /// The peer just dialed this member: the path between them works again, so a link
+        /// waiting out its backoff dials at once.
+        var dialedIn = false
     }
 
     let configuration: Configuration
@@ -56,6 +59,10 @@ public final class ReplicationNode: Sendable {
     let feeds = FeedRegistry()
     private let links = Mutex<[UInt64: Task<Void, Never>]>([:])
     private let running = Mutex<Bool>(false)
+    private let reconciling = Mutex<Void>(())
+    /// Link tasks cancelled before shutdown (a removed peer): awaited by `shutdown`, so none
+    /// touches the store after it closes.
+    private let retired = Mutex<[Task<Void, Never>]>([])
     /// Bumped by every removal: each link then asks its feeder to resend (`PeerAck.resync`).
     let resyncGeneration = Atomic<Int>(0)
     private let lagLogger = Mutex<RepeatedTask?>(nil)
@@ -112,6 +119,9 @@ public final class ReplicationNode: Sendable {
             running.withLock { $0 = false }
             defer { l = [:] }
             return Array(l.values)
+        } + retired.withLock { r in
+            defer { r = [] }
+            return r
         }
         for t in tasks { t.cancel() }
         for t in tasks { await t.value }
@@ -134,11 +144,18 @@ public final class ReplicationNode: Sendable {
     /// Brings peers and links in line with the membership. After a removal every link asks its
     /// feeder to resend from this member's vector (the causal buffer was dropped).
     func reconcile(removal: Bool) {
+        // One at a time, each reading the table afresh: a late call with an older view must not
+        // undo a newer one.
+        reconciling.withLock { _ in reconcileSerially(removal: removal) }
+    }
+
+    private func reconcileSerially(removal: Bool) {
         if removal { resyncGeneration.add(1, ordering: .relaxed) }
         if store.isRemoved(configuration.local.id) {
             wasRemoved()
             return
         }
+        if isRemovedFromCluster { return }
         let wanted = wantedPeers()
         let (gone, added): ([UInt64], [LatticeCore.Member]) = peers.withLock { p in
             var gone: [UInt64] = []
@@ -158,7 +175,12 @@ public final class ReplicationNode: Sendable {
         }
         links.withLock { l in
             guard running.withLock({ $0 }) else { return }
-            for id in gone { l.removeValue(forKey: id)?.cancel() }
+            for id in gone {
+                if let task = l.removeValue(forKey: id) {
+                    task.cancel()
+                    retired.withLock { $0.append(task) }
+                }
+            }
             for id in wanted.keys where l[id] == nil {
                 l[id] = Task { [self] in await runLink(to: id) }
             }
@@ -182,9 +204,12 @@ public final class ReplicationNode: Sendable {
         logger.error("the member has been permanently removed from the cluster")
         links.withLock { l in
             for t in l.values { t.cancel() }
+            retired.withLock { $0.append(contentsOf: l.values) }
             l = [:]
         }
         feeds.finishAll()
+        // A member removed while it was joining stops waiting (it exits).
+        markSynced()
         let waiters = removedState.withLock { s -> [CheckedContinuation<Void, Never>] in
             defer { s.waiters = [] }
             return s.waiters
@@ -369,14 +394,23 @@ public final class ReplicationNode: Sendable {
         while !Task.isCancelled {
             // Read each time: `member update` may have changed its peer URLs.
             guard let peer = peers.withLock({ $0[id]?.member }) else { return }
+            peers.withLock { $0[id]?.dialedIn = false }
             let greeted = await pullOnce(from: peer)
             peers.withLock { $0[peer.id]?.connected = false }
             if Task.isCancelled { break }
             if greeted { backoff = configuration.backoffInitial }
-            // Jitter: 50–150 % of the current backoff.
+            // Jitter: 50–150 % of the current backoff; cut short when the peer dials in (after
+            // a partition heals, both directions resume as soon as one side got through).
             let nanos = backoff.nanoseconds
             let jittered = nanos / 2 + Int64.random(in: 0...max(1, nanos))
-            try? await Task.sleep(nanoseconds: UInt64(max(0, jittered)))
+            let until = ContinuousClock.now + .nanoseconds(jittered)
+            while ContinuousClock.now < until && !Task.isCancelled {
+                if peers.withLock({ $0[id]?.dialedIn ?? false }) {
+                    backoff = configuration.backoffInitial
+                    break
+                }
+                try? await Task.sleep(for: min(.milliseconds(20), until - ContinuousClock.now))
+            }
             backoff = .nanoseconds(min(backoff.nanoseconds * 2, configuration.backoffMax.nanoseconds))
         }
     }
@@ -539,6 +573,7 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
             }
             peer = hello.memberID
             pullerID.store(hello.memberID, ordering: .releasing)
+            node.peers.withLock { $0[hello.memberID]?.dialedIn = true }
             node.peerSaidHello(hello)
             node.forgetReportIfNewIncarnation(hello)
             node.store.recordPeerReport(member: peer, vector: hello.vector)

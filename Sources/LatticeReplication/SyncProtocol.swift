@@ -135,7 +135,7 @@ public struct PullState: Sendable {
         guard UInt64(state.count) == chunk.totalBytes else { throw StateTransferError("state transfer ended short of the announced size") }
         let bytes = state
         state = []
-        try await store.installTransfer(encoded: bytes)
+        try await store.installTransfer(encoded: bytes, from: peer)
         processedBatches = max(processedBatches, response.batch)
         return PeerAck(vector: store.versionVector, processed: processedBatches, resync: false)
     }
@@ -170,7 +170,7 @@ public struct StateTransferError: Error, CustomStringConvertible {
 
 extension MVCCStore {
     /// Decodes a transferred state and installs it (see `installTransfer(_:completion:)`).
-    public func installTransfer(encoded bytes: [UInt8]) async throws {
+    public func installTransfer(encoded bytes: [UInt8], from source: UInt64 = 0) async throws {
         let transferred: Replica
         do {
             transferred = try Replica(decodingState: bytes, mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
@@ -180,7 +180,7 @@ extension MVCCStore {
             throw StateTransferError("the transferred state does not decode: \(error)")
         }
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            installTransfer(transferred) { c.resume(with: $0) }
+            installTransfer(transferred, from: source) { c.resume(with: $0) }
         }
     }
 

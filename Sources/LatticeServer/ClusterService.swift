@@ -112,9 +112,13 @@ public final class ReplicatedMembership: Sendable {
         let added = Mutex<LatticeCore.Member?>(nil)
         let local = self.local
         store.changeMembership({ (replica: Replica) throws(EtcdError) -> [Op] in
-            let members = replica.members
-            for url in peerURLs where members.contains(where: { $0.peerURLs.contains(url) }) || local.peerURLs.contains(url) {
+            let members = Self.list(replica.members, local: local)
+            for url in peerURLs where members.contains(where: { $0.peerURLs.contains(url) }) {
                 throw EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
+            }
+            // etcd's default --max-learners is 1.
+            if isLearner && members.contains(where: \.isLearner) {
+                throw EtcdError(.failedPrecondition, "etcdserver: too many learner members in cluster")
             }
             var id = seed
             while id == 0 || id == local.id || replica.member(id) != nil || replica.isRemoved(id) {
@@ -140,7 +144,7 @@ public final class ReplicatedMembership: Sendable {
         let local = self.local
         store.changeMembership({ (replica: Replica) throws(EtcdError) -> [Op] in
             guard var member = replica.member(id) else { throw .memberNotFound }
-            for url in peerURLs where replica.members.contains(where: { $0.id != id && $0.peerURLs.contains(url) }) {
+            for url in peerURLs where Self.list(replica.members, local: local).contains(where: { $0.id != id && $0.peerURLs.contains(url) }) {
                 throw EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
             }
             member.peerURLs = peerURLs

@@ -114,10 +114,20 @@ public final class LatticeServer: Sendable {
             clusterID = identity.clusterID
             if replicated { peerMembers = [] } else { peerMembers = configuredPeers.filter { $0.id != identity.memberID } }
         } else if replicated && configuration.initialClusterState == "existing" {
-            let joined = try await fetchClusterInfo(configuration, peers: configuredPeers, group: group, logger: logger)
-            localMember.id = joined.memberID
-            clusterID = joined.clusterID
-            peerMembers = joined.members.filter { $0.id != joined.memberID }
+            // A fresh directory must learn its ids from the cluster. One that holds data but no
+            // `member` file (written by an older version, or a join that was cut short) asks
+            // too, briefly, and otherwise keeps the ids derived from its flags.
+            let fresh = configuration.inMemory || !DataDirectory.holdsData(configuration.dataDir)
+            do {
+                let joined = try await fetchClusterInfo(configuration, peers: configuredPeers, group: group, logger: logger,
+                                                        timeout: fresh ? .seconds(30) : .seconds(5))
+                localMember.id = joined.memberID
+                clusterID = joined.clusterID
+                peerMembers = joined.members.filter { $0.id != joined.memberID }
+            } catch where !fresh {
+                logger.warning("cannot learn this member's id from its peers; using the ids derived from the flags",
+                               metadata: ["reason": "\(error)"])
+            }
         }
         let memberID = localMember.id
         var storeConfiguration = MVCCStore.Configuration(memberID: memberID, clusterID: clusterID)
@@ -136,10 +146,20 @@ public final class LatticeServer: Sendable {
             "revision": "\(store.currentRevision)", "keys": "\(store.keyCount)",
         ])
         let joining = replicated && configuration.initialClusterState == "existing" && store.versionVector.entries.isEmpty
+        // The ids are fixed in the data directory once the replicated table holds this member
+        // (a bootstrap or a join cut short learns them again next time).
+        func keepIdentity() throws {
+            if !configuration.inMemory, try DataDirectory.readIdentity(configuration.dataDir) == nil {
+                try DataDirectory.writeIdentity(configuration.dataDir, memberID: memberID, clusterID: clusterID)
+            }
+        }
         if replicated && !joining {
             // The initial members become replicated state (every bootstrapping member writes the
             // same records), and this member publishes its name and client URLs.
             try await bootstrapMembership(store: store, members: [localMember] + peerMembers, local: localMember)
+            try keepIdentity()
+        } else if !replicated {
+            try keepIdentity()
         }
 
         let alarms = Alarms()
@@ -194,7 +214,10 @@ public final class LatticeServer: Sendable {
             logger.info("joining an existing cluster: waiting for a peer's state before serving clients")
             await replication.waitUntilSynced()
             logger.info("joined the cluster", metadata: ["revision": "\(store.currentRevision)", "keys": "\(store.keyCount)"])
-            try await bootstrapMembership(store: store, members: [], local: localMember)
+            if !replication.isRemovedFromCluster {
+                try await bootstrapMembership(store: store, members: [], local: localMember)
+                try keepIdentity()
+            }
         }
         let grpc: GRPCServer
         do {
@@ -252,13 +275,13 @@ public final class LatticeServer: Sendable {
     /// learns its member id and the cluster id from a peer listed in `--initial-cluster`: the
     /// member whose peer URLs are this member's (added with `etcdctl member add`).
     static func fetchClusterInfo(_ configuration: ServerConfiguration, peers: [LatticeCore.Member], group: any EventLoopGroup,
-                                 logger: Logger) async throws -> (memberID: UInt64, clusterID: UInt64, members: [LatticeCore.Member]) {
+                                 logger: Logger, timeout: Duration) async throws -> (memberID: UInt64, clusterID: UInt64, members: [LatticeCore.Member]) {
         let mine = Set(configuration.initialAdvertisePeerURLs)
         let urls = peers.flatMap(\.peerURLs).filter { !mine.contains($0) }
         guard !urls.isEmpty else {
             throw ConfigurationError("--initial-cluster-state existing needs at least one other member in --initial-cluster")
         }
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + timeout
         var lastError = "no peer answered"
         while ContinuousClock.now < deadline {
             for url in urls {
@@ -275,7 +298,7 @@ public final class LatticeServer: Sendable {
                     }
                     await client.close()
                     let status = try PeerStatusResponse(protoBytes: bytes)
-                    guard let me = status.members.first(where: { Set($0.peerURLs) == mine }) else {
+                    guard let me = status.members.first(where: { !mine.isDisjoint(with: $0.peerURLs) }) else {
                         throw ConfigurationError("member \(configuration.initialAdvertisePeerURLs.joined(separator: ",")) has not been added to cluster \(String(status.clusterID, radix: 16)) (run `etcdctl member add \(configuration.name) --peer-urls=\(configuration.initialAdvertisePeerURLs.joined(separator: ","))` on a member first)")
                     }
                     logger.info("found this member in the cluster", metadata: [

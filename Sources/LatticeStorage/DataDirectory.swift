@@ -104,12 +104,24 @@ public final class DataDirectory {
         return (member, cluster)
     }
 
-    /// Writes `member` durably (temp file, fsync, rename, directory fsync).
-    public func writeIdentity(memberID: UInt64, clusterID: UInt64) throws(StorageError) {
-        try writeDurably(Self.identityPath(path), "member-id \(hex16(memberID))\ncluster-id \(hex16(clusterID))\n")
+    /// Writes `member` durably (temp file, fsync, rename, directory fsync). The caller holds the
+    /// directory (its store is open).
+    public static func writeIdentity(_ path: String, memberID: UInt64, clusterID: UInt64) throws(StorageError) {
+        try writeDurably(identityPath(path), in: path, "member-id \(hex16(memberID))\ncluster-id \(hex16(clusterID))\n")
+    }
+
+    /// Whether the directory holds any WAL segment or snapshot, without taking its lock.
+    public static func holdsData(_ path: String) -> Bool {
+        let wal = (try? FileSystem.list(FileSystem.join(path, "wal"))) ?? []
+        let snap = (try? FileSystem.list(FileSystem.join(path, "snap"))) ?? []
+        return !wal.isEmpty || !snap.isEmpty
     }
 
     private func writeDurably(_ target: String, _ text: String) throws(StorageError) {
+        try Self.writeDurably(target, in: path, text)
+    }
+
+    private static func writeDurably(_ target: String, in path: String, _ text: String) throws(StorageError) {
         let temp = target + ".tmp"
         let file = try OpenFile.open(temp, flags: O_RDWR | O_CREAT | O_TRUNC)
         do throws(StorageError) {

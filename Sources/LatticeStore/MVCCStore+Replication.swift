@@ -67,7 +67,9 @@ extension MVCCStore {
     /// `Replica.install(transferred:)`): the index gets, at one new local revision, a PUT for
     /// every key whose visible value changed and a DELETE for every key that disappeared, so
     /// watchers see every change. Completes once the data directory holds it (one snapshot).
-    public func installTransfer(_ transferred: Replica, completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
+    /// `source` is the member it came from (0: unknown): refused once that member is removed.
+    public func installTransfer(_ transferred: Replica, from source: UInt64 = 0,
+                                completion: @escaping @Sendable (Result<Void, EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let refusal = Mutex<EtcdError?>(nil)
         var item = QueuedWrite(
@@ -76,6 +78,7 @@ extension MVCCStore {
                 if let error = error ?? refusal.withLock({ $0 }) { completion(.failure(error)) } else { completion(.success(())) }
             })
         item.transfer = transferred
+        item.remoteSource = source
         item.transferInstalled = { error in refusal.withLock { $0 = error } }
         if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
     }
@@ -84,11 +87,15 @@ extension MVCCStore {
     /// in visible keys into versions at the next local revision. Returns the refusal, if any.
     func installTransfer(_ transferred: Replica, state: inout WriterState, pending: inout PendingWrites,
                          evaluated: inout [EvaluatedWrite]) -> EtcdError? {
+        let removedBefore = state.replica.removedMembers
         do {
             try state.replica.install(transferred: transferred)
         } catch {
             return EtcdError(.failedPrecondition, "lattice: state transfer refused: \(error)")
         }
+        // A removal that came with the state is applied here as it would be by a change: the
+        // batch ends by dropping the causal buffer (see `Replica.peerMembers`).
+        if !state.replica.removedMembers.isSubset(of: removedBefore) { state.memberRemoved = true }
         let replica = state.replica
         let index = indexed.index
         func current(_ key: [UInt8]) -> KeyVersion? {

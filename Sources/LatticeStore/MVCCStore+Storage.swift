@@ -143,9 +143,6 @@ enum Recovery {
             replicaID = hasData ? configuration.memberID : (configuration.replicaID ?? UInt64.random(in: 1...UInt64.max))
             try directory.writeIncarnation(replicaID)
         }
-        if try DataDirectory.readIdentity(path) == nil {
-            try directory.writeIdentity(memberID: configuration.memberID, clusterID: configuration.clusterID)
-        }
         state.replica = Replica(member: replicaID, mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
                                 causalBufferLimit: configuration.causalBufferLimit, causalBufferBytes: configuration.causalBufferBytes)
         let loaded = try SnapshotFile.loadNewest(directory: directory.snapPath)

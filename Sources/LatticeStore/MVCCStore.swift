@@ -370,6 +370,10 @@ public final class MVCCStore: Sendable {
                 var pending = PendingWrites(revision: indexed.index.currentRevision, compactRevision: indexed.index.compactRevision)
                 for item in items {
                     if let transferred = item.transfer, let report = item.transferInstalled {
+                        if item.remoteSource != 0, state.replica.isRemoved(item.remoteSource) {
+                            report(EtcdError(.failedPrecondition, "lattice: state transfer refused: member \(String(item.remoteSource, radix: 16)) was removed from the cluster"))
+                            continue
+                        }
                         let refusal = installTransfer(transferred, state: &state, pending: &pending, evaluated: &evaluated)
                         if refusal == nil { installedTransfer = true }
                         report(refusal)

@@ -30,6 +30,9 @@ public enum ProtoDecodingError: Error, Equatable, Sendable {
     case unbalancedGroup
     /// A `string` field that is not valid UTF-8.
     case invalidUTF8(field: Int)
+    /// A value this version does not know how to apply faithfully (e.g. an op kind added by a
+    /// newer version): refusing it beats silently dropping part of a message.
+    case unsupported(String)
 }
 
 public struct ProtoReader {

@@ -33,12 +33,17 @@ final class ChangeEncodingTests: XCTestCase {
         XCTAssertEqual(try Change(protoBytes: change.protoBytes()), change)
     }
 
-    func testOpsOfUnknownKindsAndUnknownFieldsAreSkipped() throws {
-        var encoded = Change(id: Dot(member: 1, seq: 1), deps: VersionVector(), hlc: .zero, ops: [.leaseRevoke(id: 3)]).protoBytes()
-        // An op of a future kind 42 (field 5 = { kind: 42, key: "x" }), then an unknown field 99.
-        encoded += [0x2A, 0x05, 0x08, 0x2A, 0x12, 0x01, 0x78]
-        encoded += [0x98, 0x06, 0x01]
-        XCTAssertEqual(try Change(protoBytes: encoded).ops, [.leaseRevoke(id: 3)])
+    /// Unknown fields are skipped, but a change carrying an op kind this version does not know
+    /// (from a newer version) is refused whole: dropping the op would make this member hold,
+    /// and relay, a different change under the same dot.
+    func testUnknownFieldsAreSkippedAndOpsOfUnknownKindsRefused() throws {
+        let encoded = Change(id: Dot(member: 1, seq: 1), deps: VersionVector(), hlc: .zero, ops: [.leaseRevoke(id: 3)]).protoBytes()
+        // An unknown field 99.
+        XCTAssertEqual(try Change(protoBytes: encoded + [0x98, 0x06, 0x01]).ops, [.leaseRevoke(id: 3)])
+        // An op of a future kind 42 (field 5 = { kind: 42, key: "x" }).
+        XCTAssertThrowsError(try Change(protoBytes: encoded + [0x2A, 0x05, 0x08, 0x2A, 0x12, 0x01, 0x78])) { error in
+            XCTAssertEqual(error as? ProtoDecodingError, .unsupported("change op of unknown kind 42"))
+        }
     }
 
     func testEveryTruncationDecodesOrThrowsWithoutTrapping() {

@@ -127,6 +127,13 @@ final class LeaseAndMemberStateTests: XCTestCase {
         try a.sync(from: b)
         XCTAssertEqual(a.member(10)?.peerURLs, ["http://10.0.0.9:2380"])
         XCTAssertEqual(a.member(10)?.clientURLs, ["http://10.0.0.1:2379"], "an update elsewhere keeps the published client URLs")
+        // A bootstrap add written later from old flags (a member starting for the first time
+        // after the update) does not undo the update.
+        clockB.now += 10
+        b.makeChange([.memberAdd(Member(id: 10, name: "n1", peerURLs: ["http://10.0.0.1:2380"]))])
+        try a.sync(from: b)
+        XCTAssertEqual(a.member(10)?.peerURLs, ["http://10.0.0.9:2380"], "an update beats any add")
+        XCTAssertEqual(try Replica(decodingState: a.encodeState(), wallClock: TestClock()).members, a.members, "and survives encoding")
         // Publishing for a removed member does nothing.
         a.makeChange([.memberRemove(id: 10)])
         a.makeChange([.memberPublish(Member(id: 10, name: "late", clientURLs: ["http://x:1"]))])

@@ -246,6 +246,10 @@ final class ReplicationSafetyTests: XCTestCase {
         }
         XCTAssertTrue(why.contains("removed"), why)
         XCTAssertNil(try get(a, "x1"))
+        // Nor a state transfer from it.
+        let state = try ClusterSimulationTests.Cluster.sync { done in x.captureTransfer(completion: done) }
+        XCTAssertThrowsError(try ClusterSimulationTests.Cluster.sync { done in a.installTransfer(state.replica, from: 300, completion: done) })
+        XCTAssertNil(try get(a, "x1"))
         // Relayed by a member that took it before the removal, it is applied (and nothing waits).
         XCTAssertEqual(try a.applyRemote([fromX[0], fromX[1]], from: 0).get().count, 2)
         XCTAssertEqual(try get(a, "x2"), "2")

@@ -1,4 +1,5 @@
 import EtcdAPI
+import Foundation
 import GRPCWire
 import LatticeServer
 import LatticeTestSupport
@@ -143,6 +144,14 @@ final class ClusterMembershipTests: XCTestCase {
         XCTAssertEqual(running["c"]!.server.memberID, cID)
         XCTAssertEqual(running["c"]!.server.clusterID, a.server.clusterID)
         try await eventually("c catches up again") { try await running["c"]!.get("/k/after-removal").kvs.count == 1 }
+
+        // A data directory without its `member` file (written by an older version, or a join
+        // cut short) started with --initial-cluster-state existing asks the cluster again.
+        try await stop("c")
+        try FileManager.default.removeItem(atPath: dataDirs["c"]! + "/member")
+        try await start("c", cluster: ["a", "b", "c"], state: "existing")
+        XCTAssertEqual(running["c"]!.server.memberID, cID)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dataDirs["c"]! + "/member"), "the ids are kept again")
     }
 
     /// A member started with --initial-cluster-state existing that nobody added is refused with
