@@ -1,4 +1,4 @@
-/// Field-level merge of concurrent JSON versions against their common ancestor (docs/architecture.md, docs/consistency.md "Conflicts").
+/// Field-level merge of concurrent JSON versions against their common ancestor (docs/consistency.md, "Conflicts").
 ///
 /// Inputs are ordered by priority, lowest first: the last head is the *winner*, the one with the
 /// greatest (HLC, member id). The result is a pure function of (base, heads in that order), so
@@ -8,35 +8,57 @@
 /// 1. all heads agree → that value;
 /// 2. otherwise only the heads that *changed* the member relative to the base count: if they
 ///    all changed it the same way → their value;
-/// 3. if they disagree and every changed value is an object (and the base is an object or
+/// 3. an edit beats a concurrent removal: heads that removed the member count as unchanged
+///    when another head changed it (as at key level, where a put beats a concurrent delete);
+/// 4. if they disagree and every changed value is an object (and the base is an object or
 ///    absent) → merge those objects member by member, recursively;
-/// 4. if they disagree and every changed value is an array (base an array or absent) → merge
-///    the arrays as sequences (`diff3`);
-/// 5. otherwise → the value of the highest-priority head among those that changed it (which may
-///    be "absent": a deletion by the winner wins).
+/// 5. if they disagree and every changed value is an array (base an array or absent) → merge
+///    the arrays: element by element by their `name` (`type` for a member called
+///    `conditions`) when every element of the base and of every head is an object with a
+///    unique string there (Kubernetes lists of containers, env, volumes, ports, conditions),
+///    else as sequences (`diff3`, an RGA-like merge: what one side inserted survives unless
+///    the other removed it, a removed element stays removed);
+/// 6. otherwise → the value of the highest-priority head among those that changed it.
 ///
-/// Values are compared structurally (`JSONValue.==`: member order ignored, numbers by literal
-/// text, strings by bytes).
+/// A *creation* — a merge without a common ancestor (the base is `{}`: the key was created at
+/// both sides, or deleted and re-created) — merges objects field by field but takes arrays
+/// whole from the highest-priority head (two pods created concurrently do not get each
+/// other's containers glued together).
+///
+/// Values are compared structurally (`JSONValue.==`: member order ignored, numbers by decimal
+/// value, strings by bytes).
 public enum JSONMerge {
     /// Merges the top-level objects `heads` (lowest priority first) against `base`.
     public static func merge(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]]) -> [[UInt8]: JSONValue] {
-        precondition(!heads.isEmpty, "merge needs at least one head")
-        return mergeObjects(base: base, heads: heads)
+        var conflicts = 0
+        return merge(base: base, heads: heads, conflicts: &conflicts)
     }
 
-    static func mergeObjects(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]]) -> [[UInt8]: JSONValue] {
+    /// As `merge(base:heads:)`, counting in `conflicts` the values resolved by rule 6 (a value
+    /// changed differently by several heads, taken from the highest-priority one).
+    public static func merge(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]], conflicts: inout Int) -> [[UInt8]: JSONValue] {
+        precondition(!heads.isEmpty, "merge needs at least one head")
+        return mergeObjects(base: base, heads: heads, creation: base.isEmpty, conflicts: &conflicts)
+    }
+
+    static func mergeObjects(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]], creation: Bool,
+                             conflicts: inout Int) -> [[UInt8]: JSONValue] {
         var names = Set(base.keys)
         for h in heads { names.formUnion(h.keys) }
         var out: [[UInt8]: JSONValue] = [:]
         out.reserveCapacity(names.count)
         for name in names {
-            if let v = mergeValues(base: base[name], heads: heads.map { $0[name] }) { out[name] = v }
+            if let v = mergeValues(base: base[name], heads: heads.map { $0[name] }, name: name, creation: creation, conflicts: &conflicts) {
+                out[name] = v
+            }
         }
         return out
     }
 
-    /// Merges one member's values; `nil` means absent.
-    static func mergeValues(base: JSONValue?, heads: [JSONValue?]) -> JSONValue? {
+    /// Merges one member's values; `nil` means absent. `name` is the member's name (it picks the
+    /// key of a keyed list).
+    static func mergeValues(base: JSONValue?, heads: [JSONValue?], name: [UInt8]? = nil, creation: Bool = false,
+                            conflicts: inout Int) -> JSONValue? {
         let first = heads[0]
         if heads.allSatisfy({ $0 == first }) { return first }
         var changed: [JSONValue?] = []
@@ -44,29 +66,107 @@ public enum JSONMerge {
         let firstChanged = changed[0]
         if changed.allSatisfy({ $0 == firstChanged }) { return firstChanged }
 
+        // An edit beats a concurrent removal: removing heads hold the base.
+        var heads = heads
+        if base != nil, changed.contains(where: { $0 == nil }) {
+            changed = changed.filter { $0 != nil }
+            heads = heads.map { $0 ?? base }
+            let firstEdit = changed[0]
+            if changed.allSatisfy({ $0 == firstEdit }) { return firstEdit }
+        }
+
         // Heads that did not change the member hold the base; an absent base merges as empty.
         if changed.allSatisfy({ $0?.objectMembers != nil }), base == nil || base?.objectMembers != nil {
             let baseObject = base?.objectMembers ?? [:]
             let objects = heads.map { $0?.objectMembers ?? baseObject }
-            return .object(mergeObjects(base: baseObject, heads: objects))
+            return .object(mergeObjects(base: baseObject, heads: objects, creation: creation, conflicts: &conflicts))
         }
-        if changed.allSatisfy({ $0?.arrayElements != nil }), base == nil || base?.arrayElements != nil {
+        if !creation, changed.allSatisfy({ $0?.arrayElements != nil }), base == nil || base?.arrayElements != nil {
             let baseArray = base?.arrayElements ?? []
             let arrays = heads.map { $0?.arrayElements ?? baseArray }
+            if let keyed = mergeKeyed(base: baseArray, heads: arrays, key: listKey(name), conflicts: &conflicts) { return .array(keyed) }
             var merged = arrays[0]
-            for next in arrays.dropFirst() { merged = diff3(base: baseArray, lower: merged, higher: next) }
+            for next in arrays.dropFirst() { merged = diff3(base: baseArray, lower: merged, higher: next, conflicts: &conflicts) }
             return .array(merged)
         }
+        conflicts += 1
         return changed[changed.count - 1]
     }
 
-    /// Three-way merge of sequences (diff3 over JSON-equal elements). Regions where only one side
-    /// changed take that side; regions both changed the same way take it once; where both sides
-    /// only *inserted* different elements at the same place, both insertions are kept (the lower
-    /// side's elements not also inserted by the higher side, then the higher side's) — the
-    /// add-wins preference for over- rather than under-replication; any other conflicting region
-    /// goes to `higher`.
+    private static let conditions = Array("conditions".utf8)
+    private static let nameKey = Array("name".utf8)
+    private static let typeKey = Array("type".utf8)
+
+    /// The member that identifies the elements of a list called `name`.
+    static func listKey(_ name: [UInt8]?) -> [UInt8] { name == conditions ? typeKey : nameKey }
+
+    /// The elements of `array` by their `key` member, in order; nil unless every element is an
+    /// object with a string at `key` and the strings are unique.
+    static func keyed(_ array: [JSONValue], key: [UInt8]) -> [(key: [UInt8], value: JSONValue)]? {
+        var out: [(key: [UInt8], value: JSONValue)] = []
+        out.reserveCapacity(array.count)
+        var seen = Set<[UInt8]>()
+        for element in array {
+            guard case .string(let k)? = element.objectMembers?[key], seen.insert(k).inserted else { return nil }
+            out.append((k, element))
+        }
+        return out
+    }
+
+    /// Merges lists whose elements are identified by `key` (when every list is keyed): each
+    /// element merged as a value on its own (absent where a side removed it or never had it);
+    /// order from the sequence merge of the keys, and an element that survives although a side
+    /// removed it (it was edited elsewhere) goes after its predecessor in the highest-priority
+    /// head that has it. Returns nil when the lists are not all keyed.
+    static func mergeKeyed(base: [JSONValue], heads: [[JSONValue]], key: [UInt8], conflicts: inout Int) -> [JSONValue]? {
+        guard let baseKeyed = keyed(base, key: key) else { return nil }
+        var headsKeyed: [[(key: [UInt8], value: JSONValue)]] = []
+        for h in heads {
+            guard let k = keyed(h, key: key) else { return nil }
+            headsKeyed.append(k)
+        }
+        // A list that is empty everywhere but one side is not worth the detour.
+        if baseKeyed.isEmpty && headsKeyed.filter({ !$0.isEmpty }).count < 2 { return nil }
+        let baseMap = Dictionary(uniqueKeysWithValues: baseKeyed.map { ($0.key, $0.value) })
+        let headMaps = headsKeyed.map { Dictionary(uniqueKeysWithValues: $0.map { ($0.key, $0.value) }) }
+        var merged: [[UInt8]: JSONValue] = [:]
+        var allKeys = Set(baseMap.keys)
+        for m in headMaps { allKeys.formUnion(m.keys) }
+        for k in allKeys {
+            if let v = mergeValues(base: baseMap[k], heads: headMaps.map { $0[k] }, conflicts: &conflicts) { merged[k] = v }
+        }
+        // The order: a sequence merge of the key lists.
+        let baseKeys = baseKeyed.map { JSONValue.string($0.key) }
+        var order = headsKeyed[0].map { JSONValue.string($0.key) }
+        var ignored = 0
+        for h in headsKeyed.dropFirst() { order = diff3(base: baseKeys, lower: order, higher: h.map { JSONValue.string($0.key) }, conflicts: &ignored) }
+        var keys: [[UInt8]] = order.compactMap { if case .string(let k) = $0, merged[k] != nil { return k } else { return nil } }
+        var placed = Set(keys)
+        for h in headsKeyed.reversed() {
+            for (i, entry) in h.enumerated() where merged[entry.key] != nil && !placed.contains(entry.key) {
+                let predecessor = h[..<i].last { placed.contains($0.key) }?.key
+                let at = predecessor.flatMap { p in keys.firstIndex(of: p).map { $0 + 1 } } ?? 0
+                keys.insert(entry.key, at: at)
+                placed.insert(entry.key)
+            }
+        }
+        return keys.map { merged[$0]! }
+    }
+
+    /// Three-way merge of sequences, like a sequence CRDT (RGA) over the elements the LCS
+    /// matches to the base: a base element stays only if both sides kept it (a removal wins);
+    /// every element a side inserted survives, placed after the base element that precedes it
+    /// on that side; where both sides inserted at the same place, the lower side's insertions
+    /// come first (minus those the higher side inserted too), then the higher side's. A region
+    /// where both sides replaced the same base elements one for one by objects (or arrays)
+    /// merges them element by element instead: an object edited in place at both sides is one
+    /// object with both edits, not two.
     public static func diff3(base: [JSONValue], lower: [JSONValue], higher: [JSONValue]) -> [JSONValue] {
+        var conflicts = 0
+        return diff3(base: base, lower: lower, higher: higher, conflicts: &conflicts)
+    }
+
+    static func diff3(base: [JSONValue], lower: [JSONValue], higher: [JSONValue], conflicts: inout Int) -> [JSONValue] {
         if lower == higher { return lower }
         if lower == base { return higher }
         if higher == base { return lower }
@@ -85,20 +185,61 @@ public enum JSONMerge {
             while o2 < base.count, matchLower[o2] == nil || matchHigher[o2] == nil { o2 += 1 }
             let a2 = o2 < base.count ? matchLower[o2]! : lower.count
             let b2 = o2 < base.count ? matchHigher[o2]! : higher.count
-            let baseChunk = base[o..<o2], lowerChunk = lower[a..<a2], higherChunk = higher[b..<b2]
-            if lowerChunk.elementsEqual(baseChunk) {
+            let baseChunk = Array(base[o..<o2]), lowerChunk = Array(lower[a..<a2]), higherChunk = Array(higher[b..<b2])
+            if lowerChunk == baseChunk {
                 out.append(contentsOf: higherChunk)
-            } else if higherChunk.elementsEqual(baseChunk) || lowerChunk.elementsEqual(higherChunk) {
+            } else if higherChunk == baseChunk || lowerChunk == higherChunk {
                 out.append(contentsOf: lowerChunk)
-            } else if baseChunk.isEmpty {
-                out.append(contentsOf: lowerChunk.filter { !higherChunk.contains($0) })
-                out.append(contentsOf: higherChunk)
+            } else if let inPlace = mergeInPlace(base: baseChunk, lower: lowerChunk, higher: higherChunk, conflicts: &conflicts) {
+                out.append(contentsOf: inPlace)
             } else {
-                out.append(contentsOf: higherChunk)
+                // Insertions per gap: gap g lies before base element o+g (g == o2-o: the end).
+                let gaps = o2 - o + 1
+                let lowerInserts = inserts(lowerChunk, from: a, base: o, gaps: gaps, match: matchLower)
+                let higherInserts = inserts(higherChunk, from: b, base: o, gaps: gaps, match: matchHigher)
+                for g in 0..<gaps {
+                    let l = lowerInserts[g], h = higherInserts[g]
+                    if l == h {
+                        out.append(contentsOf: l)
+                    } else {
+                        out.append(contentsOf: l.filter { !h.contains($0) })
+                        out.append(contentsOf: h)
+                    }
+                    // Every base element of the region was removed by at least one side.
+                }
             }
             o = o2; a = a2; b = b2
         }
         return out
+    }
+
+    /// A side's elements in a region that it did not keep from the base, grouped by the gap
+    /// they follow: after the last base element of the region the side kept before them.
+    private static func inserts(_ chunk: [JSONValue], from start: Int, base o: Int, gaps: Int, match: [Int?]) -> [[JSONValue]] {
+        var byPosition: [Int: Int] = [:]  // side index → base index, for the kept ones
+        for g in 0..<(gaps - 1) { if let j = match[o + g] { byPosition[j] = g } }
+        var out = [[JSONValue]](repeating: [], count: gaps)
+        var gap = 0
+        for (i, element) in chunk.enumerated() {
+            if let g = byPosition[start + i] {
+                gap = g + 1
+            } else {
+                out[gap].append(element)
+            }
+        }
+        return out
+    }
+
+    /// Both sides replaced the same base elements one for one, each triple objects (or each
+    /// arrays): the elements were edited in place; merge each triple as a value.
+    private static func mergeInPlace(base: [JSONValue], lower: [JSONValue], higher: [JSONValue], conflicts: inout Int) -> [JSONValue]? {
+        guard !base.isEmpty, base.count == lower.count, base.count == higher.count else { return nil }
+        for i in base.indices {
+            let triple = [base[i], lower[i], higher[i]]
+            guard triple.allSatisfy({ $0.objectMembers != nil }) || triple.allSatisfy({ $0.arrayElements != nil }) else { return nil }
+        }
+        // Two containers of the same kind always merge to a value (never absent).
+        return base.indices.map { mergeValues(base: base[$0], heads: [lower[$0], higher[$0]], conflicts: &conflicts)! }
     }
 }
 

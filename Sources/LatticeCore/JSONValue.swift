@@ -3,7 +3,9 @@
 /// What it is for: merging concurrent versions of one key field by field, and writing the
 /// merged document back out so that every node produces *identical bytes*. So:
 /// - numbers are kept as their literal text (`1.0`, `1e3`, `-0` stay exactly that), never
-///   converted to a binary floating point value and back;
+///   converted to a binary floating point value and back; they *compare* by exact decimal value
+///   (`1`, `1.0`, `1e0` and `10e-1` are equal, as are `0` and `-0`), so writing a number in
+///   another form is not a conflict;
 /// - strings are kept as their unescaped UTF-8 bytes and compared byte by byte (not with Swift's
 ///   `String` equality, which treats canonically equivalent Unicode as equal);
 /// - objects are unordered (`==` ignores member order); serialisation sorts member names by
@@ -23,6 +25,29 @@ public enum JSONValue: Hashable, Sendable {
     case array([JSONValue])
     /// Members by name (UTF-8 bytes); names are unique.
     case object([[UInt8]: JSONValue])
+
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.number(let x), .number(let y)): return x == y || JSONNumber(literal: x) == JSONNumber(literal: y)
+        case (.string(let x), .string(let y)): return x == y
+        case (.array(let x), .array(let y)): return x == y
+        case (.object(let x), .object(let y)): return x == y
+        default: return false
+        }
+    }
+
+    public func hash(into h: inout Hasher) {
+        switch self {
+        case .null: h.combine(0)
+        case .bool(let b): h.combine(1); h.combine(b)
+        case .number(let literal): h.combine(2); h.combine(JSONNumber(literal: literal))
+        case .string(let s): h.combine(3); h.combine(s)
+        case .array(let a): h.combine(4); h.combine(a)
+        case .object(let o): h.combine(5); h.combine(o)
+        }
+    }
 
     /// Parsing nests at most this deep; deeper documents are rejected (and so merged LWW), which
     /// bounds the recursion of the parser, the merge and the serialiser.
@@ -48,7 +73,8 @@ public enum JSONValue: Hashable, Sendable {
 
     /// The canonical serialisation: no whitespace, object members sorted by name bytes, numbers
     /// as their literal text, strings with the minimal escapes (`"`, `\`, control characters).
-    /// Equal values (`==`) always serialise to identical bytes.
+    /// Equal values (`==`) serialise to identical bytes except for how their numbers are written
+    /// (`1` and `1.0` are equal); the merge picks among equal values deterministically.
     public func canonicalBytes() -> [UInt8] {
         var out: [UInt8] = []
         serialize(into: &out)
@@ -116,6 +142,52 @@ extension JSONValue {
 
     /// The canonical serialisation as a `String` (it is always valid UTF-8).
     public var canonicalText: String { String(decoding: canonicalBytes(), as: UTF8.self) }
+}
+
+/// The exact decimal value of a JSON number literal, for comparison: sign, significant digits
+/// (no leading or trailing zeros) and the power of ten of the last one. Zero is unsigned.
+/// Exponents beyond ±2⁴⁰ saturate (such literals compare by their saturated value).
+struct JSONNumber: Hashable {
+    var negative = false
+    var digits: [UInt8] = []
+    var exponent = 0
+
+    init(literal: [UInt8]) {
+        var i = 0
+        if i < literal.count, literal[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        var fraction = 0
+        var inFraction = false
+        while i < literal.count {
+            let c = literal[i]
+            if c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") {
+                if !(digits.isEmpty && c == UInt8(ascii: "0")) { digits.append(c) }
+                if inFraction { fraction += 1 }
+            } else if c == UInt8(ascii: ".") {
+                inFraction = true
+            } else {
+                break
+            }
+            i += 1
+        }
+        var exp = 0
+        if i < literal.count, literal[i] == UInt8(ascii: "e") || literal[i] == UInt8(ascii: "E") {
+            i += 1
+            var expNegative = false
+            if i < literal.count, literal[i] == UInt8(ascii: "-") || literal[i] == UInt8(ascii: "+") {
+                expNegative = literal[i] == UInt8(ascii: "-")
+                i += 1
+            }
+            while i < literal.count, literal[i] >= UInt8(ascii: "0"), literal[i] <= UInt8(ascii: "9") {
+                exp = min(exp * 10 + Int(literal[i] - UInt8(ascii: "0")), 1 << 40)
+                i += 1
+            }
+            if expNegative { exp = -exp }
+        }
+        // Leading zeros of the fraction were skipped but still count as fraction positions.
+        exponent = exp - fraction
+        while let last = digits.last, last == UInt8(ascii: "0") { digits.removeLast(); exponent += 1 }
+        if digits.isEmpty { negative = false; exponent = 0 }
+    }
 }
 
 /// Why a text is not (acceptable) JSON. `offset` is the byte offset where parsing stopped.

@@ -123,20 +123,41 @@ public struct KeyVersionDAG: Sendable {
 
     /// Adds a version written by a change applied in causal order (so it names no version that
     /// is not yet held and no held version names it) and recomputes the visible value.
-    mutating func add(_ version: KeyVersion, mode: MergeMode) {
+    /// Returns how the visible value was decided when several live heads disagree.
+    @discardableResult
+    mutating func add(_ version: KeyVersion, mode: MergeMode) -> Resolution? {
         versions.append(version)
         if version.parents == heads {
             // The writer saw every head (always so for local writes): one head again.
             heads = [version.dot]
             visible = version.value.map { VisibleValue(value: $0, lease: version.lease) }
-            return
+            return nil
         }
         heads.removeAll { version.parents.contains($0) }
         heads.append(version.dot)
         heads.sort()
         var cache = mergeCache
-        visible = visible(mode: mode, cache: &cache, keep: true)
+        var resolution: Resolution?
+        visible = visible(mode: mode, cache: &cache, keep: true, resolution: &resolution)
         mergeCache = cache
+        return resolution
+    }
+
+    /// How the visible value of a key with several live, differing heads was decided: what an
+    /// operator needs to see what a concurrent write overwrote.
+    public struct Resolution: Sendable, Equatable {
+        public enum Kind: Sendable, Equatable {
+            /// One head's value whole (not all JSON objects, or `MergeMode.lww`).
+            case lastWriterWins
+            /// Field by field; `conflicts` values were changed differently by several heads and
+            /// taken from the winner (0: every head's changes are in the result).
+            case merged(conflicts: Int)
+        }
+        public var kind: Kind
+        /// The highest-priority live head.
+        public var winner: Dot
+        /// The other live heads, ascending.
+        public var others: [Dot]
     }
 
     // MARK: visible value
@@ -169,6 +190,11 @@ public struct KeyVersionDAG: Sendable {
 
     /// The visible value, using and (with `keep`) refreshing `cache`.
     private func visible(mode: MergeMode, cache: inout MergeCache?, keep: Bool) -> VisibleValue? {
+        var resolution: Resolution?
+        return visible(mode: mode, cache: &cache, keep: keep, resolution: &resolution)
+    }
+
+    private func visible(mode: MergeMode, cache: inout MergeCache?, keep: Bool, resolution: inout Resolution?) -> VisibleValue? {
         if heads.count == 1 {
             guard let v = version(heads[0]), let value = v.value else { return nil }
             return VisibleValue(value: value, lease: v.lease)
@@ -182,12 +208,17 @@ public struct KeyVersionDAG: Sendable {
         let ordered = live.sorted(by: KeyVersion.lwwLess)
         let winner = ordered[ordered.count - 1]
         let lww = VisibleValue(value: winner.value!, lease: winner.lease)
+        let others = live.map(\.dot).filter { $0 != winner.dot }.sorted()
+        resolution = Resolution(kind: .lastWriterWins, winner: winner.dot, others: others)
         guard mode == .json else { return lww }
         // A value made of several heads keeps no lease if any of them had none: a key one side
         // wrote to stay is not deleted with a lease the other side attached (over- rather than
         // under-replication). Otherwise the winner's lease.
         let lease = live.contains { $0.lease == 0 } ? 0 : winner.lease
-        if ordered.allSatisfy({ $0.value == winner.value }) { return VisibleValue(value: winner.value!, lease: lease) }
+        if ordered.allSatisfy({ $0.value == winner.value }) {
+            resolution = nil
+            return VisibleValue(value: winner.value!, lease: lease)
+        }
         var docs: [[[UInt8]: JSONValue]] = []
         docs.reserveCapacity(ordered.count)
         for v in ordered {
@@ -208,7 +239,9 @@ public struct KeyVersionDAG: Sendable {
             cache = MergeCache(heads: dots, versions: Dictionary(uniqueKeysWithValues: live.map { ($0.dot, $0) }), base: base,
                                searches: searches)
         }
-        let merged = JSONMerge.merge(base: base, heads: docs)
+        var conflicts = 0
+        let merged = JSONMerge.merge(base: base, heads: docs, conflicts: &conflicts)
+        resolution = Resolution(kind: .merged(conflicts: conflicts), winner: winner.dot, others: others)
         if let i = docs.lastIndex(where: { $0 == merged }) {
             return VisibleValue(value: ordered[i].value!, lease: lease)
         }

@@ -190,8 +190,9 @@ public struct Replica: Sendable {
             }
             let version = KeyVersion(dot: change.id, hlc: change.hlc, value: w.value, lease: w.lease, parents: parents)
             let key = StoredKey(w.key)
-            let (before, after, isCollectable) = Replica.add(version, to: &dags[key, default: KeyVersionDAG()], mode: mergeMode)
+            let (before, after, isCollectable, resolution) = Replica.add(version, to: &dags[key, default: KeyVersionDAG()], mode: mergeMode)
             if isCollectable { collectable.insert(key) }
+            if let resolution { noteResolution(resolution, key: w.key) }
             effects.append(KeyEffect(key: w.key, before: before, after: after))
         }
         log.append(change)
@@ -200,10 +201,60 @@ public struct Replica: Sendable {
 
     /// One dictionary access per written key on the hot path.
     private static func add(_ version: KeyVersion, to dag: inout KeyVersionDAG, mode: MergeMode)
-        -> (before: VisibleValue?, after: VisibleValue?, isCollectable: Bool) {
+        -> (before: VisibleValue?, after: VisibleValue?, isCollectable: Bool, resolution: KeyVersionDAG.Resolution?) {
         let before = dag.isEmpty ? nil : dag.visible
-        dag.add(version, mode: mode)
-        return (before, dag.visible, dag.isCollectable)
+        let resolution = dag.add(version, mode: mode)
+        return (before, dag.visible, dag.isCollectable, resolution)
+    }
+
+    // MARK: conflicts (what concurrent writes overwrote)
+
+    /// Counts of how applied changes that left a key with several differing live heads were
+    /// resolved, since this replica was created (not persisted).
+    public struct MergeCounters: Sendable, Equatable {
+        /// Resolved by last writer wins, whole values (not JSON objects, or `--merge=lww`).
+        public var lastWriterWins = 0
+        /// Resolved by a field-level merge.
+        public var merges = 0
+        /// Values inside those merges changed differently by several heads (the winner's kept).
+        public var mergeConflicts = 0
+
+        public init() {}
+    }
+
+    /// A resolution that overwrote something: the key, the winning head, the others.
+    public struct ConflictRecord: Sendable, Equatable {
+        public var key: [UInt8]
+        public var resolution: KeyVersionDAG.Resolution
+    }
+
+    public private(set) var mergeCounters = MergeCounters()
+    /// The latest records (at most `conflictRecordLimit`), for the operator's log.
+    private var conflictRecords: [ConflictRecord] = []
+    private var droppedConflictRecords = 0
+    static let conflictRecordLimit = 256
+
+    private mutating func noteResolution(_ r: KeyVersionDAG.Resolution, key: [UInt8]) {
+        switch r.kind {
+        case .lastWriterWins:
+            mergeCounters.lastWriterWins += 1
+        case .merged(let conflicts):
+            mergeCounters.merges += 1
+            mergeCounters.mergeConflicts += conflicts
+            if conflicts == 0 { return }
+        }
+        if conflictRecords.count >= Replica.conflictRecordLimit {
+            conflictRecords.removeFirst()
+            droppedConflictRecords += 1
+        }
+        conflictRecords.append(ConflictRecord(key: key, resolution: r))
+    }
+
+    /// Hands out (and forgets) the records of resolutions that overwrote something, and how many
+    /// were dropped because the record buffer was full.
+    public mutating func drainConflicts() -> (records: [ConflictRecord], dropped: Int) {
+        defer { conflictRecords = []; droppedConflictRecords = 0 }
+        return (conflictRecords, droppedConflictRecords)
     }
 
     private struct PendingWrite {
@@ -402,6 +453,7 @@ public struct Replica: Sendable {
         }
         next.configuredPeers = configuredPeers
         next.localMember = localMember
+        next.mergeCounters = mergeCounters
         next.peerReports = peerReports.filter { next.vector.covers($0.value) }
         self = next
     }

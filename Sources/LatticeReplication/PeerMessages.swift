@@ -218,12 +218,20 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
     /// The cluster's members as this member knows them (a member joining with
     /// `--initial-cluster-state existing` learns its id and the cluster id from this).
     public var members: [LatticeCore.Member] = []
+    /// How concurrent writes were resolved since start: whole values by last writer wins,
+    /// field-level merges, and values inside merges taken from the last writer.
+    public var lastWriterWins: UInt64 = 0
+    public var merges: UInt64 = 0
+    public var mergeConflicts: UInt64 = 0
 
     public init() {}
 
     public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
         case 12: members.append((try r.readMessage(wt, field: field) as PeerMemberMessage).member)
+        case 13: lastWriterWins = try r.readUInt64(wt, field: field)
+        case 14: merges = try r.readUInt64(wt, field: field)
+        case 15: mergeConflicts = try r.readUInt64(wt, field: field)
         case 1: clusterID = try r.readUInt64(wt, field: field)
         case 2: memberID = try r.readUInt64(wt, field: field)
         case 3: name = try r.readString(wt, field: field)
@@ -252,6 +260,9 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
         v.uint64(10, logEntries)
         v.int64(11, keys)
         for m in members { v.messageField(12, PeerMemberMessage(m)) }
+        v.uint64(13, lastWriterWins)
+        v.uint64(14, merges)
+        v.uint64(15, mergeConflicts)
     }
 }
 

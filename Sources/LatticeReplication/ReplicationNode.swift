@@ -66,6 +66,7 @@ public final class ReplicationNode: Sendable {
     /// Bumped by every removal: each link then asks its feeder to resend (`PeerAck.resync`).
     let resyncGeneration = Atomic<Int>(0)
     private let lagLogger = Mutex<RepeatedTask?>(nil)
+    private let conflictLogger = Mutex<RepeatedTask?>(nil)
 
     public init(configuration: Configuration, store: MVCCStore, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -111,10 +112,33 @@ public final class ReplicationNode: Sendable {
         reconcile(removal: false)
         let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { [self] _ in logLag() }
         lagLogger.withLock { $0 = task }
+        let conflicts = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in logConflicts() }
+        conflictLogger.withLock { $0 = conflicts }
+    }
+
+    /// Logs what concurrent writes overwrote since the last call: per key, the winning change
+    /// and the others (at most 20 lines a second; the rest as a count).
+    func logConflicts() {
+        let (records, dropped) = store.drainConflicts()
+        for r in records.prefix(20) {
+            let how: String
+            switch r.resolution.kind {
+            case .lastWriterWins: how = "last writer wins"
+            case .merged(let conflicts): how = "merged field by field, \(conflicts) value(s) from the last writer"
+            }
+            logger.info("concurrent writes resolved", metadata: [
+                "key": "\(String(decoding: r.key, as: UTF8.self))", "resolution": "\(how)",
+                "winner": "\(hex(r.resolution.winner.member)):\(r.resolution.winner.seq)",
+                "overwritten": "\(r.resolution.others.map { "\(hex($0.member)):\($0.seq)" }.joined(separator: ","))",
+            ])
+        }
+        let more = max(0, records.count - 20) + dropped
+        if more > 0 { logger.info("concurrent writes resolved", metadata: ["more": "\(more)"]) }
     }
 
     public func shutdown() async {
         lagLogger.withLock { $0?.cancel() }
+        conflictLogger.withLock { $0?.cancel() }
         let tasks = links.withLock { l -> [Task<Void, Never>] in
             running.withLock { $0 = false }
             defer { l = [:] }
@@ -355,6 +379,9 @@ public final class ReplicationNode: Sendable {
         let counters = store.replicationCounters
         s.pendingChanges = UInt64(counters.pendingChanges)
         s.logEntries = UInt64(counters.logEntries)
+        s.lastWriterWins = UInt64(counters.merges.lastWriterWins)
+        s.merges = UInt64(counters.merges.merges)
+        s.mergeConflicts = UInt64(counters.merges.mergeConflicts)
         s.keys = Int64(store.keyCount)
         s.members = configuration.replicatedMembership ? store.members : ([configuration.local] + configuration.peers).sorted { $0.id < $1.id }
         let now = ContinuousClock.now

@@ -243,7 +243,15 @@ extension MVCCStore {
 
     /// Counts for operators and tests: buffered changes and retained log entries (constant time).
     public var replicationCounters: ReplicationCounters {
-        writer.withLock { ReplicationCounters(pendingChanges: $0.replica.pendingCount, logEntries: $0.replica.log.count) }
+        writer.withLock {
+            ReplicationCounters(pendingChanges: $0.replica.pendingCount, logEntries: $0.replica.log.count, merges: $0.replica.mergeCounters)
+        }
+    }
+
+    /// The records of concurrent writes resolved since the last call that overwrote something
+    /// (key, winning and losing change ids), and how many more were not kept.
+    public func drainConflicts() -> (records: [Replica.ConflictRecord], dropped: Int) {
+        writer.withLock { $0.replica.drainConflicts() }
     }
 
     /// Calls `observer` on the writer thread after every batch that made new changes durable
@@ -363,4 +371,6 @@ extension MVCCStore {
 public struct ReplicationCounters: Sendable, Equatable {
     public var pendingChanges: Int
     public var logEntries: Int
+    /// How concurrent writes were resolved since start (see `Replica.MergeCounters`).
+    public var merges = Replica.MergeCounters()
 }

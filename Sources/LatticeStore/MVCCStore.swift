@@ -134,6 +134,8 @@ public final class MVCCStore: Sendable {
             storage.attach(recovered)
         }
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
+        // Conflicts met again while replaying the WAL were reported when they happened.
+        _ = state.replica.drainConflicts()
         state.durableLogEnd = state.replica.logEnd
         state.durableVector = state.replica.vector
         // Only a peer's change can leave a key attached to a lease that is not live, so a single

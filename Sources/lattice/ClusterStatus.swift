@@ -55,7 +55,8 @@ struct ClusterStatus: AsyncParsableCommand {
         return "{\"endpoint\":\"\(endpoint)\",\"name\":\"\(s.name)\",\"member_id\":\"\(hex16(s.memberID))\",\"cluster_id\":\"\(hex16(s.clusterID))\","
             + "\"incarnation\":\"\(hex16(s.incarnation))\",\"revision\":\(s.revision),\"keys\":\(s.keys),"
             + "\"state_hash\":\"\(s.stateHash.map { hex2($0) }.joined())\",\"pending_changes\":\(s.pendingChanges),"
-            + "\"log_entries\":\(s.logEntries),\"vector\":\(vector(s.vector)),\"peers\":[\(peers)]}"
+            + "\"log_entries\":\(s.logEntries),\"last_writer_wins\":\(s.lastWriterWins),\"merges\":\(s.merges),"
+            + "\"merge_conflicts\":\(s.mergeConflicts),\"vector\":\(vector(s.vector)),\"peers\":[\(peers)]}"
     }
 }
 

@@ -6,7 +6,14 @@ final class JSONValueTests: XCTestCase {
     func testNumbersKeepTheirLiteralText() throws {
         let doc = try JSONValue(parsing: #"{"a":1.0,"b":1e3,"c":-0,"d":2.50,"e":6.02E+23,"f":12345678901234567890123}"#)
         XCTAssertEqual(doc.canonicalText, #"{"a":1.0,"b":1e3,"c":-0,"d":2.50,"e":6.02E+23,"f":12345678901234567890123}"#)
-        XCTAssertNotEqual(try JSONValue(parsing: "1.0"), try JSONValue(parsing: "1"), "numbers compare by literal text")
+        // …but compare by decimal value: another way of writing a number is not a conflict.
+        for (a, b) in [("1.0", "1"), ("1e0", "1"), ("10e-1", "1"), ("0.00100", "1e-3"), ("-0", "0"), ("0.0", "0e5"), ("2.50", "25E-1")] {
+            XCTAssertEqual(try JSONValue(parsing: a), try JSONValue(parsing: b), "\(a) == \(b)")
+            XCTAssertEqual(try JSONValue(parsing: a).hashValue, try JSONValue(parsing: b).hashValue, "\(a) hashes like \(b)")
+        }
+        for (a, b) in [("1", "1.1"), ("1", "-1"), ("10", "1"), ("1e3", "1e-3"), ("12345678901234567890123", "12345678901234567890124")] {
+            XCTAssertNotEqual(try JSONValue(parsing: a), try JSONValue(parsing: b), "\(a) != \(b)")
+        }
     }
 
     func testCanonicalFormSortsMembersByBytesAndDropsWhitespace() throws {
@@ -84,9 +91,25 @@ final class JSONMergeTests: XCTestCase {
 
     func testConflictingScalarsGoToTheWinner() {
         XCTAssertEqual(merge(#"{"a":1}"#, #"{"a":2}"#, #"{"a":3}"#), #"{"a":3}"#)
-        XCTAssertEqual(merge(#"{"a":1}"#, #"{"a":2}"#, #"{}"#), #"{}"#, "the winner's deletion wins a conflict")
-        XCTAssertEqual(merge(#"{"a":{"x":1}}"#, #"{"a":{"x":2}}"#, #"{}"#), #"{}"#)
-        XCTAssertEqual(merge(#"{"a":{"x":1}}"#, #"{}"#, #"{"a":{"x":2}}"#), #"{"a":{"x":2}}"#)
+    }
+
+    /// As at key level (a put beats a concurrent delete), an edit beats a concurrent removal of
+    /// the member or of an object around it, whichever side has priority.
+    func testAnEditSurvivesAConcurrentRemoval() {
+        XCTAssertEqual(merge(#"{"a":1}"#, #"{"a":2}"#, #"{}"#), #"{"a":2}"#)
+        XCTAssertEqual(merge(#"{"a":1}"#, #"{}"#, #"{"a":2}"#), #"{"a":2}"#)
+        XCTAssertEqual(merge(#"{"a":{"x":1,"y":1}}"#, #"{"a":{"x":2,"y":1}}"#, #"{}"#), #"{"a":{"x":2,"y":1}}"#)
+        XCTAssertEqual(merge(#"{"a":{"x":1,"y":1}}"#, #"{}"#, #"{"a":{"x":1,"y":3}}"#), #"{"a":{"x":1,"y":3}}"#)
+        // Removed at one side, left alone at the other: removed.
+        XCTAssertEqual(merge(#"{"a":{"x":1},"b":1}"#, #"{"b":1}"#, #"{"a":{"x":1},"b":2}"#), #"{"b":2}"#)
+    }
+
+    /// Numbers compare by value: rewriting 1 as 1.0 at one side is no conflict with a change
+    /// elsewhere, and a number changed at one side only takes that side's literal.
+    func testNumbersWrittenDifferentlyAreNotAConflict() {
+        XCTAssertEqual(merge(#"{"n":1,"m":1}"#, #"{"n":1.0,"m":1}"#, #"{"n":1,"m":2}"#), #"{"m":2,"n":1.0}"#)
+        XCTAssertEqual(merge(#"{"n":1}"#, #"{"n":1e0}"#, #"{"n":1.0}"#), #"{"n":1e0}"#, "equal everywhere: the lowest-priority literal, the same on every member")
+        XCTAssertEqual(merge(#"{"n":1,"m":1}"#, #"{"n":5,"m":1}"#, #"{"n":1.0,"m":2}"#), #"{"m":2,"n":5}"#)
     }
 
     func testIdenticalChangesAreTakenOnce() {
@@ -110,10 +133,54 @@ final class JSONMergeTests: XCTestCase {
         // Both append at the same place: both kept, the lower side's first.
         XCTAssertEqual(merge(#"{"f":["a"]}"#, #"{"f":["a","x"]}"#, #"{"f":["a","y"]}"#), #"{"f":["a","x","y"]}"#)
         XCTAssertEqual(merge(#"{"f":["a"]}"#, #"{"f":["a","x","z"]}"#, #"{"f":["a","z"]}"#), #"{"f":["a","x","z"]}"#)
-        // Both replace the same element differently: the winner's region.
-        XCTAssertEqual(merge(#"{"f":["a","b","c"]}"#, #"{"f":["a","B1","c"]}"#, #"{"f":["a","B2","c"]}"#), #"{"f":["a","B2","c"]}"#)
-        // Both created the array concurrently.
-        XCTAssertEqual(merge("{}", #"{"f":[1]}"#, #"{"f":[2]}"#), #"{"f":[1,2]}"#)
+        // Both replace the same element differently: as in a sequence CRDT, both removed "b" and
+        // both inserted at its place, so both insertions survive.
+        XCTAssertEqual(merge(#"{"f":["a","b","c"]}"#, #"{"f":["a","B1","c"]}"#, #"{"f":["a","B2","c"]}"#), #"{"f":["a","B1","B2","c"]}"#)
+        // Adjacent edits: one side appends after "y", the other removes "y": both edits.
+        XCTAssertEqual(merge(#"{"f":["y"]}"#, #"{"f":["y","x"]}"#, #"{"f":[]}"#), #"{"f":["x"]}"#)
+        XCTAssertEqual(merge(#"{"f":["y"]}"#, #"{"f":[]}"#, #"{"f":["y","x"]}"#), #"{"f":["x"]}"#)
+        XCTAssertEqual(merge(#"{"f":["a","y","b"]}"#, #"{"f":["a","x","y","b"]}"#, #"{"f":["a","b"]}"#), #"{"f":["a","x","b"]}"#)
+        // An element removed at one side stays removed although the other inserted next to it.
+        XCTAssertEqual(merge(#"{"f":["a","b","c"]}"#, #"{"f":["a","c"]}"#, #"{"f":["a","b","n","c"]}"#), #"{"f":["a","n","c"]}"#)
+    }
+
+    /// Concurrent creations (no common ancestor) merge objects field by field but take arrays
+    /// whole from the winner: two pods created at two sites do not get each other's containers.
+    func testConcurrentCreationsTakeArraysWholeFromTheWinner() {
+        XCTAssertEqual(merge("{}", #"{"f":[1]}"#, #"{"f":[2]}"#), #"{"f":[2]}"#)
+        XCTAssertEqual(merge("{}", #"{"spec":{"containers":[{"name":"a"}],"x":1}}"#, #"{"spec":{"containers":[{"name":"b"}],"y":2}}"#),
+                       #"{"spec":{"containers":[{"name":"b"}],"x":1,"y":2}}"#)
+        // With a common ancestor, both sides adding the same array member keep both elements.
+        XCTAssertEqual(merge(#"{"k":1}"#, #"{"k":1,"f":["a"]}"#, #"{"k":1,"f":["b"]}"#), #"{"f":["a","b"],"k":1}"#)
+    }
+
+    /// An object edited in place in a list without keys (e.g. `managedFields`) at both sides is
+    /// one object with both edits.
+    func testObjectsEditedInPlaceInAListMergeFieldByField() {
+        XCTAssertEqual(merge(#"{"l":[{"m":"a","t":1,"u":1},{"m":"b"}]}"#, #"{"l":[{"m":"a","t":2,"u":1},{"m":"b"}]}"#, #"{"l":[{"m":"a","t":1,"u":3},{"m":"b"}]}"#),
+                       #"{"l":[{"m":"a","t":2,"u":3},{"m":"b"}]}"#)
+    }
+
+    /// Kubernetes lists keyed by `name` (`type` for conditions) merge element by element.
+    func testKubernetesListsMergeByName() {
+        let base = #"{"containers":[{"name":"app","image":"app:1","env":[{"name":"X","value":"0"}]}]}"#
+        let a = #"{"containers":[{"name":"app","image":"app:1","env":[{"name":"X","value":"0"},{"name":"A","value":"1"}]}]}"#
+        let b = #"{"containers":[{"name":"app","image":"app:2","env":[{"name":"X","value":"0"}]},{"name":"sidecar","image":"proxy:1"}]}"#
+        let expected = #"{"containers":[{"env":[{"name":"X","value":"0"},{"name":"A","value":"1"}],"image":"app:2","name":"app"},{"image":"proxy:1","name":"sidecar"}]}"#
+        XCTAssertEqual(merge(base, a, b), expected)
+        XCTAssertEqual(merge(base, b, a), expected)
+        // Conditions by type: two controllers update two conditions.
+        let conditions = #"{"conditions":[{"type":"Ready","status":"False"},{"type":"DiskPressure","status":"False"}]}"#
+        XCTAssertEqual(merge(conditions, #"{"conditions":[{"type":"Ready","status":"True"},{"type":"DiskPressure","status":"False"}]}"#,
+                             #"{"conditions":[{"type":"Ready","status":"False"},{"type":"DiskPressure","status":"True"}]}"#),
+                       #"{"conditions":[{"status":"True","type":"Ready"},{"status":"True","type":"DiskPressure"}]}"#)
+        // An element removed at one side and edited at the other survives, in its place.
+        XCTAssertEqual(merge(#"{"v":[{"name":"a"},{"name":"b","x":1},{"name":"c"}]}"#, #"{"v":[{"name":"a"},{"name":"c"}]}"#,
+                             #"{"v":[{"name":"a"},{"name":"b","x":2},{"name":"c"}]}"#),
+                       #"{"v":[{"name":"a"},{"name":"b","x":2},{"name":"c"}]}"#)
+        // Removed at one side, unchanged at the other: removed.
+        XCTAssertEqual(merge(#"{"v":[{"name":"a"},{"name":"b"}]}"#, #"{"v":[{"name":"a"}]}"#, #"{"v":[{"name":"a"},{"name":"b"},{"name":"c"}]}"#),
+                       #"{"v":[{"name":"a"},{"name":"c"}]}"#)
     }
 
     func testArrayAgainstScalarConflictGoesToTheWinner() {
