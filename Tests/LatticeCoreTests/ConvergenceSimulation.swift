@@ -25,6 +25,14 @@ struct ConvergenceSimulation {
         var collections = 0
         var mergedKeys = 0
         var antiEntropyRounds = 0
+        /// How the replicas resolved concurrent heads (`Replica.mergeCounters`): field-level
+        /// merges (three-way when the heads share a base), values both sides changed (same-field
+        /// conflicts), whole values by last writer wins.
+        var fieldMerges = 0
+        var sameFieldConflicts = 0
+        var lastWriterWins = 0
+        /// Histories whose replicas' clocks are minutes apart.
+        var skewedMinutes = 0
     }
 
     let seed: UInt64
@@ -60,9 +68,13 @@ struct ConvergenceSimulation {
         }
         members = ids.sorted()
         let base: Int64 = 1_700_000_000_000
+        // Sometimes clocks minutes apart (a site whose clock is wrong), else a few ms.
+        let skewMinutes = rng.chance(0.15)
+        if skewMinutes { stats.skewedMinutes = 1 }
         for m in members {
             // Skewed wall clocks, sometimes identical (HLC ties broken by member id).
-            let clock = TestClock(base + (rng.chance(0.5) ? 0 : Int64(rng.int(-5...5))))
+            let skew = skewMinutes ? Int64(rng.int(-10...10)) * 60_000 : Int64(rng.int(-5...5))
+            let clock = TestClock(base + (rng.chance(0.5) ? 0 : skew))
             clocks.append(clock)
             replicas.append(Replica(member: m, mergeMode: mode, wallClock: clock))
             shadow.append(VersionVector())
@@ -172,7 +184,7 @@ struct ConvergenceSimulation {
             let id = rng.pick(members)
             let m = Member(id: id, name: "m\(id % 100)", peerURLs: ["http://10.0.0.\(rng.int(1...9)):2380"],
                            clientURLs: ["http://10.0.0.1:2379"], isLearner: rng.chance(0.2))
-            return [rng.chance(0.5) ? .memberAdd(m) : .memberUpdate(m)]
+            return [rng.pick([.memberAdd(m), .memberUpdate(m), .memberPublish(m)])]
         default:
             return [.memberRemove(id: UInt64(rng.int(1...9)))]
         }
@@ -200,11 +212,16 @@ struct ConvergenceSimulation {
         let wasPending = !wasApplied && delivered[r].contains(change.id)
         delivered[r].insert(change.id)
         let applied: [AppliedChange]
+        let countersBefore = replicas[r].mergeCounters
         do {
             applied = try replicas[r].apply(remote: change)
         } catch {
             throw fail("apply(remote:) threw \(error)")
         }
+        let countersAfter = replicas[r].mergeCounters
+        stats.fieldMerges += countersAfter.merges - countersBefore.merges
+        stats.sameFieldConflicts += countersAfter.mergeConflicts - countersBefore.mergeConflicts
+        stats.lastWriterWins += countersAfter.lastWriterWins - countersBefore.lastWriterWins
         if (wasApplied || wasPending) && !applied.isEmpty { throw fail("a duplicate was applied again") }
         if wasPending, !replicas[r].vector.contains(change.id), !replicas[r].pendingChanges.contains(where: { $0.id == change.id }) {
             throw fail("a buffered change was lost")
