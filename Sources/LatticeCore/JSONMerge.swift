@@ -16,39 +16,50 @@
 ///    the arrays: element by element by their `name` (`type` for a member called
 ///    `conditions`) when every element of the base and of every head is an object with a
 ///    unique string there (Kubernetes lists of containers, env, volumes, ports, conditions),
-///    else as sequences (`diff3`, an RGA-like merge: what one side inserted survives unless
-///    the other removed it, a removed element stays removed);
+///    else as sequences (`diff3`, an RGA-like merge: what a side inserted survives, a base
+///    element either side removed stays removed);
 /// 6. otherwise → the value of the highest-priority head among those that changed it.
 ///
-/// A *creation* — a merge without a common ancestor (the base is `{}`: the key was created at
-/// both sides, or deleted and re-created) — merges objects field by field but takes arrays
-/// whole from the highest-priority head (two pods created concurrently do not get each
-/// other's containers glued together).
+/// A *creation* — a merge whose base document is `{}`: no common ancestor (the key was
+/// created at both sides, or deleted and re-created), or an ancestor that was `{}` or not a
+/// JSON object — merges objects field by field but takes arrays whole from the
+/// highest-priority head (two pods created concurrently do not get each other's containers
+/// glued together).
 ///
 /// Values are compared structurally (`JSONValue.==`: member order ignored, numbers by decimal
 /// value, strings by bytes).
 public enum JSONMerge {
     /// Merges the top-level objects `heads` (lowest priority first) against `base`.
     public static func merge(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]]) -> [[UInt8]: JSONValue] {
-        var conflicts = 0
-        return merge(base: base, heads: heads, conflicts: &conflicts)
+        var report = Report()
+        return merge(base: base, heads: heads, report: &report)
     }
 
-    /// As `merge(base:heads:)`, counting in `conflicts` the values resolved by rule 6 (a value
-    /// changed differently by several heads, taken from the highest-priority one).
-    public static func merge(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]], conflicts: inout Int) -> [[UInt8]: JSONValue] {
+    /// What a merge met, for operators and tests.
+    public struct Report: Sendable, Equatable {
+        /// Values resolved by rule 6: changed differently by several heads, taken from the
+        /// highest-priority one.
+        public var conflicts = 0
+        /// Array regions that both sides changed differently (insertions next to removals or
+        /// to the other side's insertions), merged element by element.
+        public var adjacentArrayEdits = 0
+        public init() {}
+    }
+
+    /// As `merge(base:heads:)`, adding to `report` what the merge met.
+    public static func merge(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]], report: inout Report) -> [[UInt8]: JSONValue] {
         precondition(!heads.isEmpty, "merge needs at least one head")
-        return mergeObjects(base: base, heads: heads, creation: base.isEmpty, conflicts: &conflicts)
+        return mergeObjects(base: base, heads: heads, creation: base.isEmpty, report: &report)
     }
 
     static func mergeObjects(base: [[UInt8]: JSONValue], heads: [[[UInt8]: JSONValue]], creation: Bool,
-                             conflicts: inout Int) -> [[UInt8]: JSONValue] {
+                             report: inout Report) -> [[UInt8]: JSONValue] {
         var names = Set(base.keys)
         for h in heads { names.formUnion(h.keys) }
         var out: [[UInt8]: JSONValue] = [:]
         out.reserveCapacity(names.count)
         for name in names {
-            if let v = mergeValues(base: base[name], heads: heads.map { $0[name] }, name: name, creation: creation, conflicts: &conflicts) {
+            if let v = mergeValues(base: base[name], heads: heads.map { $0[name] }, name: name, creation: creation, report: &report) {
                 out[name] = v
             }
         }
@@ -58,7 +69,7 @@ public enum JSONMerge {
     /// Merges one member's values; `nil` means absent. `name` is the member's name (it picks the
     /// key of a keyed list).
     static func mergeValues(base: JSONValue?, heads: [JSONValue?], name: [UInt8]? = nil, creation: Bool = false,
-                            conflicts: inout Int) -> JSONValue? {
+                            report: inout Report) -> JSONValue? {
         let first = heads[0]
         if heads.allSatisfy({ $0 == first }) { return first }
         var changed: [JSONValue?] = []
@@ -79,17 +90,17 @@ public enum JSONMerge {
         if changed.allSatisfy({ $0?.objectMembers != nil }), base == nil || base?.objectMembers != nil {
             let baseObject = base?.objectMembers ?? [:]
             let objects = heads.map { $0?.objectMembers ?? baseObject }
-            return .object(mergeObjects(base: baseObject, heads: objects, creation: creation, conflicts: &conflicts))
+            return .object(mergeObjects(base: baseObject, heads: objects, creation: creation, report: &report))
         }
         if !creation, changed.allSatisfy({ $0?.arrayElements != nil }), base == nil || base?.arrayElements != nil {
             let baseArray = base?.arrayElements ?? []
             let arrays = heads.map { $0?.arrayElements ?? baseArray }
-            if let keyed = mergeKeyed(base: baseArray, heads: arrays, key: listKey(name), conflicts: &conflicts) { return .array(keyed) }
+            if let keyed = mergeKeyed(base: baseArray, heads: arrays, key: listKey(name), report: &report) { return .array(keyed) }
             var merged = arrays[0]
-            for next in arrays.dropFirst() { merged = diff3(base: baseArray, lower: merged, higher: next, conflicts: &conflicts) }
+            for next in arrays.dropFirst() { merged = diff3(base: baseArray, lower: merged, higher: next, report: &report) }
             return .array(merged)
         }
-        conflicts += 1
+        report.conflicts += 1
         return changed[changed.count - 1]
     }
 
@@ -118,7 +129,7 @@ public enum JSONMerge {
     /// order from the sequence merge of the keys, and an element that survives although a side
     /// removed it (it was edited elsewhere) goes after its predecessor in the highest-priority
     /// head that has it. Returns nil when the lists are not all keyed.
-    static func mergeKeyed(base: [JSONValue], heads: [[JSONValue]], key: [UInt8], conflicts: inout Int) -> [JSONValue]? {
+    static func mergeKeyed(base: [JSONValue], heads: [[JSONValue]], key: [UInt8], report: inout Report) -> [JSONValue]? {
         guard let baseKeyed = keyed(base, key: key) else { return nil }
         var headsKeyed: [[(key: [UInt8], value: JSONValue)]] = []
         for h in heads {
@@ -133,22 +144,38 @@ public enum JSONMerge {
         var allKeys = Set(baseMap.keys)
         for m in headMaps { allKeys.formUnion(m.keys) }
         for k in allKeys {
-            if let v = mergeValues(base: baseMap[k], heads: headMaps.map { $0[k] }, conflicts: &conflicts) { merged[k] = v }
+            if let v = mergeValues(base: baseMap[k], heads: headMaps.map { $0[k] }, report: &report) { merged[k] = v }
         }
         // The order: a sequence merge of the key lists.
         let baseKeys = baseKeyed.map { JSONValue.string($0.key) }
         var order = headsKeyed[0].map { JSONValue.string($0.key) }
-        var ignored = 0
-        for h in headsKeyed.dropFirst() { order = diff3(base: baseKeys, lower: order, higher: h.map { JSONValue.string($0.key) }, conflicts: &ignored) }
-        var keys: [[UInt8]] = order.compactMap { if case .string(let k) = $0, merged[k] != nil { return k } else { return nil } }
-        var placed = Set(keys)
+        var ignored = Report()
+        for h in headsKeyed.dropFirst() { order = diff3(base: baseKeys, lower: order, higher: h.map { JSONValue.string($0.key) }, report: &ignored) }
+        // Each key once (both sides may have added the same element at different places).
+        var keys: [[UInt8]] = []
+        var placed = Set<[UInt8]>()
+        for case .string(let k) in order where merged[k] != nil && placed.insert(k).inserted { keys.append(k) }
+        // Elements that survive although the merged order dropped them (removed at one side,
+        // edited at another) go after their predecessor in the highest-priority head that has
+        // them; collected first and placed in one pass, so this stays linear.
+        var followers: [[UInt8]?: [[UInt8]]] = [:]
+        let ordered = placed
         for h in headsKeyed.reversed() {
-            for (i, entry) in h.enumerated() where merged[entry.key] != nil && !placed.contains(entry.key) {
-                let predecessor = h[..<i].last { placed.contains($0.key) }?.key
-                let at = predecessor.flatMap { p in keys.firstIndex(of: p).map { $0 + 1 } } ?? 0
-                keys.insert(entry.key, at: at)
-                placed.insert(entry.key)
+            var predecessor: [UInt8]?
+            for entry in h {
+                if ordered.contains(entry.key) { predecessor = entry.key; continue }
+                if merged[entry.key] != nil, placed.insert(entry.key).inserted {
+                    followers[predecessor, default: []].append(entry.key)
+                }
             }
+        }
+        if !followers.isEmpty {
+            var out = followers[nil] ?? []
+            for k in keys {
+                out.append(k)
+                out += followers[k] ?? []
+            }
+            keys = out
         }
         return keys.map { merged[$0]! }
     }
@@ -162,11 +189,11 @@ public enum JSONMerge {
     /// merges them element by element instead: an object edited in place at both sides is one
     /// object with both edits, not two.
     public static func diff3(base: [JSONValue], lower: [JSONValue], higher: [JSONValue]) -> [JSONValue] {
-        var conflicts = 0
-        return diff3(base: base, lower: lower, higher: higher, conflicts: &conflicts)
+        var report = Report()
+        return diff3(base: base, lower: lower, higher: higher, report: &report)
     }
 
-    static func diff3(base: [JSONValue], lower: [JSONValue], higher: [JSONValue], conflicts: inout Int) -> [JSONValue] {
+    static func diff3(base: [JSONValue], lower: [JSONValue], higher: [JSONValue], report: inout Report) -> [JSONValue] {
         if lower == higher { return lower }
         if lower == base { return higher }
         if higher == base { return lower }
@@ -190,21 +217,21 @@ public enum JSONMerge {
                 out.append(contentsOf: higherChunk)
             } else if higherChunk == baseChunk || lowerChunk == higherChunk {
                 out.append(contentsOf: lowerChunk)
-            } else if let inPlace = mergeInPlace(base: baseChunk, lower: lowerChunk, higher: higherChunk, conflicts: &conflicts) {
+            } else if (o..<o2).allSatisfy({ matchLower[$0] == nil && matchHigher[$0] == nil }),
+                      let inPlace = mergeInPlace(base: baseChunk, lower: lowerChunk, higher: higherChunk, report: &report) {
                 out.append(contentsOf: inPlace)
             } else {
                 // Insertions per gap: gap g lies before base element o+g (g == o2-o: the end).
+                report.adjacentArrayEdits += 1
                 let gaps = o2 - o + 1
                 let lowerInserts = inserts(lowerChunk, from: a, base: o, gaps: gaps, match: matchLower)
                 let higherInserts = inserts(higherChunk, from: b, base: o, gaps: gaps, match: matchHigher)
+                // An element both sides inserted in this region is kept once (where the higher
+                // side put it). Sets: membership only, and hashing agrees with ==.
+                let insertedByHigher = Set(higherInserts.joined())
                 for g in 0..<gaps {
-                    let l = lowerInserts[g], h = higherInserts[g]
-                    if l == h {
-                        out.append(contentsOf: l)
-                    } else {
-                        out.append(contentsOf: l.filter { !h.contains($0) })
-                        out.append(contentsOf: h)
-                    }
+                    out.append(contentsOf: lowerInserts[g].filter { !insertedByHigher.contains($0) })
+                    out.append(contentsOf: higherInserts[g])
                     // Every base element of the region was removed by at least one side.
                 }
             }
@@ -232,14 +259,14 @@ public enum JSONMerge {
 
     /// Both sides replaced the same base elements one for one, each triple objects (or each
     /// arrays): the elements were edited in place; merge each triple as a value.
-    private static func mergeInPlace(base: [JSONValue], lower: [JSONValue], higher: [JSONValue], conflicts: inout Int) -> [JSONValue]? {
+    private static func mergeInPlace(base: [JSONValue], lower: [JSONValue], higher: [JSONValue], report: inout Report) -> [JSONValue]? {
         guard !base.isEmpty, base.count == lower.count, base.count == higher.count else { return nil }
         for i in base.indices {
             let triple = [base[i], lower[i], higher[i]]
             guard triple.allSatisfy({ $0.objectMembers != nil }) || triple.allSatisfy({ $0.arrayElements != nil }) else { return nil }
         }
         // Two containers of the same kind always merge to a value (never absent).
-        return base.indices.map { mergeValues(base: base[$0], heads: [lower[$0], higher[$0]], conflicts: &conflicts)! }
+        return base.indices.map { mergeValues(base: base[$0], heads: [lower[$0], higher[$0]], report: &report)! }
     }
 }
 

@@ -146,11 +146,13 @@ extension JSONValue {
 
 /// The exact decimal value of a JSON number literal, for comparison: sign, significant digits
 /// (no leading or trailing zeros) and the power of ten of the last one. Zero is unsigned.
-/// Exponents beyond ±2⁴⁰ saturate (such literals compare by their saturated value).
+/// A literal whose exponent exceeds 2⁴⁰ compares by its text.
 struct JSONNumber: Hashable {
     var negative = false
     var digits: [UInt8] = []
     var exponent = 0
+    /// Set (to the literal) when the exponent saturated: such numbers compare by their text.
+    var saturatedLiteral: [UInt8]?
 
     init(literal: [UInt8]) {
         var i = 0
@@ -178,7 +180,11 @@ struct JSONNumber: Hashable {
                 i += 1
             }
             while i < literal.count, literal[i] >= UInt8(ascii: "0"), literal[i] <= UInt8(ascii: "9") {
-                exp = min(exp * 10 + Int(literal[i] - UInt8(ascii: "0")), 1 << 40)
+                exp = exp * 10 + Int(literal[i] - UInt8(ascii: "0"))
+                if exp > 1 << 40 {
+                    exp = 1 << 40
+                    saturatedLiteral = literal
+                }
                 i += 1
             }
             if expNegative { exp = -exp }

@@ -158,6 +158,10 @@ public struct KeyVersionDAG: Sendable {
         public var winner: Dot
         /// The other live heads, ascending.
         public var others: [Dot]
+        /// The merge base was itself a merge of several common ancestors (criss-cross history).
+        public var crissCross = false
+        /// Array regions both sides changed differently, merged element by element.
+        public var adjacentArrayEdits = 0
     }
 
     // MARK: visible value
@@ -208,6 +212,11 @@ public struct KeyVersionDAG: Sendable {
         let ordered = live.sorted(by: KeyVersion.lwwLess)
         let winner = ordered[ordered.count - 1]
         let lww = VisibleValue(value: winner.value!, lease: winner.lease)
+        // Identical concurrent writes overwrite nothing.
+        if ordered.allSatisfy({ $0.value == winner.value }) {
+            let lease = mode == .json && live.contains { $0.lease == 0 } ? 0 : winner.lease
+            return VisibleValue(value: winner.value!, lease: lease)
+        }
         let others = live.map(\.dot).filter { $0 != winner.dot }.sorted()
         resolution = Resolution(kind: .lastWriterWins, winner: winner.dot, others: others)
         guard mode == .json else { return lww }
@@ -215,10 +224,6 @@ public struct KeyVersionDAG: Sendable {
         // wrote to stay is not deleted with a lease the other side attached (over- rather than
         // under-replication). Otherwise the winner's lease.
         let lease = live.contains { $0.lease == 0 } ? 0 : winner.lease
-        if ordered.allSatisfy({ $0.value == winner.value }) {
-            resolution = nil
-            return VisibleValue(value: winner.value!, lease: lease)
-        }
         var docs: [[[UInt8]: JSONValue]] = []
         docs.reserveCapacity(ordered.count)
         for v in ordered {
@@ -228,20 +233,23 @@ public struct KeyVersionDAG: Sendable {
         let dots = live.map(\.dot).sorted()
         let base: [[UInt8]: JSONValue]
         var searches = cache?.searches ?? 0
+        var crissCross = false
         if let c = cache, c.heads == dots || stepsOneHead(from: c.heads, to: dots) {
             base = c.base
         } else {
             var context = MergeContext(dag: self)
             base = context.baseDocument(of: ordered.map(\.dot), level: 1)
+            crissCross = context.nestedMerges > 0
             searches += 1
         }
         if keep {
             cache = MergeCache(heads: dots, versions: Dictionary(uniqueKeysWithValues: live.map { ($0.dot, $0) }), base: base,
                                searches: searches)
         }
-        var conflicts = 0
-        let merged = JSONMerge.merge(base: base, heads: docs, conflicts: &conflicts)
-        resolution = Resolution(kind: .merged(conflicts: conflicts), winner: winner.dot, others: others)
+        var report = JSONMerge.Report()
+        let merged = JSONMerge.merge(base: base, heads: docs, report: &report)
+        resolution = Resolution(kind: .merged(conflicts: report.conflicts), winner: winner.dot, others: others,
+                                crissCross: crissCross, adjacentArrayEdits: report.adjacentArrayEdits)
         if let i = docs.lastIndex(where: { $0 == merged }) {
             return VisibleValue(value: ordered[i].value!, lease: lease)
         }
@@ -264,6 +272,8 @@ public struct KeyVersionDAG: Sendable {
         let dag: KeyVersionDAG
         let position: [Dot: Int]
         var documents: [[Dot]: [[UInt8]: JSONValue]] = [:]
+        /// Merges of several common ancestors computed for bases (criss-cross histories).
+        var nestedMerges = 0
 
         init(dag: KeyVersionDAG) {
             self.dag = dag
@@ -328,6 +338,7 @@ public struct KeyVersionDAG: Sendable {
                 } else {
                     let base = level < KeyVersionDAG.maxMergeBaseDepth ? baseDocument(of: live.map(\.dot), level: level + 1) : [:]
                     result = JSONMerge.merge(base: base, heads: docs)
+                    nestedMerges += 1
                 }
             }
             documents[dots] = result

@@ -218,6 +218,10 @@ public struct Replica: Sendable {
         public var merges = 0
         /// Values inside those merges changed differently by several heads (the winner's kept).
         public var mergeConflicts = 0
+        /// Merges against a base that is itself a merge (criss-cross histories), and array
+        /// regions both sides changed differently.
+        public var crissCrossMerges = 0
+        public var adjacentArrayEdits = 0
 
         public init() {}
     }
@@ -241,6 +245,8 @@ public struct Replica: Sendable {
         case .merged(let conflicts):
             mergeCounters.merges += 1
             mergeCounters.mergeConflicts += conflicts
+            if r.crissCross { mergeCounters.crissCrossMerges += 1 }
+            mergeCounters.adjacentArrayEdits += r.adjacentArrayEdits
             if conflicts == 0 { return }
         }
         if conflictRecords.count >= Replica.conflictRecordLimit {

@@ -45,6 +45,9 @@ final class ConvergencePropertyTests: XCTestCase {
                 totals.sameFieldConflicts += stats.sameFieldConflicts
                 totals.lastWriterWins += stats.lastWriterWins
                 totals.skewedMinutes += stats.skewedMinutes
+                totals.bufferFull += stats.bufferFull
+                totals.crissCrossMerges += stats.crissCrossMerges
+                totals.adjacentArrayEdits += stats.adjacentArrayEdits
             } catch {
                 failures += 1
                 XCTFail("history diverged — replay with LATTICE_PROPERTY_SEED=\(seed): \(error)")
@@ -59,7 +62,9 @@ final class ConvergencePropertyTests: XCTestCase {
             \(totals.restarts) restarts, \(totals.collections) collections, \(totals.antiEntropyRounds) anti-entropy rounds
             """)
         print("ConvergencePropertyTests: \(totals.fieldMerges) field-level merges, \(totals.sameFieldConflicts) same-field conflicts, "
-              + "\(totals.lastWriterWins) last-writer-wins resolutions, \(totals.skewedMinutes) histories with clocks minutes apart")
+              + "\(totals.lastWriterWins) last-writer-wins resolutions, \(totals.skewedMinutes) histories with clocks minutes apart, "
+              + "\(totals.bufferFull) deliveries refused by a full buffer, \(totals.crissCrossMerges) criss-cross merges, "
+              + "\(totals.adjacentArrayEdits) adjacent array edits")
         // The generator exercised what it claims to (a weakened one fails here). Minimums for
         // the default 5,000 histories, scaled for other counts.
         let scale = Double(cases) / Double(Self.defaultCases)
@@ -74,6 +79,9 @@ final class ConvergencePropertyTests: XCTestCase {
         atLeast(totals.restarts, 5_000, "restarts")
         atLeast(totals.collections, 12_000, "garbage collections")
         atLeast(totals.skewedMinutes, 550, "clocks minutes apart")
+        atLeast(totals.bufferFull, 20_000, "deliveries refused by a full causal buffer")
+        atLeast(totals.crissCrossMerges, 100, "criss-cross merges")
+        atLeast(totals.adjacentArrayEdits, 80, "adjacent array edits")
     }
 
     func runCase(seed: UInt64) { assertHistoryConverges(seed: seed) }

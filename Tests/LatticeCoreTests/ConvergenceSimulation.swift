@@ -33,6 +33,12 @@ struct ConvergenceSimulation {
         var lastWriterWins = 0
         /// Histories whose replicas' clocks are minutes apart.
         var skewedMinutes = 0
+        /// Deliveries refused because the causal buffer was full (redelivered later).
+        var bufferFull = 0
+        /// Merges whose base is itself a merge of several common ancestors (criss-cross), and
+        /// array regions where the sides' insertions and removals met (adjacent edits).
+        var crissCrossMerges = 0
+        var adjacentArrayEdits = 0
     }
 
     let seed: UInt64
@@ -41,6 +47,8 @@ struct ConvergenceSimulation {
     private var clocks: [TestClock] = []
     private var members: [UInt64] = []
     private var mode: MergeMode
+    /// The causal buffer's bound: sometimes tiny, so deliveries are refused when it is full.
+    private var bufferLimit = Replica.defaultCausalBufferLimit
     /// Undelivered messages: (target replica index, change).
     private var inFlight: [(to: Int, change: Change)] = []
     /// Every change ever created, by dot.
@@ -60,6 +68,7 @@ struct ConvergenceSimulation {
         self.seed = seed
         var rng = SplitMix64(seed: seed)
         mode = rng.chance(0.1) ? .lww : .json
+        if rng.chance(0.2) { bufferLimit = rng.int(1...3) }
         let n = rng.int(3...7)
         var ids = Set<UInt64>()
         while ids.count < n {
@@ -76,7 +85,7 @@ struct ConvergenceSimulation {
             let skew = skewMinutes ? Int64(rng.int(-10...10)) * 60_000 : Int64(rng.int(-5...5))
             let clock = TestClock(base + (rng.chance(0.5) ? 0 : skew))
             clocks.append(clock)
-            replicas.append(Replica(member: m, mergeMode: mode, wallClock: clock))
+            replicas.append(Replica(member: m, mergeMode: mode, wallClock: clock, causalBufferLimit: bufferLimit))
             shadow.append(VersionVector())
             nextLeaseCounter.append(0)
             delivered.append([])
@@ -215,10 +224,19 @@ struct ConvergenceSimulation {
         let countersBefore = replicas[r].mergeCounters
         do {
             applied = try replicas[r].apply(remote: change)
+        } catch .causalBufferFull {
+            // Refused, not received: the sender tries again later.
+            if wasApplied || wasPending { throw fail("a duplicate was refused as if new") }
+            delivered[r].remove(change.id)
+            inFlight.append((r, change))
+            stats.bufferFull += 1
+            return
         } catch {
             throw fail("apply(remote:) threw \(error)")
         }
         let countersAfter = replicas[r].mergeCounters
+        stats.crissCrossMerges += countersAfter.crissCrossMerges - countersBefore.crissCrossMerges
+        stats.adjacentArrayEdits += countersAfter.adjacentArrayEdits - countersBefore.adjacentArrayEdits
         stats.fieldMerges += countersAfter.merges - countersBefore.merges
         stats.sameFieldConflicts += countersAfter.mergeConflicts - countersBefore.mergeConflicts
         stats.lastWriterWins += countersAfter.lastWriterWins - countersBefore.lastWriterWins
@@ -264,7 +282,7 @@ struct ConvergenceSimulation {
         let encoded = replicas[r].encodeState()
         let restored: Replica
         do {
-            restored = try Replica(decodingState: encoded, mergeMode: mode, wallClock: clocks[r])
+            restored = try Replica(decodingState: encoded, mergeMode: mode, wallClock: clocks[r], causalBufferLimit: bufferLimit)
         } catch {
             throw fail("decoding the state of replica \(r) failed: \(error)")
         }

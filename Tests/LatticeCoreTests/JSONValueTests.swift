@@ -161,6 +161,35 @@ final class JSONMergeTests: XCTestCase {
                        #"{"l":[{"m":"a","t":2,"u":3},{"m":"b"}]}"#)
     }
 
+    /// The same named element added by both sides at different places is kept once; an in-place
+    /// merge never pairs an element with a different one that a side kept elsewhere.
+    func testElementsAddedByBothSidesAreKeptOnceAndEditsStayWithTheirElement() {
+        XCTAssertEqual(merge(#"{"c":[{"name":"a"},{"name":"b"}]}"#, #"{"c":[{"name":"x"},{"name":"a"},{"name":"b"}]}"#,
+                             #"{"c":[{"name":"a"},{"name":"x"},{"name":"b"}]}"#),
+                       #"{"c":[{"name":"x"},{"name":"a"},{"name":"b"}]}"#)
+        // A plain list keeps them as two insertions (as a sequence CRDT does) unless both sides
+        // inserted the element at the same place.
+        XCTAssertEqual(merge(#"{"f":["a","b"]}"#, #"{"f":["x","a","b"]}"#, #"{"f":["a","x","b"]}"#), #"{"f":["x","a","x","b"]}"#)
+        XCTAssertEqual(merge(#"{"f":["a","b"]}"#, #"{"f":["a","x","y","b"]}"#, #"{"f":["a","y","x","b"]}"#), #"{"f":["a","y","x","b"]}"#)
+        // Unkeyed objects: A removed "a" and appended "x"; B edited "a" and "b" in place. B's
+        // edits stay on their own elements (the edit of "a" survives A's removal).
+        XCTAssertEqual(merge(#"{"l":[{"k":"a"},{"k":"b"}]}"#, #"{"l":[{"k":"b"},{"k":"x"}]}"#, #"{"l":[{"k":"a","v":1},{"k":"b","w":2}]}"#),
+                       #"{"l":[{"k":"a","v":1},{"k":"b","w":2},{"k":"x"}]}"#)
+    }
+
+    /// Large lists added or edited at both sides merge in linear time (a quadratic comparison
+    /// of insertions would take hours here).
+    func testLargeConcurrentListsMergeWithoutQuadraticWork() {
+        let a = (0..<40_000).map { "\($0 * 2)" }.joined(separator: ",")
+        let b = (0..<40_000).map { "\($0 * 2 + 1)" }.joined(separator: ",")
+        let merged = merge(#"{"k":1}"#, "{\"k\":1,\"l\":[\(a)]}", "{\"k\":1,\"l\":[\(b)]}")
+        XCTAssertEqual(merged.count, "{\"k\":1,\"l\":[\(a),\(b)]}".count)
+        let named = (0..<20_000).map { "{\"name\":\"n\($0)\"}" }.joined(separator: ",")
+        let edited = (0..<20_000).map { "{\"name\":\"n\($0)\",\"x\":1}" }.joined(separator: ",")
+        let result = merge("{\"l\":[\(named)]}", #"{"l":[]}"#, "{\"l\":[\(edited)]}")
+        XCTAssertEqual(result, canonical("{\"l\":[\(edited)]}"), "every element edited at one side survives its removal at the other")
+    }
+
     /// Kubernetes lists keyed by `name` (`type` for conditions) merge element by element.
     func testKubernetesListsMergeByName() {
         let base = #"{"containers":[{"name":"app","image":"app:1","env":[{"name":"X","value":"0"}]}]}"#
