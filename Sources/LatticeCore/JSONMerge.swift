@@ -294,6 +294,18 @@ enum SequenceMatcher {
     /// For each index of `a`, the index of `b` it is matched to, or nil. Matches are strictly
     /// increasing in both sequences.
     static func match(_ a: [JSONValue], _ b: [JSONValue]) -> [Int?] {
+        // Compare small integers, not values: each element is hashed once (a number's decimal
+        // form is computed once, not once per comparison).
+        var classes: [JSONValue: Int32] = [:]
+        func ids(_ values: [JSONValue]) -> [Int32] {
+            values.map { v in
+                if let id = classes[v] { return id }
+                let id = Int32(classes.count)
+                classes[v] = id
+                return id
+            }
+        }
+        let a = ids(a), b = ids(b)
         var result = [Int?](repeating: nil, count: a.count)
         var prefix = 0
         while prefix < a.count, prefix < b.count, a[prefix] == b[prefix] {
