@@ -220,11 +220,7 @@ public final class ReplicationNode: Sendable {
 
     /// This member was removed: it stops replicating (as etcd, it leaves the cluster for good).
     private func wasRemoved() {
-        let first = removedState.withLock { s -> Bool in
-            defer { s.removed = true }
-            return !s.removed
-        }
-        guard first else { return }
+        guard removed.open() else { return }
         logger.error("the member has been permanently removed from the cluster")
         links.withLock { l in
             for t in l.values { t.cancel() }
@@ -234,28 +230,14 @@ public final class ReplicationNode: Sendable {
         feeds.finishAll()
         // A member removed while it was joining stops waiting (it exits).
         markSynced()
-        let waiters = removedState.withLock { s -> [CheckedContinuation<Void, Never>] in
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
     }
 
-    private let removedState = Mutex<(removed: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let removed = Latch()
 
     /// Returns once this member learns that it was removed from the cluster.
-    public func waitUntilRemoved() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let removed = removedState.withLock { s -> Bool in
-                if s.removed { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if removed { c.resume() }
-        }
-    }
+    public func waitUntilRemoved() async { await removed.wait() }
 
-    public var isRemovedFromCluster: Bool { removedState.withLock { $0.removed } }
+    public var isRemovedFromCluster: Bool { removed.isOpen }
 
     var localHello: PeerHello {
         var h = PeerHello()
@@ -323,34 +305,17 @@ public final class ReplicationNode: Sendable {
 
     // MARK: joining
 
-    private let syncState = Mutex<(synced: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let synced = Latch()
 
     /// Whether this member has caught up with a peer at least once since it started (received
     /// everything a peer had, or a state transfer).
-    public var hasSynced: Bool { syncState.withLock { $0.synced } }
+    public var hasSynced: Bool { synced.isOpen }
 
     /// Returns once this member has caught up with some peer (a member joining an existing
     /// cluster waits for this before serving clients).
-    public func waitUntilSynced() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let ready = syncState.withLock { s -> Bool in
-                if s.synced { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if ready { c.resume() }
-        }
-    }
+    public func waitUntilSynced() async { await synced.wait() }
 
-    func markSynced() {
-        let waiters = syncState.withLock { s -> [CheckedContinuation<Void, Never>] in
-            guard !s.synced else { return [] }
-            s.synced = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
+    func markSynced() { synced.open() }
 
     /// The client URLs peers announced, for MemberList.
     public var peerClientURLs: [UInt64: [String]] {
@@ -547,6 +512,37 @@ public final class ReplicationNode: Sendable {
 }
 
 func hex(_ v: UInt64) -> String { String(v, radix: 16) }
+
+/// A condition that becomes true once and stays true; waiters resume when it does.
+final class Latch: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    var isOpen: Bool { state.withLock { $0.open } }
+
+    /// Opens the latch; returns whether this call opened it.
+    @discardableResult
+    func open() -> Bool {
+        let (first, waiters) = state.withLock { s -> (Bool, [CheckedContinuation<Void, Never>]) in
+            guard !s.open else { return (false, []) }
+            s.open = true
+            defer { s.waiters = [] }
+            return (true, s.waiters)
+        }
+        for w in waiters { w.resume() }
+        return first
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
+}
 
 /// The feed streams currently open (peers that dialed this member), woken when changes become
 /// durable.

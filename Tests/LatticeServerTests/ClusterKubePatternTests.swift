@@ -58,16 +58,6 @@ final class ClusterKubePatternTests: XCTestCase {
     private func key(_ name: String) -> [UInt8] { Array("/registry/pods/default/\(name)".utf8) }
     private let prefixEnd = Array("/registry/pods0".utf8)
 
-    /// Polls `condition` until it holds or `seconds` pass.
-    private func eventually(_ what: String, within seconds: Double = 15, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        XCTFail("timed out: \(what)")
-    }
-
     private func converged() -> Bool {
         Set(members.map { $0.server.store.replicatedStateHash }).count == 1
             && Set(members.map { $0.server.store.versionVector }).count == 1

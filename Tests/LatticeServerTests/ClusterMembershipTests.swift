@@ -61,16 +61,6 @@ final class ClusterMembershipTests: XCTestCase {
         try await running.removeValue(forKey: name)?.stop()
     }
 
-    private func eventually(_ what: String, within seconds: Double = 15, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        XCTFail("timed out: \(what)")
-        throw CancellationError()
-    }
-
     private func memberList(_ name: String) async throws -> [Member] {
         let r: MemberListResponse = try await running[name]!.call("/etcdserverpb.Cluster/MemberList", MemberListRequest())
         return r.members

@@ -9,6 +9,18 @@ import NIOPosix
 import ProtoWire
 import XCTest
 
+/// Polls `condition` until it holds; after `seconds`, fails the test and throws.
+func eventually(_ what: String, within seconds: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+                _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    XCTFail("timed out: \(what)", file: file, line: line)
+    throw CancellationError()
+}
+
 /// A Lattice server on a free loopback port with a manual clock, and a client for it.
 final class ServerHarness: @unchecked Sendable {
     // @unchecked: set up once in `start`, read-only afterwards.
