@@ -24,8 +24,9 @@ final class ClusterSimulationTests: XCTestCase {
     }
 
     final class Cluster {
-        let ids: [UInt64]
-        let dirs: [UInt64: String]
+        var ids: [UInt64]
+        var dirs: [UInt64: String]
+        let root: String
         var stores: [UInt64: MVCCStore] = [:]
         var links: [String: Link] = [:]
         var counts: [String: Int] = [:]
@@ -51,6 +52,7 @@ final class ClusterSimulationTests: XCTestCase {
 
         init(size: Int, root: String, membership: Bool = false) throws {
             self.membership = membership
+            self.root = root
             ids = (1...UInt64(size)).map { $0 * 0x1111 }
             var d: [UInt64: String] = [:]
             for id in ids { d[id] = root + "/m\(id)" }
@@ -71,8 +73,9 @@ final class ClusterSimulationTests: XCTestCase {
             c.replicatedMembership = membership
             let store = try MVCCStore(configuration: c)
             stores[id] = store
-            if membership {
-                // Every member writes the initial member records (as the server does at start).
+            if membership && !joining.contains(id) {
+                // Every member writes the initial member records (as the server does at start;
+                // a member joining with --initial-cluster-state existing writes none).
                 let all = ids
                 try Self.sync { done in
                     store.changeMembership({ (replica: Replica) throws(EtcdError) -> [Op] in
@@ -93,6 +96,26 @@ final class ClusterSimulationTests: XCTestCase {
         /// Members that removed another: never removed themselves (a removal written on a member
         /// that is removed before it passed the change on can be lost with it).
         var removers: Set<UInt64> = []
+
+        /// A random active member adds a new member, which then joins like a member started with
+        /// `--initial-cluster-state existing`: empty, no client writes until it caught up once.
+        func joinOne(_ rng: inout SplitMix64) throws {
+            let adder = rng.pick(active.filter { !removed.contains($0) })
+            removers.insert(adder)
+            let id = UInt64(ids.count + 1) * 0x1111
+            _ = try Self.sync { done in
+                stores[adder]!.changeMembership({ (_: Replica) throws(EtcdError) -> [Op] in [.memberAdd(Member(id: id))] }, completion: done)
+            }
+            ids.append(id)
+            dirs[id] = root + "/m\(id)"
+            joining.insert(id)
+            try open(id)
+            for other in ids where other != id {
+                links["\(other)>\(id)"] = Link(pull: PullState(peer: other))
+                links["\(id)>\(other)"] = Link(pull: PullState(peer: id))
+            }
+            counts["joins", default: 0] += 1
+        }
 
         /// A random active member removes another.
         func removeOne(_ rng: inout SplitMix64) throws {
@@ -306,15 +329,15 @@ final class ClusterSimulationTests: XCTestCase {
     }
 
     @discardableResult
-    private func run(seed: UInt64, members: Int, steps: Int, wipes: Bool = false, removals: Int = 0) async throws -> [String: Int] {
+    private func run(seed: UInt64, members: Int, steps: Int, wipes: Bool = false, removals: Int = 0, joins: Int = 0) async throws -> [String: Int] {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-sim-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         var rng = SplitMix64(seed: seed)
-        let cluster = try Cluster(size: members, root: root, membership: removals > 0)
+        let cluster = try Cluster(size: members, root: root, membership: removals > 0 || joins > 0)
         defer { for s in cluster.stores.values { s.close() } }
         var writeCounts: [String: Int] = [:]
         var allHeld = VersionVector()
-        let keys = cluster.links.keys.sorted()
+        var keys = cluster.links.keys.sorted()
         for key in keys { cluster.connect(key) }
         for _ in 0..<steps {
             let roll = rng.int(0...99)
@@ -336,6 +359,9 @@ final class ClusterSimulationTests: XCTestCase {
                 for id in cluster.ids { cluster.noticeRemovals(id) }
             } else if cluster.removed.count < removals && roll < 97 && cluster.active.count > 2 {
                 try cluster.removeOne(&rng)
+            } else if (cluster.counts["joins"] ?? 0) < joins && roll >= 97 {
+                try cluster.joinOne(&rng)
+                keys = cluster.links.keys.sorted()
             } else if wipes && roll < 96 {
                 // Sometimes after a full sync, so the log is collected and the rejoining member
                 // can only get the state by a transfer.
@@ -350,6 +376,10 @@ final class ClusterSimulationTests: XCTestCase {
             allHeld = cluster.stores[cluster.ids[0]]!.versionVector
             try cluster.wipe(rng.pick(cluster.ids))
         }
+        while (cluster.counts["joins"] ?? 0) < joins {
+            try cluster.joinOne(&rng)
+            keys = cluster.links.keys.sorted()
+        }
         while cluster.removed.count < removals { try cluster.removeOne(&rng) }
         // Heal the remaining members only: a removed member is never dialed again.
         let remaining = cluster.active
@@ -362,7 +392,7 @@ final class ClusterSimulationTests: XCTestCase {
         let expected = try first.range(all).kvs.map { [$0.key, $0.value] }
         for id in remaining {
             let s = cluster.stores[id]!
-            XCTAssertEqual(Set(s.members.map(\.id)), removals > 0 ? Set(remaining) : [], context)
+            XCTAssertEqual(Set(s.members.map(\.id)), removals > 0 || joins > 0 ? Set(remaining) : [], context)
             XCTAssertEqual(s.versionVector, first.versionVector, context)
             XCTAssertEqual(s.replicatedStateHash, first.replicatedStateHash, context)
             XCTAssertEqual(try s.range(all).kvs.map { [$0.key, $0.value] }, expected, context)
@@ -374,7 +404,7 @@ final class ClusterSimulationTests: XCTestCase {
         XCTAssertGreaterThan(cluster.counts["shipped", default: 0], 50, context)
         XCTAssertGreaterThan(cluster.counts["restarts", default: 0], 0, context)
         XCTAssertGreaterThan(writeCounts["puts", default: 0], 20, context)
-        if !wipes {
+        if !wipes && joins == 0 {
             // Restarts alone never leave a member behind the collected log.
             XCTAssertEqual(cluster.counts["transfers", default: 0], 0, "no member lost data, so none needs a state transfer; \(context)")
         }
@@ -406,6 +436,18 @@ final class ClusterSimulationTests: XCTestCase {
         for round in 0..<3 {
             let counts = try await run(seed: seed &+ UInt64(round), members: 4, steps: 500, removals: 2)
             XCTAssertEqual(counts["removals"], 2, "seed \(seed)")
+        }
+    }
+
+    /// Members are added while the others write and join empty (by a full feed or a state
+    /// transfer), one member is removed; the cluster converges with every member counted for
+    /// stability.
+    func testMembersJoinAndLeaveWhileTheOthersWrite() async throws {
+        let seed = ProcessInfo.processInfo.environment["LATTICE_SIM_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+        print("join simulation seed \(seed) (LATTICE_SIM_SEED=\(seed) reproduces it)")
+        for round in 0..<3 {
+            let counts = try await run(seed: seed &+ UInt64(round), members: 3, steps: 500, removals: 1, joins: 2)
+            XCTAssertEqual(counts["joins"], 2, "seed \(seed)")
         }
     }
 
