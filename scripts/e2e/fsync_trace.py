@@ -31,6 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from differential import find_etcd_binary, free_ports  # noqa: E402
 
 SYSCALL = re.compile(r"^(\d+)\s+(\S+)\s+(\w+)\((\d+)")
+RESULT = re.compile(r"=\s+(\d+)$")
+# HTTP/2 control frames the server writes on its own (SETTINGS ack 9 bytes, WINDOW_UPDATE 13,
+# PING ack 17) are not responses; a gRPC response (HEADERS, DATA, trailers) is far larger.
+CONTROL_FRAME_MAX = 24
 
 
 def run_traced(lattice: str, puts: int, extra: list[str]) -> tuple[int, int, int]:
@@ -76,6 +80,11 @@ def run_traced(lattice: str, puts: int, extra: list[str]) -> tuple[int, int, int
         if name in ("fdatasync", "fsync"):
             events.append(("sync", fd))
         elif name in ("write", "writev", "sendmsg"):
+            size = RESULT.search(line.rstrip())
+            if size and int(size.group(1)) <= CONTROL_FRAME_MAX:
+                # A control frame written between a sync and the response it covers (e.g. a
+                # WINDOW_UPDATE flushed late on a busy machine) is not a response.
+                continue
             events.append(("write", fd))
             writes[fd] = writes.get(fd, 0) + 1
     if not writes:
