@@ -22,6 +22,11 @@ public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let duplicateKey = EtcdError(.invalidArgument, "etcdserver: duplicate key given in txn request")
     public static let invalidSortOption = EtcdError(.invalidArgument, "etcdserver: invalid sort option")
     public static let requestTooLarge = EtcdError(.invalidArgument, "etcdserver: request is too large")
+    /// A request whose change would not fit in one WAL record (e.g. a DeleteRange over millions
+    /// of keys): refused alone, the store goes on.
+    static func changeTooLarge(bytes: Int, limit: Int) -> EtcdError {
+        EtcdError(.invalidArgument, "lattice: the request changes too much at once (about \(bytes >> 20) MiB, above the \(limit >> 20) MiB one change can hold); split it into smaller requests")
+    }
     public static let compacted = EtcdError(.outOfRange, "etcdserver: mvcc: required revision has been compacted")
     public static let futureRevision = EtcdError(.outOfRange, "etcdserver: mvcc: required revision is a future revision")
     public static let leaseNotFound = EtcdError(.notFound, "etcdserver: requested lease not found")

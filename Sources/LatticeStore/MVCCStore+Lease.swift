@@ -35,18 +35,49 @@ extension MVCCStore {
     /// Revokes a lease: its keys are deleted in one revision (none if it has no keys). With
     /// `expiredBy`, only if the lease has not been renewed past that time (checked on the writer,
     /// so a concurrent keep-alive wins). Completes with whether it was revoked.
+    ///
+    /// A lease with more keys than one change can hold is revoked in several changes: keys are
+    /// deleted a change's worth at a time (each its own revision), then the lease goes with the
+    /// last ones, so no single change outgrows a WAL record.
     private func revoke(_ id: Int64, expiredBy: Int64?, completion: @escaping @Sendable (Result<Bool, EtcdError>) -> Void) {
-        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Bool in
+        let budget = configuration.maxChangeBytes / 2
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Bool? in
             guard let lease = state.lessor.lease(id) else { throw .leaseNotFound }
             if let expiredBy, lease.expiresAtMilliseconds > expiredBy { return false }
-            for key in lease.keys.sorted(by: bytesLess) {
+            let keys = lease.keys.sorted(by: bytesLess)
+            let count = Self.prefixWithin(budget, keys)
+            for key in keys[..<count] {
                 _ = txn.deleteRange(DeleteRangeRequest(key: key))
             }
+            if count < keys.count { return nil }
             txn.append(.leaseRevoke(id: id))
             state.lessor.remove(id)
             state.checkpointedAt[id] = nil
             return true
-        }, completion: completion)
+        }, completion: { [self] result in
+            switch result {
+            case .success(nil):
+                // Keys remain: the revocation started, it finishes whatever keep-alives say.
+                revoke(id, expiredBy: nil, completion: completion)
+            case .success(let revoked?):
+                completion(.success(revoked))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        })
+    }
+
+    /// How many of `keys` (from the front) one change deleting them can hold within `budget`
+    /// estimated bytes; at least one.
+    static func prefixWithin(_ budget: Int, _ keys: [[UInt8]]) -> Int {
+        var used = 64 + WriteTxn.estimatedBytes(.leaseRevoke(id: 0))
+        var n = 0
+        while n < keys.count {
+            used += WriteTxn.estimatedBytes(.delete(key: keys[n], parents: []))
+            if used > budget && n > 0 { break }
+            n += 1
+        }
+        return n
     }
 
     /// Renews a lease; returns its granted TTL, or 0 when it does not exist (etcd answers a
@@ -124,14 +155,20 @@ extension MVCCStore {
     }
 
     /// Deletes those of `keys` whose visible value is attached to a lease that is not live (one
-    /// change, like a revocation). A key re-put meanwhile without that lease is left alone.
+    /// change, like a revocation, or several when they do not fit in one). A key re-put
+    /// meanwhile without that lease is left alone.
     private func sweepDeadLeaseKeys(_ keys: Set<[UInt8]>) {
+        let sorted = keys.sorted(by: bytesLess)
+        let count = Self.prefixWithin(configuration.maxChangeBytes / 2, sorted)
+        let rest = Set(sorted[count...])
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Void in
-            for key in keys.sorted(by: bytesLess) {
+            for key in sorted[..<count] {
                 guard let v = state.replica.visible(key), v.lease != 0, state.replica.lease(v.lease) == nil else { continue }
                 _ = txn.deleteRange(DeleteRangeRequest(key: key))
             }
-        }, completion: { _ in })
+        }, completion: { [self] _ in
+            if !rest.isEmpty { sweepDeadLeaseKeys(rest) }
+        })
     }
 
     // Synchronous forms (tests, tools; never on an event loop).

@@ -59,6 +59,10 @@ public final class MVCCStore: Sendable {
         /// Wraps the answering of a committed batch, so a transport can deliver all of its
         /// answers together (the gRPC layer: one socket write per connection per batch).
         public var answerBatch: @Sendable (() -> Void) -> Void = { $0() }
+        /// The largest change a request may make (estimated encoded bytes): one WAL record holds a
+        /// change, and a record larger than the WAL's bound would stop the store. A request
+        /// above it fails alone; lease revocations and sweeps split themselves instead.
+        public var maxChangeBytes = WriteAheadLog.maxPayloadBytes - (1 << 20)
         /// Called on the writer thread just before a batch is appended to the WAL (a test seam:
         /// lets a test hold a batch between evaluation and durability).
         public var willAppendBatch: (@Sendable () -> Void)?
@@ -316,10 +320,13 @@ public final class MVCCStore: Sendable {
                              completion: @escaping @Sendable (Result<R, EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let outcome = Mutex<Result<R, EtcdError>?>(nil)
+        let maxChangeBytes = configuration.maxChangeBytes
         let item = QueuedWrite(
             evaluate: { txn, state in
                 do throws(EtcdError) {
                     let r = try body(&txn, &state)
+                    let bytes = txn.estimatedChangeBytes
+                    if bytes > maxChangeBytes { throw .changeTooLarge(bytes: bytes, limit: maxChangeBytes) }
                     outcome.withLock { $0 = .success(r) }
                 } catch {
                     outcome.withLock { $0 = .failure(error) }

@@ -283,4 +283,16 @@ struct WriteTxn {
     mutating func append(_ op: Op) {
         ops.append(op)
     }
+
+    /// About how many bytes the change of these ops takes in the WAL (keys, values and the
+    /// parents the replica adds), erring high.
+    var estimatedChangeBytes: Int { ops.reduce(64) { $0 + Self.estimatedBytes($1) } }
+
+    static func estimatedBytes(_ op: Op) -> Int {
+        switch op {
+        case .put(let key, let value, _, _): return 64 + key.count + value.count
+        case .delete(let key, _): return 64 + key.count
+        default: return 64
+        }
+    }
 }

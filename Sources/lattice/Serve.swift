@@ -75,6 +75,10 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--log-level must be one of debug, info, warn, error, panic, fatal (got \"\(logLevel)\")")
         }
         guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive") }
+        // The transport limit is this plus 512 KiB, and gRPC lengths are 32-bit.
+        guard maxRequestBytes <= Int(Int32.max) - 512 * 1024 else {
+            throw ValidationError("--max-request-bytes must be at most \(Int(Int32.max) - 512 * 1024)")
+        }
         guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
         guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be positive") }
         _ = try autoCompaction()
@@ -145,6 +149,11 @@ struct Serve: AsyncParsableCommand {
         switch autoCompactionMode {
         case "periodic":
             if let hours = Double(autoCompactionRetention), hours > 0 {
+                // Int64 milliseconds hold about 2.5 million years: beyond that (or inf, nan) is
+                // not a retention anyone means.
+                guard hours.isFinite, hours * 3_600_000 < 9.2e18 else {
+                    throw ValidationError("invalid --auto-compaction-retention \"\(autoCompactionRetention)\": too large")
+                }
                 return .periodic(retentionMilliseconds: Int64(hours * 3_600_000))
             }
             guard let ns = GoDuration.nanoseconds(autoCompactionRetention), ns > 0 else {
