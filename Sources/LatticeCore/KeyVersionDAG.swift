@@ -160,6 +160,8 @@ public struct KeyVersionDAG: Sendable {
         public var others: [Dot]
         /// The merge base was itself a merge of several common ancestors (criss-cross history).
         public var crissCross = false
+        /// The heads had a common ancestor document (a three-way merge, not a creation).
+        public var sharedBase = false
         /// Array regions both sides changed differently, merged element by element.
         public var adjacentArrayEdits = 0
     }
@@ -249,7 +251,7 @@ public struct KeyVersionDAG: Sendable {
         var report = JSONMerge.Report()
         let merged = JSONMerge.merge(base: base, heads: docs, report: &report)
         resolution = Resolution(kind: .merged(conflicts: report.conflicts), winner: winner.dot, others: others,
-                                crissCross: crissCross, adjacentArrayEdits: report.adjacentArrayEdits)
+                                crissCross: crissCross, sharedBase: !base.isEmpty, adjacentArrayEdits: report.adjacentArrayEdits)
         if let i = docs.lastIndex(where: { $0 == merged }) {
             return VisibleValue(value: ordered[i].value!, lease: lease)
         }

@@ -222,6 +222,8 @@ public struct Replica: Sendable {
         /// regions both sides changed differently.
         public var crissCrossMerges = 0
         public var adjacentArrayEdits = 0
+        /// Merges against a common ancestor document (three-way), not creations.
+        public var sharedBaseMerges = 0
 
         public init() {}
     }
@@ -246,6 +248,7 @@ public struct Replica: Sendable {
             mergeCounters.merges += 1
             mergeCounters.mergeConflicts += conflicts
             if r.crissCross { mergeCounters.crissCrossMerges += 1 }
+            if r.sharedBase { mergeCounters.sharedBaseMerges += 1 }
             mergeCounters.adjacentArrayEdits += r.adjacentArrayEdits
             if conflicts == 0 { return }
         }

@@ -48,6 +48,7 @@ final class ConvergencePropertyTests: XCTestCase {
                 totals.bufferFull += stats.bufferFull
                 totals.crissCrossMerges += stats.crissCrossMerges
                 totals.adjacentArrayEdits += stats.adjacentArrayEdits
+                totals.sharedBaseMerges += stats.sharedBaseMerges
             } catch {
                 failures += 1
                 XCTFail("history diverged — replay with LATTICE_PROPERTY_SEED=\(seed): \(error)")
@@ -64,7 +65,7 @@ final class ConvergencePropertyTests: XCTestCase {
         print("ConvergencePropertyTests: \(totals.fieldMerges) field-level merges, \(totals.sameFieldConflicts) same-field conflicts, "
               + "\(totals.lastWriterWins) last-writer-wins resolutions, \(totals.skewedMinutes) histories with clocks minutes apart, "
               + "\(totals.bufferFull) deliveries refused by a full buffer, \(totals.crissCrossMerges) criss-cross merges, "
-              + "\(totals.adjacentArrayEdits) adjacent array edits")
+              + "\(totals.adjacentArrayEdits) adjacent array edits, \(totals.sharedBaseMerges) three-way merges against a shared base")
         // The generator exercised what it claims to (a weakened one fails here). Minimums for
         // the default 5,000 histories, scaled for other counts.
         let scale = Double(cases) / Double(Self.defaultCases)
@@ -82,6 +83,7 @@ final class ConvergencePropertyTests: XCTestCase {
         atLeast(totals.bufferFull, 20_000, "deliveries refused by a full causal buffer")
         atLeast(totals.crissCrossMerges, 100, "criss-cross merges")
         atLeast(totals.adjacentArrayEdits, 80, "adjacent array edits")
+        atLeast(totals.sharedBaseMerges, 2_500, "three-way merges against a shared base")
     }
 
     func runCase(seed: UInt64) { assertHistoryConverges(seed: seed) }

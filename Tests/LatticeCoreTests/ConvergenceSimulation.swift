@@ -39,6 +39,7 @@ struct ConvergenceSimulation {
         /// array regions where the sides' insertions and removals met (adjacent edits).
         var crissCrossMerges = 0
         var adjacentArrayEdits = 0
+        var sharedBaseMerges = 0
     }
 
     let seed: UInt64
@@ -237,6 +238,7 @@ struct ConvergenceSimulation {
         let countersAfter = replicas[r].mergeCounters
         stats.crissCrossMerges += countersAfter.crissCrossMerges - countersBefore.crissCrossMerges
         stats.adjacentArrayEdits += countersAfter.adjacentArrayEdits - countersBefore.adjacentArrayEdits
+        stats.sharedBaseMerges += countersAfter.sharedBaseMerges - countersBefore.sharedBaseMerges
         stats.fieldMerges += countersAfter.merges - countersBefore.merges
         stats.sameFieldConflicts += countersAfter.mergeConflicts - countersBefore.mergeConflicts
         stats.lastWriterWins += countersAfter.lastWriterWins - countersBefore.lastWriterWins
