@@ -43,7 +43,8 @@ enum MaintenanceService {
             return AlarmResponse(header: store.currentHeader(), alarms: listed.map { AlarmMember(memberID: store.memberID, alarm: $0) })
         })
         routes.add(service: service, method: "Defragment", asyncUnary(limits: nil, DefragmentResponse.self) { (_: DefragmentRequest, done) in
-            store.defragment { result in done(result.map { DefragmentResponse(header: store.currentHeader()) }) }
+            // etcd 3.5 answers a defragmentation with an empty response (no header).
+            store.defragment { result in done(result.map { DefragmentResponse(header: nil) }) }
         })
         routes.add(service: service, method: "Hash", unary(limits: nil) { (_: HashRequest) throws(EtcdError) in
             HashResponse(header: store.currentHeader(), hash: try store.hashKV(revision: 0).hash)

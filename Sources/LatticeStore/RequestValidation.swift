@@ -19,15 +19,19 @@ enum RequestValidation {
         _ = try checkIntervals(t.failure)
     }
 
+    /// As etcd: the largest of a txn's compare, success and failure counts must not exceed the
+    /// budget, and a nested txn gets the budget minus that count (so ops inside nested txns
+    /// count toward `--max-txn-ops`).
     private static func checkOps(_ t: TxnRequest, maxTxnOps: Int) throws(EtcdError) {
-        if max(t.compare.count, t.success.count, t.failure.count) > maxTxnOps { throw .tooManyOps }
+        let count = max(t.compare.count, t.success.count, t.failure.count)
+        if count > maxTxnOps { throw .tooManyOps }
         for c in t.compare where c.key.isEmpty { throw .emptyKey }
         for op in t.success + t.failure {
             switch op.request {
             case .range(let r)?: try RangeQuery.validate(r)
             case .put(let p)?: try check(p)
             case .deleteRange(let d)?: try check(d)
-            case .txn(let nested)?: try checkOps(nested, maxTxnOps: maxTxnOps)
+            case .txn(let nested)?: try checkOps(nested, maxTxnOps: maxTxnOps - count)
             case nil: throw .keyNotFound
             }
         }

@@ -28,6 +28,24 @@ final class TxnValidationTests: XCTestCase {
         XCTAssertEqual(store.currentRevision, 2)
     }
 
+    /// As etcd (`checkTxnRequest(nested, maxTxnOps - opc)`): a nested txn gets the budget left
+    /// after its parent's largest op list, so ops inside nested txns count too.
+    func testOpsOfNestedTxnsCountTowardTheLimit() throws {
+        let store = makeStore(maxTxnOps: 4)
+        let two: [RequestOp] = [.put("n1", "v"), .put("n2", "v")]
+        // Parent: 4 ops (3 puts and the nested txn) leave the nested txn a budget of 0.
+        assertThrows(.tooManyOps) {
+            try store.txn(TxnRequest(compare: [], success: [.put("a", "v"), .put("b", "v"), .put("c", "v"), .txn(TxnRequest(compare: [], success: two))]))
+        }
+        // Parent: 3 ops leave 1; the nested txn has 2.
+        assertThrows(.tooManyOps) {
+            try store.txn(TxnRequest(compare: [], success: [.put("a", "v"), .put("b", "v"), .txn(TxnRequest(compare: [], success: two))]))
+        }
+        XCTAssertEqual(store.currentRevision, 1)
+        // Parent: 2 ops leave 2; the nested txn has 2.
+        XCTAssertTrue(try store.txn(TxnRequest(compare: [], success: [.put("a", "v"), .txn(TxnRequest(compare: [], success: two))])).succeeded)
+    }
+
     func testMaxTxnOpsIsConfigurable() throws {
         let store = makeStore(maxTxnOps: 2)
         assertThrows(.tooManyOps) {
