@@ -202,8 +202,10 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
 
     /// Sends the watcher's events of one revision (if any) and advances it past the revision.
     /// The events part of the response is encoded once per distinct selection of events and
-    /// shared by every watcher that selects the same ones.
-    private func sendEvents(of batch: RevisionEvents, to w: inout Watcher, encoded: inout EncodedEvents) {
+    /// shared by every watcher that selects the same ones. The header carries `headerRevision`:
+    /// the batch's revision for live events, the store's revision when the history was read for
+    /// a watcher catching up (as etcd answers an unsynced watcher).
+    private func sendEvents(of batch: RevisionEvents, to w: inout Watcher, encoded: inout EncodedEvents, headerRevision: Int64? = nil) {
         var selected: [Int] = []
         for (i, event) in batch.events.enumerated() {
             guard let key = event.kv?.key, w.range.contains(key) else { continue }
@@ -215,7 +217,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         guard !selected.isEmpty else { return }
         w.sentSinceProgress = true
         var head = WatchResponse()
-        head.header = store.header(revision: batch.revision)
+        head.header = store.header(revision: headerRevision ?? batch.revision)
         head.watchID = w.id
         let events = encoded.bytes(selected, prevKV: w.prevKV)
         if w.fragment && events.count > settings.fragmentBytes {
@@ -287,7 +289,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                 var encoded = EncodedEvents(batch)
                 for id in watcherIDs {
                     guard var w = watchers[id], w.catchingUp, w.nextRevision <= batch.revision else { continue }
-                    sendEvents(of: batch, to: &w, encoded: &encoded)
+                    sendEvents(of: batch, to: &w, encoded: &encoded, headerRevision: current)
                     watchers[id] = w
                 }
             }

@@ -60,6 +60,21 @@ final class WatchTests: XCTestCase {
         XCTAssertNil(extra, "no duplicate after catching up")
     }
 
+    /// etcd answers a watcher that is catching up from history with the store's revision in the
+    /// header (the revision the history was read at); live events carry their own revision.
+    func testReplayedHistoryCarriesTheStoresRevisionInItsHeaderLikeEtcd() async throws {
+        for i in 0..<5 { try await h.put("/h/\(i)", "v") }  // revisions 2...6
+        let w = try await h.openWatch()
+        w.create("/h/", end: "/h0", start: 2)
+        _ = try await w.next()
+        let history = try await w.events(5)
+        XCTAssertEqual(history.map { $0.event.kv!.modRevision }, [2, 3, 4, 5, 6])
+        XCTAssertEqual(Set(history.map(\.revision)), [6])
+        try await h.put("/h/x", "v")
+        let live = try await w.events(1)
+        XCTAssertEqual(live.map(\.revision), [7])
+    }
+
     func testAllEventsOfOneTxnArriveInOneResponse() async throws {
         let w = try await h.openWatch()
         w.create("a", end: "z")
