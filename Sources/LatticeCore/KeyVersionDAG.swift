@@ -214,18 +214,15 @@ public struct KeyVersionDAG: Sendable {
         let ordered = live.sorted(by: KeyVersion.lwwLess)
         let winner = ordered[ordered.count - 1]
         let lww = VisibleValue(value: winner.value!, lease: winner.lease)
+        // With `.json`, a value made of several heads keeps no lease if any of them had none: a
+        // key one side wrote to stay is not deleted with a lease the other side attached (over-
+        // rather than under-replication). Otherwise the winner's lease.
+        let lease = mode == .json && live.contains { $0.lease == 0 } ? 0 : winner.lease
         // Identical concurrent writes overwrite nothing.
-        if ordered.allSatisfy({ $0.value == winner.value }) {
-            let lease = mode == .json && live.contains { $0.lease == 0 } ? 0 : winner.lease
-            return VisibleValue(value: winner.value!, lease: lease)
-        }
+        if ordered.allSatisfy({ $0.value == winner.value }) { return VisibleValue(value: winner.value!, lease: lease) }
         let others = live.map(\.dot).filter { $0 != winner.dot }.sorted()
         resolution = Resolution(kind: .lastWriterWins, winner: winner.dot, others: others)
         guard mode == .json else { return lww }
-        // A value made of several heads keeps no lease if any of them had none: a key one side
-        // wrote to stay is not deleted with a lease the other side attached (over- rather than
-        // under-replication). Otherwise the winner's lease.
-        let lease = live.contains { $0.lease == 0 } ? 0 : winner.lease
         var docs: [[[UInt8]: JSONValue]] = []
         docs.reserveCapacity(ordered.count)
         for v in ordered {

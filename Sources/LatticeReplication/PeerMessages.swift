@@ -1,3 +1,4 @@
+import EtcdAPI
 import LatticeCore
 import ProtoWire
 
@@ -228,7 +229,7 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
 
     public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
-        case 12: members.append((try r.readMessage(wt, field: field) as PeerMemberMessage).member)
+        case 12: members.append(LatticeCore.Member(try r.readMessage(wt, field: field) as EtcdAPI.Member))
         case 13: lastWriterWins = try r.readUInt64(wt, field: field)
         case 14: merges = try r.readUInt64(wt, field: field)
         case 15: mergeConflicts = try r.readUInt64(wt, field: field)
@@ -259,38 +260,23 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
         v.uint64(9, pendingChanges)
         v.uint64(10, logEntries)
         v.int64(11, keys)
-        for m in members { v.messageField(12, PeerMemberMessage(m)) }
+        for m in members { v.messageField(12, EtcdAPI.Member(m)) }
         v.uint64(13, lastWriterWins)
         v.uint64(14, merges)
         v.uint64(15, mergeConflicts)
     }
 }
 
-/// `message Member { uint64 id = 1; string name = 2; repeated string peer_urls = 3;
-/// repeated string client_urls = 4; bool is_learner = 5; }`
-struct PeerMemberMessage: ProtoMessage {
-    var member = LatticeCore.Member(id: 0)
-
-    init() {}
-    init(_ member: LatticeCore.Member) { self.member = member }
-
-    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
-        switch field {
-        case 1: member.id = try r.readUInt64(wt, field: field)
-        case 2: member.name = try r.readString(wt, field: field)
-        case 3: member.peerURLs.append(try r.readString(wt, field: field))
-        case 4: member.clientURLs.append(try r.readString(wt, field: field))
-        case 5: member.isLearner = try r.readBool(wt, field: field)
-        default: try r.skip(wt, field: field)
-        }
+extension EtcdAPI.Member {
+    /// etcd's form of a member (its wire form too: the peer Status reuses etcd's `Member`).
+    public init(_ m: LatticeCore.Member) {
+        self.init(id: m.id, name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner)
     }
+}
 
-    func traverse<V: ProtoVisitor>(_ v: inout V) {
-        v.uint64(1, member.id)
-        v.string(2, member.name)
-        v.repeatedStrings(3, member.peerURLs)
-        v.repeatedStrings(4, member.clientURLs)
-        v.bool(5, member.isLearner)
+extension LatticeCore.Member {
+    public init(_ m: EtcdAPI.Member) {
+        self.init(id: m.id, name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner)
     }
 }
 

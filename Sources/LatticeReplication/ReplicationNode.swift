@@ -16,7 +16,7 @@ public final class ReplicationNode: Sendable {
         public var clusterID: UInt64
         /// This member as configured (`--initial-cluster`), with its advertised client URLs.
         public var local: LatticeCore.Member
-        /// The other members as configured; their client URLs come from their hellos.
+        /// The other members as configured (with replicated membership, the member table adds to them).
         public var peers: [LatticeCore.Member]
         /// Outgoing peer connections are made from this host (the peer listen host), so a
         /// member's connections are recognisable by their source address.
@@ -38,7 +38,7 @@ public final class ReplicationNode: Sendable {
 
     /// What this member knows of a peer.
     struct PeerState: Sendable {
-        /// As configured, with the client URLs it announced.
+        /// As configured, or as the member table has it.
         var member: LatticeCore.Member
         var connected = false
         /// The peer's data directory incarnation, as last announced (0: not yet).
@@ -281,12 +281,6 @@ public final class ReplicationNode: Sendable {
         return nil
     }
 
-    func peerSaidHello(_ hello: PeerHello) {
-        peers.withLock { p in
-            p[hello.memberID]?.member.clientURLs = hello.clientURLs
-        }
-    }
-
     /// A peer whose data directory changed (wiped, or restored from a backup) may hold less
     /// than it reported before: its old report no longer says what it holds, so garbage
     /// collection waits for a report from the new incarnation.
@@ -316,11 +310,6 @@ public final class ReplicationNode: Sendable {
     public func waitUntilSynced() async { await synced.wait() }
 
     func markSynced() { synced.open() }
-
-    /// The client URLs peers announced, for MemberList.
-    public var peerClientURLs: [UInt64: [String]] {
-        peers.withLock { $0.mapValues(\.member.clientURLs) }
-    }
 
     func recordReport(from peer: UInt64, _ report: VersionVector) {
         let local = store.versionVector
@@ -456,7 +445,6 @@ public final class ReplicationNode: Sendable {
                         break
                     }
                     greeted = true
-                    peerSaidHello(hello)
                     forgetReportIfNewIncarnation(hello)
                     peers.withLock { $0[peer.id]?.connected = true }
                     logger.info("connected to peer", metadata: ["peer": "\(peer.name)", "member-id": "\(hex(peer.id))"])
@@ -597,7 +585,6 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
             peer = hello.memberID
             pullerID.store(hello.memberID, ordering: .releasing)
             node.peers.withLock { $0[hello.memberID]?.dialedIn = true }
-            node.peerSaidHello(hello)
             node.forgetReportIfNewIncarnation(hello)
             node.store.recordPeerReport(member: peer, vector: hello.vector)
             cursor = FeedCursor(pullerVector: hello.vector, puller: hello.memberID)

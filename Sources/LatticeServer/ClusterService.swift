@@ -23,15 +23,7 @@ public final class Membership: Sendable {
 
     func add(peerURLs: [String], isLearner: Bool, idFrom seed: UInt64) throws(EtcdError) -> EtcdAPI.Member {
         try state.withLock { (members: inout [EtcdAPI.Member]) throws(EtcdError) -> EtcdAPI.Member in
-            for url in peerURLs where members.contains(where: { $0.peerURLs.contains(url) }) {
-                throw EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
-            }
-            // etcd's default --max-learners is 1.
-            if isLearner && members.contains(where: \.isLearner) {
-                throw EtcdError(.failedPrecondition, "etcdserver: too many learner members in cluster")
-            }
-            var id = seed
-            while id == 0 || members.contains(where: { $0.id == id }) { id = id &* 6364136223846793005 &+ 1442695040888963407 }
+            let id = try newMemberID(peerURLs: peerURLs, isLearner: isLearner, members: members, seed: seed)
             let member = EtcdAPI.Member(id: id, name: "", peerURLs: peerURLs, clientURLs: [], isLearner: isLearner)
             members.append(member)
             return member
@@ -66,6 +58,22 @@ public final class Membership: Sendable {
     }
 }
 
+/// etcd's checks for a member about to be added (its peer URLs unused, at most one learner) and
+/// its id: derived from `seed`, never 0, never one of `members` nor `taken`.
+func newMemberID(peerURLs: [String], isLearner: Bool, members: [EtcdAPI.Member], seed: UInt64,
+                 taken: (UInt64) -> Bool = { _ in false }) throws(EtcdError) -> UInt64 {
+    for url in peerURLs where members.contains(where: { $0.peerURLs.contains(url) }) {
+        throw EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
+    }
+    // etcd's default --max-learners is 1.
+    if isLearner && members.contains(where: \.isLearner) {
+        throw EtcdError(.failedPrecondition, "etcdserver: too many learner members in cluster")
+    }
+    var id = seed
+    while id == 0 || members.contains(where: { $0.id == id }) || taken(id) { id = id &* 6364136223846793005 &+ 1442695040888963407 }
+    return id
+}
+
 extension EtcdError {
     static let memberNotFound = EtcdError(.notFound, "etcdserver: member not found")
     static let removeLocalMember = EtcdError(.unknown, "etcdserver: re-configuration failed due to not enough started members")
@@ -89,14 +97,10 @@ public final class ReplicatedMembership: Sendable {
         self.local = local
     }
 
-    static func etcd(_ m: LatticeCore.Member) -> EtcdAPI.Member {
-        EtcdAPI.Member(id: m.id, name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner)
-    }
-
     var members: [EtcdAPI.Member] { Self.list(store.members, local: local) }
 
     static func list(_ table: [LatticeCore.Member], local: EtcdAPI.Member) -> [EtcdAPI.Member] {
-        var out = table.map(etcd)
+        var out = table.map(EtcdAPI.Member.init)
         if let i = out.firstIndex(where: { $0.id == local.id }) {
             if out[i].clientURLs.isEmpty { out[i].clientURLs = local.clientURLs }
         } else {
@@ -112,23 +116,13 @@ public final class ReplicatedMembership: Sendable {
         let added = Mutex<LatticeCore.Member?>(nil)
         let local = self.local
         store.changeMembership({ (replica: Replica) throws(EtcdError) -> [Op] in
-            let members = Self.list(replica.members, local: local)
-            for url in peerURLs where members.contains(where: { $0.peerURLs.contains(url) }) {
-                throw EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
-            }
-            // etcd's default --max-learners is 1.
-            if isLearner && members.contains(where: \.isLearner) {
-                throw EtcdError(.failedPrecondition, "etcdserver: too many learner members in cluster")
-            }
-            var id = seed
-            while id == 0 || id == local.id || replica.member(id) != nil || replica.isRemoved(id) {
-                id = id &* 6364136223846793005 &+ 1442695040888963407
-            }
+            let id = try newMemberID(peerURLs: peerURLs, isLearner: isLearner, members: Self.list(replica.members, local: local),
+                                     seed: seed, taken: replica.isRemoved)
             let member = LatticeCore.Member(id: id, peerURLs: peerURLs, isLearner: isLearner)
             added.withLock { $0 = member }
             return [.memberAdd(member)]
         }, completion: { result in
-            done(result.map { table in (Self.etcd(added.withLock { $0! }), Self.list(table, local: local)) })
+            done(result.map { table in (EtcdAPI.Member(added.withLock { $0! }), Self.list(table, local: local)) })
         })
     }
 

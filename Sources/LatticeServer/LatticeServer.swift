@@ -165,7 +165,7 @@ public final class LatticeServer: Sendable {
         let alarms = Alarms()
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
                                    store: store, alarms: alarms)
-        let local = EtcdAPI.Member(id: memberID, name: localMember.name, peerURLs: localMember.peerURLs, clientURLs: localMember.clientURLs)
+        let local = EtcdAPI.Member(localMember)
         var replicationConfiguration = ReplicationNode.Configuration(clusterID: clusterID, local: localMember, peers: peerMembers)
         replicationConfiguration.heartbeatInterval = configuration.peerHeartbeatInterval
         replicationConfiguration.replicatedMembership = replicated

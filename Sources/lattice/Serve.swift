@@ -223,7 +223,7 @@ struct Serve: AsyncParsableCommand {
         // Runs until SIGTERM/SIGINT, or until this member learns it was removed from the
         // cluster (then it exits with an error, as etcd does).
         let removed = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-            let first = FirstOf(c)
+            let first = ResumeOnce(c)
             Task { await Self.waitForTerminationSignal(); first.resume(false) }
             Task { await server.replication.waitUntilRemoved(); first.resume(true) }
         }
@@ -238,11 +238,11 @@ struct Serve: AsyncParsableCommand {
     /// Suspends until SIGTERM or SIGINT.
     private static func waitForTerminationSignal() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let once = SignalOnce(continuation)
+            let once = ResumeOnce(continuation)
             for sig in [SIGTERM, SIGINT] {
                 signal(sig, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { once.fire() }
+                source.setEventHandler { once.resume(()) }
                 source.resume()
                 once.retain(source)
             }
@@ -250,34 +250,22 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// Resumes a continuation once, from whichever signal arrives first.
-private final class SignalOnce: @unchecked Sendable {
+/// Resumes a continuation with the first value offered (later ones are ignored), keeping alive
+/// whatever may offer one (signal sources).
+private final class ResumeOnce<T: Sendable>: @unchecked Sendable {
     // @unchecked: all state is guarded by `lock`.
     private let lock = NIOLock()
-    private var continuation: CheckedContinuation<Void, Never>?
-    private var sources: [any DispatchSourceSignal] = []
+    private var continuation: CheckedContinuation<T, Never>?
+    private var retained: [Any] = []
 
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+    init(_ continuation: CheckedContinuation<T, Never>) { self.continuation = continuation }
 
-    func retain(_ source: any DispatchSourceSignal) { lock.withLock { sources.append(source) } }
+    func retain(_ object: Any) { lock.withLock { retained.append(object) } }
 
-    func fire() {
-        let c = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+    func resume(_ value: T) {
+        let c = lock.withLock { () -> CheckedContinuation<T, Never>? in
             defer { continuation = nil }
             return continuation
-        }
-        c?.resume()
-    }
-}
-
-/// Resumes a continuation with the first value offered.
-private final class FirstOf<T: Sendable>: Sendable {
-    private let continuation: NIOLockedValueBox<CheckedContinuation<T, Never>?>
-    init(_ c: CheckedContinuation<T, Never>) { continuation = NIOLockedValueBox(c) }
-    func resume(_ value: T) {
-        let c = continuation.withLockedValue { c -> CheckedContinuation<T, Never>? in
-            defer { c = nil }
-            return c
         }
         c?.resume(returning: value)
     }
