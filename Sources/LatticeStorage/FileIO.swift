@@ -80,7 +80,7 @@ struct OpenFile {
     }
 
     func sync() throws(StorageError) {
-        while fsync(fd) != 0 {
+        while systemSync(fd) != 0 {
             if errno != EINTR { throw .system("fsync", path: path, errno: errno) }
         }
     }
@@ -188,6 +188,18 @@ private func systemRename(_ from: String, _ to: String) -> Int32 { rename(from, 
 private func systemDataSync(_ fd: Int32) -> Int32 {
     #if os(Linux)
     fdatasync(fd)
+    #else
+    systemSync(fd)
+    #endif
+}
+
+/// fsync. On Darwin fsync only hands the data to the drive, whose cache can still lose it, so
+/// F_FULLFSYNC is used (with fsync only where the file system does not support it).
+private func systemSync(_ fd: Int32) -> Int32 {
+    #if canImport(Darwin)
+    if fcntl(fd, F_FULLFSYNC) == 0 { return 0 }
+    if errno != ENOTSUP && errno != EINVAL { return -1 }
+    return fsync(fd)
     #else
     fsync(fd)
     #endif

@@ -12,6 +12,8 @@ struct WALRecovery {
         var firstIndex: UInt64
         var path: String
         var fileBytes: Int
+        /// The format (1: bare records, 2: batch frames); appends go to version 2 only.
+        var version = 2
     }
 
     let directory: String
@@ -66,6 +68,21 @@ struct WALRecovery {
         }
         lastIndex = next - 1
         try coverSnapshotIfAhead()
+        try leaveVersion1()
+    }
+
+    /// Appends are framed (version 2); a version 1 last segment (written by an earlier release)
+    /// is kept for reading and a version 2 segment takes the next entries. An empty one is
+    /// replaced.
+    private mutating func leaveVersion1() throws(StorageError) {
+        guard let last = segments.last, last.version == 1 else { return }
+        if writeOffset == WALFormat.segmentHeaderBytes {
+            segments.removeLast()
+            try startFresh(at: last.firstIndex)   // renamed over the empty version 1 segment
+        } else {
+            try startFresh(at: lastIndex + 1)
+        }
+        notes.append("wal: \(last.path) is in the version 1 format; new entries go to \(segments[segments.count - 1].path)")
     }
 
     /// Collects `*.wal` files in index order and removes `*.wal.tmp` leftovers of interrupted
@@ -95,7 +112,7 @@ struct WALRecovery {
         let bytes = try file.read(count: fileBytes, at: 0)
         segments[i].fileBytes = bytes.count
 
-        let header = bytes.withUnsafeBytes { WALFormat.parseSegmentHeader($0) }
+        let header = bytes.withUnsafeBytes { WALFormat.parseSegmentHeaderAndVersion($0) }
         switch header {
         case .failure(let problem):
             if isLast && bytes.allSatisfy({ $0 == 0 }) {
@@ -106,11 +123,11 @@ struct WALRecovery {
                 return nil
             }
             throw .corruption("wal: \(path) has an invalid segment header: \(problem)", path: path, offset: 0)
-        case .success(let first) where first != segments[i].firstIndex:
-            throw .corruption("wal: \(path) has first index \(first) in its header, \(segments[i].firstIndex) in its name",
+        case .success(let h) where h.firstIndex != segments[i].firstIndex:
+            throw .corruption("wal: \(path) has first index \(h.firstIndex) in its header, \(segments[i].firstIndex) in its name",
                               path: path, offset: 8)
-        case .success:
-            break
+        case .success(let h):
+            segments[i].version = h.version
         }
 
         let scan = bytes.withUnsafeBytes {
@@ -120,22 +137,25 @@ struct WALRecovery {
         writeOffset = scan.end
         if let damage = scan.damage {
             let index = segments[i].firstIndex + UInt64(scan.count)
+            let unit = segments[i].version == 1 ? "record" : "batch"
+            let place = "wal: corrupt \(unit) at offset \(damage.offset) in \(path) (entry \(index)): \(damage.problem)"
             guard isLast else {
-                throw .corruption("wal: corrupt record at offset \(damage.offset) in \(path) (entry \(index)): "
-                                  + "\(damage.problem); later segments hold more entries, so the log is damaged "
-                                  + "before its end", path: path, offset: damage.offset)
+                throw .corruption(place + "; later segments hold more entries, so the log is damaged before its end",
+                                  path: path, offset: damage.offset)
             }
             guard damage.isTail else {
-                throw .corruption("wal: corrupt record at offset \(damage.offset) in \(path) (entry \(index)): "
-                                  + "\(damage.problem); data follows it up to offset \(damage.dataEnd), so the log "
-                                  + "is damaged before its end and entries after it may have been acknowledged",
-                                  path: path, offset: damage.offset)
+                let why = segments[i].version == 1
+                    ? "; data follows it up to offset \(damage.dataEnd), so the log is damaged before its end and "
+                        + "entries after it may have been acknowledged"
+                    : "; it is not the unfinished write of a crash, so its entries may have been acknowledged"
+                throw .corruption(place + why, path: path, offset: damage.offset)
             }
             try file.truncate(length: damage.offset)
             try file.preallocate(length: max(fileBytes, segmentBytes))
             if fsync { try file.sync() }
             segments[i].fileBytes = try file.size()
-            let what = damage.torn ? "a torn write" : "a damaged last record"
+            let what = segments[i].version == 2 ? "an unfinished batch (torn write)"
+                : damage.torn ? "a torn write" : "a damaged last record"
             notes.append("wal: truncated \(what) at offset \(damage.offset) of \(path) (\(damage.problem)); "
                          + "discarded \(max(damage.dataEnd - damage.offset, 0)) bytes, kept entries through index \(index - 1)")
         }

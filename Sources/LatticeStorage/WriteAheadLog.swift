@@ -38,11 +38,12 @@ public final class WriteAheadLog {
     public private(set) var lastIndex: UInt64
     private var failure: StorageError?
 
-    /// Test hook: returning an errno makes that step fail as if its system call had. A failed
-    /// `.write` first writes half of the batch, like a short write before ENOSPC.
-    var injectFault: ((Step) -> Int32?)?
+    /// Test seam: returning an errno makes that step fail as if its system call had. A failed
+    /// `.write` first writes half of the batch, like a short write before ENOSPC; a failed
+    /// `.sync` comes after the write reached the page cache, like a failed writeback.
+    public var injectFault: (@Sendable (FaultPoint) -> Int32?)?
 
-    enum Step { case write, sync, createSegment }
+    public enum FaultPoint: Sendable { case write, sync, createSegment, truncate }
 
     private init(directory: String, segmentBytes: Int, fsync: Bool, segments: [Segment],
                  current: OpenFile, writeOffset: Int, lastIndex: UInt64) {
@@ -89,32 +90,37 @@ public final class WriteAheadLog {
         return (log, recovery.records, note)
     }
 
-    /// Appends `entries` (indexes `lastIndex + 1 …`) and, with fsync on, returns once they are
-    /// durable. Returns the index of the last one. Throws `.invalidArgument` (log still usable)
-    /// for a payload over `maxPayloadBytes`; any I/O failure makes the log unusable, and the
-    /// failed batch's entries may or may not be found after a restart.
+    /// Appends `entries` (indexes `lastIndex + 1 …`) as one batch frame and, with fsync on,
+    /// returns once they are durable. Returns the index of the last one. Throws
+    /// `.invalidArgument` (log still usable) for a payload over `maxPayloadBytes`; any I/O
+    /// failure makes the log unusable, and the failed batch is cut off the segment so that a
+    /// restart does not find it.
     @discardableResult
     public func append(_ entries: [WALEntry]) throws(StorageError) -> UInt64 {
         let file = try usableFile()
         guard !entries.isEmpty else { return lastIndex }
-        var batchBytes = 0
         for entry in entries {
             guard entry.payload.count <= Self.maxPayloadBytes else {
                 throw StorageError(.invalidArgument,
                                    "wal: entry payload of \(entry.payload.count) bytes exceeds the "
                                    + "\(Self.maxPayloadBytes >> 20) MiB bound")
             }
-            batchBytes += WALFormat.encodedBytes(entry)
         }
-        var batch: [UInt8] = []
-        batch.reserveCapacity(batchBytes)
-        for entry in entries { WALFormat.appendRecord(entry, to: &batch) }
-
+        let batchBytes = WALFormat.framedBytes(entries)
+        var target = file
         do throws(StorageError) {
-            var target = file
             if writeOffset + batchBytes > segments[segments.count - 1].fileBytes {
                 target = try makeRoom(batchBytes: batchBytes, in: file)
             }
+        } catch {
+            // Nothing of the batch was written.
+            failure = error
+            throw error
+        }
+        var batch: [UInt8] = []
+        batch.reserveCapacity(batchBytes)
+        WALFormat.appendFrame(entries, fileOffset: writeOffset, to: &batch)
+        do throws(StorageError) {
             if let code = injectFault?(.write) {
                 try? target.write(Array(batch.prefix(batch.count / 2)), at: writeOffset)
                 throw .system("write", path: target.path, offset: writeOffset, errno: code)
@@ -125,12 +131,34 @@ public final class WriteAheadLog {
                 try target.syncData()
             }
         } catch {
-            failure = error
+            failure = forgetFailedBatch(in: target, error)
             throw error
         }
         writeOffset += batchBytes
         lastIndex += UInt64(entries.count)
         return lastIndex
+    }
+
+    /// After a failed write or fdatasync the batch's pages may still be in the page cache —
+    /// Linux marks them clean after a failed writeback — so a restart without a reboot would
+    /// read the failed batch back (and a later reboot would lose it again, together with what
+    /// was appended after it). Cutting the file at the last durable offset drops those pages;
+    /// the size change is then synced. Returns the failure to report from now on.
+    private func forgetFailedBatch(in file: OpenFile, _ error: StorageError) -> StorageError {
+        do throws(StorageError) {
+            if let code = injectFault?(.truncate) {
+                throw .system("truncate to \(writeOffset) bytes", path: file.path, errno: code)
+            }
+            try file.truncate(length: writeOffset)
+            try file.sync()
+            return error
+        } catch let cut {
+            // The failed batch may come back at a restart; nothing after it is ever appended
+            // (the log stays unusable), so no acknowledged entry depends on it.
+            return StorageError(error.kind, error.message + "; cutting the failed batch off at offset "
+                                + "\(writeOffset) also failed (\(cut.message)): entries of the failed batch may "
+                                + "reappear after a restart", path: error.path, offset: error.offset)
+        }
     }
 
     /// Removes the segments whose entries are all covered by a snapshot at `index` (≤ lastIndex).

@@ -27,9 +27,10 @@ final class StorageOwner: @unchecked Sendable {
     /// Entered while a snapshot is being written.
     private let snapshotWriting = DispatchGroup()
 
-    func attach(_ r: Recovery.Opened) {
+    func attach(_ r: Recovery.Opened, walFault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?) {
         directory = r.directory
         wal = r.wal
+        wal?.injectFault = walFault
         notes = r.notes
         lastSnapshotIndex = r.snapshotIndex
         entriesSinceSnapshot = r.replayed

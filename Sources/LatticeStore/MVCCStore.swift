@@ -66,6 +66,9 @@ public final class MVCCStore: Sendable {
         /// Called on the writer thread just before a batch is appended to the WAL (a test seam:
         /// lets a test hold a batch between evaluation and durability).
         public var willAppendBatch: (@Sendable () -> Void)?
+        /// Test seam: makes a step of a WAL append fail with the errno returned (see
+        /// `WriteAheadLog.injectFault`).
+        public var walFault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -135,7 +138,7 @@ public final class MVCCStore: Sendable {
         self.storage = StorageOwner()
         if let dir = configuration.dataDirectory {
             let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
-            storage.attach(recovered)
+            storage.attach(recovered, walFault: configuration.walFault)
         }
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         // Conflicts met again while replaying the WAL were reported when they happened.

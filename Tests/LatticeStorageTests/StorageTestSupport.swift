@@ -74,8 +74,8 @@ func entry(_ seed: Int, count: Int = 20, type: UInt8 = 1) -> WALEntry {
     WALEntry(type: type, payload: payload(seed, count: count))
 }
 
-/// Byte offset of each record in a segment that holds `entries` from its start.
-func recordOffsets(_ entries: [WALEntry]) -> [Int] {
+/// Byte offset of each record in a version 1 segment that holds `entries` from its start.
+func recordOffsetsVersion1(_ entries: [WALEntry]) -> [Int] {
     var offsets: [Int] = []
     var offset = WALFormat.segmentHeaderBytes
     for entry in entries {
@@ -83,6 +83,18 @@ func recordOffsets(_ entries: [WALEntry]) -> [Int] {
         offset += WALFormat.recordHeaderBytes + entry.payload.count
     }
     return offsets
+}
+
+/// Byte offset of each batch frame in a segment that holds `batches` (one append each) from its
+/// start, and the offset just past the last one.
+func frameOffsets(_ batches: [[WALEntry]]) -> (starts: [Int], end: Int) {
+    var starts: [Int] = []
+    var offset = WALFormat.segmentHeaderBytes
+    for batch in batches {
+        starts.append(offset)
+        offset += WALFormat.framedBytes(batch)
+    }
+    return (starts, offset)
 }
 
 func segmentName(_ firstIndex: UInt64) -> String { WALFormat.segmentName(firstIndex: firstIndex) }

@@ -48,27 +48,37 @@ final class WALFailureTests: StorageTestCase {
         #endif
     }
 
-    func testFailedFdatasyncMakesTheLogUnusable() throws {
+    /// fsyncgate: after a failed fdatasync Linux keeps the batch's pages in the page cache,
+    /// marked clean, so a restart without a reboot would read the failed batch back — and a
+    /// later reboot would lose it again with everything appended after it. The failed batch is
+    /// cut off the file: a restart finds exactly what was acknowledged, and appends continue.
+    func testFailedFdatasyncLeavesNoTraceOfTheFailedBatch() throws {
         let walDir = path("wal")
+        let segment = walDir + "/" + segmentName(1)
         let (log, _, _) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096)
         try log.append([entry(1), entry(2)])
-        log.injectFault = { $0 == .sync ? EIO : nil }
-        let error = assertStorageError { try log.append([entry(3)]) }
+        let durableEnd = frameOffsets([[entry(1), entry(2)]]).end
+        log.injectFault = { $0 == .sync ? EIO : nil }   // the write reached the page cache
+        let error = assertStorageError { try log.append([entry(3, count: 300)]) }
         XCTAssertEqual(error?.kind, .io(errno: EIO))
-        XCTAssertTrue(error?.message.contains("fdatasync \(walDir)/\(segmentName(1)) failed: Input/output error") ?? false,
+        XCTAssertTrue(error?.message.contains("fdatasync \(segment) failed: Input/output error") ?? false,
                       error?.message ?? "")
         log.injectFault = nil
         XCTAssertEqual(assertStorageError { try log.append([entry(4)]) }?.kind, .logUnusable)
         XCTAssertEqual(log.lastIndex, 2)
+        XCTAssertEqual(fileSize(segment), durableEnd, "the file ends where the durable data ends")
         log.close()
 
-        // The failed batch may or may not be on disk; what was acknowledged always is.
-        let recovered = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096).entries.map(\.entry)
-        XCTAssertEqual(Array(recovered.prefix(2)), [entry(1), entry(2)])
-        XCTAssertLessThanOrEqual(recovered.count, 3)
+        let (reopened, recovered, note) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096)
+        XCTAssertEqual(recovered.map(\.entry), [entry(1), entry(2)], "no revived batch, no lost acknowledged one")
+        XCTAssertNil(note)
+        XCTAssertEqual(try reopened.append([entry(5)]), 3)
+        reopened.close()
+        XCTAssertEqual(try WriteAheadLog.open(directory: walDir, segmentBytes: 4096).entries.map(\.entry),
+                       [entry(1), entry(2), entry(5)])
     }
 
-    func testShortWriteThenFailureLeavesATailThatRecoveryTruncates() throws {
+    func testShortWriteThenFailureLeavesNothingOfTheBatch() throws {
         let walDir = path("wal")
         let (log, _, _) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096)
         try log.append([entry(1), entry(2)])
@@ -81,9 +91,22 @@ final class WALFailureTests: StorageTestCase {
 
         let (reopened, recovered, note) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096)
         XCTAssertEqual(recovered.map(\.entry), [entry(1), entry(2)])
-        XCTAssertTrue(note?.contains("damaged last record at offset \(recordOffsets([entry(1), entry(2)])[1] + 29)") ?? false,
-                      note ?? "no note: the half-written record should be reported")
+        XCTAssertNil(note, "the half-written batch was cut off when the write failed")
         XCTAssertEqual(try reopened.append([entry(6)]), 3)
+    }
+
+    /// When even cutting the failed batch off fails, the report says the batch may come back.
+    func testAFailedCutIsReported() throws {
+        let walDir = path("wal")
+        let (log, _, _) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096)
+        try log.append([entry(1)])
+        log.injectFault = { $0 == .sync || $0 == .truncate ? EIO : nil }
+        XCTAssertEqual(assertStorageError { try log.append([entry(2)]) }?.kind, .io(errno: EIO))
+        log.injectFault = nil
+        let later = assertStorageError { try log.append([entry(3)]) }
+        XCTAssertEqual(later?.kind, .logUnusable)
+        XCTAssertTrue(later?.message.contains("cutting the failed batch off at offset") ?? false, later?.message ?? "")
+        XCTAssertTrue(later?.message.contains("may reappear after a restart") ?? false, later?.message ?? "")
     }
 
     func testFailureToCreateTheNextSegmentWritesNothingOfTheBatch() throws {

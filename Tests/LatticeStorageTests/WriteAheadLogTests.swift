@@ -70,7 +70,7 @@ final class WriteAheadLogTests: StorageTestCase {
         try log.append(big)
         try log.append([entry(2)])
         XCTAssertEqual(fileNames(walDir), [segmentName(1), segmentName(2), segmentName(5)])
-        XCTAssertEqual(fileSize(walDir + "/" + segmentName(2)), 24 + 3 * 3009)
+        XCTAssertEqual(fileSize(walDir + "/" + segmentName(2)), 24 + 28 + 3 * 3009, "segment header, batch header, records")
         log.close()
         let entries = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096).entries
         XCTAssertEqual(entries.map(\.entry), [entry(1)] + big + [entry(2)])
@@ -80,7 +80,7 @@ final class WriteAheadLogTests: StorageTestCase {
         let (log, _, _) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096, fsync: false)
         try log.append([entry(1, count: 5000)])
         XCTAssertEqual(fileNames(walDir), [segmentName(1)])
-        XCTAssertEqual(fileSize(walDir + "/" + segmentName(1)), 24 + 5009)
+        XCTAssertEqual(fileSize(walDir + "/" + segmentName(1)), 24 + 28 + 5009)
         log.close()
         XCTAssertEqual(try WriteAheadLog.open(directory: walDir, segmentBytes: 4096).entries.map(\.entry),
                        [entry(1, count: 5000)])
@@ -119,13 +119,14 @@ final class WriteAheadLogTests: StorageTestCase {
     func testResetThroughAnOlderIndexKeepsTheSegmentsStillNeeded() throws {
         let (log, _, _) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096, fsync: false)
         for i in 1...100 { try log.append([entry(i, count: 100)]) }
-        let before = fileNames(walDir)   // 109-byte records: 37 per segment → 1, 38, 75
-        XCTAssertEqual(before, [segmentName(1), segmentName(38), segmentName(75)])
+        let before = fileNames(walDir)   // 137-byte batches (28 + 9 + 100): 29 per segment → 1, 30, 59, 88
+        XCTAssertEqual(before, [segmentName(1), segmentName(30), segmentName(59), segmentName(88)])
 
         try log.resetAfterSnapshot(through: 40)
-        XCTAssertEqual(fileNames(walDir), [segmentName(38), segmentName(75)], "entries 38…40 are covered, 41… are not")
+        XCTAssertEqual(fileNames(walDir), [segmentName(30), segmentName(59), segmentName(88)],
+                       "entries 30…40 are covered, 41… are not")
         try log.resetAfterSnapshot(through: 74)
-        XCTAssertEqual(fileNames(walDir), [segmentName(75)])
+        XCTAssertEqual(fileNames(walDir), [segmentName(59), segmentName(88)])
         XCTAssertEqual(assertStorageError { try log.resetAfterSnapshot(through: 101) }?.kind, .invalidArgument)
         log.close()
 
@@ -182,11 +183,11 @@ final class WriteAheadLogTests: StorageTestCase {
         let (log, _, _) = try WriteAheadLog.open(directory: walDir, segmentBytes: 4096, fsync: false)
         for i in 1...100 { try log.append([entry(i, count: 100)]) }
         log.close()
-        try FileManager.default.removeItem(atPath: walDir + "/" + segmentName(38))
+        try FileManager.default.removeItem(atPath: walDir + "/" + segmentName(30))   // segments 1, 30, 59, 88
         let error = assertStorageError { try WriteAheadLog.open(directory: walDir, segmentBytes: 4096) }
         XCTAssertEqual(error?.kind, .corruption)
-        XCTAssertEqual(error?.path, walDir + "/" + segmentName(75))
-        XCTAssertTrue(error?.message.contains("ends at index 37") ?? false, error?.message ?? "")
+        XCTAssertEqual(error?.path, walDir + "/" + segmentName(59))
+        XCTAssertTrue(error?.message.contains("ends at index 29") ?? false, error?.message ?? "")
     }
 
     func testFsyncedAppendsAreReadableByAnIndependentReader() throws {
