@@ -37,13 +37,22 @@ public struct GRPCConnectionLimits: Sendable {
     public var maxHeaderListBytes = 16 * 1024
     /// Pending outbound bytes per stream above which the stream reports not writable.
     public var streamOutboundHighWatermarkBytes = 1 << 20
+    /// Concurrent calls a client may open on one connection (etcd: `--max-concurrent-streams`,
+    /// default 2³²−1); streams beyond it are refused.
+    public var maxConcurrentStreams = Int(UInt32.max)
+    /// Server keepalive pings (etcd: `--grpc-keepalive-interval`, 2 h, and
+    /// `--grpc-keepalive-timeout`, 20 s): a client that does not answer in time is disconnected,
+    /// which releases its calls and watchers. nil: no server pings.
+    public var keepalive: (interval: TimeAmount, timeout: TimeAmount)? = (.hours(2), .seconds(20))
+    /// What the server accepts of client pings (etcd: `--grpc-keepalive-min-time`, 5 s).
+    public var pingPolicy = PingPolicy()
 
     public init() {}
 
     var connectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration {
         var c = NIOHTTP2Handler.ConnectionConfiguration()
         c.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(Int32.max)),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: streamWindowBytes),
             HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderListBytes),
         ]
@@ -93,18 +102,24 @@ public final class GRPCServer: Sendable {
         let connectionConfiguration = limits.connectionConfiguration
         let streamConfiguration = limits.streamConfiguration
         let maxReceive = limits.maxReceiveMessageBytes
+        let keepalive = limits.keepalive
+        let pingPolicy = limits.pingPolicy
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // The kernel's keepalive finds peers that vanished without a FIN or RST.
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 registry.add(channel)
                 onConnection?(channel.localAddress, channel.remoteAddress)
                 channel.closeFuture.whenComplete { _ in registry.remove(channel) }
                 return channel.eventLoop.makeCompletedFuture {
                     // Graceful shutdown: on ChannelShouldQuiesceEvent the manager sends GOAWAY and
-                    // closes the connection once its streams are done. No idle or age limits and
-                    // no server pings (etcd's defaults: clients keep connections as long as they like).
+                    // closes the connection once its streams are done. No idle or age limits
+                    // (etcd's defaults: clients keep connections as long as they like). Server
+                    // keepalive is the guard's: the manager's would, on a timeout, start a
+                    // graceful shutdown that waits for the dead client's ping ack forever.
                     let coalescer = FlushCoalescingHandler()
                     try channel.pipeline.syncOperations.addHandler(coalescer)
                     let boundCoalescer = NIOLoopBound(coalescer, eventLoop: channel.eventLoop)
@@ -123,6 +138,7 @@ public final class GRPCServer: Sendable {
                                                     flushCoalescer: boundCoalescer.value))
                         }
                     }
+                    try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))
                     try channel.pipeline.syncOperations.addHandler(manager)
                 }
             }

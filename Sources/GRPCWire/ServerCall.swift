@@ -112,6 +112,9 @@ final class FlushCoalescingHandler: ChannelOutboundHandler {
     private var holding = false
     private var flushPending = false
     private var flushScheduled = false
+    /// Set by the connection's call handlers when response headers or data go out; read and
+    /// cleared by `ConnectionGuardHandler` at each client ping.
+    var wroteSinceLastPing = false
 
     init(deferred: Bool = false) { self.deferred = deferred }
 

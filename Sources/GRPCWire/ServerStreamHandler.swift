@@ -213,6 +213,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
             deadlineTask?.cancel()
             sendResponseHeadersIfNeeded()
             let framed = MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator)
+            flushCoalescer?.wroteSinceLastPing = true
             context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: nil)
             sendTrailers(.ok)
         case .failure(let status):
@@ -250,6 +251,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private func writePending() {
         guard let buffer = pendingOut else { return }
         pendingOut = nil
+        flushCoalescer?.wroteSinceLastPing = true
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: nil)
     }
 
@@ -278,11 +280,13 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         guard !responseHeadersSent else { return }
         responseHeadersSent = true
         let headers = gzipResponses ? Self.responseHeadersGzip : Self.responseHeaders
+        flushCoalescer?.wroteSinceLastPing = true
         context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
     }
 
     private func sendTrailers(_ status: GRPCStatus) {
         if status.code == .ok && status.message.isEmpty {
+            flushCoalescer?.wroteSinceLastPing = true
             context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: Self.okTrailers, endStream: true))), promise: nil)
             return
         }
@@ -291,6 +295,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         if !status.message.isEmpty {
             trailers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(status.message))
         }
+        flushCoalescer?.wroteSinceLastPing = true
         context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
     }
 
@@ -301,6 +306,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         if !status.message.isEmpty {
             headers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(status.message))
         }
+        flushCoalescer?.wroteSinceLastPing = true
         context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
     }
 

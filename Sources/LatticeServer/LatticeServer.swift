@@ -42,6 +42,14 @@ public struct ServerConfiguration: Sendable {
     public var inMemory = false
     /// `--auto-compaction-mode` / `--auto-compaction-retention`.
     public var autoCompaction = AutoCompaction.off
+    /// `--max-concurrent-streams`: calls one client connection may have open at once.
+    public var maxConcurrentStreams = Int(UInt32.max)
+    /// `--grpc-keepalive-min-time`: client pings closer together than this are strikes.
+    public var grpcKeepaliveMinTime: TimeAmount = .seconds(5)
+    /// `--grpc-keepalive-interval` / `--grpc-keepalive-timeout`: server pings to clients, and
+    /// how long a client has to answer before it is disconnected.
+    public var grpcKeepaliveInterval: TimeAmount = .hours(2)
+    public var grpcKeepaliveTimeout: TimeAmount = .seconds(20)
 
     public init() {}
 
@@ -191,6 +199,11 @@ public final class LatticeServer: Sendable {
         routes.declare(service: "etcdserverpb.Auth")
         var connectionLimits = GRPCConnectionLimits()
         connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
+        connectionLimits.maxConcurrentStreams = configuration.maxConcurrentStreams
+        // etcd pings clients only when both are positive.
+        connectionLimits.keepalive = configuration.grpcKeepaliveInterval > .zero && configuration.grpcKeepaliveTimeout > .zero
+            ? (configuration.grpcKeepaliveInterval, configuration.grpcKeepaliveTimeout) : nil
+        connectionLimits.pingPolicy.minimumInterval = configuration.grpcKeepaliveMinTime
         var peerServer: GRPCServer?
         if let peerURLs = configuration.listenPeerURLs {
             var peerRoutes = GRPCRoutes()

@@ -61,6 +61,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Auto compaction retention for mvcc key value store. 0 means disable auto compaction (periodic: a Go duration or hours; revision: a count).")
     var autoCompactionRetention = "0"
 
+    @Option(help: "Maximum concurrent streams that each client can open at a time.")
+    var maxConcurrentStreams: UInt32 = .max
+
+    @Option(help: "Minimum interval duration that a client should wait before pinging server.")
+    var grpcKeepaliveMinTime = "5s"
+
+    @Option(help: "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
+    var grpcKeepaliveInterval = "2h"
+
+    @Option(help: "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+    var grpcKeepaliveTimeout = "20s"
+
     @Option(help: "Number of committed transactions to trigger a snapshot to disk.")
     var snapshotCount = 100_000
 
@@ -83,6 +95,13 @@ struct Serve: AsyncParsableCommand {
         guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be positive") }
         _ = try autoCompaction()
         guard quotaBackendBytes >= 0 else { throw ValidationError("--quota-backend-bytes must not be negative") }
+        guard maxConcurrentStreams > 0 else { throw ValidationError("--max-concurrent-streams must be positive") }
+        for (flag, value) in [("grpc-keepalive-min-time", grpcKeepaliveMinTime), ("grpc-keepalive-interval", grpcKeepaliveInterval),
+                              ("grpc-keepalive-timeout", grpcKeepaliveTimeout)] {
+            guard let ns = GoDuration.nanoseconds(value), ns >= 0 else {
+                throw ValidationError("invalid duration \"\(value)\" for --\(flag)")
+            }
+        }
         guard let interval = GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval), interval > 0 else {
             throw ValidationError("invalid duration \"\(experimentalWatchProgressNotifyInterval)\" for --experimental-watch-progress-notify-interval")
         }
@@ -137,6 +156,10 @@ struct Serve: AsyncParsableCommand {
         c.quotaBackendBytes = quotaBackendBytes == 0 ? 2 << 30 : quotaBackendBytes
         c.watchProgressNotifyInterval = .nanoseconds(GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval)!)
         c.snapshotCount = snapshotCount
+        c.maxConcurrentStreams = Int(maxConcurrentStreams)
+        c.grpcKeepaliveMinTime = .nanoseconds(GoDuration.nanoseconds(grpcKeepaliveMinTime)!)
+        c.grpcKeepaliveInterval = .nanoseconds(GoDuration.nanoseconds(grpcKeepaliveInterval)!)
+        c.grpcKeepaliveTimeout = .nanoseconds(GoDuration.nanoseconds(grpcKeepaliveTimeout)!)
         c.autoCompaction = try autoCompaction()
         c.unsafeNoFsync = unsafeNoFsync
         return c

@@ -1,0 +1,149 @@
+import NIOCore
+import NIOHTTP2
+
+/// Client keepalive pings: what a server accepts (grpc-go's enforcement policy, which etcd
+/// configures from `--grpc-keepalive-min-time`, with pings on a connection without calls not
+/// permitted).
+public struct PingPolicy: Sendable {
+    /// Pings closer together than this while calls are open are strikes.
+    public var minimumInterval: TimeAmount = .seconds(5)
+    /// Without open calls, pings closer together than this are strikes (grpc-go: 2 h).
+    public var minimumIntervalWithoutCalls: TimeAmount = .hours(2)
+    /// More strikes than this close the connection (grpc-go: 2).
+    public var strikesAllowed = 2
+
+    public init() {}
+}
+
+/// Sits after the HTTP/2 handler of a server connection and
+///   - with `keepalive`, pings a client that has sent nothing for the interval and closes the
+///     connection at once when nothing arrives within the timeout (grpc-go's server keepalive;
+///     a half-open connection then releases its calls and watchers);
+///   - enforces the ping policy like grpc-go: a client ping that comes too soon after the
+///     previous one, with no response data or headers sent in between, is a strike; past the
+///     allowance the server sends GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings") and closes;
+///   - after any connection error the HTTP/2 layer answered with GOAWAY (a frame flood, rapid
+///     resets, a header or continuation flood), stops reading at once and closes after a short
+///     grace, so nothing more the client sends is parsed or held.
+final class ConnectionGuardHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private let policy: PingPolicy
+    private let closeGrace: TimeAmount
+    /// Shared with the connection's call handlers (same event loop): they note responses.
+    private let activity: FlushCoalescingHandler
+    private var openStreams = 0
+    private var lastPing: NIODeadline?
+    private var strikes = 0
+    private var closing = false
+
+    private let keepalive: (interval: TimeAmount, timeout: TimeAmount)?
+    private var keepaliveTimer: Scheduled<Void>?
+    private var keepaliveDeadline: Scheduled<Void>?
+
+    init(policy: PingPolicy, keepalive: (interval: TimeAmount, timeout: TimeAmount)?, activity: FlushCoalescingHandler,
+         closeGrace: TimeAmount = .seconds(1)) {
+        self.policy = policy
+        self.keepalive = keepalive
+        self.activity = activity
+        self.closeGrace = closeGrace
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        scheduleKeepalive(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        keepaliveTimer?.cancel()
+        keepaliveDeadline?.cancel()
+        context.fireChannelInactive()
+    }
+
+    /// Anything read — on any stream — shows the client is alive.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        keepaliveDeadline?.cancel()
+        keepaliveDeadline = nil
+        scheduleKeepalive(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    private func scheduleKeepalive(context: ChannelHandlerContext) {
+        guard let keepalive, !closing else { return }
+        keepaliveTimer?.cancel()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        keepaliveTimer = context.eventLoop.scheduleTask(in: keepalive.interval) {
+            let (handler, context) = bound.value
+            handler.sendKeepalivePing(context: context, timeout: keepalive.timeout)
+        }
+    }
+
+    private func sendKeepalivePing(context: ChannelHandlerContext, timeout: TimeAmount) {
+        guard !closing, keepaliveDeadline == nil else { return }
+        let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: 0x4c54_4b41_4c49_5645), ack: false))
+        context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+        let channel = context.channel
+        keepaliveDeadline = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let frame = unwrapInboundIn(data)
+        if case .ping(_, ack: false) = frame.payload { receivedPing(context: context) }
+        context.fireChannelRead(data)
+    }
+
+    private func receivedPing(context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        defer { lastPing = now }
+        if activity.wroteSinceLastPing {
+            activity.wroteSinceLastPing = false
+            strikes = 0
+            return
+        }
+        guard let last = lastPing else { return }
+        let interval = openStreams > 0 ? policy.minimumInterval : policy.minimumIntervalWithoutCalls
+        if now < last + interval { strikes += 1 }
+        if strikes > policy.strikesAllowed {
+            let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(
+                lastStreamID: .maxID, errorCode: .enhanceYourCalm,
+                opaqueData: context.channel.allocator.buffer(string: "too_many_pings")))
+            context.writeAndFlush(wrapOutboundOut(goAway), promise: nil)
+            stopAndClose(context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is NIOHTTP2StreamCreatedEvent {
+            openStreams += 1
+        } else if event is StreamClosedEvent {
+            openStreams = max(0, openStreams - 1)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if Self.isFlood(error) { stopAndClose(context: context) }
+        context.fireErrorCaught(error)
+    }
+
+    /// The connection errors the HTTP/2 layer raises against a misbehaving peer (it has sent
+    /// GOAWAY(ENHANCE_YOUR_CALM) already).
+    static func isFlood(_ error: any Error) -> Bool {
+        error is NIOHTTP2Errors.ExcessiveControlFrames || error is NIOHTTP2Errors.ExcessiveRSTFrames
+            || error is NIOHTTP2Errors.ExcessiveEmptyDataFrames || error is NIOHTTP2Errors.ExcessiveStreamErrors
+            || error is NIOHTTP2Errors.ExcessiveNumberOfGlitches || error is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering
+            || error is NIOHTTP2Errors.ExcessiveContinuationFrames
+    }
+
+    private func stopAndClose(context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        keepaliveTimer?.cancel()
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: closeGrace) { channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,206 @@
+@testable import GRPCWire
+import NIOCore
+import NIOPosix
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hostile or dead clients at the connection level, with a raw HTTP/2 client over a plain
+/// socket: ping floods get grpc-go's GOAWAY "too_many_pings", frame floods stop the server
+/// reading and close the connection, and the server's SETTINGS carry its stream limit.
+final class ConnectionGuardTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var server: GRPCServer!
+
+    override func setUp() async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    override func tearDown() async throws {
+        await server?.shutdown(grace: .milliseconds(100))
+        try await group.shutdownGracefully()
+    }
+
+    private func start(_ configure: (inout GRPCConnectionLimits) -> Void = { _ in }) async throws -> Int {
+        var routes = GRPCRoutes()
+        routes.add(service: "test.Echo", method: "Echo", .unary { request, _, responder in responder.succeed(request) })
+        var limits = GRPCConnectionLimits()
+        configure(&limits)
+        server = try await GRPCServer.start(addresses: [("127.0.0.1", 0)], routes: routes, limits: limits, group: group)
+        return server.localAddresses[0].port!
+    }
+
+    func testPingsTooCloseTogetherGetGoAwayTooManyPingsAndTheConnectionCloses() async throws {
+        let port = try await start()
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        for i in 0..<4 { connection.send(RawH2Connection.ping(UInt64(i))) }
+        let frames = connection.readUntilClosed(deadline: .now() + .seconds(10))
+        XCTAssertTrue(frames.closed, "the server closes the connection")
+        let goAway = try XCTUnwrap(frames.list.first { $0.type == 7 }, "a GOAWAY")
+        XCTAssertEqual(goAway.payload.count >= 8 ? goAway.payload[4..<8].reduce(0) { $0 << 8 | UInt32($1) } : 0, 0x0b,
+                       "ENHANCE_YOUR_CALM")
+        XCTAssertEqual(String(decoding: goAway.payload.dropFirst(8), as: UTF8.self), "too_many_pings")
+        XCTAssertEqual(frames.list.filter { $0.type == 6 && $0.flags & 1 == 1 }.count, 4, "every ping was answered first")
+    }
+
+    func testPingsFarEnoughApartAreAnswered() async throws {
+        let port = try await start { $0.pingPolicy.minimumIntervalWithoutCalls = .zero }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        for i in 0..<20 { connection.send(RawH2Connection.ping(UInt64(i))) }
+        let acks = connection.read(until: { frames in frames.filter { $0.type == 6 && $0.flags & 1 == 1 }.count == 20 },
+                                   deadline: .now() + .seconds(10))
+        XCTAssertEqual(acks.list.filter { $0.type == 6 && $0.flags & 1 == 1 }.count, 20)
+        XCTAssertFalse(acks.list.contains { $0.type == 7 }, "no GOAWAY")
+        XCTAssertFalse(acks.closed)
+    }
+
+    /// Above the control-frame allowance the HTTP/2 layer answers GOAWAY(ENHANCE_YOUR_CALM);
+    /// the server then stops reading and closes, however much more the client sends.
+    func testAControlFrameFloodClosesTheConnection() async throws {
+        let port = try await start {
+            $0.pingPolicy.strikesAllowed = .max        // let the flood reach the frame limit
+            $0.controlFramesPerSecondMax = 200
+        }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        var flood: [UInt8] = []
+        for i in 0..<2_000 { flood += RawH2Connection.ping(UInt64(i)) }
+        connection.send(flood)
+        // Keep flooding while reading: the connection must still end.
+        let frames = connection.readUntilClosed(deadline: .now() + .seconds(10)) { connection.send(flood) }
+        XCTAssertTrue(frames.closed, "the server closed the connection")
+        let goAway = try XCTUnwrap(frames.list.first { $0.type == 7 })
+        XCTAssertEqual(goAway.payload[4..<8].reduce(0) { $0 << 8 | UInt32($1) }, 0x0b)
+    }
+
+    /// A client that stops answering (a half-open connection) is disconnected after the
+    /// keepalive interval and timeout, which releases its calls.
+    func testAClientThatDoesNotAnswerServerPingsIsDisconnected() async throws {
+        let port = try await start { $0.keepalive = (.milliseconds(200), .milliseconds(200)) }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        let frames = connection.readUntilClosed(deadline: .now() + .seconds(10))
+        XCTAssertTrue(frames.closed)
+        XCTAssertTrue(frames.list.contains { $0.type == 6 && $0.flags & 1 == 0 }, "the server pinged first")
+    }
+
+    func testAClientThatAnswersServerPingsStaysConnected() async throws {
+        let port = try await start { $0.keepalive = (.milliseconds(100), .milliseconds(300)) }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        var answered = 0
+        let frames = connection.read(until: { _ in answered >= 5 }, deadline: .now() + .seconds(10)) {}
+            onPing: { data in answered += 1; connection.send(RawH2Connection.frame(type: 6, flags: 1, stream: 0, payload: data)) }
+        XCTAssertFalse(frames.closed)
+        XCTAssertEqual(answered, 5, "the server kept pinging a live client")
+    }
+
+    func testTheServerAdvertisesItsStreamLimit() async throws {
+        let port = try await start { $0.maxConcurrentStreams = 7 }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        let frames = connection.read(until: { $0.contains { $0.type == 4 && $0.flags & 1 == 0 } }, deadline: .now() + .seconds(10))
+        let settings = try XCTUnwrap(frames.list.first { $0.type == 4 && $0.flags & 1 == 0 })
+        var values: [UInt16: UInt32] = [:]
+        var i = 0
+        while i + 6 <= settings.payload.count {
+            let id = UInt16(settings.payload[i]) << 8 | UInt16(settings.payload[i + 1])
+            values[id] = settings.payload[(i + 2)..<(i + 6)].reduce(0) { $0 << 8 | UInt32($1) }
+            i += 6
+        }
+        XCTAssertEqual(values[3], 7, "SETTINGS_MAX_CONCURRENT_STREAMS")
+    }
+}
+
+/// A blocking HTTP/2 client on a plain socket that sends raw frames and parses what comes back.
+final class RawH2Connection {
+    struct Frame {
+        var type: UInt8
+        var flags: UInt8
+        var stream: UInt32
+        var payload: [UInt8]
+    }
+
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    func close() { _ = Glibc.close(fd) }
+
+    func sendPreface() {
+        send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, payload: []))
+    }
+
+    /// Sends without failing the test when the server has closed (a flood meets a closed socket).
+    func send(_ bytes: [UInt8]) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8]) -> [UInt8] {
+        let n = payload.count
+        return [UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff), type, flags,
+                UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)] + payload
+    }
+
+    static func ping(_ data: UInt64) -> [UInt8] {
+        frame(type: 6, flags: 0, stream: 0, payload: withUnsafeBytes(of: data.bigEndian) { Array($0) })
+    }
+
+    /// Reads frames until `done` holds for them, the server closes, or the deadline passes.
+    func read(until done: ([Frame]) -> Bool, deadline: NIODeadline,
+              between: () -> Void = {}, onPing: ([UInt8]) -> Void = { _ in }) -> (list: [Frame], closed: Bool) {
+        var frames: [Frame] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while NIODeadline.now() < deadline && !done(frames) {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                return (frames, true)
+            }
+            if n > 0 { buffer += chunk[0..<n] }
+            while buffer.count >= 9 {
+                let length = Int(buffer[0]) << 16 | Int(buffer[1]) << 8 | Int(buffer[2])
+                guard buffer.count >= 9 + length else { break }
+                let stream = buffer[5..<9].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7fff_ffff
+                let frame = Frame(type: buffer[3], flags: buffer[4], stream: stream, payload: Array(buffer[9..<(9 + length)]))
+                frames.append(frame)
+                if frame.type == 6 && frame.flags & 1 == 0 { onPing(frame.payload) }
+                buffer.removeFirst(9 + length)
+            }
+            between()
+        }
+        return (frames, false)
+    }
+
+    func readUntilClosed(deadline: NIODeadline, between: () -> Void = {}) -> (list: [Frame], closed: Bool) {
+        read(until: { _ in false }, deadline: deadline, between: between)
+    }
+}
