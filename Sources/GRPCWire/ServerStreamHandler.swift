@@ -32,6 +32,8 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private var responseHeadersSent = false
     private var gzipResponses = false
     private var deadlineTask: Scheduled<Void>?
+    /// The client half-closed (END_STREAM seen).
+    private var inputEnded = false
 
     /// The connection's flush coalescer (for batched completions), if it has one.
     let flushCoalescer: FlushCoalescingHandler?
@@ -66,12 +68,14 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .headers(let headers):
+            if headers.endStream { inputEnded = true }
             if case .awaitingHeaders = state {
                 received(requestHeaders: headers.headers, endStream: headers.endStream)
             } else if headers.endStream {
                 receivedEndOfInput()
             }
         case .data(let frame):
+            if frame.endStream { inputEnded = true }
             guard case .byteBuffer(let bytes) = frame.data else { return }
             receivedData(bytes, endStream: frame.endStream)
         case .rstStream:
@@ -99,6 +103,14 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     }
 
     private func received(requestHeaders headers: HPACKHeaders, endStream: Bool) {
+        // grpc-go (and so etcd) resets a stream whose content-type is not gRPC's, or whose
+        // grpc-timeout does not parse, with PROTOCOL_ERROR before looking at the method.
+        guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
+            return reset(.protocolError)
+        }
+        let timeoutHeader = headers.first(name: "grpc-timeout")
+        let timeout = timeoutHeader.flatMap(GRPCTimeout.parseNanoseconds)
+        if timeoutHeader != nil && timeout == nil { return reset(.protocolError) }
         let path = headers.first(name: ":path") ?? ""
         guard let method = routes.handlers[path] else {
             state = .done
@@ -119,7 +131,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         deframer = MessageDeframer(maxMessageBytes: maxReceiveMessageBytes, gzip: encoding == "gzip")
 
         var deadline: NIODeadline?
-        if let timeout = headers.first(name: "grpc-timeout"), let ns = GRPCTimeout.parseNanoseconds(timeout) {
+        if let ns = timeout {
             deadline = .now() + .nanoseconds(ns)
             deadlineTask = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline!) { [self] in
                 deadlineExpired()
@@ -152,9 +164,10 @@ final class ServerStreamHandler: ChannelDuplexHandler {
             while let message = try deframer.next() {
                 switch state {
                 case .unary(received: nil):
+                    // Served as soon as its message is complete, like grpc-go: what follows
+                    // (END_STREAM, or extra messages, which grpc-go ignores too) is not awaited.
                     state = .unary(received: message)
-                case .unary:
-                    fail(GRPCStatus(.unimplemented, "grpc: more than one request message for a unary call"))
+                    startUnary(message)
                     return
                 case .streaming(let call):
                     call.received(message)
@@ -172,16 +185,17 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         if endStream { receivedEndOfInput() }
     }
 
+    private func startUnary(_ message: [UInt8]) {
+        state = .unaryRunning
+        guard case .unary(let handler)? = method, let callContext else { return }
+        handler(message, callContext, GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
+    }
+
     private func receivedEndOfInput() {
         switch state {
-        case .unary(let message):
-            guard let message, !deframer.hasPartialMessage else {
-                fail(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
-                return
-            }
-            state = .unaryRunning
-            guard case .unary(let handler)? = method, let callContext else { return }
-            handler(message, callContext, GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
+        case .unary:
+            // Still waiting for its message: none came.
+            fail(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
         case .streaming(let call):
             call.receivedEnd()
         default:
@@ -285,6 +299,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     }
 
     private func sendTrailers(_ status: GRPCStatus) {
+        defer { resetIfClientStillSending() }
         if status.code == .ok && status.message.isEmpty {
             flushCoalescer?.wroteSinceLastPing = true
             context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: Self.okTrailers, endStream: true))), promise: nil)
@@ -300,6 +315,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     }
 
     private func sendTrailersOnly(_ status: GRPCStatus) {
+        defer { resetIfClientStillSending() }
         responseHeadersSent = true
         var headers = Self.responseHeaders
         headers.add(name: "grpc-status", value: String(status.code.rawValue))
@@ -308,6 +324,34 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         }
         flushCoalescer?.wroteSinceLastPing = true
         context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
+    }
+
+    /// After the final trailers, a client that has not half-closed gets RST_STREAM(NO_ERROR), as
+    /// grpc-go sends: the call is over and nothing more it sends will be read. Decided once the
+    /// frames already received are processed, so a client whose END_STREAM was on its way in
+    /// the same read is not reset.
+    private func resetIfClientStillSending() {
+        guard !inputEnded else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = bound.value
+            guard !handler.inputEnded, let context = handler.context else { return }
+            context.writeAndFlush(handler.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        }
+    }
+
+    /// Ends the stream at once with RST_STREAM(`code`).
+    private func reset(_ code: HTTP2ErrorCode) {
+        state = .done
+        context.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
+    }
+
+    /// "application/grpc", optionally followed by "+subtype" or ";parameters" (grpc-go's rule).
+    static func isGRPCContentType(_ value: String) -> Bool {
+        let lowered = value.lowercased()
+        guard lowered.hasPrefix("application/grpc") else { return false }
+        let rest = lowered.dropFirst("application/grpc".count)
+        return rest.isEmpty || rest.first == "+" || rest.first == ";"
     }
 
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]

@@ -1,3 +1,4 @@
+import Dispatch
 import EtcdAPI
 import GRPCWire
 import LatticeCore
@@ -110,11 +111,19 @@ extension AlarmType {
     }
 }
 
-/// `Snapshot`: streams the member's state in chunks once the request arrives.
+/// `Snapshot`: streams the member's state in chunks once the request arrives. The state is
+/// captured and encoded once, off the event loop; chunks go out only while the stream is
+/// writable, so a client that does not read holds the server to one encoded copy plus the
+/// stream's buffer.
 final class SnapshotStream: GRPCStreamingCall {
     private let store: MVCCStore
     private let sender: GRPCStreamSender
     private static let chunkBytes = 32 * 1024
+    // Event-loop confined.
+    private var requested = false
+    private var blob: [UInt8]?
+    private var offset = 0
+    private var over = false
 
     init(store: MVCCStore, sender: GRPCStreamSender) {
         self.store = store
@@ -122,18 +131,51 @@ final class SnapshotStream: GRPCStreamingCall {
     }
 
     func received(_ message: [UInt8]) {
-        let blob = store.snapshotBytes()
-        var offset = 0
-        repeat {
+        guard !requested else { return }
+        requested = true
+        let store = self.store
+        let loop = sender.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        DispatchQueue.global().async {
+            let blob = store.snapshotBytes()
+            loop.execute {
+                bound.value.blob = blob
+                bound.value.pump()
+            }
+        }
+    }
+
+    /// Sends chunks while the stream takes them; resumes on `writabilityChanged(true)`.
+    private func pump() {
+        guard !over, let blob else { return }
+        while sender.isWritable && offset < blob.count {
             let end = min(blob.count, offset + Self.chunkBytes)
             let chunk = Array(blob[offset..<end])
             offset = end
-            sender.send(SnapshotResponse(header: store.currentHeader(), remainingBytes: UInt64(blob.count - offset), blob: chunk).protoBytes())
-        } while offset < blob.count
-        sender.finish(.ok)
+            sender.send(SnapshotResponse(header: store.currentHeader(), remainingBytes: UInt64(blob.count - offset),
+                                         blob: chunk).protoBytes())
+        }
+        if offset >= blob.count {
+            over = true
+            self.blob = nil
+            sender.finish(.ok)
+        }
     }
 
-    func receivedEnd() {}
-    func writabilityChanged(_ isWritable: Bool) {}
-    func closed() {}
+    func receivedEnd() {
+        // A client that half-closes without a request would otherwise wait forever.
+        if !requested {
+            over = true
+            sender.finish(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
+        }
+    }
+
+    func writabilityChanged(_ isWritable: Bool) {
+        if isWritable { pump() }
+    }
+
+    func closed() {
+        over = true
+        blob = nil
+    }
 }

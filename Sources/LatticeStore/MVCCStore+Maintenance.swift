@@ -31,9 +31,11 @@ extension MVCCStore {
         all.serializable = true
         let payload = ((try? range(all)) ?? RangeResponse()).protoBytes()
         var out = Array("LATTICE1".utf8)
+        out.reserveCapacity(16 + payload.count + 512 + 32)
         for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: UInt64(payload.count) >> (8 * UInt64(i)))) }
         out += payload
         out += [UInt8](repeating: 0, count: (512 - out.count % 512) % 512)
-        return out + SHA256.hash(out)
+        out += SHA256.hash(out)
+        return out
     }
 }
