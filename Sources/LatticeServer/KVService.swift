@@ -88,7 +88,7 @@ func asyncUnary<Request: ProtoMessage, Response: ProtoMessage>(
         do {
             request = try Request(protoBytes: bytes)
         } catch {
-            responder.fail(GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)"))
+            responder.fail(GRPCStatus(.internal, "grpc: error unmarshalling request: \(unmarshalText(error, Request.self))"))
             return
         }
         body(request) { result in
@@ -116,4 +116,15 @@ extension EtcdError {
         }
         return GRPCStatus(code, message)
     }
+}
+
+/// What etcd's decoders say about a malformed request of type `type` (see
+/// `ProtoDecodingError.goText`).
+func unmarshalText<T>(_ error: any Error, _ type: T.Type) -> String {
+    (error as? ProtoDecodingError)?.goText(messageName: String(describing: type)) ?? "\(error)"
+}
+
+/// How grpc-go ends a streaming call whose next request does not decode.
+func streamUnmarshalStatus<T>(_ error: any Error, _ type: T.Type) -> GRPCStatus {
+    GRPCStatus(.internal, "grpc: failed to unmarshal the received message \(unmarshalText(error, type))")
 }

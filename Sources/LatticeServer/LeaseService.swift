@@ -39,8 +39,11 @@ final class KeepAliveStream: GRPCStreamingCall {
     }
 
     func received(_ message: [UInt8]) {
-        guard let request = try? LeaseKeepAliveRequest(protoBytes: message) else {
-            sender.finish(GRPCStatus(.internal, "grpc: error unmarshalling request"))
+        let request: LeaseKeepAliveRequest
+        do {
+            request = try LeaseKeepAliveRequest(protoBytes: message)
+        } catch {
+            sender.finish(streamUnmarshalStatus(error, LeaseKeepAliveRequest.self))
             return
         }
         let ttl = store.leaseKeepAlive(request.id)

@@ -77,8 +77,11 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     // MARK: GRPCStreamingCall (on loop)
 
     func received(_ message: [UInt8]) {
-        guard let request = try? WatchRequest(protoBytes: message) else {
-            sender.finish(GRPCStatus(.internal, "grpc: error unmarshalling request"))
+        let request: WatchRequest
+        do {
+            request = try WatchRequest(protoBytes: message)
+        } catch {
+            sender.finish(streamUnmarshalStatus(error, WatchRequest.self))
             return
         }
         switch request.requestUnion {

@@ -20,6 +20,8 @@ public enum ProtoDecodingError: Error, Equatable, Sendable {
     case malformedVarint
     /// A length prefix pointing past the end of the enclosing message.
     case lengthOutOfBounds
+    /// A length prefix of 2⁶³ or more (negative as a Go int).
+    case negativeLength
     /// A tag with wire type 6 or 7, or field number 0.
     case invalidTag(UInt64)
     /// A known field arrived with a wire type its declaration does not allow.
@@ -33,6 +35,31 @@ public enum ProtoDecodingError: Error, Equatable, Sendable {
     /// A value this version does not know how to apply faithfully (e.g. an op kind added by a
     /// newer version): refusing it beats silently dropping part of a message.
     case unsupported(String)
+}
+
+extension ProtoDecodingError {
+    /// The text etcd's generated (gogo-protobuf) decoders give for this problem in a message of
+    /// type `messageName` — what grpc-go puts after "grpc: error unmarshalling request: ". A
+    /// wrong wire type names the field by number where etcd names its Go field.
+    public func goText(messageName: String) -> String {
+        switch self {
+        case .truncated, .lengthOutOfBounds: return "unexpected EOF"
+        case .malformedVarint: return "proto: integer overflow"
+        case .negativeLength: return "proto: negative length found during unmarshaling"
+        case .invalidTag(let key):
+            let field = key >> 3, wireType = key & 7
+            if wireType == 4 { return "proto: \(messageName): wiretype end group for non-group" }
+            if field == 0 { return "proto: \(messageName): illegal tag 0 (wire type \(wireType))" }
+            return "proto: illegal wireType \(wireType)"
+        case .wrongWireType(let field, let wireType):
+            if wireType == 4 { return "proto: \(messageName): wiretype end group for non-group" }
+            return "proto: wrong wireType = \(wireType) for field \(field)"
+        case .nestingTooDeep: return "proto: \(messageName): nested messages too deep"
+        case .unbalancedGroup: return "proto: \(messageName): unbalanced group"
+        case .invalidUTF8(let field): return "proto: \(messageName): invalid UTF-8 in field \(field)"
+        case .unsupported(let what): return "proto: \(messageName): \(what)"
+        }
+    }
 }
 
 public struct ProtoReader {
@@ -113,6 +140,7 @@ public struct ProtoReader {
     mutating func readLength() throws(ProtoDecodingError) -> Int {
         let length = try readVarint()
         guard length <= UInt64(end - index) else {
+            if length > UInt64(Int64.max) { throw .negativeLength }
             throw index >= end ? .truncated : .lengthOutOfBounds
         }
         return Int(length)

@@ -485,10 +485,15 @@ final class ProtoWireTests: XCTestCase {
 
     func testLengthsPastTheEnd() throws {
         assertThrows(.lengthOutOfBounds) { () throws(ProtoDecodingError) in try Scalars(protoBytes: hex("3a 05 6162")) }
-        // A length larger than any Int.
-        assertThrows(.lengthOutOfBounds) { () throws(ProtoDecodingError) in
+        // A length larger than any Int: negative to Go, and etcd says so.
+        assertThrows(.negativeLength) { () throws(ProtoDecodingError) in
             try Scalars(protoBytes: hex("42 ffffffffffffffffff01 00"))
         }
+        XCTAssertEqual(ProtoDecodingError.negativeLength.goText(messageName: "RangeRequest"),
+                       "proto: negative length found during unmarshaling")
+        XCTAssertEqual(ProtoDecodingError.invalidTag(0x02).goText(messageName: "RangeRequest"),
+                       "proto: RangeRequest: illegal tag 0 (wire type 2)")
+        XCTAssertEqual(ProtoDecodingError.truncated.goText(messageName: "RangeRequest"), "unexpected EOF")
         // A nested message's length reaching past its parent's end.
         assertThrows(.lengthOutOfBounds) { () throws(ProtoDecodingError) in
             try Node(protoBytes: hex("1a 04 1a 05 0801 0801"))
