@@ -147,3 +147,81 @@ final class ConnectionGuardHandler: ChannelInboundHandler {
         context.eventLoop.scheduleTask(in: closeGrace) { channel.close(promise: nil) }
     }
 }
+
+/// What one connection may make the server hold in responses its client has not taken yet.
+///
+/// Every response message a call writes is charged when written and released when its bytes
+/// have left for the socket (the write's promise). Past `limitBytes` the connection stops
+/// reading, new unary calls wait (holding only their request) and streaming calls see their
+/// stream as not writable; below half the limit everything resumes. A client that never reads
+/// thus holds the server to about the limit plus one response, whatever it asks for.
+final class ConnectionBudget {
+    let limitBytes: Int
+    private(set) var outstanding = 0
+    private var channel: (any Channel)?
+    private var paused = false
+    private var waiting: [() -> Void] = []
+    private var blockedStreams: [ObjectIdentifier: () -> Void] = [:]
+
+    init(limitBytes: Int) { self.limitBytes = limitBytes }
+
+    func attach(_ channel: any Channel) { self.channel = channel }
+
+    /// The connection closed: drop what refers back to it.
+    func detach() {
+        channel = nil
+        waiting = []
+        blockedStreams = [:]
+    }
+
+    var isOver: Bool { outstanding > limitBytes }
+
+    /// Charges `bytes` now; returns the promise to write with, which releases them.
+    func charge(_ bytes: Int, on loop: any EventLoop) -> EventLoopPromise<Void> {
+        outstanding += bytes
+        if isOver && !paused {
+            paused = true
+            _ = channel?.setOption(ChannelOptions.autoRead, value: false)
+        }
+        let promise = loop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { [self] _ in release(bytes) }
+        return promise
+    }
+
+    private func release(_ bytes: Int) {
+        outstanding -= bytes
+        guard outstanding <= limitBytes / 2 else { return }
+        if paused {
+            paused = false
+            _ = channel?.setOption(ChannelOptions.autoRead, value: true)
+        }
+        while !waiting.isEmpty && !isOver {
+            waiting.removeFirst()()
+        }
+        if !blockedStreams.isEmpty && !isOver {
+            let resumed = blockedStreams.values
+            blockedStreams = [:]
+            for resume in resumed { resume() }
+        }
+    }
+
+    /// Runs `call` now, or once the connection is back under its budget.
+    func admit(_ call: @escaping () -> Void) {
+        if isOver || !waiting.isEmpty { waiting.append(call) } else { call() }
+    }
+
+    /// A streaming call found its stream not writable because of the budget: `resume` runs
+    /// when the budget frees up.
+    func notifyWhenUnder(_ id: ObjectIdentifier, _ resume: @escaping () -> Void) {
+        blockedStreams[id] = resume
+    }
+
+    func forget(_ id: ObjectIdentifier) { blockedStreams[id] = nil }
+
+    /// Charges `bytes` a call holds outside the transport (e.g. an encoded snapshot) until the
+    /// returned closure runs.
+    func hold(_ bytes: Int, on loop: any EventLoop) -> () -> Void {
+        let promise = charge(bytes, on: loop)
+        return { promise.succeed(()) }
+    }
+}

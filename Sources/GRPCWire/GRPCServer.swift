@@ -46,6 +46,9 @@ public struct GRPCConnectionLimits: Sendable {
     public var keepalive: (interval: TimeAmount, timeout: TimeAmount)? = (.hours(2), .seconds(20))
     /// What the server accepts of client pings (etcd: `--grpc-keepalive-min-time`, 5 s).
     public var pingPolicy = PingPolicy()
+    /// Response bytes one connection may leave unread before the server stops reading it and
+    /// holds back its new calls (see `ConnectionBudget`).
+    public var connectionResponseBudgetBytes = 32 << 20
 
     public init() {}
 
@@ -104,6 +107,7 @@ public final class GRPCServer: Sendable {
         let maxReceive = limits.maxReceiveMessageBytes
         let keepalive = limits.keepalive
         let pingPolicy = limits.pingPolicy
+        let budgetBytes = limits.connectionResponseBudgetBytes
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -123,6 +127,10 @@ public final class GRPCServer: Sendable {
                     let coalescer = FlushCoalescingHandler()
                     try channel.pipeline.syncOperations.addHandler(coalescer)
                     let boundCoalescer = NIOLoopBound(coalescer, eventLoop: channel.eventLoop)
+                    let budget = ConnectionBudget(limitBytes: budgetBytes)
+                    budget.attach(channel)
+                    let boundBudget = NIOLoopBound(budget, eventLoop: channel.eventLoop)
+                    channel.closeFuture.whenComplete { _ in boundBudget.value.detach() }
                     let manager = NIOHTTP2ServerConnectionManagementHandler(
                         eventLoop: channel.eventLoop,
                         configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -135,7 +143,7 @@ public final class GRPCServer: Sendable {
                         stream.eventLoop.makeCompletedFuture {
                             try stream.pipeline.syncOperations.addHandler(
                                 ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive,
-                                                    flushCoalescer: boundCoalescer.value))
+                                                    flushCoalescer: boundCoalescer.value, budget: boundBudget.value))
                         }
                     }
                     try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))

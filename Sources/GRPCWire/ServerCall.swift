@@ -175,6 +175,21 @@ public struct GRPCStreamSender: Sendable {
         onLoop { $0.finishStream(status) }
     }
 
+    /// Runs `body` on the call's loop once the connection is within its response budget (at
+    /// once if it is); not at all if the call has ended by then.
+    public func whenWithinBudget(_ body: @escaping () -> Void) {
+        handler.eventLoop.preconditionInEventLoop()
+        handler.value.admitStreaming(body)
+    }
+
+    /// Counts `bytes` the call holds for its client (an encoded response it sends piecewise)
+    /// against the connection's response budget until the returned closure is called (on the
+    /// call's loop).
+    public func hold(bytes: Int) -> () -> Void {
+        handler.eventLoop.preconditionInEventLoop()
+        return handler.value.hold(bytes: bytes)
+    }
+
     /// Whether the stream can take more bytes without buffering them (read on the call's loop).
     public var isWritable: Bool {
         handler.eventLoop.preconditionInEventLoop()

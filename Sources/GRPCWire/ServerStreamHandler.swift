@@ -38,10 +38,15 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// The connection's flush coalescer (for batched completions), if it has one.
     let flushCoalescer: FlushCoalescingHandler?
 
-    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, flushCoalescer: FlushCoalescingHandler? = nil) {
+    /// The connection's response budget, if it has one.
+    let budget: ConnectionBudget?
+
+    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, flushCoalescer: FlushCoalescingHandler? = nil,
+         budget: ConnectionBudget? = nil) {
         self.routes = routes
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
         self.flushCoalescer = flushCoalescer
+        self.budget = budget
         Self.liveCount.add(1, ordering: .relaxed)
     }
 
@@ -49,13 +54,27 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         Self.liveCount.subtract(1, ordering: .relaxed)
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// Whether a streaming call may send more now: its stream takes more bytes and the
+    /// connection is within its response budget (when it is not, the call hears
+    /// `writabilityChanged(true)` once it is).
+    var isWritable: Bool {
+        guard let context, context.channel.isWritable else { return false }
+        guard let budget, budget.isOver else { return true }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        budget.notifyWhenUnder(ObjectIdentifier(self)) {
+            let handler = bound.value
+            guard case .streaming(let call) = handler.state, handler.isWritable else { return }
+            call.writabilityChanged(true)
+        }
+        return false
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        budget?.forget(ObjectIdentifier(self))
         terminate()
         self.context = nil
         callContext = nil
@@ -188,7 +207,33 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private func startUnary(_ message: [UInt8]) {
         state = .unaryRunning
         guard case .unary(let handler)? = method, let callContext else { return }
-        handler(message, callContext, GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
+        let responder = GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        guard let budget else { return handler(message, callContext, responder) }
+        budget.admit { [self] in
+            // It may have been reset or timed out while it waited.
+            guard case .unaryRunning = state else { return }
+            handler(message, callContext, responder)
+        }
+    }
+
+    func admitStreaming(_ body: @escaping () -> Void) {
+        guard let budget else { return body() }
+        budget.admit { [self] in
+            guard case .streaming = state else { return }
+            body()
+        }
+    }
+
+    func hold(bytes: Int) -> () -> Void {
+        guard let budget, let context else { return {} }
+        return budget.hold(bytes, on: context.eventLoop)
+    }
+
+    /// Writes a DATA frame, charged to the connection's budget until it leaves for the socket.
+    private func writeData(_ buffer: ByteBuffer) {
+        flushCoalescer?.wroteSinceLastPing = true
+        let promise = budget?.charge(buffer.readableBytes, on: context.eventLoop)
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
     }
 
     private func receivedEndOfInput() {
@@ -226,9 +271,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
             state = .done
             deadlineTask?.cancel()
             sendResponseHeadersIfNeeded()
-            let framed = MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator)
-            flushCoalescer?.wroteSinceLastPing = true
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(framed)))), promise: nil)
+            writeData(MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator))
             sendTrailers(.ok)
         case .failure(let status):
             fail(status)
@@ -265,8 +308,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private func writePending() {
         guard let buffer = pendingOut else { return }
         pendingOut = nil
-        flushCoalescer?.wroteSinceLastPing = true
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: nil)
+        writeData(buffer)
     }
 
     func finishStream(_ status: GRPCStatus) {

@@ -130,17 +130,34 @@ final class SnapshotStream: GRPCStreamingCall {
         self.sender = sender
     }
 
+    /// Releases the encoded copy from the connection's budget.
+    private var release: (() -> Void)?
+
     func received(_ message: [UInt8]) {
         guard !requested else { return }
         requested = true
         let store = self.store
         let loop = sender.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
-        DispatchQueue.global().async {
-            let blob = store.snapshotBytes()
-            loop.execute {
-                bound.value.blob = blob
-                bound.value.pump()
+        // The encoded copy counts against the connection's response budget: a client asking
+        // for many snapshots without reading gets one encoded at a time.
+        sender.whenWithinBudget {
+            let stream = bound.value
+            guard !stream.over else { return }
+            // Charged before encoding (by the store's size), so that requests arriving together
+            // do not all start encoding at once; then by the encoded size.
+            stream.release = stream.sender.hold(bytes: Int(clamping: store.approximateSizeBytes))
+            DispatchQueue.global().async {
+                let blob = store.snapshotBytes()
+                loop.execute {
+                    let stream = bound.value
+                    stream.release?()
+                    stream.release = nil
+                    guard !stream.over else { return }
+                    stream.release = stream.sender.hold(bytes: blob.count)
+                    stream.blob = blob
+                    stream.pump()
+                }
             }
         }
     }
@@ -158,6 +175,8 @@ final class SnapshotStream: GRPCStreamingCall {
         if offset >= blob.count {
             over = true
             self.blob = nil
+            release?()
+            release = nil
             sender.finish(.ok)
         }
     }
@@ -177,5 +196,7 @@ final class SnapshotStream: GRPCStreamingCall {
     func closed() {
         over = true
         blob = nil
+        release?()
+        release = nil
     }
 }

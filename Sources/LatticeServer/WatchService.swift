@@ -288,7 +288,14 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
             _ = store.hub.update(self, ranges: watchers.values.map(\.range))
         case .events(let batches, let current):
             let coveredThrough = batches.last?.revision ?? current
+            var stoppedEarly = false
             for batch in batches {
+                // A client that stops reading stops the catch-up within a revision; its
+                // watchers resume from where they are when the stream drains.
+                if isBackedUp {
+                    stoppedEarly = true
+                    break
+                }
                 var encoded = EncodedEvents(batch)
                 for id in watcherIDs {
                     guard var w = watchers[id], w.catchingUp, w.nextRevision <= batch.revision else { continue }
@@ -297,6 +304,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                 }
             }
             sender.flush()
+            if stoppedEarly { return }
             for (id, var w) in watchers where w.catchingUp {
                 if w.nextRevision <= coveredThrough { w.nextRevision = coveredThrough + 1 }
                 // Everything up to `current` was in the log when it was read, and every later

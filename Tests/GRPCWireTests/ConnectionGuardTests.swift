@@ -1,5 +1,6 @@
 @testable import GRPCWire
 import NIOCore
+import Synchronization
 import NIOPosix
 import XCTest
 #if canImport(Glibc)
@@ -22,9 +23,20 @@ final class ConnectionGuardTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// Calls of test.Big/Get served so far.
+    private final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+    private let bigCalls = Counter()
+
     private func start(_ configure: (inout GRPCConnectionLimits) -> Void = { _ in }) async throws -> Int {
         var routes = GRPCRoutes()
         routes.add(service: "test.Echo", method: "Echo", .unary { request, _, responder in responder.succeed(request) })
+        let bigCalls = self.bigCalls
+        routes.add(service: "test.Big", method: "Get", .unary { _, _, responder in
+            bigCalls.value.add(1, ordering: .relaxed)
+            responder.succeed([UInt8](repeating: 7, count: 1 << 20))
+        })
         var limits = GRPCConnectionLimits()
         configure(&limits)
         server = try await GRPCServer.start(addresses: [("127.0.0.1", 0)], routes: routes, limits: limits, group: group)
@@ -103,6 +115,38 @@ final class ConnectionGuardTests: XCTestCase {
         XCTAssertEqual(answered, 5, "the server kept pinging a live client")
     }
 
+    /// A client that asks for 1 MiB responses and never reads them: the server stops serving
+    /// its calls once the connection's budget of unread responses is used up, and serves them
+    /// all once the client reads.
+    func testAClientThatDoesNotReadIsHeldToItsResponseBudget() async throws {
+        let port = try await start { $0.connectionResponseBudgetBytes = 4 << 20 }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface(initialWindow: Int32.max)
+        connection.send(RawH2Connection.frame(type: 8, flags: 0, stream: 0, payload: be32(UInt32(Int32.max) - 65535)))
+        var requests: [UInt8] = []
+        for i in 0..<100 { requests += connection.request(stream: UInt32(2 * i + 1), path: "/test.Big/Get") }
+        connection.send(requests)
+        // Give the server every chance to serve more than it should: poll until the count
+        // stops moving for a while.
+        var last = -1
+        var stableSince = NIODeadline.now()
+        let deadline = NIODeadline.now() + .seconds(20)
+        while NIODeadline.now() < deadline {
+            let now = bigCalls.value.load(ordering: .relaxed)
+            if now != last { last = now; stableSince = .now() }
+            if NIODeadline.now() - stableSince > .seconds(1) { break }
+            _ = connection.read(until: { _ in true }, deadline: .now() + .milliseconds(50), readBytes: false)
+        }
+        XCTAssertGreaterThan(last, 0)
+        XCTAssertLessThan(last, 20, "calls served while nothing was read (each holds 1 MiB)")
+        // Now read: every call is served.
+        let frames = connection.read(until: { frames in frames.filter { $0.type == 1 && $0.flags & 1 == 1 }.count >= 100 },
+                                     deadline: .now() + .seconds(30), acknowledgeData: true)
+        XCTAssertEqual(frames.list.filter { $0.type == 1 && $0.flags & 1 == 1 }.count, 100, "trailers of every call")
+        XCTAssertEqual(bigCalls.value.load(ordering: .relaxed), 100)
+    }
+
     func testTheServerAdvertisesItsStreamLimit() async throws {
         let port = try await start { $0.maxConcurrentStreams = 7 }
         let connection = try RawH2Connection(port: port)
@@ -151,8 +195,20 @@ final class RawH2Connection {
 
     func close() { _ = Glibc.close(fd) }
 
-    func sendPreface() {
-        send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, payload: []))
+    func sendPreface(initialWindow: Int32? = nil) {
+        let settings = initialWindow.map { [0, 4] + be32(UInt32($0)) } ?? []
+        send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, payload: settings))
+    }
+
+    /// HEADERS (literal fields, no Huffman) and one empty gRPC message ending the stream.
+    func request(stream: UInt32, path: String) -> [UInt8] {
+        var block: [UInt8] = []
+        for (name, value) in [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
+                              ("content-type", "application/grpc"), ("te", "trailers")] {
+            block += [0, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+        }
+        return Self.frame(type: 1, flags: 4, stream: stream, payload: block)
+            + Self.frame(type: 0, flags: 1, stream: stream, payload: [0, 0, 0, 0, 0])
     }
 
     /// Sends without failing the test when the server has closed (a flood meets a closed socket).
@@ -176,10 +232,14 @@ final class RawH2Connection {
     }
 
     /// Reads frames until `done` holds for them, the server closes, or the deadline passes.
-    func read(until done: ([Frame]) -> Bool, deadline: NIODeadline,
+    func read(until done: ([Frame]) -> Bool, deadline: NIODeadline, readBytes: Bool = true, acknowledgeData: Bool = false,
               between: () -> Void = {}, onPing: ([UInt8]) -> Void = { _ in }) -> (list: [Frame], closed: Bool) {
         var frames: [Frame] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
+        guard readBytes else {
+            while NIODeadline.now() < deadline { usleep(10_000) }
+            return (frames, false)
+        }
         while NIODeadline.now() < deadline && !done(frames) {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -193,6 +253,11 @@ final class RawH2Connection {
                 let frame = Frame(type: buffer[3], flags: buffer[4], stream: stream, payload: Array(buffer[9..<(9 + length)]))
                 frames.append(frame)
                 if frame.type == 6 && frame.flags & 1 == 0 { onPing(frame.payload) }
+                if acknowledgeData && frame.type == 0 && !frame.payload.isEmpty {
+                    let credit = be32(UInt32(frame.payload.count))
+                    send(Self.frame(type: 8, flags: 0, stream: 0, payload: credit)
+                         + Self.frame(type: 8, flags: 0, stream: frame.stream, payload: credit))
+                }
                 buffer.removeFirst(9 + length)
             }
             between()
@@ -204,3 +269,5 @@ final class RawH2Connection {
         read(until: { _ in false }, deadline: deadline, between: between)
     }
 }
+
+func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
