@@ -53,11 +53,14 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private let sender: GRPCStreamSender
     private let loop: any EventLoop
     private let settings: WatchSettings
-    private var watchers: [Int64: Watcher] = [:] {
-        didSet { if watchers.count != watcherIDs.count { watcherIDs = watchers.keys.sorted() } }
-    }
-    /// The watcher ids in order (watchers are served in creation-id order).
-    private var watcherIDs: [Int64] = []
+    private var watchers: [Int64: Watcher] = [:]
+    /// Watcher ids in ascending order, possibly with ids of removed watchers (skipped, and
+    /// compacted away once they are the majority): creating and cancelling cost O(log n).
+    private var orderedIDs: [Int64] = []
+    /// The stream's watched ranges by watcher id: a delivery looks at the watchers it concerns.
+    private var index = RangeIndex<Int64>()
+    /// Watchers reading the event log rather than taking deliveries.
+    private var catchingUpIDs = Set<Int64>()
     private var nextAutoID: Int64 = 0
     private var catchUpScheduled = false
     private var deferredProgress = false
@@ -106,6 +109,41 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         progressTimer = nil
         store.hub.remove(self)
         watchers.removeAll()
+        orderedIDs.removeAll()
+        index = RangeIndex()
+        catchingUpIDs.removeAll()
+    }
+
+    // MARK: watcher bookkeeping
+
+    private func addWatcher(_ w: Watcher) -> Int64 {
+        watchers[w.id] = w
+        if let last = orderedIDs.last, last >= w.id {
+            var lo = 0, hi = orderedIDs.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if orderedIDs[mid] < w.id { lo = mid + 1 } else { hi = mid }
+            }
+            if lo == orderedIDs.count || orderedIDs[lo] != w.id { orderedIDs.insert(w.id, at: lo) }
+        } else {
+            orderedIDs.append(w.id)
+        }
+        index.insert(w.range, w.id)
+        return store.hub.add(self, range: w.range)
+    }
+
+    private func removeWatcher(_ id: Int64) -> Watcher? {
+        guard let w = watchers.removeValue(forKey: id) else { return nil }
+        index.remove(w.range, id)
+        catchingUpIDs.remove(id)
+        store.hub.remove(self, range: w.range)
+        if orderedIDs.count > 2 * watchers.count + 64 { orderedIDs.removeAll { watchers[$0] == nil } }
+        return w
+    }
+
+    private func setCatchingUp(_ id: Int64, _ value: Bool) {
+        watchers[id]?.catchingUp = value
+        if value { catchingUpIDs.insert(id) } else { catchingUpIDs.remove(id) }
     }
 
     // MARK: WatchSubscriber (any thread)
@@ -146,7 +184,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
             nextAutoID += 1
         }
         let start = r.startRevision == 0 ? headerRevision + 1 : r.startRevision
-        var watcher = Watcher(
+        let watcher = Watcher(
             id: id, range: range, nextRevision: start, catchingUp: false, prevKV: r.prevKV,
             noPut: r.filters.contains(.noPut), noDelete: r.filters.contains(.noDelete),
             progressNotify: r.progressNotify, fragment: r.fragment)
@@ -158,19 +196,16 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         created.created = true
         send(created)
 
-        watchers[id] = watcher
-        let lastPublished = store.hub.update(self, ranges: watchers.values.map(\.range))
+        let lastPublished = addWatcher(watcher)
         if start <= lastPublished {
-            watcher.catchingUp = true
-            watchers[id] = watcher
+            setCatchingUp(id, true)
             scheduleCatchUp()
         }
         if r.progressNotify { startProgressTimerIfNeeded() }
     }
 
     private func cancel(_ id: Int64) {
-        guard watchers.removeValue(forKey: id) != nil else { return }  // unknown id: no response, as etcd
-        _ = store.hub.update(self, ranges: watchers.values.map(\.range))
+        guard removeWatcher(id) != nil else { return }  // unknown id: no response, as etcd
         var response = WatchResponse()
         response.header = store.currentHeader()
         response.watchID = id
@@ -187,20 +222,27 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private var isBackedUp: Bool { !sender.isWritable }
 
     private func handleDelivery(_ batch: RevisionEvents) {
+        var concerned = Set<Int64>()
+        for event in batch.events {
+            if let key = event.kv?.key { index.collect(key, into: &concerned) }
+        }
         var encoded = EncodedEvents(batch)
-        for id in watcherIDs {
+        for id in concerned.sorted() {
             guard var w = watchers[id], !w.catchingUp, batch.revision >= w.nextRevision else { continue }
             if isBackedUp {
-                // Stop taking events from the hub; read them from the log when the client catches up.
-                w.catchingUp = true
+                // Stop taking events from the hub; read them from the log when the client catches
+                // up. Synced, it was sent every earlier revision that concerned it, so the log
+                // is read from this one (not from revisions long compacted).
+                w.nextRevision = batch.revision
                 watchers[id] = w
+                setCatchingUp(id, true)
                 continue
             }
             sendEvents(of: batch, to: &w, encoded: &encoded)
             watchers[id] = w
         }
         sender.flush()
-        if watchers.values.contains(where: \.catchingUp) { scheduleCatchUp() }
+        if !catchingUpIDs.isEmpty { scheduleCatchUp() }
     }
 
     /// Sends the watcher's events of one revision (if any) and advances it past the revision.
@@ -270,14 +312,15 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private func catchUp() {
         catchUpScheduled = false
         guard !closedForGood else { return }
-        let behind = watchers.values.filter(\.catchingUp)
-        guard let from = behind.map(\.nextRevision).min() else { return }
+        let behindIDs = catchingUpIDs.sorted()
+        guard let from = behindIDs.compactMap({ watchers[$0]?.nextRevision }).min() else { return }
         guard !isBackedUp else { return }  // resumed by writabilityChanged
 
         switch store.events(from: from, maxRevisions: settings.catchUpRevisionsMax) {
         case .compacted(let compactRevision):
-            for w in behind where w.nextRevision < compactRevision {
-                watchers[w.id] = nil
+            for id in behindIDs {
+                guard let w = watchers[id], w.nextRevision < compactRevision else { continue }
+                _ = removeWatcher(id)
                 var response = WatchResponse()
                 response.header = store.header(revision: 0)
                 response.watchID = w.id
@@ -285,7 +328,6 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                 response.compactRevision = compactRevision
                 send(response)
             }
-            _ = store.hub.update(self, ranges: watchers.values.map(\.range))
         case .events(let batches, let current):
             let coveredThrough = batches.last?.revision ?? current
             var stoppedEarly = false
@@ -297,7 +339,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                     break
                 }
                 var encoded = EncodedEvents(batch)
-                for id in watcherIDs {
+                for id in behindIDs {
                     guard var w = watchers[id], w.catchingUp, w.nextRevision <= batch.revision else { continue }
                     sendEvents(of: batch, to: &w, encoded: &encoded, headerRevision: current)
                     watchers[id] = w
@@ -305,15 +347,16 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
             }
             sender.flush()
             if stoppedEarly { return }
-            for (id, var w) in watchers where w.catchingUp {
+            for id in behindIDs {
+                guard var w = watchers[id], w.catchingUp else { continue }
                 if w.nextRevision <= coveredThrough { w.nextRevision = coveredThrough + 1 }
+                watchers[id] = w
                 // Everything up to `current` was in the log when it was read, and every later
                 // revision reaches this stream from the hub.
-                if coveredThrough >= current { w.catchingUp = false }
-                watchers[id] = w
+                if coveredThrough >= current { setCatchingUp(id, false) }
             }
         }
-        if watchers.values.contains(where: \.catchingUp) {
+        if !catchingUpIDs.isEmpty {
             scheduleCatchUp()
         } else if deferredProgress {
             deferredProgress = false
@@ -325,7 +368,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
 
     private func handleProgress(_ revision: Int64, token: Int) {
         guard !closedForGood else { return }
-        let synced = !watchers.values.contains(where: \.catchingUp)
+        let synced = catchingUpIDs.isEmpty
         if token == Self.progressRequestToken {
             // etcd 3.5.13+: answered only once every watcher has been sent all earlier events;
             // otherwise deferred until the stream has caught up.
@@ -336,7 +379,7 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
             send(response)
             return
         }
-        for id in watcherIDs {
+        for id in orderedIDs {
             guard var w = watchers[id], w.progressNotify, !w.catchingUp else { continue }
             if !w.sentSinceProgress {
                 var response = WatchResponse()

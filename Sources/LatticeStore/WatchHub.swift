@@ -16,14 +16,17 @@ public protocol WatchSubscriber: AnyObject, Sendable {
 /// a subscriber registered when the last published revision was L receives every later revision
 /// that matches, so it reads revisions ≤ L from the event log (catch-up) and the rest arrive here.
 public final class WatchHub: Sendable {
-    private struct Registration {
-        let subscriber: any WatchSubscriber
-        var ranges: [WatchRange]
-    }
-
     private struct State {
         var lastPublished: Int64
-        var registrations: [ObjectIdentifier: Registration] = [:]
+        var subscribers: [ObjectIdentifier: Subscription] = [:]
+        /// Every watched range, by subscriber: a published revision is matched per event key in
+        /// O(log n + matches), not against every watcher.
+        var index = RangeIndex<ObjectIdentifier>()
+    }
+
+    private struct Subscription {
+        let subscriber: any WatchSubscriber
+        var ranges: [WatchRange: Int] = [:]
     }
 
     private let state: Mutex<State>
@@ -32,20 +35,41 @@ public final class WatchHub: Sendable {
         state = Mutex(State(lastPublished: currentRevision))
     }
 
-    /// Registers (or updates) a subscriber's key ranges; returns the last published revision.
-    public func update(_ subscriber: any WatchSubscriber, ranges: [WatchRange]) -> Int64 {
+    /// Adds one watched range of `subscriber` (ranges may repeat); returns the last published
+    /// revision.
+    public func add(_ subscriber: any WatchSubscriber, range: WatchRange) -> Int64 {
         state.withLock { s in
-            if ranges.isEmpty {
-                s.registrations[ObjectIdentifier(subscriber)] = nil
-            } else {
-                s.registrations[ObjectIdentifier(subscriber)] = Registration(subscriber: subscriber, ranges: ranges)
-            }
+            let id = ObjectIdentifier(subscriber)
+            s.subscribers[id, default: Subscription(subscriber: subscriber)].ranges[range, default: 0] += 1
+            s.index.insert(range, id)
             return s.lastPublished
         }
     }
 
+    /// Removes one watched range of `subscriber`.
+    public func remove(_ subscriber: any WatchSubscriber, range: WatchRange) {
+        state.withLock { s in
+            let id = ObjectIdentifier(subscriber)
+            guard let n = s.subscribers[id]?.ranges[range] else { return }
+            s.index.remove(range, id)
+            if n > 1 {
+                s.subscribers[id]!.ranges[range] = n - 1
+            } else {
+                s.subscribers[id]!.ranges[range] = nil
+                if s.subscribers[id]!.ranges.isEmpty { s.subscribers[id] = nil }
+            }
+        }
+    }
+
+    /// Removes every range of `subscriber`.
     public func remove(_ subscriber: any WatchSubscriber) {
-        state.withLock { _ = $0.registrations.removeValue(forKey: ObjectIdentifier(subscriber)) }
+        state.withLock { s in
+            let id = ObjectIdentifier(subscriber)
+            guard let subscription = s.subscribers.removeValue(forKey: id) else { return }
+            for (range, n) in subscription.ranges {
+                for _ in 0..<n { s.index.remove(range, id) }
+            }
+        }
     }
 
     /// Asks for a `progress` callback carrying the last published revision, queued behind every
@@ -54,18 +78,17 @@ public final class WatchHub: Sendable {
         state.withLock { s in subscriber.progress(s.lastPublished, token) }
     }
 
-    public var subscriberCount: Int { state.withLock { $0.registrations.count } }
+    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
 
     func publish(_ batch: RevisionEvents) {
         state.withLock { s in
             s.lastPublished = batch.revision
-            for registration in s.registrations.values {
-                let hit = batch.events.contains { event in
-                    guard let key = event.kv?.key else { return false }
-                    return registration.ranges.contains { $0.contains(key) }
-                }
-                if hit { registration.subscriber.deliver(batch) }
+            guard !s.subscribers.isEmpty else { return }
+            var hits = Set<ObjectIdentifier>()
+            for event in batch.events {
+                if let key = event.kv?.key { s.index.collect(key, into: &hits) }
             }
+            for id in hits { s.subscribers[id]?.subscriber.deliver(batch) }
         }
     }
 }

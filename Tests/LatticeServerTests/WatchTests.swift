@@ -175,6 +175,48 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(r.events.map { $0.kv!.key }, [Array("only".utf8)])
     }
 
+    /// Many watchers on one stream (single keys, prefixes, one open-ended range): a put reaches
+    /// exactly the watchers whose range holds its key, in watch-id order, before and after
+    /// half of them are cancelled.
+    func testManyWatchersOnOneStreamGetExactlyTheirEvents() async throws {
+        let w = try await h.openWatch()
+        let n = 3_000
+        for i in 0..<n {
+            switch i % 3 {
+            case 0: w.create("w/\(i)")
+            case 1: w.create("p/\(i)/", end: "p/\(i)0")
+            default: w.create("z/\(i)", end: "\0")
+            }
+        }
+        var ids: [Int64] = []
+        for _ in 0..<n { ids.append(try await w.next().watchID) }
+        XCTAssertEqual(ids, (0..<Int64(n)).map { $0 })
+        try await h.put("w/0", "x")
+        let first = try await w.next().watchID
+        XCTAssertEqual(first, 0)
+        try await h.put("p/1/a", "x")
+        let second = try await w.next().watchID
+        XCTAssertEqual(second, 1)
+        // Every open-ended range from a key bytewise ≤ "z/5" holds "z/5" ("z/1234" < "z/5").
+        try await h.put("z/5", "x")
+        let expected = (0..<n).filter { $0 % 3 == 2 && "z/\($0)" <= "z/5" }.map(Int64.init)
+        var hit: [Int64] = []
+        while hit.count < expected.count { hit.append(try await w.next().watchID) }
+        XCTAssertEqual(hit, expected)
+        for id in stride(from: 0, to: n, by: 2) { w.cancel(Int64(id)) }
+        for _ in stride(from: 0, to: n, by: 2) {
+            let canceled = try await w.next().canceled
+            XCTAssertTrue(canceled)
+        }
+        try await h.put("w/3", "x")
+        try await h.put("w/0", "y")
+        try await h.put("w/6", "x")
+        let third = try await w.next().watchID
+        XCTAssertEqual(third, 3, "watchers 0 and 6 were cancelled")
+        let silence = try await w.expectSilence(for: 0.2)
+        XCTAssertNil(silence)
+    }
+
     func testFiltersDropPutsOrDeletes() async throws {
         let w = try await h.openWatch()
         w.create("p", filters: [.noPut])
