@@ -49,6 +49,8 @@ public struct GRPCConnectionLimits: Sendable {
     /// Response bytes one connection may leave unread before the server stops reading it and
     /// holds back its new calls (see `ConnectionBudget`).
     public var connectionResponseBudgetBytes = 32 << 20
+    /// Largest response message (grpc-go's default, 2³¹−1); larger ones: RESOURCE_EXHAUSTED.
+    public var maxSendMessageBytes = Int(Int32.max)
 
     public init() {}
 
@@ -108,6 +110,7 @@ public final class GRPCServer: Sendable {
         let keepalive = limits.keepalive
         let pingPolicy = limits.pingPolicy
         let budgetBytes = limits.connectionResponseBudgetBytes
+        let maxSend = limits.maxSendMessageBytes
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -143,7 +146,8 @@ public final class GRPCServer: Sendable {
                         stream.eventLoop.makeCompletedFuture {
                             try stream.pipeline.syncOperations.addHandler(
                                 ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive,
-                                                    flushCoalescer: boundCoalescer.value, budget: boundBudget.value))
+                                                    flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
+                                                    maxSendMessageBytes: maxSend))
                         }
                     }
                     try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))

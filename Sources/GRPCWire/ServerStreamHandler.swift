@@ -41,8 +41,13 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// The connection's response budget, if it has one.
     let budget: ConnectionBudget?
 
+    /// Largest response message (grpc-go's server default, which etcd keeps: 2³¹−1 bytes);
+    /// larger ones end the call with RESOURCE_EXHAUSTED, as grpc-go answers.
+    let maxSendMessageBytes: Int
+
     init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, flushCoalescer: FlushCoalescingHandler? = nil,
-         budget: ConnectionBudget? = nil) {
+         budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max)) {
+        self.maxSendMessageBytes = maxSendMessageBytes
         self.routes = routes
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
         self.flushCoalescer = flushCoalescer
@@ -267,6 +272,8 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     func completeUnary(_ result: Result<[UInt8], GRPCStatus>) {
         guard case .unaryRunning = state else { return }
         switch result {
+        case .success(let message) where message.count > maxSendMessageBytes:
+            fail(Self.tooLargeToSend(message.count, maxSendMessageBytes))
         case .success(let message):
             state = .done
             deadlineTask?.cancel()
@@ -284,6 +291,9 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// per watcher.
     func sendStreamMessage(_ message: [UInt8], flush: Bool) {
         guard case .streaming = state else { return }
+        guard message.count <= maxSendMessageBytes else {
+            return fail(Self.tooLargeToSend(message.count, maxSendMessageBytes))
+        }
         sendResponseHeadersIfNeeded()
         if pendingOut == nil {
             pendingOut = context.channel.allocator.buffer(capacity: max(message.count + 5, 1024))
@@ -386,6 +396,10 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private func reset(_ code: HTTP2ErrorCode) {
         state = .done
         context.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
+    }
+
+    static func tooLargeToSend(_ size: Int, _ limit: Int) -> GRPCStatus {
+        GRPCStatus(.resourceExhausted, "grpc: trying to send message larger than max (\(size) vs. \(limit))")
     }
 
     /// "application/grpc", optionally followed by "+subtype" or ";parameters" (grpc-go's rule).

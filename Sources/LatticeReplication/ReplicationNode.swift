@@ -399,8 +399,9 @@ public final class ReplicationNode: Sendable {
     /// One connection to `peer`: hello, then apply what it sends until the stream ends. Returns
     /// whether the peer accepted the hello.
     private func pullOnce(from peer: LatticeCore.Member) async -> Bool {
-        guard let url = peer.peerURLs.first, let (host, port) = Self.hostPort(url) else {
-            logger.error("peer has no usable URL", metadata: ["peer": "\(peer.name)"])
+        guard let (host, port) = peer.peerURLs.lazy.compactMap(Self.hostPort).first else {
+            logger.error("peer has no http:// URL (https:// needs TLS, which this release does not speak)",
+                         metadata: ["peer": "\(peer.name)", "urls": "\(peer.peerURLs)"])
             return false
         }
         var greeted = false
@@ -493,8 +494,10 @@ public final class ReplicationNode: Sendable {
         return greeted
     }
 
+    /// Where to dial a peer URL; nil for anything but http:// (peers speak cleartext HTTP/2
+    /// only, so an https:// peer is never dialed without TLS).
     static func hostPort(_ url: String) -> (String, Int)? {
-        guard let parsed = try? ServerURL(parsing: url) else { return nil }
+        guard let parsed = try? ServerURL(parsing: url), parsed.scheme == "http" else { return nil }
         return (parsed.host, parsed.port)
     }
 }

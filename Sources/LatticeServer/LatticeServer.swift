@@ -298,7 +298,7 @@ public final class LatticeServer: Sendable {
         var lastError = "no peer answered"
         while ContinuousClock.now < deadline {
             for url in urls {
-                guard let parsed = try? ServerURL(parsing: url) else { continue }
+                guard let parsed = try? ServerURL(parsing: url), parsed.scheme == "http" else { continue }
                 do {
                     let client = try await GRPCClient.connect(host: parsed.host, port: parsed.port, group: group, connectTimeout: .seconds(2))
                     let bytes: [UInt8]

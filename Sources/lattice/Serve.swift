@@ -202,7 +202,11 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--initial-cluster: \"\(entry)\" is not name=url")
             }
             let name = String(entry[..<eq]), url = String(entry[entry.index(after: eq)...])
-            do { _ = try ServerURL(parsing: url) } catch { throw ValidationError("--initial-cluster: \(error.description)") }
+            let parsed: ServerURL
+            do { parsed = try ServerURL(parsing: url) } catch { throw ValidationError("--initial-cluster: \(error.description)") }
+            guard parsed.scheme == "http" else {
+                throw ValidationError("--initial-cluster: \(url): only http:// peer URLs are supported in this release")
+            }
             if let i = out.firstIndex(where: { $0.name == name }) { out[i].peerURLs.append(url) } else { out.append((name, [url])) }
         }
         guard !out.isEmpty else { throw ValidationError("--initial-cluster is empty") }

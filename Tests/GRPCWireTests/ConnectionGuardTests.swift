@@ -147,6 +147,23 @@ final class ConnectionGuardTests: XCTestCase {
         XCTAssertEqual(bigCalls.value.load(ordering: .relaxed), 100)
     }
 
+    /// A response over the send limit ends the call with RESOURCE_EXHAUSTED and grpc-go's text
+    /// (at 2³¹−1 bytes by default; lowered here), never a trap in the 32-bit length prefix.
+    func testAResponseOverTheSendLimitIsResourceExhausted() async throws {
+        let port = try await start { $0.maxSendMessageBytes = 1000 }
+        let client = try await GRPCClient.connect(host: "127.0.0.1", port: port, group: group)
+        do {
+            _ = try await client.unary(path: "/test.Big/Get", request: [])
+            XCTFail("expected RESOURCE_EXHAUSTED")
+        } catch let status as GRPCStatus {
+            XCTAssertEqual(status.code, .resourceExhausted)
+            XCTAssertEqual(status.message, "grpc: trying to send message larger than max (1048576 vs. 1000)")
+        }
+        let echoed = try await client.unary(path: "/test.Echo/Echo", request: [1, 2, 3])
+        XCTAssertEqual(echoed, [1, 2, 3])
+        await client.close()
+    }
+
     func testTheServerAdvertisesItsStreamLimit() async throws {
         let port = try await start { $0.maxConcurrentStreams = 7 }
         let connection = try RawH2Connection(port: port)
