@@ -147,7 +147,17 @@ public final class LatticeServer: Sendable {
         storeConfiguration.unsafeNoFsync = configuration.unsafeNoFsync
         storeConfiguration.snapshotCount = configuration.snapshotCount
         storeConfiguration.answerBatch = { GRPCResponder.batching($0) }
+        let alarms = Alarms(dataDirectory: configuration.inMemory ? nil : configuration.dataDir)
+        storeConfiguration.snapshotFailed = { error in
+            // The WAL still holds every entry; the snapshot is retried with backoff. A full disk
+            // raises NOSPACE so that writes stop before the WAL itself cannot grow.
+            logger.error("writing a snapshot failed; retrying", metadata: ["error": "\(error.description)"])
+            if error.kind == .io(errno: ENOSPC) { alarms.activate(.noSpace) }
+        }
         let store = try MVCCStore(configuration: storeConfiguration)
+        if !alarms.active.isEmpty {
+            logger.warning("alarms raised before this start are still active", metadata: ["alarms": "\(alarms.active.map(\.name))"])
+        }
         for note in store.recoveryNotes { logger.warning("recovery", metadata: ["note": "\(note)"]) }
         logger.info("opened data directory", metadata: [
             "data-dir": "\(configuration.inMemory ? "(memory)" : configuration.dataDir)",
@@ -170,7 +180,6 @@ public final class LatticeServer: Sendable {
             try keepIdentity()
         }
 
-        let alarms = Alarms()
         let limits = RequestLimits(maxRequestBytes: configuration.maxRequestBytes, quotaBytes: configuration.quotaBackendBytes,
                                    store: store, alarms: alarms)
         let local = EtcdAPI.Member(localMember)

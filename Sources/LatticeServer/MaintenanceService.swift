@@ -1,3 +1,4 @@
+import LatticeStorage
 import Dispatch
 import EtcdAPI
 import GRPCWire
@@ -83,25 +84,50 @@ enum MaintenanceService {
     }
 }
 
-/// Active alarms of this member (NOSPACE when the space quota is exceeded, or set by Alarm).
+/// Active alarms of this member (NOSPACE when the space quota is exceeded or the disk is full,
+/// or set by Alarm). With a data directory they are kept in its `alarms` file and survive a
+/// restart, as etcd's do (they live in its backend): a member that ran out of space comes back
+/// refusing writes until an operator disarms the alarm.
 public final class Alarms: Sendable {
-    private let state = Mutex<[AlarmType]>([])
+    private let state: Mutex<[AlarmType]>
+    private let dataDirectory: String?
 
-    public init() {}
+    public init(dataDirectory: String? = nil) {
+        self.dataDirectory = dataDirectory
+        let saved = dataDirectory.map(DataDirectory.readAlarms) ?? []
+        state = Mutex(saved.compactMap { name in AlarmType.allNamed.first { $0.name == name } })
+    }
 
     public var active: [AlarmType] { state.withLock { $0 } }
     public var noSpace: Bool { state.withLock { $0.contains(.noSpace) } }
 
     public func activate(_ alarm: AlarmType) {
-        state.withLock { if !$0.contains(alarm) { $0.append(alarm) } }
+        state.withLock {
+            guard !$0.contains(alarm) else { return }
+            $0.append(alarm)
+            persist($0)
+        }
     }
 
     public func deactivate(_ alarm: AlarmType) {
-        state.withLock { $0.removeAll { $0 == alarm } }
+        state.withLock {
+            guard $0.contains(alarm) else { return }
+            $0.removeAll { $0 == alarm }
+            persist($0)
+        }
+    }
+
+    /// Best effort: an alarm that cannot be saved (the disk is full, typically) still holds for
+    /// this run.
+    private func persist(_ alarms: [AlarmType]) {
+        guard let dataDirectory else { return }
+        try? DataDirectory.writeAlarms(dataDirectory, alarms.map(\.name))
     }
 }
 
 extension AlarmType {
+    static let allNamed: [AlarmType] = [.noSpace, .corrupt]
+
     var name: String {
         switch self {
         case .noSpace: return "NOSPACE"

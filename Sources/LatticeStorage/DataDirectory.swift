@@ -110,6 +110,21 @@ public final class DataDirectory {
         try writeDurably(identityPath(path), in: path, "member-id \(hex16(memberID))\ncluster-id \(hex16(clusterID))\n")
     }
 
+    /// The alarms (NOSPACE, CORRUPT) raised on this member, one name per line in `alarms`, so
+    /// that they survive a restart as etcd's do. Empty when there is no file.
+    public static func readAlarms(_ path: String) -> [String] {
+        let file = FileSystem.join(path, "alarms")
+        guard FileSystem.exists(file), let handle = try? OpenFile.open(file, flags: O_RDONLY),
+              let bytes = try? handle.read(count: 4096, at: 0) else { return [] }
+        handle.close()
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    /// Writes `alarms` durably (the caller holds the directory).
+    public static func writeAlarms(_ path: String, _ names: [String]) throws(StorageError) {
+        try writeDurably(FileSystem.join(path, "alarms"), in: path, names.map { $0 + "\n" }.joined())
+    }
+
     /// Whether the directory holds any WAL segment or snapshot, without taking its lock.
     public static func holdsData(_ path: String) -> Bool {
         let wal = (try? FileSystem.list(FileSystem.join(path, "wal"))) ?? []

@@ -38,7 +38,7 @@ public struct StorageError: Error, CustomStringConvertible, Sendable, Equatable 
     public var description: String { message }
 
     /// A failed system call: "<what> <path>[ at offset N] failed: <strerror> (errno N)".
-    static func system(_ what: String, path: String, offset: Int? = nil, errno code: Int32) -> StorageError {
+    public static func system(_ what: String, path: String, offset: Int? = nil, errno code: Int32) -> StorageError {
         let at = offset.map { " at offset \($0)" } ?? ""
         return StorageError(.io(errno: code),
                             "\(what) \(path)\(at) failed: \(errorText(code)) (errno \(code))",

@@ -43,7 +43,8 @@ public final class WriteAheadLog {
     /// `.sync` comes after the write reached the page cache, like a failed writeback.
     public var injectFault: (@Sendable (FaultPoint) -> Int32?)?
 
-    public enum FaultPoint: Sendable { case write, sync, createSegment, truncate }
+    /// `snapshot` is used by the store's snapshot writer.
+    public enum FaultPoint: Sendable { case write, sync, createSegment, truncate, snapshot }
 
     private init(directory: String, segmentBytes: Int, fsync: Bool, segments: [Segment],
                  current: OpenFile, writeOffset: Int, lastIndex: UInt64) {

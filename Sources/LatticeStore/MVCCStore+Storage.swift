@@ -22,6 +22,9 @@ final class StorageOwner: @unchecked Sendable {
     private struct SnapshotProgress {
         var running = false
         var finished: UInt64?
+        /// After a failed snapshot: when to try again (backoff doubling from 1 s to 60 s).
+        var retryAt: ContinuousClock.Instant?
+        var failures = 0
     }
     private let snapshots = Mutex(SnapshotProgress())
     /// Entered while a snapshot is being written.
@@ -43,7 +46,18 @@ final class StorageOwner: @unchecked Sendable {
         entriesSinceSnapshot += entries.count
     }
 
-    func needsSnapshot(every count: Int) -> Bool { wal != nil && entriesSinceSnapshot >= count }
+    func needsSnapshot(every count: Int) -> Bool {
+        guard wal != nil else { return false }
+        if entriesSinceSnapshot >= count { return true }
+        return snapshots.withLock { p in
+            guard let retryAt = p.retryAt, !p.running, ContinuousClock.now >= retryAt else { return false }
+            p.retryAt = nil
+            return true
+        }
+    }
+
+    /// Test seam for snapshot writes (`FaultPoint.snapshot`).
+    var fault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?
 
     /// Writer thread: claims the next snapshot, covering the WAL up to its last index, unless
     /// one is still being written. Returns that index and the snapshot directory.
@@ -61,20 +75,35 @@ final class StorageOwner: @unchecked Sendable {
     }
 
     /// Snapshot thread: writes the snapshot file (temp file, fsync, rename, directory fsync) and
-    /// prunes to the newest two. A failure loses nothing (the WAL still has every entry); the
-    /// next snapshot is tried after another `--snapshot-count` entries.
-    func writeSnapshot(_ bytes: [UInt8], index: UInt64, directory: String) {
+    /// prunes to the newest two. A failure loses nothing (the WAL still has every entry): it is
+    /// returned for the caller to report, and the snapshot is tried again after a backoff
+    /// (1 s doubling to 60 s) or another `--snapshot-count` entries, whichever comes first.
+    func writeSnapshot(_ bytes: [UInt8], index: UInt64, directory: String) -> StorageError? {
         var saved = false
+        var failure: StorageError?
         do throws(StorageError) {
+            if let code = fault?(.snapshot) {
+                throw .system("write snapshot in", path: directory, errno: code)
+            }
             try SnapshotFile.save(directory: directory, index: index, bytes: bytes)
             saved = true
             try SnapshotFile.prune(directory: directory, keep: 2)
-        } catch {}
+        } catch {
+            failure = error
+        }
         snapshots.withLock { p in
             p.running = false
-            if saved { p.finished = index }
+            if saved {
+                p.finished = index
+                p.failures = 0
+                p.retryAt = nil
+            } else {
+                p.failures += 1
+                p.retryAt = .now + .seconds(min(60, 1 << min(p.failures - 1, 6)))
+            }
         }
         snapshotWriting.leave()
+        return saved ? nil : failure
     }
 
     /// Writer thread, after each batch: once a snapshot is on disk, drops the WAL segments the
@@ -318,8 +347,11 @@ extension MVCCStore {
         guard let (walIndex, directory) = storage.beginSnapshot() else { return }
         let captured = captureState()
         let storage = self.storage
+        let report = configuration.snapshotFailed
         WriterThread.start {
-            storage.writeSnapshot(Self.encodeSnapshot(captured), index: walIndex, directory: directory)
+            if let error = storage.writeSnapshot(Self.encodeSnapshot(captured), index: walIndex, directory: directory) {
+                report?(error)
+            }
         }
     }
 

@@ -69,6 +69,9 @@ public final class MVCCStore: Sendable {
         /// Test seam: makes a step of a WAL append fail with the errno returned (see
         /// `WriteAheadLog.injectFault`).
         public var walFault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?
+        /// Called (on the snapshot thread) when a background snapshot could not be written; it
+        /// is retried with backoff (1 s doubling to 60 s).
+        public var snapshotFailed: (@Sendable (StorageError) -> Void)?
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -139,6 +142,7 @@ public final class MVCCStore: Sendable {
         if let dir = configuration.dataDirectory {
             let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
             storage.attach(recovered, walFault: configuration.walFault)
+            storage.fault = configuration.walFault
         }
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         // Conflicts met again while replaying the WAL were reported when they happened.

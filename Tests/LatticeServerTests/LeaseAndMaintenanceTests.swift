@@ -160,6 +160,42 @@ final class LeaseAndMaintenanceTests: XCTestCase {
         try await h.put("small", "again")
     }
 
+    /// Like etcd's (kept in its backend), a raised NOSPACE alarm survives a restart: the member
+    /// comes back refusing writes until the alarm is disarmed, and stays clear after that.
+    func testAlarmsSurviveARestart() async throws {
+        try await h.stop()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lattice-alarms-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func start() async throws {
+            h = ServerHarness()
+            try await h.start { $0.inMemory = false; $0.dataDir = dir }
+        }
+        try await start()
+        var raise = AlarmRequest(action: .activate)
+        raise.alarm = .noSpace
+        let _: AlarmResponse = try await h.call("/etcdserverpb.Maintenance/Alarm", raise)
+        try await h.stop()
+
+        try await start()
+        let after: AlarmResponse = try await h.call("/etcdserverpb.Maintenance/Alarm", AlarmRequest(action: .get))
+        XCTAssertEqual(after.alarms.map(\.alarm), [.noSpace])
+        do {
+            try await h.put("k", "v")
+            XCTFail("writes must stay refused while NOSPACE is raised")
+        } catch let status as GRPCStatus {
+            XCTAssertEqual(status.message, "etcdserver: mvcc: database space exceeded")
+        }
+        var disarm = AlarmRequest(action: .deactivate)
+        disarm.alarm = .noSpace
+        let _: AlarmResponse = try await h.call("/etcdserverpb.Maintenance/Alarm", disarm)
+        try await h.stop()
+
+        try await start()
+        let cleared: AlarmResponse = try await h.call("/etcdserverpb.Maintenance/Alarm", AlarmRequest(action: .get))
+        XCTAssertEqual(cleared.alarms, [])
+        try await h.put("k", "v")
+    }
+
     func testHashKVIsStableForEqualHistoryAndChangesWithWrites() async throws {
         try await h.put("h", "1")
         let a: HashKVResponse = try await h.call("/etcdserverpb.Maintenance/HashKV", HashKVRequest(revision: 0))

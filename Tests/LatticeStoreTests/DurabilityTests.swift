@@ -1,5 +1,6 @@
 import EtcdAPI
 import LatticeCore
+import LatticeStorage
 import Synchronization
 import XCTest
 @testable import LatticeStore
@@ -53,6 +54,43 @@ final class DurabilityTests: XCTestCase {
         XCTAssertEqual(reopened.currentRevision, 6)
         _ = try reopened.put(PutRequest(key: b("again"), value: b("z")))
         XCTAssertEqual(reopened.currentRevision, 7)
+    }
+
+    /// A snapshot that cannot be written is reported (not swallowed) and tried again after a
+    /// backoff, without waiting for another `--snapshot-count` entries; nothing is lost.
+    func testAFailedSnapshotIsReportedAndRetried() throws {
+        let failing = Flag()
+        failing.set()
+        let reports = ReportLog()
+        var c = MVCCStore.Configuration(memberID: 1, clusterID: 2)
+        c.dataDirectory = dir
+        c.snapshotCount = 10
+        c.walFault = { point in point == .snapshot && failing.isSet ? ENOSPC : nil }
+        c.snapshotFailed = { reports.append($0) }
+        let store = try MVCCStore(configuration: c)
+        for i in 0..<12 { _ = try store.put(PutRequest(key: b("k\(i)"), value: b("v"))) }
+        try waitFor("the failure to be reported") { reports.count > 0 }
+        XCTAssertEqual(reports.first?.kind, .io(errno: ENOSPC))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/snap").filter { $0.hasSuffix(".snap") }, [])
+        failing.clear()
+        // Writes keep triggering the check; the retry comes after the backoff, not after 10 more.
+        try waitFor("a retried snapshot on disk") {
+            _ = try? store.put(PutRequest(key: b("tick"), value: b("t")))
+            return ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/snap")) ?? []).contains { $0.hasSuffix(".snap") }
+        }
+        store.close()
+        let reopened = try open()
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.range(RangeRequest(key: b("k"), rangeEnd: b("l"))).kvs.count, 12)
+    }
+
+    private func waitFor(_ what: String, within seconds: Double = 20, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return }
+            usleep(50_000)
+        }
+        XCTFail("timed out waiting for \(what)")
     }
 
     private func history(_ store: MVCCStore) -> [Int64] {
@@ -200,4 +238,12 @@ private final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .acquiring) }
     func set() { value.store(true, ordering: .releasing) }
+    func clear() { value.store(false, ordering: .releasing) }
+}
+
+private final class ReportLog: Sendable {
+    private let reports = Mutex<[StorageError]>([])
+    func append(_ error: StorageError) { reports.withLock { $0.append(error) } }
+    var count: Int { reports.withLock { $0.count } }
+    var first: StorageError? { reports.withLock { $0.first } }
 }
