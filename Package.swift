@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -78,3 +79,20 @@ let package = Package(
         ]),
     ]
 )
+
+// Fuzz targets (libFuzzer), built only for fuzzing: `scripts/fuzz` sets LATTICE_FUZZ=1 and
+// builds them with `-sanitize=fuzzer` in `.build-fuzz` (see docs/robustness.md).
+if ProcessInfo.processInfo.environment["LATTICE_FUZZ"] == "1" {
+    let fuzzers: [(String, [Target.Dependency])] = [
+        ("FuzzEtcdMessages", ["EtcdAPI", "LatticeCore", "ProtoWire"]),
+        ("FuzzReplicaState", ["LatticeCore"]),
+        ("FuzzWAL", ["LatticeStorage"]),
+        ("FuzzSnapshotFile", ["LatticeStorage"]),
+        ("FuzzJSONMerge", ["LatticeCore"]),
+    ]
+    for (name, dependencies) in fuzzers {
+        package.targets.append(.executableTarget(name: name, dependencies: dependencies, path: "Fuzz/\(name)",
+                                                 swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+        package.products.append(.executable(name: name, targets: [name]))
+    }
+}

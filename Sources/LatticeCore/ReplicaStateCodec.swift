@@ -348,7 +348,12 @@ struct ReplicaStateMessage: ProtoMessage {
             replica.leaseTable.grants[id]!.sorted { $0.dot < $1.dot }.map { LeaseGrantMessage(id: id, grant: $0) }
         }
         members = replica.memberTable.records.keys.sorted().map { MemberRecordMessage(replica.memberTable.records[$0]!) }
-        removed = replica.memberTable.removed.keys.sorted().map { RemovedMemberMessage(id: $0, dot: replica.memberTable.removed[$0]!) }
+        // A removal known without its removing change (read from the older form, field 8) is
+        // written in that form again: a zero dot would not pass the check on decoding.
+        let removals = replica.memberTable.removed
+        let unknownDot = Dot(member: 0, seq: 0)
+        removed = removals.keys.sorted().filter { removals[$0]! != unknownDot }.map { RemovedMemberMessage(id: $0, dot: removals[$0]!) }
+        removedMembers = removals.keys.sorted().filter { removals[$0]! == unknownDot }
         log = replica.log
         pending = replica.pendingChanges
         logFloor = replica.logFloor

@@ -118,6 +118,22 @@ final class ReplicaStateEncodingTests: XCTestCase {
         return a
     }
 
+    /// Found by fuzzing (FuzzReplicaState): a state in the older form, listing a removed member
+    /// without its removing change, decoded, but its re-encoding did not — so a data directory
+    /// from before removal dots became unreadable after its next snapshot.
+    func testAnOlderFormRemovalSurvivesReencoding() throws {
+        // member 622591; removed members, older form (field 8): [47].
+        let body = Array("LTRS".utf8) + [1] + [0x08, 0xFF, 0xFF, 0x25, 0x40, 0x2F]
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in body { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        let framed = body + (0..<8).map { UInt8(truncatingIfNeeded: h >> UInt64(8 * $0)) }
+        let replica = try Replica(decodingState: framed, wallClock: TestClock())
+        XCTAssertTrue(replica.isRemoved(47))
+        let again = try Replica(decodingState: replica.encodeState(), wallClock: TestClock())
+        XCTAssertTrue(again.isRemoved(47))
+        XCTAssertEqual(again.encodeState(), replica.encodeState())
+    }
+
     func testRoundTripPreservesEverything() throws {
         let a = try Self.busyReplica()
         let encoded = a.encodeState()
