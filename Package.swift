@@ -90,8 +90,9 @@ if ProcessInfo.processInfo.environment["LATTICE_FUZZ"] == "1" {
         ("FuzzSnapshotFile", ["LatticeStorage"]),
         ("FuzzJSONMerge", ["LatticeCore"]),
     ]
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"))
     for (name, dependencies) in fuzzers {
-        package.targets.append(.executableTarget(name: name, dependencies: dependencies, path: "Fuzz/\(name)",
+        package.targets.append(.executableTarget(name: name, dependencies: dependencies + ["FuzzSupport"], path: "Fuzz/\(name)",
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))
     }

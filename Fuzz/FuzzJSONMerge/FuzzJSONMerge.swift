@@ -1,3 +1,4 @@
+import FuzzSupport
 import LatticeCore
 
 /// JSON parsing and the three-way merge of concurrent writes. The input is split at 0xFF bytes
@@ -22,12 +23,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func runDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-               _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
-
 @_cdecl("FuzzJSONMerge_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var c = argc, v = argv
-    return runDriver(&c, &v, fuzzOne)
+    runFuzzer(argc, argv, fuzzOne)
 }

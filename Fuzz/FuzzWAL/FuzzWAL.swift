@@ -1,17 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FuzzSupport
 import LatticeStorage
 
 /// Recovery of a WAL segment whose contents are fuzzed (behind a valid segment header of either
 /// format version): opening it never traps, and when it opens, the log it recovered is
 /// consistent — an entry appended after recovery comes back after a second recovery, right
 /// after the recovered ones, with nothing else to report.
-let root: String = {
-    var template = Array("/tmp/lattice-fuzz-wal-XXXXXX".utf8CString)
-    guard let dir = mkdtemp(&template) else { fatalError("mkdtemp failed") }
-    return String(cString: dir)
-}()
+let root = scratchDirectory("lattice-fuzz-wal")
 
 func header(version: Int) -> [UInt8] {
     var h = Array((version == 1 ? "LTWAL001" : "LTWAL002").utf8)
@@ -21,21 +18,7 @@ func header(version: Int) -> [UInt8] {
     return h + [0, 0, 0, 0]
 }
 
-func writeFile(_ path: String, _ bytes: [UInt8]) {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    precondition(fd >= 0)
-    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    close(fd)
-}
 
-func clear(_ dir: String) {
-    guard let d = opendir(dir) else { return }
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { unlink(dir + "/" + name) }
-    }
-    closedir(d)
-}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -43,7 +26,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
     let wal = root + "/wal"
     mkdir(wal, 0o700)
-    clear(wal)
+    clearDirectory(wal)
     let version = input[0] & 1 == 1 ? 1 : 2
     writeFile(wal + "/0000000000000001.wal", header(version: version) + input.dropFirst())
     guard let (log, recovered, _) = try? WriteAheadLog.open(directory: wal, segmentBytes: 4096, fsync: false) else {
@@ -60,12 +43,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func runDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-               _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
-
 @_cdecl("FuzzWAL_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var c = argc, v = argv
-    return runDriver(&c, &v, fuzzOne)
+    runFuzzer(argc, argv, fuzzOne)
 }
