@@ -1,3 +1,4 @@
+import Synchronization
 import NIOCore
 import NIOHPACK
 import NIOPosix
@@ -11,6 +12,20 @@ public struct GRPCCallContext: Sendable {
     public let deadline: NIODeadline?
     /// The loop the call's stream lives on. Responding from it avoids a thread hop.
     public let eventLoop: any EventLoop
+    /// Set once nobody waits for the answer any more: the client reset the stream, the
+    /// connection closed or the deadline passed. Work not yet started can be skipped.
+    public let cancellation: GRPCCancellation
+}
+
+/// Whether a call was abandoned (readable from any thread).
+public final class GRPCCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    public var isCancelled: Bool { flag.load(ordering: .acquiring) }
+
+    func cancel() { flag.store(true, ordering: .releasing) }
 }
 
 /// Completes a unary call exactly once, from any thread. Later calls are ignored, and so are

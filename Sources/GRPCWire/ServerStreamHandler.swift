@@ -34,6 +34,8 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private var deadlineTask: Scheduled<Void>?
     /// The client half-closed (END_STREAM seen).
     private var inputEnded = false
+    /// Set when the call is abandoned (reset, connection closed, deadline).
+    private let cancellation = GRPCCancellation()
 
     /// The connection's flush coalescer (for batched completions), if it has one.
     let flushCoalescer: FlushCoalescingHandler?
@@ -161,7 +163,8 @@ final class ServerStreamHandler: ChannelDuplexHandler {
                 deadlineExpired()
             }
         }
-        let callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop)
+        let callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop,
+                                          cancellation: cancellation)
         switch method {
         case .unary:
             state = .unary(received: nil)
@@ -254,12 +257,14 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     }
 
     private func deadlineExpired() {
+        cancellation.cancel()
         deadlineTask = nil
         fail(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
     }
 
     /// The stream ended without our trailers (reset, connection closed).
     private func terminate() {
+        if case .done = state {} else { cancellation.cancel() }
         deadlineTask?.cancel()
         deadlineTask = nil
         let previous = state

@@ -10,18 +10,20 @@ enum KVService {
         routes.add(service: service, method: "Range", unary(limits: nil) { (r: RangeRequest) throws(EtcdError) in
             try store.range(r)
         })
-        routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, done) in
+        // A write whose client reset the call before the writer reached it is dropped.
+        routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
             do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
-            store.put(r, completion: done)
+            store.put(r, cancelled: { call.cancellation.isCancelled }, completion: done)
         })
-        routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) { (r: DeleteRangeRequest, done) in
-            store.deleteRange(r, completion: done)
+        routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) {
+            (r: DeleteRangeRequest, call, done) in
+            store.deleteRange(r, cancelled: { call.cancellation.isCancelled }, completion: done)
         })
-        routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, done) in
+        routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, call, done) in
             if r.hasPuts {
                 do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
             }
-            store.txn(r, completion: done)
+            store.txn(r, cancelled: { call.cancellation.isCancelled }, completion: done)
         })
         routes.add(service: service, method: "Compact", asyncUnary(limits: limits, CompactionResponse.self) { (r: CompactionRequest, done) in
             store.compact(r, completion: done)
@@ -79,7 +81,15 @@ func asyncUnary<Request: ProtoMessage, Response: ProtoMessage>(
     limits: RequestLimits?, _ response: Response.Type,
     _ body: @escaping @Sendable (Request, _ done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) -> Void
 ) -> GRPCMethodHandler {
-    .unary { bytes, _, responder in
+    asyncUnary(limits: limits, response) { request, _, done in body(request, done) }
+}
+
+/// As above, with the call's context (its cancellation) passed to `body`.
+func asyncUnary<Request: ProtoMessage, Response: ProtoMessage>(
+    limits: RequestLimits?, _ response: Response.Type,
+    _ body: @escaping @Sendable (Request, GRPCCallContext, _ done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) -> Void
+) -> GRPCMethodHandler {
+    .unary { bytes, call, responder in
         if let limits, bytes.count > limits.maxRequestBytes {
             responder.fail(EtcdError.requestTooLarge.grpcStatus)
             return
@@ -91,7 +101,7 @@ func asyncUnary<Request: ProtoMessage, Response: ProtoMessage>(
             responder.fail(GRPCStatus(.internal, "grpc: error unmarshalling request: \(unmarshalText(error, Request.self))"))
             return
         }
-        body(request) { result in
+        body(request, call) { result in
             switch result {
             case .success(let response): responder.succeed(response.protoBytes())
             case .failure(let error): responder.fail(error.grpcStatus)
@@ -113,6 +123,7 @@ extension EtcdError {
         case .alreadyExists: code = .alreadyExists
         case .internal: code = .internal
         case .unknown: code = .unknown
+        case .cancelled: code = .cancelled
         }
         return GRPCStatus(code, message)
     }

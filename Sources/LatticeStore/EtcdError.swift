@@ -1,7 +1,8 @@
 /// An error a client sees, with etcd's exact message and gRPC code.
 public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: Sendable, Hashable {
-        case invalidArgument, outOfRange, notFound, resourceExhausted, failedPrecondition, unavailable, alreadyExists, `internal`, unknown
+        case invalidArgument, outOfRange, notFound, resourceExhausted, failedPrecondition, unavailable, alreadyExists, `internal`, unknown,
+             cancelled
     }
 
     public let code: Code
@@ -41,6 +42,8 @@ extension EtcdError {
 extension EtcdError {
     public static let tooManyRequests = EtcdError(.resourceExhausted, "etcdserver: too many requests")
     public static let stopped = EtcdError(.unavailable, "etcdserver: server stopped")
+    /// The client gave up on a write before it was evaluated: it was not applied.
+    public static let canceled = EtcdError(.cancelled, "context canceled")
 
     /// The write-ahead log failed: the outcome of the affected requests is unknown (they may be
     /// on disk), and the member takes no more writes until it is restarted and recovers.

@@ -225,27 +225,30 @@ public final class MVCCStore: Sendable {
 
     // MARK: KV writes (completion after durability; synchronous wrappers wait for it)
 
-    public func put(_ p: PutRequest, completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
+    public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil,
+                    completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(p) } catch { return completion(.failure(error)) }
         submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> PutResponse in
             // etcd checks a top-level put's lease before the key (inside a txn it is the other way).
             if p.lease != 0 && !txn.leaseExists(p.lease) { throw .leaseNotFound }
             if (p.ignoreValue || p.ignoreLease) && txn.current(p.key) == nil { throw .keyNotFound }
             return txn.put(p)
-        }, completion: { [self] result in
+        }, cancelled: cancelled, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
         })
     }
 
-    public func deleteRange(_ d: DeleteRangeRequest, completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
+    public func deleteRange(_ d: DeleteRangeRequest, cancelled: (@Sendable () -> Bool)? = nil,
+                            completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(d) } catch { return completion(.failure(error)) }
         submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> DeleteRangeResponse in txn.deleteRange(d) },
-               completion: { [self] result in
+               cancelled: cancelled, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
         })
     }
 
-    public func txn(_ t: TxnRequest, completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
+    public func txn(_ t: TxnRequest, cancelled: (@Sendable () -> Bool)? = nil,
+                    completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps) } catch {
             return completion(.failure(error))
         }
@@ -253,7 +256,7 @@ public final class MVCCStore: Sendable {
             var r = try txn.txn(t, compactRevision: txn.pending.compactRevision)
             r.header = ResponseHeader(clusterID: 0, memberID: 0, revision: txn.readRevision, raftTerm: 0)
             return r
-        }, completion: { [self] result in
+        }, cancelled: cancelled, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
         })
     }
@@ -318,12 +321,16 @@ public final class MVCCStore: Sendable {
         /// rewritten to one snapshot before the batch is answered.
         var transfer: Replica? = nil
         var transferInstalled: (@Sendable (EtcdError?) -> Void)? = nil
+        /// True once the client gave up on the write: if the writer has not evaluated it yet,
+        /// it is dropped (a flood of reset requests does not become a flood of writes).
+        var cancelled: (@Sendable () -> Bool)? = nil
     }
 
     /// Queues a write. `body` runs on the writer thread (against the index plus the batch's
     /// pending writes); `completion` runs after the batch is durable and applied, or with the
     /// error that stopped it.
     func submit<R: Sendable>(_ body: @escaping @Sendable (inout WriteTxn, inout WriterState) throws(EtcdError) -> R,
+                             cancelled: (@Sendable () -> Bool)? = nil,
                              completion: @escaping @Sendable (Result<R, EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let outcome = Mutex<Result<R, EtcdError>?>(nil)
@@ -341,14 +348,17 @@ public final class MVCCStore: Sendable {
                 }
             },
             finish: { batchError in
-                let result = outcome.withLock { $0 } ?? .failure(batchError ?? .stopped)
+                let skipped: EtcdError = cancelled?() == true ? .canceled : .stopped
+                let result = outcome.withLock { $0 } ?? .failure(batchError ?? skipped)
                 if let batchError, case .success = result {
                     completion(.failure(batchError))
                 } else {
                     completion(result)
                 }
             })
-        if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
+        var queued = item
+        queued.cancelled = cancelled
+        if !queue.enqueue(queued) { completion(.failure(.tooManyRequests)) }
     }
 
     /// The writer runs on its own thread (it blocks in fdatasync; it must not take a thread
@@ -403,6 +413,7 @@ public final class MVCCStore: Sendable {
                         report(item.remote.map { applyRemote($0, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries) })
                         continue
                     }
+                    if let cancelled = item.cancelled, cancelled() { continue }  // finished with .canceled
                     let dot = Dot(member: state.replica.member, seq: state.replica.vector[state.replica.member] + 1)
                     let leases = state.lessor.leases
                     var txn = WriteTxn(base: indexed.index, pending: pending, dot: dot, leaseExists: { leases[$0] != nil })

@@ -1,4 +1,5 @@
 @testable import GRPCWire
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 import NIOPosix
@@ -28,10 +29,14 @@ final class ConnectionGuardTests: XCTestCase {
         let value = Atomic<Int>(0)
     }
     private let bigCalls = Counter()
+    /// Calls of test.Park/Hold, never answered.
+    private let parked = NIOLockedValueBox<[GRPCCallContext]>([])
 
     private func start(_ configure: (inout GRPCConnectionLimits) -> Void = { _ in }) async throws -> Int {
         var routes = GRPCRoutes()
         routes.add(service: "test.Echo", method: "Echo", .unary { request, _, responder in responder.succeed(request) })
+        let parked = self.parked
+        routes.add(service: "test.Park", method: "Hold", .unary { _, call, _ in parked.withLockedValue { $0.append(call) } })
         let bigCalls = self.bigCalls
         routes.add(service: "test.Big", method: "Get", .unary { _, _, responder in
             bigCalls.value.add(1, ordering: .relaxed)
@@ -162,6 +167,30 @@ final class ConnectionGuardTests: XCTestCase {
         let echoed = try await client.unary(path: "/test.Echo/Echo", request: [1, 2, 3])
         XCTAssertEqual(echoed, [1, 2, 3])
         await client.close()
+    }
+
+    /// A call the client resets is marked cancelled, so work it queued can be dropped.
+    func testAResetCallIsMarkedCancelled() async throws {
+        let port = try await start()
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        connection.send(connection.request(stream: 1, path: "/test.Park/Hold") + connection.request(stream: 3, path: "/test.Park/Hold"))
+        try await eventuallyTrue("both calls parked") { self.parked.withLockedValue { $0.count } == 2 }
+        XCTAssertFalse(parked.withLockedValue { $0.contains { $0.cancellation.isCancelled } })
+        connection.send(RawH2Connection.frame(type: 3, flags: 0, stream: 1, payload: be32(8)))   // RST_STREAM(CANCEL)
+        try await eventuallyTrue("the reset call marked cancelled") {
+            self.parked.withLockedValue { calls in calls.filter { $0.cancellation.isCancelled }.count == 1 }
+        }
+    }
+
+    private func eventuallyTrue(_ what: String, within seconds: Double = 10, _ condition: @escaping () -> Bool) async throws {
+        let deadline = NIODeadline.now() + .milliseconds(Int64(seconds * 1000))
+        while NIODeadline.now() < deadline {
+            if condition() { return }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        XCTFail("timed out waiting for \(what)")
     }
 
     func testTheServerAdvertisesItsStreamLimit() async throws {

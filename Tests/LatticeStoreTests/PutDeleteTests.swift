@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import XCTest
 import EtcdAPI
 import LatticeStore
@@ -11,6 +13,25 @@ final class PutDeleteTests: XCTestCase {
         let response = try store.put(PutRequest(key: b("a"), value: b("1")))
         XCTAssertEqual(response.header?.revision, 2)
         XCTAssertNil(response.prevKV)
+    }
+
+    /// A write whose client gave up (reset the call) before the writer reached it is not
+    /// applied: it ends with "context canceled" and takes no revision.
+    func testAWriteCancelledBeforeItIsEvaluatedIsDropped() throws {
+        let store = makeStore()
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<PutResponse, EtcdError>?>(nil)
+        store.put(PutRequest(key: b("gone"), value: b("1")), cancelled: { true }) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(outcome.withLock { $0.map { r in (try? r.get()) == nil } }, true)
+        if case .failure(let error)? = outcome.withLock({ $0 }) {
+            XCTAssertEqual(error, .canceled)
+        }
+        XCTAssertEqual(try store.range(RangeRequest(key: b("gone"))).kvs.count, 0)
+        XCTAssertEqual(try store.put(PutRequest(key: b("next"), value: b("1"))).header?.revision, 2, "no revision was used")
     }
 
     func testPutReturnsPrevKVOnlyWhenAsked() throws {
