@@ -124,6 +124,7 @@ public final class MVCCStore: Sendable {
     let storage: StorageOwner
     /// Set once the WAL failed: every later write fails with this error.
     let failure = Mutex<EtcdError?>(nil)
+    let failureObservers = Mutex<[@Sendable (EtcdError) -> Void]>([])
     private let writerDone = DispatchSemaphore(value: 0)
     /// Raft term reported in headers: a single member elects itself once, in term 2, like etcd.
     public static let raftTerm: UInt64 = 2
@@ -361,6 +362,21 @@ public final class MVCCStore: Sendable {
         if !queue.enqueue(queued) { completion(.failure(.tooManyRequests)) }
     }
 
+    /// Records the storage failure that stops all writes, and tells whoever waits for one.
+    private func failed(_ error: EtcdError) {
+        failure.withLock { $0 = error }
+        for observer in failureObservers.withLock({ o -> [@Sendable (EtcdError) -> Void] in defer { o = [] }; return o }) {
+            observer(error)
+        }
+    }
+
+    /// Calls `observer` once if the store's storage fails (the WAL cannot be written): from then
+    /// on the store refuses every write until it is restarted and recovers.
+    public func onStorageFailure(_ observer: @escaping @Sendable (EtcdError) -> Void) {
+        if let error = failure.withLock({ $0 }) { return observer(error) }
+        failureObservers.withLock { $0.append(observer) }
+    }
+
     /// The writer runs on its own thread (it blocks in fdatasync; it must not take a thread
     /// from a shared pool).
     private func startWriter() {
@@ -459,7 +475,7 @@ public final class MVCCStore: Sendable {
             try storage.append(entries)
         } catch {
             let failed = EtcdError.storageFailed(error.description)
-            failure.withLock { $0 = failed }
+            self.failed(failed)
             for item in items { item.finish(failed) }
             return
         }
@@ -474,7 +490,7 @@ public final class MVCCStore: Sendable {
             // larger than a WAL record); nothing of this batch is answered or shipped before.
             if case .failure(let error) = rewriteDataDirectory() {
                 let failed = EtcdError.storageFailed("writing the snapshot of a state transfer: \(error)")
-                failure.withLock { $0 = failed }
+                self.failed(failed)
                 for item in items { item.finish(failed) }
                 return
             }

@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Lattice: AsyncParsableCommand {
@@ -9,9 +12,80 @@ struct Lattice: AsyncParsableCommand {
         subcommands: [Serve.self, Bench.self, ClusterStatus.self],
         defaultSubcommand: Serve.self
     )
+
+    /// Serving takes etcd's `ETCD_<FLAG>` environment variables too (see `EtcdEnvironment`).
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let subcommands: Set<String> = ["bench", "cluster-status", "help"]
+        if arguments.first.map({ !subcommands.contains($0) }) ?? true {
+            let (merged, warnings) = EtcdEnvironment.apply(to: arguments, environment: EtcdEnvironment.current())
+            for warning in warnings { FileHandleStderr.write("[WARNING] \(warning)\n") }
+            arguments = merged
+        }
+        await main(arguments)
+    }
 }
 
 enum LatticeVersion {
-    /// The Lattice release.
-    static let string = "0.1.0"
+    /// The Lattice release and the etcd API version it serves.
+    static let release = "0.1.0"
+    static let etcdAPI = "3.5"
+    static let string = "lattice Version: \(release)\netcd API Version: \(etcdAPI)"
 }
+
+/// etcd reads every flag also from `ETCD_<FLAG>` (upper case, dashes as underscores); a flag
+/// on the command line wins, with a warning, and an `ETCD_` variable that names no flag is
+/// reported rather than silently ignored.
+enum EtcdEnvironment {
+    /// The serving flags, from `Serve`'s options (so the list cannot drift from them), with
+    /// whether each is a boolean flag.
+    static let flags: [(name: String, isBoolean: Bool)] = Mirror(reflecting: Serve()).children.compactMap { child in
+        guard let label = child.label else { return nil }
+        let property = label.hasPrefix("_") ? String(label.dropFirst()) : label
+        var dashed = ""
+        for c in property {
+            if c.isUppercase { dashed += "-" + c.lowercased() } else { dashed.append(c) }
+        }
+        return (dashed, String(describing: type(of: child.value)).hasPrefix("Flag"))
+    }
+
+    /// Variables etcd itself sets or reads that are not flags.
+    static let notFlags: Set<String> = ["ETCD_UNSUPPORTED_ARCH", "ETCD_VERIFY"]
+
+    static func current() -> [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if text.hasPrefix("ETCD_"), let eq = text.firstIndex(of: "=") {
+                out[String(text[..<eq])] = String(text[text.index(after: eq)...])
+            }
+            p += 1
+        }
+        return out
+    }
+
+    static func apply(to arguments: [String], environment: [String: String]) -> (arguments: [String], warnings: [String]) {
+        var out = arguments
+        var warnings: [String] = []
+        let known = Dictionary(uniqueKeysWithValues: flags.map { ("ETCD_" + String($0.name.uppercased().map { $0 == "-" ? "_" : $0 }), $0) })
+        for (variable, value) in environment.sorted(by: { $0.key < $1.key }) where !notFlags.contains(variable) {
+            guard let flag = known[variable] else {
+                warnings.append("unrecognized environment variable \(variable)=\(value)")
+                continue
+            }
+            let option = "--" + flag.name
+            if arguments.contains(where: { $0 == option || $0.hasPrefix(option + "=") }) {
+                warnings.append("recognized environment variable \(variable), but unused: shadowed by corresponding flag")
+                continue
+            }
+            if flag.isBoolean {
+                if ["true", "1"].contains(value.lowercased()) { out.append(option) }
+            } else {
+                out += [option, value]
+            }
+        }
+        return (out, warnings)
+    }
+}
+

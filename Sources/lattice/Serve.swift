@@ -246,20 +246,36 @@ struct Serve: AsyncParsableCommand {
             throw ExitFailure(error.description)
         }
         logger.info("ready to serve client requests", metadata: ["name": "\(configuration.name)"])
+        let systemd = SystemdNotifier()
+        systemd.notify("READY=1")
+        systemd.startWatchdog()
 
-        // Runs until SIGTERM/SIGINT, or until this member learns it was removed from the
-        // cluster (then it exits with an error, as etcd does).
-        let removed = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+        // Runs until SIGTERM/SIGINT, until this member learns it was removed from the cluster,
+        // or until its WAL cannot be written (both exit with an error, as etcd does: a service
+        // manager then restarts the member, which recovers from what is on disk).
+        let end = await withCheckedContinuation { (c: CheckedContinuation<End, Never>) in
             let first = ResumeOnce(c)
-            Task { await Self.waitForTerminationSignal(); first.resume(false) }
-            Task { await server.replication.waitUntilRemoved(); first.resume(true) }
+            Task { await Self.waitForTerminationSignal(); first.resume(.signal) }
+            Task { await server.replication.waitUntilRemoved(); first.resume(.removed) }
+            server.store.onStorageFailure { error in first.resume(.storageFailed(error.message)) }
         }
-        if removed {
+        systemd.notify("STOPPING=1")
+        switch end {
+        case .signal:
+            logger.info("received termination signal, shutting down")
+            await server.shutdown()
+        case .removed:
             await server.shutdown()
             throw ExitFailure("the member has been permanently removed from the cluster")
+        case .storageFailed(let message):
+            logger.critical("the write-ahead log cannot be written; exiting so that a restart recovers", metadata: ["error": "\(message)"])
+            await server.shutdown()
+            throw ExitFailure(message)
         }
-        logger.info("received termination signal, shutting down")
-        await server.shutdown()
+    }
+
+    private enum End: Sendable {
+        case signal, removed, storageFailed(String)
     }
 
     /// Suspends until SIGTERM or SIGINT.

@@ -37,13 +37,17 @@ final class DurabilityTests: XCTestCase {
         c.dataDirectory = dir
         c.walFault = { point in point == .sync && failing.isSet ? EIO : nil }
         var store: MVCCStore? = try MVCCStore(configuration: c)
+        let observed = ReportLog()
+        store!.onStorageFailure { _ in observed.append(StorageError(.logUnusable, "observed")) }
         for i in 0..<5 { _ = try store!.put(PutRequest(key: b("k\(i)"), value: b("v\(i)"))) }
+        XCTAssertEqual(observed.count, 0)
         failing.set()
         XCTAssertThrowsError(try store!.put(PutRequest(key: b("lost"), value: b("x")))) { error in
             XCTAssertEqual((error as? EtcdError)?.code, .unavailable)
             XCTAssertTrue("\(error)".contains("fdatasync"), "\(error)")
         }
         XCTAssertThrowsError(try store!.put(PutRequest(key: b("after"), value: b("y"))), "no write after a failed sync")
+        XCTAssertEqual(observed.count, 1, "the failure is announced once (the server exits on it)")
         store!.close()
         store = nil
 

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""systemd and etcd's environment, with the real binary.
+
+  * `Type=notify`: with $NOTIFY_SOCKET set, lattice sends READY=1 once it serves, WATCHDOG=1
+    at half of $WATCHDOG_USEC, and STOPPING=1 on SIGTERM, then exits 0.
+  * `ETCD_<FLAG>` variables configure it like the flags (here the client URL and the name),
+    and a flag on the command line wins over its variable, with etcd's warning.
+
+Prints "N passed, M failed".
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from differential import free_ports  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lattice-bin", default=".build/release/lattice")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="lattice-systemd-"))
+    notify_path = str(work / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(notify_path)
+    sock.settimeout(0.2)
+    (port,) = free_ports(1)
+    env = {**os.environ, "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000",
+           "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{port}", "ETCD_NAME": "from-env",
+           "ETCD_DATA_DIR": str(work / "env.lattice")}
+    proc = subprocess.Popen([args.lattice_bin, "--data-dir", str(work / "flag.lattice"), "--log-level", "warn"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    passed = failed = 0
+
+    def check(ok: bool, what: str) -> None:
+        nonlocal passed, failed
+        print(f"{'ok  ' if ok else 'FAIL'} {what}")
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+
+    def receive(until: str, seconds: float) -> list[str]:
+        got: list[str] = []
+        deadline = time.time() + seconds
+        while time.time() < deadline and until not in got:
+            try:
+                got.append(sock.recv(256).decode())
+            except socket.timeout:
+                pass
+        return got
+
+    try:
+        got = receive("READY=1", 30)
+        check("READY=1" in got, "READY=1 once serving")
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        check(True, f"listening on ETCD_LISTEN_CLIENT_URLS (port {port})")
+        check((work / "flag.lattice").is_dir() and not (work / "env.lattice").exists(),
+              "--data-dir on the command line wins over ETCD_DATA_DIR")
+        got = receive("WATCHDOG=1", 5)
+        check("WATCHDOG=1" in got, "WATCHDOG=1 at half of WATCHDOG_USEC")
+        proc.send_signal(signal.SIGTERM)
+        got = receive("STOPPING=1", 15)
+        check("STOPPING=1" in got, "STOPPING=1 on SIGTERM")
+        code = proc.wait(timeout=30)
+        check(code == 0, f"exit status 0 after SIGTERM (got {code})")
+        stderr = proc.stderr.read().decode()
+        check("recognized environment variable ETCD_DATA_DIR, but unused: shadowed by corresponding flag" in stderr,
+              "warning for a variable shadowed by its flag")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()
+        subprocess.run(["rm", "-rf", str(work)])
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
