@@ -57,6 +57,7 @@ let package = Package(
         .testTarget(name: "LatticeCoreTests", dependencies: ["LatticeCore", "ProtoWire", "LatticeTestSupport"]),
         .testTarget(name: "GRPCWireTests", dependencies: [
             "GRPCWire",
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -89,6 +90,8 @@ if ProcessInfo.processInfo.environment["LATTICE_FUZZ"] == "1" {
         ("FuzzWAL", ["LatticeStorage"]),
         ("FuzzSnapshotFile", ["LatticeStorage"]),
         ("FuzzJSONMerge", ["LatticeCore"]),
+        ("FuzzGRPCServer", ["GRPCWire", .product(name: "NIOCore", package: "swift-nio"),
+                            .product(name: "NIOEmbedded", package: "swift-nio")]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"))
     for (name, dependencies) in fuzzers {

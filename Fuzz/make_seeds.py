@@ -93,3 +93,27 @@ docs = [
 for i, parts in enumerate(docs):
     write("FuzzJSONMerge", f"seed-{i}", b"\xff".join(parts))
 print("seeds written to", ROOT)
+
+# FuzzGRPCServer: programs of (opcode, operands) bytes; see the target for the opcodes.
+# 0: headers (pick, flags, path, content-type, timeout, encoding); 2: a message (pick, flags,
+# length/4, payload); 4: a raw frame; 5: reset; 6: window update; 7: time passes.
+def headers(flags: int, path: int, ct: int = 0, timeout: int = 0, enc: int = 0) -> bytes:
+    return bytes([0, 0, flags, path, ct, timeout, enc])
+
+def message(pick: int, flags: int, payload: bytes) -> bytes:
+    assert len(payload) % 4 == 0
+    return bytes([2, pick, flags, len(payload) // 4]) + payload
+
+grpc_seeds = {
+    "unary-echo": headers(0x40, 0) + message(0, 1, b"abcd" * 3),
+    "unary-gzip": headers(0x40, 0, enc=1) + message(0, 0x11, b"zzzz" * 8),
+    "stream-echo": headers(0x40, 2) + message(0, 0, b"ping") + message(0, 0, b"pong") + message(0, 1, b"end!"),
+    "deadline": headers(0x40, 0, timeout=2) + bytes([7, 0, 200]),
+    "reset": headers(0x40, 2) + message(0, 0, b"once") + bytes([5, 0, 8]),
+    "partial-many": b"".join(headers(0x40, 0) for _ in range(6)) + b"".join(message(i, 0x40, b"xxxx" * 60) for i in range(6)),
+    "big-unread": headers(0x40, 1) + message(0, 1, bytes([200, 0, 0, 0])) + bytes([6, 0, 255, 20, 0]),
+    "bad-headers": headers(0x40, 0, ct=3) + headers(0, 3, timeout=6) + headers(0x40, 4, enc=3),
+    "raw-frames": bytes([4, 0, 6, 0, 0, 8]) + b"\0" * 8 + bytes([4, 0, 1, 5, 1, 4, 0x82, 0x86, 0x84, 0x41]),
+}
+for name, data in grpc_seeds.items():
+    write("FuzzGRPCServer", name, data)

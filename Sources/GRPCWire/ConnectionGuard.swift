@@ -163,7 +163,24 @@ final class ConnectionBudget {
     private var waiting: [() -> Void] = []
     private var blockedStreams: [ObjectIdentifier: () -> Void] = [:]
 
-    init(limitBytes: Int) { self.limitBytes = limitBytes }
+    /// Request bytes the connection's calls may hold before they run: partial messages in
+    /// their deframers and complete unary requests waiting for `admit`. Without it a client
+    /// could open many streams and leave a message of up to the size limit unfinished on each.
+    let inboundLimitBytes: Int
+    private(set) var inbound = 0
+
+    init(limitBytes: Int, inboundLimitBytes: Int = 16 << 20) {
+        self.limitBytes = limitBytes
+        self.inboundLimitBytes = inboundLimitBytes
+    }
+
+    /// Changes the request bytes held by `delta`; true while the connection is within its
+    /// inbound limit.
+    @discardableResult
+    func holdInbound(_ delta: Int) -> Bool {
+        inbound += delta
+        return inbound <= inboundLimitBytes
+    }
 
     func attach(_ channel: any Channel) { self.channel = channel }
 

@@ -49,6 +49,13 @@ public struct GRPCConnectionLimits: Sendable {
     /// Response bytes one connection may leave unread before the server stops reading it and
     /// holds back its new calls (see `ConnectionBudget`).
     public var connectionResponseBudgetBytes = 32 << 20
+    /// Request bytes one connection's calls may hold unfinished (partial messages, requests
+    /// waiting for the response budget); a call that takes it past the limit ends with
+    /// RESOURCE_EXHAUSTED. nil: 16 MiB or four largest messages, whichever is more.
+    public var connectionRequestBudgetBytes: Int?
+    var effectiveRequestBudgetBytes: Int {
+        connectionRequestBudgetBytes ?? max(16 << 20, 4 * maxReceiveMessageBytes)
+    }
     /// Largest response message (grpc-go's default, 2³¹−1); larger ones: RESOURCE_EXHAUSTED.
     public var maxSendMessageBytes = Int(Int32.max)
 
@@ -86,6 +93,10 @@ public final class GRPCServer: Sendable {
     private let channels: [any Channel]
     private let connections: ConnectionRegistry
 
+    /// Call handlers alive in this process, across servers (each open stream has one until its
+    /// stream channel is gone).
+    public static var liveCallHandlers: Int { ServerStreamHandler.liveCount.load(ordering: .relaxed) }
+
     /// The addresses actually bound (a requested port 0 becomes a free port).
     public var localAddresses: [SocketAddress] { channels.compactMap { $0.localAddress } }
 
@@ -104,13 +115,6 @@ public final class GRPCServer: Sendable {
         onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
     ) async throws -> GRPCServer {
         let registry = ConnectionRegistry()
-        let connectionConfiguration = limits.connectionConfiguration
-        let streamConfiguration = limits.streamConfiguration
-        let maxReceive = limits.maxReceiveMessageBytes
-        let keepalive = limits.keepalive
-        let pingPolicy = limits.pingPolicy
-        let budgetBytes = limits.connectionResponseBudgetBytes
-        let maxSend = limits.maxSendMessageBytes
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -122,36 +126,7 @@ public final class GRPCServer: Sendable {
                 onConnection?(channel.localAddress, channel.remoteAddress)
                 channel.closeFuture.whenComplete { _ in registry.remove(channel) }
                 return channel.eventLoop.makeCompletedFuture {
-                    // Graceful shutdown: on ChannelShouldQuiesceEvent the manager sends GOAWAY and
-                    // closes the connection once its streams are done. No idle or age limits
-                    // (etcd's defaults: clients keep connections as long as they like). Server
-                    // keepalive is the guard's: the manager's would, on a timeout, start a
-                    // graceful shutdown that waits for the dead client's ping ack forever.
-                    let coalescer = FlushCoalescingHandler()
-                    try channel.pipeline.syncOperations.addHandler(coalescer)
-                    let boundCoalescer = NIOLoopBound(coalescer, eventLoop: channel.eventLoop)
-                    let budget = ConnectionBudget(limitBytes: budgetBytes)
-                    budget.attach(channel)
-                    let boundBudget = NIOLoopBound(budget, eventLoop: channel.eventLoop)
-                    channel.closeFuture.whenComplete { _ in boundBudget.value.detach() }
-                    let manager = NIOHTTP2ServerConnectionManagementHandler(
-                        eventLoop: channel.eventLoop,
-                        configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
-                    _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                        mode: .server,
-                        connectionConfiguration: connectionConfiguration,
-                        streamConfiguration: streamConfiguration,
-                        streamDelegate: manager.http2StreamDelegate
-                    ) { stream in
-                        stream.eventLoop.makeCompletedFuture {
-                            try stream.pipeline.syncOperations.addHandler(
-                                ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive,
-                                                    flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
-                                                    maxSendMessageBytes: maxSend))
-                        }
-                    }
-                    try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))
-                    try channel.pipeline.syncOperations.addHandler(manager)
+                    try configureConnection(channel, routes: routes, limits: limits)
                 }
             }
         var bound: [any Channel] = []
@@ -164,6 +139,49 @@ public final class GRPCServer: Sendable {
             throw error
         }
         return GRPCServer(channels: bound, connections: registry)
+    }
+
+    /// Sets up one accepted connection's pipeline (HTTP/2, the connection's guards and budget,
+    /// a `ServerStreamHandler` per stream). Runs on the channel's event loop.
+    public static func configureConnection(_ channel: any Channel, routes: GRPCRoutes, limits: GRPCConnectionLimits) throws {
+        let connectionConfiguration = limits.connectionConfiguration
+        let streamConfiguration = limits.streamConfiguration
+        let maxReceive = limits.maxReceiveMessageBytes
+        let keepalive = limits.keepalive
+        let pingPolicy = limits.pingPolicy
+        let budgetBytes = limits.connectionResponseBudgetBytes
+        let requestBudgetBytes = limits.effectiveRequestBudgetBytes
+        let maxSend = limits.maxSendMessageBytes
+        // Graceful shutdown: on ChannelShouldQuiesceEvent the manager sends GOAWAY and
+        // closes the connection once its streams are done. No idle or age limits
+        // (etcd's defaults: clients keep connections as long as they like). Server
+        // keepalive is the guard's: the manager's would, on a timeout, start a
+        // graceful shutdown that waits for the dead client's ping ack forever.
+        let coalescer = FlushCoalescingHandler()
+        try channel.pipeline.syncOperations.addHandler(coalescer)
+        let boundCoalescer = NIOLoopBound(coalescer, eventLoop: channel.eventLoop)
+        let budget = ConnectionBudget(limitBytes: budgetBytes, inboundLimitBytes: requestBudgetBytes)
+        budget.attach(channel)
+        let boundBudget = NIOLoopBound(budget, eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in boundBudget.value.detach() }
+        let manager = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
+        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .server,
+            connectionConfiguration: connectionConfiguration,
+            streamConfiguration: streamConfiguration,
+            streamDelegate: manager.http2StreamDelegate
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(
+                    ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive,
+                                        flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
+                                        maxSendMessageBytes: maxSend))
+            }
+        }
+        try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))
+        try channel.pipeline.syncOperations.addHandler(manager)
     }
 
     /// Stops accepting, sends GOAWAY on every connection so in-flight calls can finish, and

@@ -56,6 +56,12 @@ struct MessageDeframer {
     }
 
     var hasPartialMessage: Bool { (buffer?.readableBytes ?? 0) > 0 }
+
+    /// Bytes held of messages not complete yet.
+    var bufferedBytes: Int { buffer?.readableBytes ?? 0 }
+
+    /// Drops what is buffered (the call is over).
+    mutating func discard() { buffer = nil }
 }
 
 enum MessageFramer {

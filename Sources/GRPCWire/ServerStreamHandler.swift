@@ -36,6 +36,8 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     private var inputEnded = false
     /// Set when the call is abandoned (reset, connection closed, deadline).
     private let cancellation = GRPCCancellation()
+    /// Request bytes this call holds in its deframer, charged to the connection's budget.
+    private var inboundHeld = 0
 
     /// The connection's flush coalescer (for batched completions), if it has one.
     let flushCoalescer: FlushCoalescingHandler?
@@ -187,6 +189,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         default: return
         }
         deframer.append(bytes)
+        defer { accountInbound() }
         do {
             while let message = try deframer.next() {
                 switch state {
@@ -212,12 +215,41 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         if endStream { receivedEndOfInput() }
     }
 
+    /// Charges what the deframer holds to the connection's inbound budget. A call holding an
+    /// unfinished message when the connection is over its limit is ended (RESOURCE_EXHAUSTED):
+    /// its bytes are released and the client learns why.
+    private func accountInbound() {
+        guard let budget else { return }
+        let held = deframer?.bufferedBytes ?? 0
+        let within = budget.holdInbound(held - inboundHeld)
+        inboundHeld = held
+        guard !within, held > 0 else { return }
+        switch state {
+        case .unary, .streaming:
+            fail(GRPCStatus(.resourceExhausted,
+                            "lattice: the connection holds more than \(budget.inboundLimitBytes) bytes of unfinished request messages"))
+        default:
+            break
+        }
+    }
+
+    /// The call is over: what its deframer held goes.
+    private func releaseInbound() {
+        deframer?.discard()
+        guard inboundHeld != 0 else { return }
+        budget?.holdInbound(-inboundHeld)
+        inboundHeld = 0
+    }
+
     private func startUnary(_ message: [UInt8]) {
         state = .unaryRunning
         guard case .unary(let handler)? = method, let callContext else { return }
         let responder = GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
         guard let budget else { return handler(message, callContext, responder) }
+        // A request waiting for the response budget counts as held until it runs.
+        budget.holdInbound(message.count)
         budget.admit { [self] in
+            budget.holdInbound(-message.count)
             // It may have been reset or timed out while it waited.
             guard case .unaryRunning = state else { return }
             handler(message, callContext, responder)
@@ -265,6 +297,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// The stream ended without our trailers (reset, connection closed).
     private func terminate() {
         if case .done = state {} else { cancellation.cancel() }
+        releaseInbound()
         deadlineTask?.cancel()
         deadlineTask = nil
         let previous = state
@@ -337,6 +370,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         let previous = state
         if case .streaming = previous { writePending() }
         state = .done
+        releaseInbound()
         deadlineTask?.cancel()
         deadlineTask = nil
         if responseHeadersSent {

@@ -1,14 +1,20 @@
 import EtcdAPI
 import GRPCWire
 import LatticeStore
+import NIOPosix
 import ProtoWire
 
 /// `etcdserverpb.KV`: a thin translator from gRPC to the store (decode → store → encode).
 enum KVService {
     static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits) {
         let service = "etcdserverpb.KV"
-        routes.add(service: service, method: "Range", unary(limits: nil) { (r: RangeRequest) throws(EtcdError) in
-            try store.range(r)
+        // One key is a lookup, served on the connection's event loop; a range costs in
+        // proportion to the keys it covers, so it runs on the read pool.
+        routes.add(service: service, method: "Range", asyncUnary(limits: nil, RangeResponse.self) { (r: RangeRequest, call, done) in
+            guard !r.rangeEnd.isEmpty else {
+                do throws(EtcdError) { return done(.success(try store.range(r))) } catch { return done(.failure(error)) }
+            }
+            ReadPool.run(call) { () throws(EtcdError) in try store.range(r) } done: { done($0) }
         })
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
@@ -28,6 +34,19 @@ enum KVService {
         routes.add(service: service, method: "Compact", asyncUnary(limits: limits, CompactionResponse.self) { (r: CompactionRequest, done) in
             store.compact(r, completion: done)
         })
+    }
+}
+
+/// Threads for reads whose cost grows with the keyspace (ranges, hashes), so that they never
+/// hold an event loop and the other connections on it. A call abandoned while it waited
+/// (reset, deadline, connection closed) is not run.
+enum ReadPool {
+    static func run<Response>(_ call: GRPCCallContext, _ body: @escaping @Sendable () throws(EtcdError) -> Response,
+                              done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) {
+        NIOThreadPool.singleton.submit { _ in
+            guard !call.cancellation.isCancelled else { return done(.failure(.canceled)) }
+            do throws(EtcdError) { done(.success(try body())) } catch { done(.failure(error)) }
+        }
     }
 }
 

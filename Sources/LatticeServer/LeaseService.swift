@@ -15,11 +15,15 @@ enum LeaseService {
         routes.add(service: service, method: "LeaseRevoke", asyncUnary(limits: limits, LeaseRevokeResponse.self) { (r: LeaseRevokeRequest, done) in
             store.leaseRevoke(r, completion: done)
         })
-        routes.add(service: service, method: "LeaseTimeToLive", unary(limits: nil) { (r: LeaseTimeToLiveRequest) throws(EtcdError) in
-            store.leaseTimeToLive(r)
+        // Listing a lease's keys, or every lease, costs in proportion to them: read pool.
+        routes.add(service: service, method: "LeaseTimeToLive", asyncUnary(limits: nil, LeaseTimeToLiveResponse.self) {
+            (r: LeaseTimeToLiveRequest, call, done) in
+            guard r.keys else { return done(.success(store.leaseTimeToLive(r))) }
+            ReadPool.run(call) { () throws(EtcdError) in store.leaseTimeToLive(r) } done: { done($0) }
         })
-        routes.add(service: service, method: "LeaseLeases", unary(limits: nil) { (_: LeaseLeasesRequest) throws(EtcdError) in
-            store.leaseLeases()
+        routes.add(service: service, method: "LeaseLeases", asyncUnary(limits: nil, LeaseLeasesResponse.self) {
+            (_: LeaseLeasesRequest, call, done) in
+            ReadPool.run(call) { () throws(EtcdError) in store.leaseLeases() } done: { done($0) }
         })
         routes.add(service: service, method: "LeaseKeepAlive", .streaming { _, sender in
             KeepAliveStream(store: store, sender: sender)

@@ -48,12 +48,17 @@ enum MaintenanceService {
             // etcd 3.5 answers a defragmentation with an empty response (no header).
             store.defragment { result in done(result.map { DefragmentResponse(header: nil) }) }
         })
-        routes.add(service: service, method: "Hash", unary(limits: nil) { (_: HashRequest) throws(EtcdError) in
-            HashResponse(header: store.currentHeader(), hash: try store.hashKV(revision: 0).hash)
+        // Hashes read the whole keyspace: on the read pool, never on an event loop.
+        routes.add(service: service, method: "Hash", asyncUnary(limits: nil, HashResponse.self) { (_: HashRequest, call, done) in
+            ReadPool.run(call) { () throws(EtcdError) in
+                HashResponse(header: store.currentHeader(), hash: try store.hashKV(revision: 0).hash)
+            } done: { done($0) }
         })
-        routes.add(service: service, method: "HashKV", unary(limits: nil) { (r: HashKVRequest) throws(EtcdError) in
-            let h = try store.hashKV(revision: r.revision)
-            return HashKVResponse(header: store.currentHeader(), hash: h.hash, compactRevision: h.compactRevision)
+        routes.add(service: service, method: "HashKV", asyncUnary(limits: nil, HashKVResponse.self) { (r: HashKVRequest, call, done) in
+            ReadPool.run(call) { () throws(EtcdError) in
+                let h = try store.hashKV(revision: r.revision)
+                return HashKVResponse(header: store.currentHeader(), hash: h.hash, compactRevision: h.compactRevision)
+            } done: { done($0) }
         })
         routes.add(service: service, method: "MoveLeader", unary(limits: nil) { (r: MoveLeaderRequest) throws(EtcdError) in
             // A single member is always the leader; any other target is not a member.
@@ -137,18 +142,20 @@ extension AlarmType {
     }
 }
 
-/// `Snapshot`: streams the member's state in chunks once the request arrives. The state is
-/// captured and encoded once, off the event loop; chunks go out only while the stream is
-/// writable, so a client that does not read holds the server to one encoded copy plus the
-/// stream's buffer.
+/// `Snapshot`: streams the member's state in chunks once the request arrives. The keyspace is
+/// captured at one revision and encoded chunk by chunk, off the event loop, only while the
+/// stream is writable: a client that does not read holds the server to the capture (values
+/// shared with the index), a few chunks in flight and the stream's buffer.
 final class SnapshotStream: GRPCStreamingCall {
     private let store: MVCCStore
     private let sender: GRPCStreamSender
     private static let chunkBytes = 32 * 1024
+    /// Chunks encoded per trip to the encoding thread.
+    private static let chunksPerTrip = 8
     // Event-loop confined.
     private var requested = false
-    private var blob: [UInt8]?
-    private var offset = 0
+    private var encoder: SnapshotEncoder?
+    private var encoding = false
     private var over = false
 
     init(store: MVCCStore, sender: GRPCStreamSender) {
@@ -156,7 +163,7 @@ final class SnapshotStream: GRPCStreamingCall {
         self.sender = sender
     }
 
-    /// Releases the encoded copy from the connection's budget.
+    /// Releases the capture's charge against the connection's budget.
     private var release: (() -> Void)?
 
     func received(_ message: [UInt8]) {
@@ -165,53 +172,71 @@ final class SnapshotStream: GRPCStreamingCall {
         let store = self.store
         let loop = sender.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
-        // The encoded copy counts against the connection's response budget: a client asking
-        // for many snapshots without reading gets one encoded at a time.
+        // The capture counts against the connection's response budget (by the store's size,
+        // for as long as the stream lasts): a client asking for many snapshots without reading
+        // gets one captured at a time.
         sender.whenWithinBudget {
             let stream = bound.value
             guard !stream.over else { return }
-            // Charged before encoding (by the store's size), so that requests arriving together
-            // do not all start encoding at once; then by the encoded size.
             stream.release = stream.sender.hold(bytes: Int(clamping: store.approximateSizeBytes))
+            stream.encoding = true
             DispatchQueue.global().async {
-                let blob = store.snapshotBytes()
+                let encoder = store.snapshotEncoder()
                 loop.execute {
                     let stream = bound.value
-                    stream.release?()
-                    stream.release = nil
+                    stream.encoding = false
                     guard !stream.over else { return }
-                    stream.release = stream.sender.hold(bytes: blob.count)
-                    stream.blob = blob
+                    stream.encoder = encoder
                     stream.pump()
                 }
             }
         }
     }
 
-    /// Sends chunks while the stream takes them; resumes on `writabilityChanged(true)`.
+    /// While the stream is writable, encodes the next few chunks off the event loop and sends
+    /// them; resumes on `writabilityChanged(true)`.
     private func pump() {
-        guard !over, let blob else { return }
-        while sender.isWritable && offset < blob.count {
-            let end = min(blob.count, offset + Self.chunkBytes)
-            let chunk = Array(blob[offset..<end])
-            offset = end
-            sender.send(SnapshotResponse(header: store.currentHeader(), remainingBytes: UInt64(blob.count - offset),
-                                         blob: chunk).protoBytes())
+        guard !over, !encoding, sender.isWritable, let encoder else { return }
+        encoding = true
+        let loop = sender.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        DispatchQueue.global().async {
+            var chunks: [[UInt8]] = []
+            while chunks.count < Self.chunksPerTrip, let chunk = encoder.nextChunk(maxBytes: Self.chunkBytes) {
+                chunks.append(chunk)
+            }
+            let remaining = encoder.totalBytes - encoder.producedBytes
+            loop.execute {
+                let stream = bound.value
+                stream.encoding = false
+                guard !stream.over else { return }
+                var left = remaining + chunks.reduce(0) { $0 + $1.count }
+                for chunk in chunks {
+                    left -= chunk.count
+                    stream.sender.send(SnapshotResponse(header: stream.store.currentHeader(), remainingBytes: UInt64(left),
+                                                        blob: chunk).protoBytes())
+                }
+                if remaining == 0 {
+                    stream.finish(.ok)
+                } else {
+                    stream.pump()
+                }
+            }
         }
-        if offset >= blob.count {
-            over = true
-            self.blob = nil
-            release?()
-            release = nil
-            sender.finish(.ok)
-        }
+    }
+
+    private func finish(_ status: GRPCStatus) {
+        over = true
+        encoder = nil
+        release?()
+        release = nil
+        sender.finish(status)
     }
 
     func receivedEnd() {
         // A client that half-closes without a request would otherwise wait forever.
         if !requested {
-            over = true
-            sender.finish(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
+            finish(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
         }
     }
 
@@ -221,7 +246,7 @@ final class SnapshotStream: GRPCStreamingCall {
 
     func closed() {
         over = true
-        blob = nil
+        encoder = nil
         release?()
         release = nil
     }

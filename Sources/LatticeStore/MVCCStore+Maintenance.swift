@@ -25,17 +25,108 @@ extension MVCCStore {
     /// The member's keyspace at the current revision, for Maintenance/Snapshot, framed the way
     /// etcd clients check a snapshot stream: the payload ("LATTICE1", u64 length, an encoded
     /// RangeResponse of every key), zero-padded to a multiple of 512 bytes, then the SHA-256 of
-    /// everything before it.
-    public func snapshotBytes() -> [UInt8] {
+    /// everything before it. The keys are captured under the read lock (a consistent point; the
+    /// values are shared with the index, not copied); the bytes are produced on demand, in
+    /// chunks, by the returned encoder.
+    public func snapshotEncoder() -> SnapshotEncoder {
         var all = RangeRequest(key: [0], rangeEnd: [0])
         all.serializable = true
-        let payload = ((try? range(all)) ?? RangeResponse()).protoBytes()
-        var out = Array("LATTICE1".utf8)
-        out.reserveCapacity(16 + payload.count + 512 + 32)
-        for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: UInt64(payload.count) >> (8 * UInt64(i)))) }
-        out += payload
-        out += [UInt8](repeating: 0, count: (512 - out.count % 512) % 512)
-        out += SHA256.hash(out)
+        return SnapshotEncoder((try? range(all)) ?? RangeResponse())
+    }
+
+    /// The whole snapshot stream in one array (tests and small tools; the service streams).
+    public func snapshotBytes() -> [UInt8] {
+        let encoder = snapshotEncoder()
+        var out: [UInt8] = []
+        out.reserveCapacity(encoder.totalBytes)
+        while let chunk = encoder.nextChunk(maxBytes: 1 << 20) { out += chunk }
         return out
+    }
+}
+
+/// Encodes a captured keyspace as a snapshot stream, one chunk at a time, so that streaming a
+/// snapshot holds one chunk of encoded bytes rather than the whole encoding (and never a second
+/// copy of it). Used by one thread at a time.
+public final class SnapshotEncoder: @unchecked Sendable {
+    /// Every byte the stream will hold, known before the first chunk.
+    public let totalBytes: Int
+    private let kvs: [KeyValue]
+    private var prefix: [UInt8]
+    private var suffix: [UInt8]
+    private let payloadBytes: Int
+    private var hasher = SHA256.Hasher()
+    /// Next piece to produce: -1 the framing and the response's leading fields, 0..<kvs.count
+    /// the keys, kvs.count the trailing fields and the padding, kvs.count + 1 the checksum.
+    private var next = -1
+    private var carry: [UInt8] = []
+    private var carryOffset = 0
+    public private(set) var producedBytes = 0
+
+    init(_ response: RangeResponse) {
+        kvs = response.kvs
+        var leading = RangeResponse()
+        leading.header = response.header
+        prefix = leading.protoBytes()
+        var trailing = RangeResponse()
+        trailing.more = response.more
+        trailing.count = response.count
+        suffix = trailing.protoBytes()
+        var payload = prefix.count + suffix.count
+        for kv in kvs {
+            let size = kv.protoSize
+            payload += 1 + varintSize(UInt64(size)) + size
+        }
+        payloadBytes = payload
+        let unpadded = 16 + payload
+        totalBytes = unpadded + (512 - unpadded % 512) % 512 + 32
+    }
+
+    /// The next up to `maxBytes` bytes of the stream, or nil once all were produced.
+    public func nextChunk(maxBytes: Int) -> [UInt8]? {
+        precondition(maxBytes > 0)
+        var out: [UInt8] = []
+        while out.count < maxBytes {
+            if carryOffset < carry.count {
+                let n = min(maxBytes - out.count, carry.count - carryOffset)
+                out += carry[carryOffset..<(carryOffset + n)]
+                carryOffset += n
+                continue
+            }
+            guard let piece = nextPiece() else { break }
+            carry = piece
+            carryOffset = 0
+        }
+        producedBytes += out.count
+        return out.isEmpty ? nil : out
+    }
+
+    private func nextPiece() -> [UInt8]? {
+        defer { next += 1 }
+        var piece: [UInt8]
+        switch next {
+        case -1:
+            piece = Array("LATTICE1".utf8)
+            for i in 0..<8 { piece.append(UInt8(truncatingIfNeeded: UInt64(payloadBytes) >> (8 * UInt64(i)))) }
+            piece += prefix
+            prefix = []
+        case 0..<kvs.count:
+            let kv = kvs[next].protoBytes()
+            piece = [0x12]   // field 2 (kvs), length-delimited
+            var size = UInt64(kv.count)
+            while size >= 0x80 { piece.append(UInt8(truncatingIfNeeded: size) | 0x80); size >>= 7 }
+            piece.append(UInt8(size))
+            piece += kv
+        case kvs.count:
+            piece = suffix
+            suffix = []
+            let unpadded = 16 + payloadBytes
+            piece += [UInt8](repeating: 0, count: (512 - unpadded % 512) % 512)
+        case kvs.count + 1:
+            return hasher.finalize()
+        default:
+            return nil
+        }
+        hasher.update(piece)
+        return piece
     }
 }

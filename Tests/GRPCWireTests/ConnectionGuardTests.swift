@@ -1,6 +1,7 @@
 @testable import GRPCWire
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHPACK
 import Synchronization
 import NIOPosix
 import XCTest
@@ -191,6 +192,60 @@ final class ConnectionGuardTests: XCTestCase {
             try await Task.sleep(nanoseconds: 10_000_000)
         }
         XCTFail("timed out waiting for \(what)")
+    }
+
+    /// Streams that each leave a large message unfinished: once the connection holds more than
+    /// its request budget, the stream that went over ends with RESOURCE_EXHAUSTED (the others
+    /// keep going), and what a reset stream held is given back.
+    func testUnfinishedRequestMessagesAreHeldToTheConnectionsRequestBudget() async throws {
+        let port = try await start { $0.connectionRequestBudgetBytes = 100_000 }
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        let claimed = 40_000
+        func partial(_ stream: UInt32) -> [UInt8] {
+            // HEADERS without END_STREAM, then 30,000 of the 40,000 claimed bytes.
+            let open = connection.request(stream: stream, path: "/test.Echo/Echo")
+            let headers = Array(open[0..<(open.count - 14)])
+            let body = [0] + be32(UInt32(claimed)) + [UInt8](repeating: 9, count: 30_000 - 5)
+            return headers + RawH2Connection.frame(type: 0, flags: 0, stream: stream, payload: Array(body[0..<15_000]))
+                + RawH2Connection.frame(type: 0, flags: 0, stream: stream, payload: Array(body[15_000...]))
+        }
+        // Header blocks decoded in arrival order (HPACK's table depends on it).
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+        var frames: [RawH2Connection.Frame] = []
+        var endings: [UInt32: String] = [:]
+        func status(_ stream: UInt32) -> String? { endings[stream] }
+        func readMore(until done: @escaping ([RawH2Connection.Frame]) -> Bool) {
+            let before = frames
+            let more = connection.read(until: { done(before + $0) }, deadline: .now() + .seconds(10))
+            for frame in more.list where frame.type == 1 {
+                var buffer = ByteBuffer(bytes: frame.payload)
+                let headers = try? decoder.decodeHeaders(from: &buffer)
+                if frame.flags & 1 == 1 { endings[frame.stream] = headers?.first(name: "grpc-status") ?? "?" }
+            }
+            frames += more.list
+        }
+        // The server widens its connection window after the first bytes: wait for that.
+        connection.send(partial(1))
+        readMore { $0.contains { $0.type == 8 && $0.stream == 0 } }
+        connection.send(partial(3) + partial(5))
+        connection.send(connection.request(stream: 7, path: "/test.Echo/Echo"))
+        readMore { $0.contains { $0.stream == 7 && $0.type == 1 && $0.flags & 1 == 1 } }
+        XCTAssertEqual(status(7), "0", "a complete call is served beside 90 KB of unfinished ones")
+        connection.send(partial(9))
+        readMore { $0.contains { $0.stream == 9 && $0.type == 1 && $0.flags & 1 == 1 } }
+        XCTAssertEqual(status(9), "8", "the stream taking the connection over 100 KB: RESOURCE_EXHAUSTED")
+        for stream: UInt32 in [1, 3, 5] {
+            XCTAssertNil(status(stream), "stream \(stream) goes on")
+        }
+        // Resetting stream 1 gives its 30 KB back: a new unfinished message fits and completes.
+        connection.send(RawH2Connection.frame(type: 3, flags: 0, stream: 1, payload: be32(8)) + partial(11))
+        connection.send(RawH2Connection.frame(type: 0, flags: 1, stream: 11, payload: [UInt8](repeating: 9, count: claimed + 5 - 30_000)))
+        readMore { $0.contains { $0.stream == 11 && $0.type == 1 && $0.flags & 1 == 1 } }
+        XCTAssertEqual(status(11), "0")
+        let echoed = frames.filter { $0.stream == 11 && $0.type == 0 }.reduce(0) { $0 + $1.payload.count }
+        XCTAssertEqual(echoed, claimed + 5, "the whole message echoed")
     }
 
     func testTheServerAdvertisesItsStreamLimit() async throws {

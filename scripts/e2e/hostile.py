@@ -281,6 +281,35 @@ def oversized_message(port: int, stop: threading.Event) -> None:
         c.close()
 
 
+@safe
+def unfinished_messages(port: int, stop: threading.Event) -> None:
+    """Streams that each send 1 MiB of a 1.5 MiB Put and never finish it, on 4 connections."""
+    clients = [RawClient(port) for _ in range(4)]
+    body = b"\x00" + struct.pack(">I", 1_500_000) + b"\x0a" * ((1 << 20) - 5)
+    sent = 0
+    while not stop.is_set() and sent < 4_000:
+        for c in clients:
+            try:
+                sid = c.headers("/etcdserverpb.KV/Put")
+                data = body
+                deadline = time.time() + 2
+                while data and time.time() < deadline and not stop.is_set():
+                    room = min(c.conn.local_flow_control_window(sid), c.conn.max_outbound_frame_size)
+                    if room <= 0:
+                        c.flush()
+                        c.drain(0.02)
+                        continue
+                    chunk, data = data[:room], data[room:]
+                    c.conn.send_data(sid, chunk)
+                c.flush()
+            except (h2.exceptions.StreamClosedError, h2.exceptions.FlowControlError, h2.exceptions.ProtocolError):
+                pass
+            sent += 1
+    stop.wait()
+    for c in clients:
+        c.close()
+
+
 ATTACKS = [
     ("ping flood", ping_flood),
     ("stream flood (50k open streams, no messages)", stream_flood),
@@ -293,6 +322,7 @@ ATTACKS = [
     ("50k watchers on one stream", many_watchers),
     ("gzip bomb (512 MiB of zeros)", gzip_bomb),
     ("oversized message (1 GiB claimed)", oversized_message),
+    ("unfinished 1.5 MB messages on thousands of streams", unfinished_messages),
 ]
 
 
