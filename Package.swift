@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(name: "ProtoWire"),
@@ -25,6 +26,7 @@ let package = Package(
             .product(name: "NIOHPACK", package: "swift-nio-http2"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "EtcdAPI", dependencies: ["ProtoWire"]),
         .target(name: "LatticeCore", dependencies: ["ProtoWire"]),
@@ -38,6 +40,7 @@ let package = Package(
         ]),
         .target(name: "LatticeServer", dependencies: [
             "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "LatticeReplication", "LatticeStorage",
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -51,6 +51,12 @@ final class ConnectionGuardHandler: ChannelInboundHandler {
         self.closeGrace = closeGrace
     }
 
+    /// Added to a connection that is already active (after protocol detection): channelActive
+    /// will not come, so the keepalive starts now.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { scheduleKeepalive(context: context) }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         scheduleKeepalive(context: context)
         context.fireChannelActive()

@@ -8,6 +8,9 @@ import NIOPosix
 public struct GRPCRoutes: Sendable {
     public private(set) var handlers: [String: GRPCMethodHandler] = [:]
     public private(set) var services: Set<String> = []
+    /// Told of every call to a registered method (start, final status) and of the message
+    /// bytes that cross the connection; nil: nothing is counted.
+    public var observer: (any GRPCCallObserver)?
 
     public init() {}
 
@@ -21,6 +24,19 @@ public struct GRPCRoutes: Sendable {
     public mutating func declare(service: String) {
         services.insert(service)
     }
+}
+
+/// Receives a server's call events, for metrics. Called on event loops: implementations only
+/// count (atomics), never block.
+public protocol GRPCCallObserver: Sendable {
+    /// A call to a registered method began (`path` is `/service/method`).
+    func started(path: String)
+    /// That call ended with `code` (a call the client reset or abandoned: `.cancelled`).
+    func handled(path: String, code: GRPCStatus.Code)
+    /// Request bytes received (gRPC frames, as they arrive).
+    func received(bytes: Int)
+    /// Response bytes sent (gRPC frames).
+    func sent(bytes: Int)
 }
 
 /// HTTP/2 and gRPC limits of a server (or client) connection.
@@ -58,6 +74,8 @@ public struct GRPCConnectionLimits: Sendable {
     }
     /// Largest response message (grpc-go's default, 2³¹−1); larger ones: RESOURCE_EXHAUSTED.
     public var maxSendMessageBytes = Int(Int32.max)
+    /// An HTTP/1.1 connection (health, metrics) with no request for this long is closed.
+    public var httpIdleTimeout: TimeAmount = .minutes(2)
 
     public init() {}
 
@@ -106,12 +124,15 @@ public final class GRPCServer: Sendable {
     }
 
     /// Binds every address and starts serving. Fails (and binds nothing) if any address cannot
-    /// be bound.
+    /// be bound. With `http`, HTTP/1.1 requests on the same ports are answered by it (only
+    /// them, with `httpOnly`).
     public static func start(
         addresses: [(host: String, port: Int)],
         routes: GRPCRoutes,
         limits: GRPCConnectionLimits = .init(),
         group: any EventLoopGroup,
+        http: HTTPEndpoints? = nil,
+        httpOnly: Bool = false,
         onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
     ) async throws -> GRPCServer {
         let registry = ConnectionRegistry()
@@ -126,7 +147,13 @@ public final class GRPCServer: Sendable {
                 onConnection?(channel.localAddress, channel.remoteAddress)
                 channel.closeFuture.whenComplete { _ in registry.remove(channel) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try configureConnection(channel, routes: routes, limits: limits)
+                    guard let http else { return try configureConnection(channel, routes: routes, limits: limits) }
+                    let idle = limits.httpIdleTimeout
+                    if httpOnly { return try configureHTTP1(channel, endpoints: http, idleTimeout: idle) }
+                    // HTTP/1.1 and gRPC on one port, told apart by the first bytes.
+                    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
+                        http1: { try configureHTTP1($0, endpoints: http, idleTimeout: idle) },
+                        http2: { try configureConnection($0, routes: routes, limits: limits) }))
                 }
             }
         var bound: [any Channel] = []

@@ -176,14 +176,27 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         }
         self.callContext = callContext
         self.method = method
+        if let observer = routes.observer {
+            observedPath = path
+            observer.started(path: path)
+        }
         if endStream { receivedEndOfInput() }
     }
 
     private var callContext: GRPCCallContext?
+    /// The path of a call the routes' observer was told of, until it hears how the call ended.
+    private var observedPath: String?
+
+    private func reportHandled(_ code: GRPCStatus.Code) {
+        guard let path = observedPath else { return }
+        observedPath = nil
+        routes.observer?.handled(path: path, code: code)
+    }
     private var method: GRPCMethodHandler?
 
     private func receivedData(_ bytes: ByteBuffer, endStream: Bool) {
         guard deframer != nil else { return }
+        routes.observer?.received(bytes: bytes.readableBytes)
         switch state {
         case .unary, .streaming: break
         default: return
@@ -272,6 +285,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// Writes a DATA frame, charged to the connection's budget until it leaves for the socket.
     private func writeData(_ buffer: ByteBuffer) {
         flushCoalescer?.wroteSinceLastPing = true
+        routes.observer?.sent(bytes: buffer.readableBytes)
         let promise = budget?.charge(buffer.readableBytes, on: context.eventLoop)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
     }
@@ -297,6 +311,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// The stream ended without our trailers (reset, connection closed).
     private func terminate() {
         if case .done = state {} else { cancellation.cancel() }
+        reportHandled(.cancelled)
         releaseInbound()
         deadlineTask?.cancel()
         deadlineTask = nil
@@ -391,6 +406,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
 
     private func sendTrailers(_ status: GRPCStatus) {
         defer { resetIfClientStillSending() }
+        reportHandled(status.code)
         if status.code == .ok && status.message.isEmpty {
             flushCoalescer?.wroteSinceLastPing = true
             context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: Self.okTrailers, endStream: true))), promise: nil)
@@ -407,6 +423,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
 
     private func sendTrailersOnly(_ status: GRPCStatus) {
         defer { resetIfClientStillSending() }
+        reportHandled(status.code)
         responseHeadersSent = true
         var headers = Self.responseHeaders
         headers.add(name: "grpc-status", value: String(status.code.rawValue))

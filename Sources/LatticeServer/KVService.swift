@@ -6,7 +6,7 @@ import ProtoWire
 
 /// `etcdserverpb.KV`: a thin translator from gRPC to the store (decode → store → encode).
 enum KVService {
-    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits) {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits, metrics: LatticeMetrics? = nil) {
         let service = "etcdserverpb.KV"
         // One key is a lookup, served on the connection's event loop; a range costs in
         // proportion to the keys it covers, so it runs on the read pool.
@@ -19,17 +19,26 @@ enum KVService {
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
             do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
-            store.put(r, cancelled: { call.cancellation.isCancelled }, completion: done)
+            store.put(r, cancelled: { call.cancellation.isCancelled }) { result in
+                if case .success = result { metrics?.puts.increment() }
+                done(result)
+            }
         })
         routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) {
             (r: DeleteRangeRequest, call, done) in
-            store.deleteRange(r, cancelled: { call.cancellation.isCancelled }, completion: done)
+            store.deleteRange(r, cancelled: { call.cancellation.isCancelled }) { result in
+                if case .success = result { metrics?.deletes.increment() }
+                done(result)
+            }
         })
         routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, call, done) in
             if r.hasPuts {
                 do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
             }
-            store.txn(r, cancelled: { call.cancellation.isCancelled }, completion: done)
+            store.txn(r, cancelled: { call.cancellation.isCancelled }) { result in
+                if case .success(let response) = result, let metrics { metrics.count(r, succeeded: response.succeeded) }
+                done(result)
+            }
         })
         routes.add(service: service, method: "Compact", asyncUnary(limits: limits, CompactionResponse.self) { (r: CompactionRequest, done) in
             store.compact(r, completion: done)
@@ -68,6 +77,31 @@ struct RequestLimits: Sendable {
             alarms.activate(.noSpace)
             throw .noSpace
         }
+    }
+}
+
+extension LatticeMetrics {
+    /// Counts the operations of the branch a Txn ran, as etcd counts them: each range, put and
+    /// delete, and the Txn itself when it ran more than one operation.
+    func count(_ txn: TxnRequest, succeeded: Bool) {
+        var n = (ranges: 0, puts: 0, deletes: 0)
+        func walk(_ ops: [RequestOp]) {
+            for op in ops {
+                switch op.request {
+                case .range?: n.ranges += 1
+                case .put?: n.puts += 1
+                case .deleteRange?: n.deletes += 1
+                // A nested Txn's branch is not known here: count its operations of both.
+                case .txn(let nested)?: walk(nested.success + nested.failure)
+                case nil: break
+                }
+            }
+        }
+        walk(succeeded ? txn.success : txn.failure)
+        ranges.increment(by: Int64(n.ranges))
+        puts.increment(by: Int64(n.puts))
+        deletes.increment(by: Int64(n.deletes))
+        if n.ranges + n.puts + n.deletes > 1 { txns.increment() }
     }
 }
 

@@ -50,6 +50,9 @@ public struct ServerConfiguration: Sendable {
     /// how long a client has to answer before it is disconnected.
     public var grpcKeepaliveInterval: TimeAmount = .hours(2)
     public var grpcKeepaliveTimeout: TimeAmount = .seconds(20)
+    /// `--listen-metrics-urls`: extra HTTP listeners for `/metrics` and `/health` only (the
+    /// client URLs serve them too).
+    public var listenMetricsURLs: [ServerURL] = []
 
     public init() {}
 
@@ -75,8 +78,17 @@ public final class LatticeServer: Sendable {
     public let replication: ReplicationNode
     private let peerServer: GRPCServer?
 
+    private let metricsServer: GRPCServer?
+    public let metrics: LatticeMetrics
+
+    /// The bound metrics addresses (empty without `listenMetricsURLs`).
+    public var metricsAddresses: [SocketAddress] { metricsServer?.localAddresses ?? [] }
+
     private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer, alarms: Alarms, leaseExpiry: RepeatedTask,
-                 autoCompaction: RepeatedTask?, replication: ReplicationNode, peerServer: GRPCServer?) {
+                 autoCompaction: RepeatedTask?, replication: ReplicationNode, peerServer: GRPCServer?,
+                 metricsServer: GRPCServer?, metrics: LatticeMetrics) {
+        self.metricsServer = metricsServer
+        self.metrics = metrics
         self.replication = replication
         self.peerServer = peerServer
         self.autoCompaction = autoCompaction
@@ -147,6 +159,8 @@ public final class LatticeServer: Sendable {
         storeConfiguration.unsafeNoFsync = configuration.unsafeNoFsync
         storeConfiguration.snapshotCount = configuration.snapshotCount
         storeConfiguration.answerBatch = { GRPCResponder.batching($0) }
+        let metrics = LatticeMetrics()
+        storeConfiguration.storageObserver = metrics.storageObserver
         let alarms = Alarms(dataDirectory: configuration.inMemory ? nil : configuration.dataDir)
         storeConfiguration.snapshotFailed = { error in
             // The WAL still holds every entry; the snapshot is retried with backoff. A full disk
@@ -195,7 +209,8 @@ public final class LatticeServer: Sendable {
         watchSettings.fragmentBytes = configuration.maxRequestBytes
 
         var routes = GRPCRoutes()
-        KVService.register(on: &routes, store: store, limits: limits)
+        routes.observer = metrics
+        KVService.register(on: &routes, store: store, limits: limits, metrics: metrics)
         WatchService.register(on: &routes, store: store, settings: watchSettings)
         LeaseService.register(on: &routes, store: store, limits: limits)
         MaintenanceService.register(on: &routes, store: store, alarms: alarms)
@@ -242,12 +257,29 @@ public final class LatticeServer: Sendable {
             }
         }
         let grpc: GRPCServer
+        var metricsServer: GRPCServer?
+        let health = HealthCheck(alarms: alarms, store: store)
+        let sources = LatticeMetrics.Sources(store: store, replication: replication, memberID: memberID,
+                                             quotaBytes: configuration.quotaBackendBytes)
         do {
             grpc = try await GRPCServer.start(
             addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
-            routes: routes, limits: connectionLimits, group: group
+            routes: routes, limits: connectionLimits, group: group,
+            http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false)
             ) { local, remote in
                 logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+            }
+            if !configuration.listenMetricsURLs.isEmpty {
+                do {
+                    metricsServer = try await GRPCServer.start(
+                        addresses: configuration.listenMetricsURLs.map { ($0.host, $0.port) }, routes: GRPCRoutes(),
+                        group: group, http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: true),
+                        httpOnly: true)
+                } catch {
+                    await grpc.shutdown()
+                    throw error
+                }
+                logger.info("serving metrics", metadata: ["addresses": "\(metricsServer!.localAddresses.map { "\($0)" })"])
             }
         } catch {
             await replication.shutdown()
@@ -271,7 +303,8 @@ public final class LatticeServer: Sendable {
             group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in compactor.tick() }
         }
         return LatticeServer(configuration: configuration, store: store, grpc: grpc, alarms: alarms, leaseExpiry: leaseExpiry,
-                             autoCompaction: autoCompaction, replication: replication, peerServer: peerServer)
+                             autoCompaction: autoCompaction, replication: replication, peerServer: peerServer,
+                             metricsServer: metricsServer, metrics: metrics)
     }
 
     /// Adds the members the replicated table lacks (unless removed) and publishes this member's
@@ -347,6 +380,7 @@ public final class LatticeServer: Sendable {
         await replication.shutdown()
         await peerServer?.shutdown(grace: .seconds(1))
         await grpc.shutdown()
+        await metricsServer?.shutdown(grace: .seconds(1))
         store.close()
     }
 }

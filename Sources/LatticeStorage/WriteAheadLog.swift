@@ -42,6 +42,8 @@ public final class WriteAheadLog {
     /// `.write` first writes half of the batch, like a short write before ENOSPC; a failed
     /// `.sync` comes after the write reached the page cache, like a failed writeback.
     public var injectFault: (@Sendable (FaultPoint) -> Int32?)?
+    /// Told how long each batch's fdatasync took and how many bytes the batch wrote (metrics).
+    public var observeSync: (@Sendable (_ fsync: Duration, _ bytes: Int) -> Void)?
 
     /// `snapshot` is used by the store's snapshot writer.
     public enum FaultPoint: Sendable { case write, sync, createSegment, truncate, snapshot }
@@ -129,7 +131,11 @@ public final class WriteAheadLog {
             try target.write(batch, at: writeOffset)
             if fsyncEnabled {
                 if let code = injectFault?(.sync) { throw .system("fdatasync", path: target.path, errno: code) }
+                let started = ContinuousClock.now
                 try target.syncData()
+                observeSync?(ContinuousClock.now - started, batchBytes)
+            } else {
+                observeSync?(.zero, batchBytes)
             }
         } catch {
             failure = forgetFailedBatch(in: target, error)

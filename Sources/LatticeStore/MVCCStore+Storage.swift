@@ -30,10 +30,13 @@ final class StorageOwner: @unchecked Sendable {
     /// Entered while a snapshot is being written.
     private let snapshotWriting = DispatchGroup()
 
-    func attach(_ r: Recovery.Opened, walFault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?) {
+    func attach(_ r: Recovery.Opened, walFault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?,
+                observer: StorageObserver?) {
         directory = r.directory
         wal = r.wal
         wal?.injectFault = walFault
+        wal?.observeSync = observer?.walSynced
+        self.observer = observer
         notes = r.notes
         lastSnapshotIndex = r.snapshotIndex
         entriesSinceSnapshot = r.replayed
@@ -58,6 +61,7 @@ final class StorageOwner: @unchecked Sendable {
 
     /// Test seam for snapshot writes (`FaultPoint.snapshot`).
     var fault: (@Sendable (WriteAheadLog.FaultPoint) -> Int32?)?
+    private var observer: StorageObserver?
 
     /// Writer thread: claims the next snapshot, covering the WAL up to its last index, unless
     /// one is still being written. Returns that index and the snapshot directory.
@@ -85,7 +89,9 @@ final class StorageOwner: @unchecked Sendable {
             if let code = fault?(.snapshot) {
                 throw .system("write snapshot in", path: directory, errno: code)
             }
+            let started = ContinuousClock.now
             try SnapshotFile.save(directory: directory, index: index, bytes: bytes)
+            observer?.snapshotSaved?(ContinuousClock.now - started)
             saved = true
             try SnapshotFile.prune(directory: directory, keep: 2)
         } catch {

@@ -72,6 +72,8 @@ public final class MVCCStore: Sendable {
         /// Called (on the snapshot thread) when a background snapshot could not be written; it
         /// is retried with backoff (1 s doubling to 60 s).
         public var snapshotFailed: (@Sendable (StorageError) -> Void)?
+        /// Told of WAL syncs and snapshot saves and how long they took (metrics).
+        public var storageObserver: StorageObserver?
 
         public init(memberID: UInt64, clusterID: UInt64) {
             self.memberID = memberID
@@ -142,7 +144,7 @@ public final class MVCCStore: Sendable {
         self.storage = StorageOwner()
         if let dir = configuration.dataDirectory {
             let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
-            storage.attach(recovered, walFault: configuration.walFault)
+            storage.attach(recovered, walFault: configuration.walFault, observer: configuration.storageObserver)
             storage.fault = configuration.walFault
         }
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
@@ -568,5 +570,21 @@ enum WriterThread {
         }, box)
         precondition(rc == 0, "cannot start the store's writer thread (errno \(rc))")
         pthread_detach(thread)
+    }
+}
+
+
+/// Timings of the store's storage, for metrics. Called on the writer thread (WAL) and the
+/// snapshot thread: implementations only record.
+public struct StorageObserver: Sendable {
+    /// Each WAL batch: its fdatasync's duration (zero with `--unsafe-no-fsync`) and its bytes.
+    public var walSynced: (@Sendable (_ fsync: Duration, _ bytes: Int) -> Void)?
+    /// Each snapshot file written (temporary file, fsync, rename, directory fsync).
+    public var snapshotSaved: (@Sendable (Duration) -> Void)?
+
+    public init(walSynced: (@Sendable (_ fsync: Duration, _ bytes: Int) -> Void)? = nil,
+                snapshotSaved: (@Sendable (Duration) -> Void)? = nil) {
+        self.walSynced = walSynced
+        self.snapshotSaved = snapshotSaved
     }
 }

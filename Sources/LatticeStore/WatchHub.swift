@@ -22,6 +22,8 @@ public final class WatchHub: Sendable {
         /// Every watched range, by subscriber: a published revision is matched per event key in
         /// O(log n + matches), not against every watcher.
         var index = RangeIndex<ObjectIdentifier>()
+        /// Watched ranges registered (one per watcher).
+        var ranges = 0
     }
 
     private struct Subscription {
@@ -42,6 +44,7 @@ public final class WatchHub: Sendable {
             let id = ObjectIdentifier(subscriber)
             s.subscribers[id, default: Subscription(subscriber: subscriber)].ranges[range, default: 0] += 1
             s.index.insert(range, id)
+            s.ranges += 1
             return s.lastPublished
         }
     }
@@ -52,6 +55,7 @@ public final class WatchHub: Sendable {
             let id = ObjectIdentifier(subscriber)
             guard let n = s.subscribers[id]?.ranges[range] else { return }
             s.index.remove(range, id)
+            s.ranges -= 1
             if n > 1 {
                 s.subscribers[id]!.ranges[range] = n - 1
             } else {
@@ -68,6 +72,7 @@ public final class WatchHub: Sendable {
             guard let subscription = s.subscribers.removeValue(forKey: id) else { return }
             for (range, n) in subscription.ranges {
                 for _ in 0..<n { s.index.remove(range, id) }
+                s.ranges -= n
             }
         }
     }
@@ -79,6 +84,8 @@ public final class WatchHub: Sendable {
     }
 
     public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+    /// Watched ranges registered, one per watcher (etcd's watcher count).
+    public var watchedRangeCount: Int { state.withLock { $0.ranges } }
 
     func publish(_ batch: RevisionEvents) {
         state.withLock { s in

@@ -25,6 +25,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "List of URLs to listen on for client traffic (comma-separated).")
     var listenClientUrls = "http://127.0.0.1:2379"
 
+    @Option(help: "List of URLs to listen on for the /metrics and /health endpoints (comma-separated).")
+    var listenMetricsUrls: String?
+
     @Option(help: "List of this member's client URLs to advertise to the public (comma-separated).")
     var advertiseClientUrls = "http://localhost:2379"
 
@@ -123,6 +126,12 @@ struct Serve: AsyncParsableCommand {
         }
         for url in c.listenClientURLs where url.scheme != "http" {
             throw ValidationError("\(url): only http:// client URLs are supported in this release")
+        }
+        if let listenMetricsUrls, !listenMetricsUrls.isEmpty {
+            do { c.listenMetricsURLs = try Self.urls(listenMetricsUrls) } catch { throw ValidationError(error.description) }
+            for url in c.listenMetricsURLs where url.scheme != "http" {
+                throw ValidationError("\(url): only http:// metrics URLs are supported in this release")
+            }
         }
         c.initialAdvertisePeerURLs = initialAdvertisePeerUrls.split(separator: ",").map { String($0.filter { $0 != " " }) }
         c.initialClusterToken = initialClusterToken

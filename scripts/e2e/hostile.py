@@ -310,6 +310,55 @@ def unfinished_messages(port: int, stop: threading.Event) -> None:
         c.close()
 
 
+def http_pipeline_unread(port: int, stop: threading.Event) -> None:
+    """HTTP/1.1 on the client port: 50 connections each pipelining GET /metrics requests as fast as
+    the socket takes them, never reading a reply."""
+    socks = []
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 64
+    for _ in range(50):
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setblocking(False)
+            socks.append(s)
+        except OSError:
+            break
+    while not stop.is_set():
+        progressed = False
+        for s in socks:
+            try:
+                s.send(request)
+                progressed = True
+            except (BlockingIOError, OSError):
+                pass
+        if not progressed:
+            stop.wait(0.05)
+    for s in socks:
+        s.close()
+
+
+def http_header_bloat(port: int, stop: threading.Event) -> None:
+    """HTTP/1.1 requests whose headers never end (a slow-loris), on 500 connections."""
+    socks = []
+    for _ in range(500):
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setblocking(False)
+            s.send(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        except OSError:
+            break
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    while not stop.is_set():
+        for s in socks:
+            try:
+                s.send(line)
+            except (BlockingIOError, OSError):
+                pass
+        stop.wait(0.01)
+    for s in socks:
+        s.close()
+
+
 ATTACKS = [
     ("ping flood", ping_flood),
     ("stream flood (50k open streams, no messages)", stream_flood),
@@ -323,6 +372,8 @@ ATTACKS = [
     ("gzip bomb (512 MiB of zeros)", gzip_bomb),
     ("oversized message (1 GiB claimed)", oversized_message),
     ("unfinished 1.5 MB messages on thousands of streams", unfinished_messages),
+    ("HTTP/1.1 GET /metrics pipelined × 50 connections, never read", http_pipeline_unread),
+    ("HTTP/1.1 headers that never end × 500 connections", http_header_bloat),
 ]
 
 
