@@ -107,15 +107,24 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Serves HTTP/1.1 requests with `HTTPEndpoints`: one at a time per connection (the pipelining
-/// helper queues the rest), bodies discarded as they arrive, keep-alive as the client asks.
-/// A connection idle for `idleTimeout` is closed.
-final class HTTPEndpointHandler: ChannelInboundHandler {
+/// Serves HTTP/1.1 requests with `HTTPEndpoints`, one at a time per connection: the next
+/// request is served only once the previous reply has been written to the socket, and the
+/// connection is not read while requests wait, so a client that pipelines requests without
+/// reading the replies holds at most one reply and one read's worth of requests. Bodies are
+/// discarded as they arrive; keep-alive as the client asks. A connection idle for
+/// `idleTimeout` is closed.
+final class HTTPEndpointHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let endpoints: HTTPEndpoints
     private var head: HTTPRequestHead?
+    /// Requests received whole, not yet answered (at most what one read held).
+    private var waiting: [HTTPRequestHead] = []
+    private var serving = false
+    private var readHeld = false
+    private var closing = false
 
     init(endpoints: @escaping HTTPEndpoints) {
         self.endpoints = endpoints
@@ -130,16 +139,39 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         case .end:
             guard let h = head else { return }
             head = nil
-            let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri)
-            let endpoints = self.endpoints
-            let loop = context.eventLoop
-            let bound = NIOLoopBound((self, context), eventLoop: loop)
-            DispatchQueue.global().async {
-                let reply = endpoints(request)
-                loop.execute {
-                    let (handler, context) = bound.value
-                    handler.respond(reply, to: h, context: context)
-                }
+            waiting.append(h)
+            serveNext(context: context)
+        }
+    }
+
+    /// Holds the socket's reads while requests are being served or wait.
+    func read(context: ChannelHandlerContext) {
+        if serving || !waiting.isEmpty {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func serveNext(context: ChannelHandlerContext) {
+        guard !serving, !closing, !waiting.isEmpty else {
+            if !serving, waiting.isEmpty, readHeld, !closing {
+                readHeld = false
+                context.read()
+            }
+            return
+        }
+        serving = true
+        let h = waiting.removeFirst()
+        let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri)
+        let endpoints = self.endpoints
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        DispatchQueue.global().async {
+            let reply = endpoints(request)
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.respond(reply, to: h, context: context)
             }
         }
     }
@@ -149,7 +181,11 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         var headers = HTTPHeaders(reply.headers)
         headers.add(name: "Content-Length", value: String(reply.body.count))
         let keepAlive = request.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+            closing = true
+            waiting = []
+        }
         let head = HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: reply.status),
                                     headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -158,11 +194,18 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
             body.writeBytes(reply.body)
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        let done = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
-        if !keepAlive {
-            let channel = context.channel
-            done.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { result in
+            let (handler, context) = bound.value
+            handler.serving = false
+            if case .failure = result { handler.closing = true }
+            if handler.closing {
+                context.close(promise: nil)
+            } else {
+                handler.serveNext(context: context)
+            }
         }
     }
 
@@ -184,7 +227,7 @@ extension GRPCServer {
     static func configureHTTP1(_ channel: any Channel, endpoints: @escaping HTTPEndpoints, idleTimeout: TimeAmount) throws {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IdleStateHandler(allTimeout: idleTimeout))
-        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
         try sync.addHandler(HTTPEndpointHandler(endpoints: endpoints))
     }
 }

@@ -206,12 +206,13 @@ final class SnapshotStream: GRPCStreamingCall {
                 chunks.append(chunk)
             }
             let remaining = encoder.totalBytes - encoder.producedBytes
+            let produced = chunks
             loop.execute {
                 let stream = bound.value
                 stream.encoding = false
                 guard !stream.over else { return }
-                var left = remaining + chunks.reduce(0) { $0 + $1.count }
-                for chunk in chunks {
+                var left = remaining + produced.reduce(0) { $0 + $1.count }
+                for chunk in produced {
                     left -= chunk.count
                     stream.sender.send(SnapshotResponse(header: stream.store.currentHeader(), remainingBytes: UInt64(left),
                                                         blob: chunk).protoBytes())

@@ -60,6 +60,10 @@ public final class LatticeMetrics: Sendable {
     let walWriteBytes: Gauge
     private let walBytesTotal = Atomic<Int>(0)
     let snapshotSave: ValueHistogram
+    /// Scrapes answered (Prometheus' Go handler's own counter, which etcd exposes).
+    let scrapes: Counter
+    /// The same count, readable (tests).
+    let scrapesServed = Atomic<Int>(0)
     let healthSuccess: Counter
     let healthFailures: Counter
     /// Totals read at scrape time already added to their counters, by metric name.
@@ -72,7 +76,7 @@ public final class LatticeMetrics: Sendable {
             defer { seen[key] = max(seen[key] ?? 0, total) }
             return total - (seen[key] ?? 0)
         }
-        let c = registry.makeCounter(name: name, labels: labels, help: help)
+        let c = registry.makeCounter(descriptor: .named(name, help), labels: labels)
         if added > 0 { c.increment(by: added) }
     }
 
@@ -81,35 +85,32 @@ public final class LatticeMetrics: Sendable {
         var calls: [String: MethodCounters] = [:]
         for m in Self.methods {
             let labels = [("grpc_method", m.method), ("grpc_service", m.service), ("grpc_type", m.type)]
-            let started = registry.makeCounter(name: "grpc_server_started_total", labels: labels,
-                                               help: "Total number of RPCs started on the server.")
+            let started = registry.makeCounter(descriptor: .named("grpc_server_started_total", "Total number of RPCs started on the server."), labels: labels)
             let handled = Self.codeNames.map { code in
-                registry.makeCounter(name: "grpc_server_handled_total", labels: [("grpc_code", code)] + labels,
-                                     help: "Total number of RPCs completed on the server, regardless of success or failure.")
+                registry.makeCounter(descriptor: .named("grpc_server_handled_total", "Total number of RPCs completed on the server, regardless of success or failure."), labels: [("grpc_code", code)] + labels)
             }
             calls["/\(m.service)/\(m.method)"] = MethodCounters(started: started, handled: handled)
         }
         self.calls = calls
-        receivedBytes = registry.makeCounter(name: "etcd_network_client_grpc_received_bytes_total",
-                                             help: "The total number of bytes received from grpc clients.")
-        sentBytes = registry.makeCounter(name: "etcd_network_client_grpc_sent_bytes_total",
-                                         help: "The total number of bytes sent to grpc clients.")
-        puts = registry.makeCounter(name: "etcd_mvcc_put_total", help: "Total number of puts seen by this member.")
-        deletes = registry.makeCounter(name: "etcd_mvcc_delete_total", help: "Total number of deletes seen by this member.")
-        ranges = registry.makeCounter(name: "etcd_mvcc_range_total", help: "Total number of ranges seen by this member.")
-        txns = registry.makeCounter(name: "etcd_mvcc_txn_total", help: "Total number of txns seen by this member.")
+        receivedBytes = registry.makeCounter(descriptor: .named("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients."))
+        sentBytes = registry.makeCounter(descriptor: .named("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."))
+        puts = registry.makeCounter(descriptor: .named("etcd_mvcc_put_total", "Total number of puts seen by this member."))
+        deletes = registry.makeCounter(descriptor: .named("etcd_mvcc_delete_total", "Total number of deletes seen by this member."))
+        ranges = registry.makeCounter(descriptor: .named("etcd_mvcc_range_total", "Total number of ranges seen by this member."))
+        txns = registry.makeCounter(descriptor: .named("etcd_mvcc_txn_total", "Total number of txns seen by this member."))
         // etcd's buckets: 1 ms doubling to 8.192 s.
         let buckets = (0..<14).map { 0.001 * Double(1 << $0) }
-        walFsync = registry.makeValueHistogram(name: "etcd_disk_wal_fsync_duration_seconds", buckets: buckets,
-                                               help: "The latency distributions of fsync called by WAL.")
-        walWriteBytes = registry.makeGauge(name: "etcd_disk_wal_write_bytes_total",
-                                           help: "Total number of bytes written in WAL.")
-        snapshotSave = registry.makeValueHistogram(name: "etcd_disk_backend_commit_duration_seconds", buckets: buckets,
-                                                   help: "The latency distributions of commit called by backend.")
-        healthSuccess = registry.makeCounter(name: "etcd_server_health_success",
-                                             help: "The total number of successful health checks")
-        healthFailures = registry.makeCounter(name: "etcd_server_health_failures",
-                                              help: "The total number of failed health checks")
+        walFsync = registry.makeValueHistogram(descriptor: .named("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL."), buckets: buckets)
+        walWriteBytes = registry.makeGauge(descriptor: .named("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL."))
+        snapshotSave = registry.makeValueHistogram(descriptor: .named("etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend."), buckets: buckets)
+        for code in ["500", "503"] {
+            _ = registry.makeCounter(descriptor: .named("promhttp_metric_handler_requests_total",
+                                                        "Total number of scrapes by HTTP status code."), labels: [("code", code)])
+        }
+        scrapes = registry.makeCounter(descriptor: .named("promhttp_metric_handler_requests_total",
+                                                          "Total number of scrapes by HTTP status code."), labels: [("code", "200")])
+        healthSuccess = registry.makeCounter(descriptor: .named("etcd_server_health_success", "The total number of successful health checks"))
+        healthFailures = registry.makeCounter(descriptor: .named("etcd_server_health_failures", "The total number of failed health checks"))
     }
 
     /// What the store reports to the WAL and snapshot histograms.
@@ -138,7 +139,7 @@ public final class LatticeMetrics: Sendable {
     func render(_ server: Sources) -> [UInt8] {
         let store = server.store
         func gauge(_ name: String, _ help: String, _ value: Double, labels: [(String, String)] = []) {
-            registry.makeGauge(name: name, labels: labels, help: help).set(value)
+            registry.makeGauge(descriptor: .named(name, help), labels: labels).set(value)
         }
         gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", 1)
         gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", 1)
@@ -161,16 +162,18 @@ public final class LatticeMetrics: Sendable {
         gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", Double(store.hub.subscriberCount))
         renderReplication(server)
         renderProcess()
+        defer {
+            scrapes.increment()
+            scrapesServed.add(1, ordering: .relaxed)
+        }
         return registry.emitToBuffer()
     }
 
     private func renderReplication(_ server: Sources) {
         let status = server.replication.status(stateHash: false)
-        registry.makeGauge(name: "lattice_replication_pending_changes",
-                           help: "Changes received from peers and held until the changes they depend on arrive.")
+        registry.makeGauge(descriptor: .named("lattice_replication_pending_changes", "Changes received from peers and held until the changes they depend on arrive."))
             .set(Double(status.pendingChanges))
-        registry.makeGauge(name: "lattice_replication_log_entries",
-                           help: "Changes kept for peers that have not acknowledged them yet.")
+        registry.makeGauge(descriptor: .named("lattice_replication_log_entries", "Changes kept for peers that have not acknowledged them yet."))
             .set(Double(status.logEntries))
         counter("lattice_replication_merges_total", "Concurrent writes to one key resolved by a field-level merge.",
                 total: Double(status.merges))
@@ -180,14 +183,11 @@ public final class LatticeMetrics: Sendable {
                 "Values inside merges changed differently by several writers (the winner's kept).", total: Double(status.mergeConflicts))
         for peer in status.peers {
             let labels = [("peer", peer.name.isEmpty ? String(peer.memberID, radix: 16) : peer.name)]
-            registry.makeGauge(name: "lattice_peer_connected", labels: labels,
-                               help: "Whether a replication link to the peer is up. 1 if it is, 0 otherwise.")
+            registry.makeGauge(descriptor: .named("lattice_peer_connected", "Whether a replication link to the peer is up. 1 if it is, 0 otherwise."), labels: labels)
                 .set(Double(peer.connected ? 1 : 0))
-            registry.makeGauge(name: "lattice_peer_lag_changes", labels: labels,
-                               help: "Changes this member holds that the peer has not acknowledged.")
+            registry.makeGauge(descriptor: .named("lattice_peer_lag_changes", "Changes this member holds that the peer has not acknowledged."), labels: labels)
                 .set(Double(peer.lagChanges))
-            registry.makeGauge(name: "lattice_peer_lag_seconds", labels: labels,
-                               help: "Seconds since the peer last had every change this member holds (0: caught up).")
+            registry.makeGauge(descriptor: .named("lattice_peer_lag_seconds", "Seconds since the peer last had every change this member holds (0: caught up)."), labels: labels)
                 .set(peer.lagSeconds)
         }
     }
@@ -204,24 +204,24 @@ public final class LatticeMetrics: Sendable {
         let page = Double(sysconf(Int32(_SC_PAGESIZE)))
         counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
                 total: (field(14) + field(15)) / ticks)
-        registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory size in bytes.")
+        registry.makeGauge(descriptor: .named("process_resident_memory_bytes", "Resident memory size in bytes."))
             .set(field(24) * page)
-        registry.makeGauge(name: "process_virtual_memory_bytes", help: "Virtual memory size in bytes.")
+        registry.makeGauge(descriptor: .named("process_virtual_memory_bytes", "Virtual memory size in bytes."))
             .set(field(23))
         if let boot = Self.bootTime() {
-            registry.makeGauge(name: "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
+            registry.makeGauge(descriptor: .named("process_start_time_seconds", "Start time of the process since unix epoch in seconds."))
                 .set(boot + field(22) / ticks)
         }
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            registry.makeGauge(name: "process_max_fds", help: "Maximum number of open file descriptors.")
+            registry.makeGauge(descriptor: .named("process_max_fds", "Maximum number of open file descriptors."))
                 .set(Double(limit.rlim_cur))
         }
         if let dir = opendir("/proc/self/fd") {
             var n = 0
             while readdir(dir) != nil { n += 1 }
             closedir(dir)
-            registry.makeGauge(name: "process_open_fds", help: "Number of open file descriptors.")
+            registry.makeGauge(descriptor: .named("process_open_fds", "Number of open file descriptors."))
                 .set(Double(max(0, n - 3)))  // ".", ".." and the directory's own descriptor
         }
         #endif
@@ -270,4 +270,11 @@ extension LatticeMetrics: GRPCCallObserver {
 
     public func received(bytes: Int) { receivedBytes.increment(by: Int64(bytes)) }
     public func sent(bytes: Int) { sentBytes.increment(by: Int64(bytes)) }
+}
+
+extension MetricNameDescriptor {
+    /// A descriptor for a name given whole (etcd's names do not all follow the unit-suffix rule).
+    static func named(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GRPCWire
 @testable import LatticeServer
 import LatticeTestSupport
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -16,38 +17,56 @@ struct RawHTTPReply {
     var body: String
 }
 
-/// A minimal blocking HTTP/1.1 client over a loopback socket (5 s timeouts): sends `requests`
-/// on one connection and reads one reply per request.
-func rawHTTP(port: Int, _ requests: [String]) throws -> [RawHTTPReply] {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+/// A minimal blocking HTTP/1.1 client connection over loopback (5 s receive timeout).
+final class RawHTTPConnection {
+    private let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int, receiveBuffer: Int? = nil) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var size = receiveBuffer.map(Int32.init) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
     }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-    var pending: [UInt8] = []
-    func fill() throws {
+
+    deinit { close(fd) }
+
+    func send(_ request: String) {
+        let bytes = Array(request.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    private func fill() throws {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 65536, 0) }
         guard n > 0 else { throw POSIXError(.ECONNRESET) }
         pending += chunk[0..<n]
     }
-    var replies: [RawHTTPReply] = []
-    for request in requests {
-        let bytes = Array(request.utf8)
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, bytes.count, 0) }
+
+    func readReply() throws -> RawHTTPReply {
         let separator = Array("\r\n\r\n".utf8)
         var headEnd: Int?
+        var searched = 0
         while headEnd == nil {
             if pending.count >= 4 {
-                headEnd = (0...(pending.count - 4)).first { pending[$0..<($0 + 4)].elementsEqual(separator) }
+                headEnd = (max(0, searched - 3)...(pending.count - 4)).first { pending[$0..<($0 + 4)].elementsEqual(separator) }
+                searched = pending.count
             }
             if headEnd == nil { try fill() }
         }
@@ -61,11 +80,20 @@ func rawHTTP(port: Int, _ requests: [String]) throws -> [RawHTTPReply] {
         let bodyStart = headEnd! + 4
         while pending.count < bodyStart + length { try fill() }
         let status = Int(head[0].split(separator: " ")[1]) ?? 0
-        replies.append(RawHTTPReply(status: status, headers: headers,
-                                    body: String(decoding: pending[bodyStart..<(bodyStart + length)], as: UTF8.self)))
+        let reply = RawHTTPReply(status: status, headers: headers,
+                                 body: String(decoding: pending[bodyStart..<(bodyStart + length)], as: UTF8.self))
         pending.removeFirst(bodyStart + length)
+        return reply
     }
-    return replies
+}
+
+/// Sends `requests` on one connection and reads one reply per request.
+func rawHTTP(port: Int, _ requests: [String]) throws -> [RawHTTPReply] {
+    let connection = try RawHTTPConnection(port: port)
+    return try requests.map { request in
+        connection.send(request)
+        return try connection.readReply()
+    }
 }
 
 func httpGet(port: Int, _ path: String, method: String = "GET") throws -> RawHTTPReply {
@@ -147,6 +175,30 @@ final class HTTPEndpointTests: XCTestCase {
         try await harness.put("c", "3")
         let twice = try rawHTTP(port: port, ["GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "GET /version HTTP/1.1\r\nHost: x\r\n\r\n"])
         XCTAssertEqual(twice.map(\.status), [200, 200])
+    }
+
+    /// A client that pipelines requests and does not read the replies gets one reply at a time:
+    /// the next is produced only once the previous one has left for the socket.
+    func testPipelinedRequestsAreAnsweredOnlyAsFastAsTheClientReads() async throws {
+        let harness = ServerHarness()
+        try await harness.start()
+        defer { Task { try? await harness.stop() } }
+        let port = harness.server.clientAddresses[0].port!
+        let scrapes = { () -> Int in harness.server.metrics.scrapesServed.load(ordering: .relaxed) }
+        let requests = 100
+        let greedy = try RawHTTPConnection(port: port, receiveBuffer: 4096)
+        greedy.send(String(repeating: "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", count: requests))
+        try await eventually("the first scrape is answered") { scrapes() >= 1 }
+        // The socket's buffers hold a few replies (each is about 100 KB); the rest wait.
+        let watchUntil = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < watchUntil {
+            XCTAssertLessThan(scrapes(), requests / 2, "replies were produced for a client that does not read")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for _ in 0..<requests {
+            XCTAssertEqual(try greedy.readReply().status, 200)
+        }
+        XCTAssertEqual(scrapes(), requests)
     }
 
     func testHealthIsFalseWhileAnAlarmIsRaisedUnlessExcluded() async throws {
