@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(name: "ProtoWire"),
@@ -38,8 +39,14 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // TLS for client and peer listeners (BoringSSL through swift-nio-ssl); kept out of
+        // GRPCWire so that the transport's fuzz target builds without it.
+        .target(name: "LatticeTLS", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         .target(name: "LatticeServer", dependencies: [
-            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "LatticeReplication", "LatticeStorage",
+            "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "LatticeReplication", "LatticeStorage", "LatticeTLS",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -23,7 +23,8 @@ public final class GRPCClient: Sendable {
 
     public static func connect(
         host: String, port: Int, group: any EventLoopGroup, limits: GRPCConnectionLimits = .init(),
-        localAddress: SocketAddress? = nil, connectTimeout: TimeAmount = .seconds(10)
+        localAddress: SocketAddress? = nil, connectTimeout: TimeAmount = .seconds(10),
+        secure: (@Sendable (any Channel) throws -> Void)? = nil
     ) async throws -> GRPCClient {
         let connection = limits.connectionConfiguration
         let stream = limits.streamConfiguration
@@ -34,6 +35,7 @@ public final class GRPCClient: Sendable {
         let (channel, multiplexer) = try await bootstrap
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try secure?(channel)
                     try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler(deferred: true))
                     let mux = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                         mode: .client,

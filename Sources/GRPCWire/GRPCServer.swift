@@ -125,7 +125,7 @@ public final class GRPCServer: Sendable {
 
     /// Binds every address and starts serving. Fails (and binds nothing) if any address cannot
     /// be bound. With `http`, HTTP/1.1 requests on the same ports are answered by it (only
-    /// them, with `httpOnly`).
+    /// them, with `httpOnly`). `secure` sets up each accepted connection's TLS handler.
     public static func start(
         addresses: [(host: String, port: Int)],
         routes: GRPCRoutes,
@@ -133,6 +133,7 @@ public final class GRPCServer: Sendable {
         group: any EventLoopGroup,
         http: HTTPEndpoints? = nil,
         httpOnly: Bool = false,
+        secure: (@Sendable (any Channel) throws -> Void)? = nil,
         onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
     ) async throws -> GRPCServer {
         let registry = ConnectionRegistry()
@@ -147,13 +148,18 @@ public final class GRPCServer: Sendable {
                 onConnection?(channel.localAddress, channel.remoteAddress)
                 channel.closeFuture.whenComplete { _ in registry.remove(channel) }
                 return channel.eventLoop.makeCompletedFuture {
+                    // TLS first (`secure`): everything after it sees the decrypted bytes.
+                    try secure?(channel)
                     guard let http else { return try configureConnection(channel, routes: routes, limits: limits) }
                     let idle = limits.httpIdleTimeout
                     if httpOnly { return try configureHTTP1(channel, endpoints: http, idleTimeout: idle) }
                     // HTTP/1.1 and gRPC on one port, told apart by the first bytes.
                     try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
                         http1: { try configureHTTP1($0, endpoints: http, idleTimeout: idle) },
-                        http2: { try configureConnection($0, routes: routes, limits: limits) }))
+                        // Over TLS, plain HTTP requests may come on HTTP/2 too (ALPN h2), as
+                        // etcd answers them there; in cleartext only gRPC speaks HTTP/2.
+                        http2: { try configureConnection($0, routes: routes, limits: limits,
+                                                         httpOverHTTP2: secure == nil ? nil : http) }))
                 }
             }
         var bound: [any Channel] = []
@@ -170,7 +176,8 @@ public final class GRPCServer: Sendable {
 
     /// Sets up one accepted connection's pipeline (HTTP/2, the connection's guards and budget,
     /// a `ServerStreamHandler` per stream). Runs on the channel's event loop.
-    public static func configureConnection(_ channel: any Channel, routes: GRPCRoutes, limits: GRPCConnectionLimits) throws {
+    public static func configureConnection(_ channel: any Channel, routes: GRPCRoutes, limits: GRPCConnectionLimits,
+                                           httpOverHTTP2: HTTPEndpoints? = nil) throws {
         let connectionConfiguration = limits.connectionConfiguration
         let streamConfiguration = limits.streamConfiguration
         let maxReceive = limits.maxReceiveMessageBytes
@@ -202,7 +209,7 @@ public final class GRPCServer: Sendable {
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
-                    ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive,
+                    ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive, http: httpOverHTTP2,
                                         flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
                                         maxSendMessageBytes: maxSend))
             }

@@ -1,3 +1,4 @@
+import Dispatch
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -49,9 +50,14 @@ final class ServerStreamHandler: ChannelDuplexHandler {
     /// larger ones end the call with RESOURCE_EXHAUSTED, as grpc-go answers.
     let maxSendMessageBytes: Int
 
-    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, flushCoalescer: FlushCoalescingHandler? = nil,
+    /// Answers requests that are not gRPC (a content-type other than application/grpc), when
+    /// the connection serves HTTP endpoints over HTTP/2; nil: such streams are reset.
+    private let http: HTTPEndpoints?
+
+    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, http: HTTPEndpoints? = nil, flushCoalescer: FlushCoalescingHandler? = nil,
          budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max)) {
         self.maxSendMessageBytes = maxSendMessageBytes
+        self.http = http
         self.routes = routes
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
         self.flushCoalescer = flushCoalescer
@@ -134,6 +140,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         // grpc-go (and so etcd) resets a stream whose content-type is not gRPC's, or whose
         // grpc-timeout does not parse, with PROTOCOL_ERROR before looking at the method.
         guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
+            if let http { return serveHTTP(headers, http) }
             return reset(.protocolError)
         }
         let timeoutHeader = headers.first(name: "grpc-timeout")
@@ -445,6 +452,34 @@ final class ServerStreamHandler: ChannelDuplexHandler {
             let handler = bound.value
             guard !handler.inputEnded, let context = handler.context else { return }
             context.writeAndFlush(handler.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        }
+    }
+
+    /// A plain HTTP request on an HTTP/2 stream (health checks and scrapes over TLS): answered
+    /// by the endpoints on a worker thread; its body, if any, is ignored.
+    private func serveHTTP(_ headers: HPACKHeaders, _ endpoints: @escaping HTTPEndpoints) {
+        state = .done
+        let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/")
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        DispatchQueue.global().async {
+            let reply = endpoints(request)
+            loop.execute {
+                let handler = bound.value
+                guard let context = handler.context else { return }
+                var out = HPACKHeaders([(":status", String(reply.status))])
+                for (name, value) in reply.headers { out.add(name: name.lowercased(), value: value) }
+                out.add(name: "content-length", value: String(reply.body.count))
+                let empty = reply.body.isEmpty || request.method == "HEAD"
+                context.write(handler.wrapOutboundOut(.headers(.init(headers: out, endStream: empty))), promise: nil)
+                if !empty {
+                    var body = context.channel.allocator.buffer(capacity: reply.body.count)
+                    body.writeBytes(reply.body)
+                    let promise = handler.budget?.charge(body.readableBytes, on: context.eventLoop)
+                    context.write(handler.wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: promise)
+                }
+                context.flush()
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import LatticeCore
 import LatticeReplication
 import LatticeStorage
 import LatticeStore
+import LatticeTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -53,6 +54,9 @@ public struct ServerConfiguration: Sendable {
     /// `--listen-metrics-urls`: extra HTTP listeners for `/metrics` and `/health` only (the
     /// client URLs serve them too).
     public var listenMetricsURLs: [ServerURL] = []
+    /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth` (and the shared
+    /// cipher and version flags): TLS for `https://` client and metrics URLs.
+    public var clientTLS = TLSSettings()
 
     public init() {}
 
@@ -65,7 +69,8 @@ public struct ServerConfiguration: Sendable {
 public final class LatticeServer: Sendable {
     public let configuration: ServerConfiguration
     public let store: MVCCStore
-    private let grpc: GRPCServer
+    /// The client listeners: one for `http://` URLs, one for `https://` URLs.
+    private let grpc: [GRPCServer]
     public let memberID: UInt64
     public let clusterID: UInt64
     public let alarms: Alarms
@@ -73,7 +78,7 @@ public final class LatticeServer: Sendable {
     private let autoCompaction: RepeatedTask?
 
     /// The bound client addresses (port 0 in a listen URL becomes the actual port).
-    public var clientAddresses: [SocketAddress] { grpc.localAddresses }
+    public var clientAddresses: [SocketAddress] { grpc.flatMap(\.localAddresses) }
 
     public let replication: ReplicationNode
     private let peerServer: GRPCServer?
@@ -84,7 +89,7 @@ public final class LatticeServer: Sendable {
     /// The bound metrics addresses (empty without `listenMetricsURLs`).
     public var metricsAddresses: [SocketAddress] { metricsServer?.localAddresses ?? [] }
 
-    private init(configuration: ServerConfiguration, store: MVCCStore, grpc: GRPCServer, alarms: Alarms, leaseExpiry: RepeatedTask,
+    private init(configuration: ServerConfiguration, store: MVCCStore, grpc: [GRPCServer], alarms: Alarms, leaseExpiry: RepeatedTask,
                  autoCompaction: RepeatedTask?, replication: ReplicationNode, peerServer: GRPCServer?,
                  metricsServer: GRPCServer?, metrics: LatticeMetrics) {
         self.metricsServer = metricsServer
@@ -256,27 +261,45 @@ public final class LatticeServer: Sendable {
                 try keepIdentity()
             }
         }
-        let grpc: GRPCServer
+        var grpc: [GRPCServer] = []
         var metricsServer: GRPCServer?
         let health = HealthCheck(alarms: alarms, store: store)
         let sources = LatticeMetrics.Sources(store: store, replication: replication, memberID: memberID,
                                              quotaBytes: configuration.quotaBackendBytes)
         do {
-            grpc = try await GRPCServer.start(
-            addresses: configuration.listenClientURLs.map { ($0.host, $0.port) },
-            routes: routes, limits: connectionLimits, group: group,
-            http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false)
-            ) { local, remote in
-                logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+            let clientTLS = try clientTLSSource(configuration)
+            var tlsHook: (@Sendable (any Channel) throws -> Void)?
+            if let clientTLS {
+                tlsHook = { @Sendable (channel: any Channel) throws -> Void in try clientTLS.secureServerConnection(channel) }
+            }
+            let hook = tlsHook
+            for secure in [false, true] {
+                let urls = configuration.listenClientURLs.filter { ($0.scheme == "https") == secure }
+                guard !urls.isEmpty else { continue }
+                do {
+                    grpc.append(try await GRPCServer.start(
+                        addresses: urls.map { ($0.host, $0.port) },
+                        routes: routes, limits: connectionLimits, group: group,
+                        http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false),
+                        secure: secure ? hook : nil
+                    ) { local, remote in
+                        logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+                    })
+                } catch {
+                    for server in grpc { await server.shutdown() }
+                    throw error
+                }
             }
             if !configuration.listenMetricsURLs.isEmpty {
                 do {
+                    // etcd serves https metrics URLs with the client certificate.
+                    let secure = configuration.listenMetricsURLs.contains { $0.scheme == "https" }
                     metricsServer = try await GRPCServer.start(
                         addresses: configuration.listenMetricsURLs.map { ($0.host, $0.port) }, routes: GRPCRoutes(),
                         group: group, http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: true),
-                        httpOnly: true)
+                        httpOnly: true, secure: secure ? hook : nil)
                 } catch {
-                    await grpc.shutdown()
+                    for server in grpc { await server.shutdown() }
                     throw error
                 }
                 logger.info("serving metrics", metadata: ["addresses": "\(metricsServer!.localAddresses.map { "\($0)" })"])
@@ -288,7 +311,7 @@ public final class LatticeServer: Sendable {
             throw error
         }
         logger.info("serving client traffic", metadata: [
-            "addresses": "\(grpc.localAddresses.map { "\($0)" })",
+            "addresses": "\(grpc.flatMap(\.localAddresses).map { "\($0)" })",
             "member-id": "\(String(memberID, radix: 16))",
             "cluster-id": "\(String(clusterID, radix: 16))",
         ])
@@ -371,6 +394,22 @@ public final class LatticeServer: Sendable {
         throw ConfigurationError("cannot fetch cluster info from peer urls (\(lastError))")
     }
 
+    /// The TLS context of the `https://` client and metrics URLs; nil when there are none.
+    /// Fails as etcd does when such a URL has no certificate.
+    static func clientTLSSource(_ configuration: ServerConfiguration) throws -> TLSContextSource? {
+        let secure = (configuration.listenClientURLs + configuration.listenMetricsURLs).filter { $0.scheme == "https" }
+        guard let first = secure.first else { return nil }
+        if configuration.clientTLS.isEmpty {
+            throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(first) with HTTPS scheme")
+        }
+        try configuration.clientTLS.validate(side: "")
+        do {
+            return try TLSContextSource(settings: configuration.clientTLS, server: true)
+        } catch {
+            throw ConfigurationError("cannot load the client TLS certificate (--cert-file \(configuration.clientTLS.certFile), --key-file \(configuration.clientTLS.keyFile)): \(error)")
+        }
+    }
+
     /// The bound peer addresses (empty without `listenPeerURLs`).
     public var peerAddresses: [SocketAddress] { peerServer?.localAddresses ?? [] }
 
@@ -379,7 +418,7 @@ public final class LatticeServer: Sendable {
         autoCompaction?.cancel()
         await replication.shutdown()
         await peerServer?.shutdown(grace: .seconds(1))
-        await grpc.shutdown()
+        for server in grpc { await server.shutdown() }
         await metricsServer?.shutdown(grace: .seconds(1))
         store.close()
     }

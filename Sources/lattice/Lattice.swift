@@ -22,7 +22,33 @@ struct Lattice: AsyncParsableCommand {
             for warning in warnings { FileHandleStderr.write("[WARNING] \(warning)\n") }
             arguments = merged
         }
-        await main(arguments)
+        // A bad flag is a configuration error: one line and status 1, as etcd exits (the
+        // parser's own convention would be 64 and a usage text).
+        let command: any ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            if exitCode(for: error) == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            FileHandleStderr.write("Error: \(message(for: error))\n")
+            Glibc.exit(1)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandleStderr.write("Error: \(message(for: error))\n")
+                Glibc.exit(1)
+            }
+            exit(withError: error)
+        }
     }
 }
 
@@ -66,7 +92,18 @@ enum EtcdEnvironment {
     }
 
     static func apply(to arguments: [String], environment: [String: String]) -> (arguments: [String], warnings: [String]) {
-        var out = arguments
+        // Go's flag package takes booleans as `--flag=true|false` too (kubeadm writes
+        // `--client-cert-auth=true`).
+        let booleans = Set(flags.filter(\.isBoolean).map { "--" + $0.name })
+        var out: [String] = []
+        for argument in arguments {
+            if let eq = argument.firstIndex(of: "="), booleans.contains(String(argument[..<eq])) {
+                let value = argument[argument.index(after: eq)...].lowercased()
+                if ["true", "1", "t"].contains(value) { out.append(String(argument[..<eq])); continue }
+                if ["false", "0", "f"].contains(value) { continue }
+            }
+            out.append(argument)
+        }
         var warnings: [String] = []
         let known = Dictionary(uniqueKeysWithValues: flags.map { ("ETCD_" + String($0.name.uppercased().map { $0 == "-" ? "_" : $0 }), $0) })
         for (variable, value) in environment.sorted(by: { $0.key < $1.key }) where !notFlags.contains(variable) {

@@ -82,6 +82,30 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Disables fsync, unsafe, will cause data loss.")
     var unsafeNoFsync = false
 
+    @Option(help: "Path to the client server TLS cert file.")
+    var certFile = ""
+
+    @Option(help: "Path to the client server TLS key file.")
+    var keyFile = ""
+
+    @Option(help: "Path to the client server TLS trusted CA cert file.")
+    var trustedCaFile = ""
+
+    @Flag(help: "Enable client cert authentication.")
+    var clientCertAuth = false
+
+    @Flag(help: "Client TLS using generated certificates (not supported: give --cert-file and --key-file).")
+    var autoTls = false
+
+    @Option(help: "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
+    var cipherSuites = ""
+
+    @Option(help: "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
+    var tlsMinVersion = "TLS1.2"
+
+    @Option(help: "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to Go).")
+    var tlsMaxVersion = ""
+
     @Option(help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel = "info"
 
@@ -124,14 +148,29 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        for url in c.listenClientURLs where url.scheme != "http" {
-            throw ValidationError("\(url): only http:// client URLs are supported in this release")
+        for url in c.listenClientURLs where url.scheme != "http" && url.scheme != "https" {
+            throw ValidationError("\(url): client URLs must be http:// or https://")
         }
         if let listenMetricsUrls, !listenMetricsUrls.isEmpty {
             do { c.listenMetricsURLs = try Self.urls(listenMetricsUrls) } catch { throw ValidationError(error.description) }
-            for url in c.listenMetricsURLs where url.scheme != "http" {
-                throw ValidationError("\(url): only http:// metrics URLs are supported in this release")
+            for url in c.listenMetricsURLs where url.scheme != "http" && url.scheme != "https" {
+                throw ValidationError("\(url): metrics URLs must be http:// or https://")
             }
+        }
+        if autoTls {
+            throw ValidationError("--auto-tls is not supported: give --cert-file and --key-file")
+        }
+        c.clientTLS.certFile = certFile
+        c.clientTLS.keyFile = keyFile
+        c.clientTLS.trustedCAFile = trustedCaFile
+        c.clientTLS.clientCertAuth = clientCertAuth
+        c.clientTLS.cipherSuites = cipherSuites.split(separator: ",").map { String($0.filter { $0 != " " }) }
+        c.clientTLS.minVersion = tlsMinVersion
+        c.clientTLS.maxVersion = tlsMaxVersion
+        do { try c.clientTLS.validate(side: "") } catch { throw ValidationError(error.description) }
+        let secure = (c.listenClientURLs + c.listenMetricsURLs).filter { $0.scheme == "https" }
+        if let url = secure.first, c.clientTLS.isEmpty {
+            throw ValidationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
         }
         c.initialAdvertisePeerURLs = initialAdvertisePeerUrls.split(separator: ",").map { String($0.filter { $0 != " " }) }
         c.initialClusterToken = initialClusterToken
