@@ -28,6 +28,9 @@ public final class ReplicationNode: Sendable {
         /// Peers follow the store's replicated member table (`member add/remove/update`), not
         /// only the configured list.
         public var replicatedMembership = false
+        /// Sets up TLS on a connection dialled to an `https://` peer URL (given the peer's
+        /// host); nil: only `http://` peer URLs are dialled.
+        public var secureDial: (@Sendable (any Channel, String) throws -> Void)?
 
         public init(clusterID: UInt64, local: LatticeCore.Member, peers: [LatticeCore.Member]) {
             self.clusterID = clusterID
@@ -399,8 +402,10 @@ public final class ReplicationNode: Sendable {
     /// One connection to `peer`: hello, then apply what it sends until the stream ends. Returns
     /// whether the peer accepted the hello.
     private func pullOnce(from peer: LatticeCore.Member) async -> Bool {
-        guard let (host, port) = peer.peerURLs.lazy.compactMap(Self.hostPort).first else {
-            logger.error("peer has no http:// URL (https:// needs TLS, which this release does not speak)",
+        let secureDial = configuration.secureDial
+        guard let (host, port, secure) = peer.peerURLs.lazy.compactMap({ Self.hostPort($0, tls: secureDial != nil) }).first else {
+            logger.error(secureDial == nil ? "peer has no http:// URL (https:// peer URLs need --peer-cert-file and --peer-key-file)"
+                                           : "peer has no http:// or https:// URL",
                          metadata: ["peer": "\(peer.name)", "urls": "\(peer.peerURLs)"])
             return false
         }
@@ -410,8 +415,12 @@ public final class ReplicationNode: Sendable {
             let local = try configuration.dialFromHost.map { try SocketAddress(ipAddress: $0, port: 0) }
             var limits = GRPCConnectionLimits()
             limits.maxReceiveMessageBytes = 16 << 20
+            var tls: (@Sendable (any Channel) throws -> Void)?
+            if secure, let secureDial {
+                tls = { @Sendable (channel: any Channel) throws -> Void in try secureDial(channel, host) }
+            }
             client = try await GRPCClient.connect(host: host, port: port, group: group, limits: limits, localAddress: local,
-                                                  connectTimeout: .seconds(2))
+                                                  connectTimeout: .seconds(2), secure: tls)
         } catch {
             logger.debug("cannot reach peer", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
             return false
@@ -494,11 +503,15 @@ public final class ReplicationNode: Sendable {
         return greeted
     }
 
-    /// Where to dial a peer URL; nil for anything but http:// (peers speak cleartext HTTP/2
-    /// only, so an https:// peer is never dialed without TLS).
-    static func hostPort(_ url: String) -> (String, Int)? {
-        guard let parsed = try? ServerURL(parsing: url), parsed.scheme == "http" else { return nil }
-        return (parsed.host, parsed.port)
+    /// Where to dial a peer URL, and whether over TLS: http://, and https:// when this member
+    /// has peer TLS (`tls`); an https:// peer is never dialled in cleartext.
+    public static func hostPort(_ url: String, tls: Bool) -> (host: String, port: Int, secure: Bool)? {
+        guard let parsed = try? ServerURL(parsing: url) else { return nil }
+        switch parsed.scheme {
+        case "http": return (parsed.host, parsed.port, false)
+        case "https" where tls: return (parsed.host, parsed.port, true)
+        default: return nil
+        }
     }
 }
 

@@ -57,6 +57,9 @@ public struct ServerConfiguration: Sendable {
     /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth` (and the shared
     /// cipher and version flags): TLS for `https://` client and metrics URLs.
     public var clientTLS = TLSSettings()
+    /// `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`,
+    /// `--peer-client-cert-auth`: TLS for `https://` peer URLs, listening and dialling.
+    public var peerTLS = TLSSettings()
 
     public init() {}
 
@@ -127,6 +130,7 @@ public final class LatticeServer: Sendable {
 
     public static func start(_ configuration: ServerConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
         let (configured, configuredPeers, derivedClusterID) = try resolveCluster(configuration)
+        let (peerTLSServer, peerTLS) = try peerTLSSources(configuration)
         // A member with a peer listener keeps its membership as replicated state.
         let replicated = configuration.listenPeerURLs != nil
         var localMember = configured
@@ -144,7 +148,7 @@ public final class LatticeServer: Sendable {
             // too, briefly, and otherwise keeps the ids derived from its flags.
             let fresh = configuration.inMemory || !DataDirectory.holdsData(configuration.dataDir)
             do {
-                let joined = try await fetchClusterInfo(configuration, peers: configuredPeers, group: group, logger: logger,
+                let joined = try await fetchClusterInfo(configuration, peers: configuredPeers, group: group, logger: logger, tls: peerTLS,
                                                         timeout: fresh ? .seconds(30) : .seconds(5))
                 localMember.id = joined.memberID
                 clusterID = joined.clusterID
@@ -208,6 +212,9 @@ public final class LatticeServer: Sendable {
         replicationConfiguration.dialFromHost = configuration.listenPeerURLs?.first.map(\.host).flatMap { host in
             host == "localhost" || host == "0.0.0.0" || host == "::" || host.isEmpty ? nil : host
         }
+        if let peerTLS {
+            replicationConfiguration.secureDial = { channel, host in try peerTLS.secureClientConnection(channel, serverHostname: host) }
+        }
         let replication = ReplicationNode(configuration: replicationConfiguration, store: store, group: group, logger: logger)
         var watchSettings = WatchSettings()
         watchSettings.progressNotifyInterval = configuration.watchProgressNotifyInterval
@@ -239,9 +246,14 @@ public final class LatticeServer: Sendable {
             replication.register(on: &peerRoutes)
             var peerLimits = GRPCConnectionLimits()
             peerLimits.maxReceiveMessageBytes = 16 << 20
+            var peerHook: (@Sendable (any Channel) throws -> Void)?
+            if let peerTLSServer {
+                peerHook = { @Sendable (channel: any Channel) throws -> Void in try peerTLSServer.secureServerConnection(channel) }
+            }
+            let hook = peerHook
             do {
                 peerServer = try await GRPCServer.start(addresses: peerURLs.map { ($0.host, $0.port) }, routes: peerRoutes,
-                                                        limits: peerLimits, group: group)
+                                                        limits: peerLimits, group: group, secure: hook)
             } catch {
                 store.close()
                 throw error
@@ -353,7 +365,7 @@ public final class LatticeServer: Sendable {
     /// learns its member id and the cluster id from a peer listed in `--initial-cluster`: the
     /// member whose peer URLs are this member's (added with `etcdctl member add`).
     static func fetchClusterInfo(_ configuration: ServerConfiguration, peers: [LatticeCore.Member], group: any EventLoopGroup,
-                                 logger: Logger, timeout: Duration) async throws -> (memberID: UInt64, clusterID: UInt64, members: [LatticeCore.Member]) {
+                                 logger: Logger, tls: TLSContextSource?, timeout: Duration) async throws -> (memberID: UInt64, clusterID: UInt64, members: [LatticeCore.Member]) {
         let mine = Set(configuration.initialAdvertisePeerURLs)
         let urls = peers.flatMap(\.peerURLs).filter { !mine.contains($0) }
         guard !urls.isEmpty else {
@@ -363,9 +375,14 @@ public final class LatticeServer: Sendable {
         var lastError = "no peer answered"
         while ContinuousClock.now < deadline {
             for url in urls {
-                guard let parsed = try? ServerURL(parsing: url), parsed.scheme == "http" else { continue }
+                guard let (host, port, secure) = ReplicationNode.hostPort(url, tls: tls != nil) else { continue }
+                var hook: (@Sendable (any Channel) throws -> Void)?
+                if secure, let tls {
+                    hook = { @Sendable (channel: any Channel) throws -> Void in try tls.secureClientConnection(channel, serverHostname: host) }
+                }
                 do {
-                    let client = try await GRPCClient.connect(host: parsed.host, port: parsed.port, group: group, connectTimeout: .seconds(2))
+                    let client = try await GRPCClient.connect(host: host, port: port, group: group, connectTimeout: .seconds(2),
+                                                              secure: hook)
                     let bytes: [UInt8]
                     do {
                         bytes = try await client.unary(path: PeerMethod.status, request: PeerStatusRequest(skipStateHash: true).protoBytes(),
@@ -407,6 +424,28 @@ public final class LatticeServer: Sendable {
             return try TLSContextSource(settings: configuration.clientTLS, server: true)
         } catch {
             throw ConfigurationError("cannot load the client TLS certificate (--cert-file \(configuration.clientTLS.certFile), --key-file \(configuration.clientTLS.keyFile)): \(error)")
+        }
+    }
+
+    /// The TLS contexts for peers: the listener's (when the peer listen URLs are https://) and
+    /// the dialler's (when any member has an https:// peer URL). Fails as etcd does when such a
+    /// URL has no peer certificate.
+    static func peerTLSSources(_ configuration: ServerConfiguration) throws -> (server: TLSContextSource?, client: TLSContextSource?) {
+        let listen = (configuration.listenPeerURLs ?? []).filter { $0.scheme == "https" }
+        let any = !listen.isEmpty || configuration.initialCluster.contains { $0.peerURLs.contains { $0.hasPrefix("https://") } }
+            || configuration.initialAdvertisePeerURLs.contains { $0.hasPrefix("https://") }
+        guard any || !configuration.peerTLS.isEmpty else { return (nil, nil) }
+        if configuration.peerTLS.isEmpty {
+            let url = listen.first.map(\.description)
+                ?? (configuration.initialCluster.flatMap(\.peerURLs) + configuration.initialAdvertisePeerURLs).first { $0.hasPrefix("https://") } ?? ""
+            throw ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url \(url) with HTTPS scheme")
+        }
+        try configuration.peerTLS.validate(side: "peer-")
+        do {
+            return (listen.isEmpty ? nil : try TLSContextSource(settings: configuration.peerTLS, server: true),
+                    try TLSContextSource(settings: configuration.peerTLS, server: false))
+        } catch {
+            throw ConfigurationError("cannot load the peer TLS certificate (--peer-cert-file \(configuration.peerTLS.certFile), --peer-key-file \(configuration.peerTLS.keyFile)): \(error)")
         }
     }
 

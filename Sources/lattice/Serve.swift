@@ -97,6 +97,21 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Client TLS using generated certificates (not supported: give --cert-file and --key-file).")
     var autoTls = false
 
+    @Option(help: "Path to the peer server TLS cert file.")
+    var peerCertFile = ""
+
+    @Option(help: "Path to the peer server TLS key file.")
+    var peerKeyFile = ""
+
+    @Option(help: "Path to the peer server TLS trusted CA file.")
+    var peerTrustedCaFile = ""
+
+    @Flag(help: "Enable peer client cert authentication.")
+    var peerClientCertAuth = false
+
+    @Flag(help: "Peer TLS using generated certificates (not supported: give --peer-cert-file and --peer-key-file).")
+    var peerAutoTls = false
+
     @Option(help: "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
     var cipherSuites = ""
 
@@ -195,8 +210,21 @@ struct Serve: AsyncParsableCommand {
         } else if clustered {
             c.listenPeerURLs = [try! ServerURL(parsing: "http://localhost:2380")]
         }
-        for url in c.listenPeerURLs ?? [] where url.scheme != "http" {
-            throw ValidationError("\(url): only http:// peer URLs are supported in this release")
+        for url in c.listenPeerURLs ?? [] where url.scheme != "http" && url.scheme != "https" {
+            throw ValidationError("\(url): peer URLs must be http:// or https://")
+        }
+        if peerAutoTls {
+            throw ValidationError("--peer-auto-tls is not supported: give --peer-cert-file and --peer-key-file")
+        }
+        c.peerTLS = c.clientTLS
+        c.peerTLS.certFile = peerCertFile
+        c.peerTLS.keyFile = peerKeyFile
+        c.peerTLS.trustedCAFile = peerTrustedCaFile
+        c.peerTLS.clientCertAuth = peerClientCertAuth
+        do { try c.peerTLS.validate(side: "peer-") } catch { throw ValidationError(error.description) }
+        let securePeers = (c.listenPeerURLs ?? []).map(\.description) + c.initialAdvertisePeerURLs + c.initialCluster.flatMap(\.peerURLs)
+        if let url = securePeers.first(where: { $0.hasPrefix("https://") }), c.peerTLS.isEmpty {
+            throw ValidationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url \(url) with HTTPS scheme")
         }
         c.maxRequestBytes = maxRequestBytes
         c.maxTxnOps = maxTxnOps
@@ -252,8 +280,8 @@ struct Serve: AsyncParsableCommand {
             let name = String(entry[..<eq]), url = String(entry[entry.index(after: eq)...])
             let parsed: ServerURL
             do { parsed = try ServerURL(parsing: url) } catch { throw ValidationError("--initial-cluster: \(error.description)") }
-            guard parsed.scheme == "http" else {
-                throw ValidationError("--initial-cluster: \(url): only http:// peer URLs are supported in this release")
+            guard parsed.scheme == "http" || parsed.scheme == "https" else {
+                throw ValidationError("--initial-cluster: \(url): peer URLs must be http:// or https://")
             }
             if let i = out.firstIndex(where: { $0.name == name }) { out[i].peerURLs.append(url) } else { out.append((name, [url])) }
         }

@@ -7,6 +7,8 @@
   * --client-cert-auth with --trusted-ca-file: a client with a certificate from the CA is served;
     no certificate, a certificate from another CA, or an expired certificate is refused.
   * Certificate files replaced on disk are used for the next connection, without a restart.
+  * Two members replicate over https:// peer URLs with --peer-client-cert-auth; the peer port
+    refuses connections without a certificate from the peer CA.
   * https:// without a certificate, or --auto-tls: start-up fails with a clear message.
   * A cleartext http:// URL beside the https:// one keeps serving.
 
@@ -153,6 +155,53 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
 
+    # Two members replicating over TLS between peers, each requiring the other's certificate.
+    (c1, p1, c2, p2) = free_ports(4)
+    cluster = f"a=https://127.0.0.1:{p1},b=https://127.0.0.1:{p2}"
+    members = []
+    for name, client, peer in (("a", c1, p1), ("b", c2, p2)):
+        members.append(subprocess.Popen(
+            [args.lattice_bin, "--name", name, "--data-dir", str(work / f"peer-{name}"),
+             "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+             "--listen-peer-urls", f"https://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"https://127.0.0.1:{peer}",
+             "--initial-cluster", cluster, "--initial-cluster-token", "tls-test",
+             "--peer-cert-file", str(certs / "server.crt"), "--peer-key-file", str(certs / "server.key"),
+             "--peer-trusted-ca-file", str(certs / "ca.crt"), "--peer-client-cert-auth", "--log-level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        def plain(port: int, *command: str) -> subprocess.CompletedProcess:
+            return subprocess.run([etcdctl, f"--endpoints=127.0.0.1:{port}", "--dial-timeout=3s", "--command-timeout=3s", *command],
+                                  capture_output=True, text=True, timeout=30)
+        deadline = time.time() + 30
+        while plain(c1, "put", "from-a", "1").returncode != 0 and time.time() < deadline:
+            time.sleep(0.2)
+        plain(c2, "put", "from-b", "2")
+        seen = {}
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            seen = {"a": plain(c1, "get", "from-b", "--print-value-only").stdout.strip(),
+                    "b": plain(c2, "get", "from-a", "--print-value-only").stdout.strip()}
+            if seen == {"a": "2", "b": "1"}:
+                break
+            time.sleep(0.2)
+        check(seen == {"a": "2", "b": "1"}, "peers replicate both ways over https:// peer URLs with peer mTLS", str(seen))
+        r = subprocess.run(["curl", "-s", "-m", "5", "--cacert", str(certs / "ca.crt"), f"https://127.0.0.1:{p1}/"],
+                           capture_output=True, text=True)
+        # curl's exits for a handshake the server ended: 35 (handshake), 55/56 (send/receive).
+        check(r.returncode in (35, 55, 56), "the peer port refuses a connection without a certificate",
+              f"curl exit {r.returncode}")
+        r = subprocess.run(["curl", "-s", "-m", "5", "--cacert", str(certs / "ca.crt"), "--cert", str(certs / "stranger.crt"),
+                            "--key", str(certs / "stranger.key"), f"https://127.0.0.1:{p1}/"], capture_output=True, text=True)
+        check(r.returncode in (35, 55, 56), "the peer port refuses a certificate from another CA", f"curl exit {r.returncode}")
+    finally:
+        for m in members:
+            m.terminate()
+        for m in members:
+            try:
+                m.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                m.kill()
+
     # Start-up refusals, with etcd's message where etcd has one.
     for extra, expect, what in (
         ([], "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1", "https:// without a certificate"),
@@ -162,6 +211,12 @@ def main() -> int:
         (["--cert-file", str(certs / "missing.crt"), "--key-file", str(certs / "server.key")], "cannot load", "a missing certificate file"),
         (["--cert-file", str(certs / "server.crt"), "--key-file", str(certs / "server.key"), "--tls-min-version", "TLS1.1"],
          "unexpected TLS version", "--tls-min-version TLS1.1"),
+        (["--listen-client-urls", f"http://127.0.0.1:{bad}", "--listen-peer-urls", f"https://127.0.0.1:{bad + 1}",
+          "--initial-cluster", f"default=https://127.0.0.1:{bad + 1},other=https://127.0.0.1:{bad + 2}"],
+         "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://127.0.0.1",
+         "https:// peer URLs without a peer certificate"),
+        (["--cert-file", str(certs / "server.crt"), "--key-file", str(certs / "server.key"), "--peer-auto-tls"],
+         "--peer-auto-tls is not supported", "--peer-auto-tls"),
     ):
         r = subprocess.run([args.lattice_bin, "--data-dir", str(work / "refused"), "--listen-client-urls",
                             f"https://127.0.0.1:{bad}", *extra], capture_output=True, text=True, timeout=30)
