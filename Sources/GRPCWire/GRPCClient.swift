@@ -29,7 +29,7 @@ public final class GRPCClient: Sendable {
         let connection = limits.connectionConfiguration
         let stream = limits.streamConfiguration
         var bootstrap = ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(connectTimeout)
         if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
         let (channel, multiplexer) = try await bootstrap

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LatticeServer
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,9 +19,27 @@ struct Lattice: AsyncParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let subcommands: Set<String> = ["bench", "cluster-status", "help"]
         if arguments.first.map({ !subcommands.contains($0) }) ?? true {
-            let (merged, warnings) = EtcdEnvironment.apply(to: arguments, environment: EtcdEnvironment.current())
-            for warning in warnings { FileHandleStderr.write("[WARNING] \(warning)\n") }
-            arguments = merged
+            let environment = EtcdEnvironment.current()
+            if let path = configFilePath(arguments, environment) {
+                // As in etcd, a configuration file replaces the command line and ETCD_* variables.
+                do {
+                    let text = try readTextFile(path)
+                    let translation = try EtcdConfigFile.translate(text)
+                    let ignored = arguments.filter { $0.hasPrefix("--") && !$0.hasPrefix("--config-file") && $0 != "serve" }
+                    for flag in ignored {
+                        FileHandleStderr.write("[WARNING] \(flag) is ignored: --config-file \(path) is given\n")
+                    }
+                    for warning in translation.warnings { FileHandleStderr.write("[WARNING] \(path): \(warning)\n") }
+                    arguments = translation.arguments
+                } catch {
+                    FileHandleStderr.write("Error: --config-file \(path): \(error)\n")
+                    Glibc.exit(1)
+                }
+            } else {
+                let (merged, warnings) = EtcdEnvironment.apply(to: arguments, environment: environment)
+                for warning in warnings { FileHandleStderr.write("[WARNING] \(warning)\n") }
+                arguments = merged
+            }
         }
         // A bad flag is a configuration error: one line and status 1, as etcd exits (the
         // parser's own convention would be 64 and a usage text).
@@ -50,6 +69,33 @@ struct Lattice: AsyncParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// `--config-file PATH` (or `=PATH`), else `ETCD_CONFIG_FILE`.
+func configFilePath(_ arguments: [String], _ environment: [String: String]) -> String? {
+    for (i, argument) in arguments.enumerated() {
+        if argument == "--config-file", i + 1 < arguments.count { return arguments[i + 1] }
+        if argument.hasPrefix("--config-file=") { return String(argument.dropFirst("--config-file=".count)) }
+    }
+    return environment["ETCD_CONFIG_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+}
+
+struct FileError: Error, CustomStringConvertible {
+    let description: String
+}
+
+func readTextFile(_ path: String) throws -> String {
+    guard let file = fopen(path, "r") else { throw FileError(description: "cannot open: \(String(cString: strerror(errno)))") }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+        if bytes.count > 1 << 20 { throw FileError(description: "larger than 1 MiB") }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 enum LatticeVersion {

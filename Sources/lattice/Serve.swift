@@ -16,6 +16,9 @@ import Glibc
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a Lattice member (the default command).")
 
+    @Option(help: "Path to the server configuration file (etcd's YAML). When given, other flags and ETCD_* variables are ignored.")
+    var configFile: String?
+
     @Option(help: "Human-readable name for this member.")
     var name = "default"
 

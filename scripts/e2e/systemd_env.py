@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from differential import free_ports  # noqa: E402
+from differential import find_etcd_binary, free_ports  # noqa: E402
 
 
 def main() -> int:
@@ -73,6 +73,40 @@ def main() -> int:
         stderr = proc.stderr.read().decode()
         check("recognized environment variable ETCD_DATA_DIR, but unused: shadowed by corresponding flag" in stderr,
               "warning for a variable shadowed by its flag")
+        # --config-file (etcd's YAML) replaces the flags and the variables, with warnings.
+        (cport,) = free_ports(1)
+        config = work / "lattice.conf.yml"
+        config.write_text(f"""# etcd's configuration file format
+name: 'from-config'
+data-dir: {work / 'config.lattice'}
+listen-client-urls: http://127.0.0.1:{cport}
+advertise-client-urls: http://127.0.0.1:{cport}
+heartbeat-interval: 100
+client-transport-security:
+  client-cert-auth: false
+""")
+        proc = subprocess.Popen([args.lattice_bin, "--config-file", str(config), "--name", "from-flag"],
+                                env={**os.environ, "ETCD_NAME": "from-env"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        etcdctl = find_etcd_binary("etcdctl")
+        listed = ""
+        deadline = time.time() + 30
+        while time.time() < deadline and "from-config" not in listed:
+            r = subprocess.run([etcdctl, f"--endpoints=127.0.0.1:{cport}", "--dial-timeout=2s", "member", "list"],
+                               capture_output=True, text=True, timeout=30)
+            listed = r.stdout
+            if "from-config" not in listed:
+                time.sleep(0.2)
+        check("from-config" in listed and (work / "config.lattice").is_dir(),
+              "--config-file: name, data-dir and client URL from the YAML file")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        stderr = proc.stderr.read().decode()
+        check("--name is ignored: --config-file" in stderr, "a flag given beside --config-file is reported as ignored")
+        check("heartbeat-interval has no effect in Lattice" in stderr, "a key without effect in Lattice is reported")
+        bad = work / "bad.yml"
+        bad.write_text("wal-dir: /elsewhere\n")
+        r = subprocess.run([args.lattice_bin, "--config-file", str(bad)], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and "wal-dir" in r.stderr, "a configuration key Lattice cannot honour is refused (exit 1)")
     finally:
         if proc.poll() is None:
             proc.kill()
