@@ -1,0 +1,199 @@
+import EtcdAPI
+import LatticeCore
+import LatticeStorage
+import LatticeStore
+import ProtoWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A snapshot file's keyspace: a Lattice snapshot (`etcdctl snapshot save` against Lattice) or
+/// an etcd one (the bbolt database `etcdctl snapshot save` writes against etcd 3.4/3.5, or
+/// etcd's `member/snap/db`).
+public struct SnapshotContents: Sendable {
+    public enum Format: String, Sendable { case lattice, etcd }
+    public var format: Format
+    /// The live keys at the snapshot's revision, in key order.
+    public var kvs: [KeyValue]
+    /// Lease id → TTL in seconds (etcd snapshots; Lattice snapshots hold no lease TTLs).
+    public var leases: [Int64: Int64]
+    public var revision: Int64
+    /// `snapshot status` figures, as etcdutl computes them for an etcd snapshot: a CRC-32C of
+    /// every bucket name, key and value; the number of entries in all buckets; the database's
+    /// size. For a Lattice snapshot: a CRC-32C of every key and value; the number of keys; the
+    /// file's size.
+    public var hash: UInt32
+    public var totalKeys: Int
+    public var totalBytes: Int
+
+    /// Reads and checks `bytes`. A Lattice snapshot's SHA-256 trailer must match (unless
+    /// `skipHashCheck`); an etcd one must be a readable bbolt file with a `key` bucket.
+    public static func parse(_ bytes: [UInt8], skipHashCheck: Bool = false) throws(SnapshotRestoreError) -> SnapshotContents {
+        if bytes.starts(with: Array("LATTICE1".utf8)) { return try parseLattice(bytes, skipHashCheck: skipHashCheck) }
+        if BoltFile.looksLikeBolt(bytes) { return try parseEtcd(bytes) }
+        throw SnapshotRestoreError("not a snapshot: neither a Lattice snapshot nor an etcd (bbolt) database")
+    }
+
+    static func parseLattice(_ bytes: [UInt8], skipHashCheck: Bool) throws(SnapshotRestoreError) -> SnapshotContents {
+        guard bytes.count >= 16 + 32 else { throw SnapshotRestoreError("truncated snapshot (\(bytes.count) bytes)") }
+        let length = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[8 + $1]) << (8 * UInt64($1)) }
+        guard length <= UInt64(bytes.count - 16 - 32) else { throw SnapshotRestoreError("truncated snapshot: the payload runs past the end") }
+        if !skipHashCheck {
+            var hasher = SHA256.Hasher()
+            hasher.update(Array(bytes[0..<(bytes.count - 32)]))
+            guard hasher.finalize() == Array(bytes[(bytes.count - 32)...]) else {
+                throw SnapshotRestoreError("snapshot hash mismatch (a damaged or truncated file; --skip-hash-check restores it anyway)")
+            }
+        }
+        let response: RangeResponse
+        do {
+            response = try RangeResponse(protoBytes: Array(bytes[16..<(16 + Int(length))]))
+        } catch {
+            throw SnapshotRestoreError("cannot decode the snapshot's keyspace: \(error)")
+        }
+        let revision = max(response.header?.revision ?? 1, response.kvs.map(\.modRevision).max() ?? 1)
+        var crc = CRC32C()
+        for kv in response.kvs {
+            crc.update(kv.key[...])
+            crc.update(kv.value[...])
+        }
+        return SnapshotContents(format: .lattice, kvs: response.kvs, leases: [:], revision: revision,
+                                hash: crc.value, totalKeys: response.kvs.count, totalBytes: bytes.count)
+    }
+
+    static func parseEtcd(_ bytes: [UInt8]) throws(SnapshotRestoreError) -> SnapshotContents {
+        let bolt: BoltFile
+        do { bolt = try BoltFile(bytes: bytes) } catch { throw SnapshotRestoreError(error.description) }
+        // The `key` bucket: revision (8 bytes main, '_', 8 bytes sub, 't' for a tombstone) →
+        // mvccpb.KeyValue, in revision order. Replaying it gives the keyspace at the last one.
+        var live: [[UInt8]: KeyValue] = [:]
+        var revision: Int64 = 1
+        var leases: [Int64: Int64] = [:]
+        do {
+            let found = try bolt.forEach(inBucket: Array("key".utf8)) { key, value throws(StorageError) in
+                guard key.count >= 17 else { throw StorageError(.corruption, "etcd snapshot: revision key of \(key.count) bytes") }
+                let main = key[0..<8].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+                revision = max(revision, main)
+                let kv: KeyValue
+                do { kv = try KeyValue(protoBytes: Array(value)) } catch {
+                    throw StorageError(.corruption, "etcd snapshot: revision \(main): \(error)")
+                }
+                if key.count >= 18 && key[17] == UInt8(ascii: "t") {
+                    live[kv.key] = nil
+                } else {
+                    live[kv.key] = kv
+                }
+            }
+            guard found else { throw StorageError(.corruption, "etcd snapshot: no \"key\" bucket") }
+            try bolt.forEach(inBucket: Array("lease".utf8)) { _, value throws(StorageError) in
+                var reader = ProtoReader(Array(value))
+                var id: Int64 = 0, ttl: Int64 = 0
+                do {
+                    while let (field, wire) = try reader.nextTag() {
+                        switch field {
+                        case 1: id = Int64(bitPattern: try reader.readVarint())
+                        case 2: ttl = Int64(bitPattern: try reader.readVarint())
+                        default: try reader.skip(wire, field: field)
+                        }
+                    }
+                } catch {
+                    throw StorageError(.corruption, "etcd snapshot: lease: \(error)")
+                }
+                if id != 0 { leases[id] = ttl }
+            }
+        } catch {
+            throw SnapshotRestoreError("\(error)")
+        }
+        // etcdutl's status: every bucket's name, then its keys and values, into one CRC-32C.
+        var crc = CRC32C()
+        var entries = 0
+        do {
+            for name in try bolt.bucketNames() {
+                crc.update(name[...])
+                try bolt.forEach(inBucket: name) { key, value throws(StorageError) in
+                    crc.update(key[...])
+                    crc.update(value)
+                    entries += 1
+                }
+            }
+        } catch {
+            throw SnapshotRestoreError("\(error)")
+        }
+        return SnapshotContents(format: .etcd, kvs: live.values.sorted { $0.key.lexicographicallyPrecedes($1.key) }, leases: leases,
+                                revision: revision, hash: crc.value, totalKeys: entries, totalBytes: bolt.usedBytes)
+    }
+
+    /// Builds a new data directory holding this keyspace: its leases granted with their TTL
+    /// (a lease a Lattice snapshot names is granted with `defaultLeaseTTL`), every key put with
+    /// its value and lease, in batches of at most 1,000 keys or 4 MiB with one fsync each.
+    /// Revisions start afresh (the keys take revisions 2…); versions restart at 1.
+    /// Returns the number of leases granted.
+    @discardableResult
+    public func restore(into dataDir: String, memberID: UInt64, clusterID: UInt64, defaultLeaseTTL: Int64) throws(SnapshotRestoreError) -> Int {
+        if DataDirectory.holdsData(dataDir) {
+            throw SnapshotRestoreError("data-dir \"\(dataDir)\" exists")
+        }
+        var configuration = MVCCStore.Configuration(memberID: memberID, clusterID: clusterID)
+        configuration.dataDirectory = dataDir
+        configuration.maxTxnOps = 1_000
+        let store: MVCCStore
+        do { store = try MVCCStore(configuration: configuration) } catch {
+            throw SnapshotRestoreError("cannot create data-dir \"\(dataDir)\": \(error)")
+        }
+        defer { store.close() }
+        var ttls = leases
+        do throws(EtcdError) {
+            for kv in kvs where kv.lease != 0 && ttls[kv.lease] == nil { ttls[kv.lease] = defaultLeaseTTL }
+            for (id, ttl) in ttls.sorted(by: { $0.key < $1.key }) {
+                _ = try store.leaseGrant(LeaseGrantRequest(ttl: max(ttl, 1), id: id))
+            }
+            var batch: [RequestOp] = []
+            var batchBytes = 0
+            func flush() throws(EtcdError) {
+                guard !batch.isEmpty else { return }
+                _ = try store.txn(TxnRequest(compare: [], success: batch))
+                batch = []
+                batchBytes = 0
+            }
+            for kv in kvs {
+                var op = RequestOp()
+                op.request = .put(PutRequest(key: kv.key, value: kv.value, lease: kv.lease))
+                batch.append(op)
+                batchBytes += kv.key.count + kv.value.count
+                if batch.count >= 1_000 || batchBytes >= 4 << 20 { try flush() }
+            }
+            try flush()
+        } catch {
+            throw SnapshotRestoreError("restoring into \"\(dataDir)\": \(error.message)")
+        }
+        do { try DataDirectory.writeIdentity(dataDir, memberID: memberID, clusterID: clusterID) } catch {
+            throw SnapshotRestoreError("writing the member identity: \(error)")
+        }
+        return ttls.count
+    }
+}
+
+public struct SnapshotRestoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// CRC-32 with the Castagnoli polynomial (etcdutl's status hash), fed incrementally.
+struct CRC32C {
+    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0x82F6_3B78 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    private var state: UInt32 = 0xFFFF_FFFF
+
+    mutating func update(_ data: ArraySlice<UInt8>) {
+        var c = state
+        for b in data { c = Self.table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        state = c
+    }
+
+    var value: UInt32 { state ^ 0xFFFF_FFFF }
+}

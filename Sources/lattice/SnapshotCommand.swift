@@ -1,0 +1,134 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import LatticeCore
+import LatticeServer
+
+/// `lattice snapshot restore|status`, with etcdutl's flags where they apply. Both read a
+/// Lattice snapshot or an etcd one (so restoring an etcd snapshot migrates it).
+struct SnapshotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Restore or inspect a snapshot (Lattice's, or etcd 3.4/3.5's bbolt database).",
+        subcommands: [Restore.self, Status.self])
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build a new data directory from a snapshot file (Lattice or etcd).")
+
+        @Argument(help: "The snapshot file (etcdctl snapshot save, or etcd's member/snap/db).")
+        var file: String
+
+        @Option(help: "Path to the data directory to create (must not hold data).")
+        var dataDir: String?
+
+        @Option(help: "Human-readable name for this member.")
+        var name = "default"
+
+        @Option(help: "Initial cluster configuration for restore bootstrap.")
+        var initialCluster: String?
+
+        @Option(help: "Initial cluster token for the cluster during restore bootstrap.")
+        var initialClusterToken = "etcd-cluster"
+
+        @Option(help: "List of this member's peer URLs to advertise to the rest of the cluster.")
+        var initialAdvertisePeerUrls = "http://localhost:2380"
+
+        @Flag(help: "Ignore the snapshot's integrity hash (a Lattice snapshot's SHA-256 trailer).")
+        var skipHashCheck = false
+
+        @Option(help: "TTL in seconds for leases a Lattice snapshot names (it holds no TTLs; etcd snapshots do).")
+        var leaseTtl: Int64 = 3600
+
+        func run() throws {
+            let contents = try SnapshotContents.parse(try readTextBytes(file), skipHashCheck: skipHashCheck)
+            let dir = dataDir ?? "\(name).lattice"
+            let peers = initialAdvertisePeerUrls.split(separator: ",").map(String.init)
+            var members: [(String, [String])] = [(name, peers)]
+            if let initialCluster {
+                var byName: [String: [String]] = [:]
+                var order: [String] = []
+                for entry in initialCluster.split(separator: ",") {
+                    let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard parts.count == 2 else { throw ValidationError("--initial-cluster: \"\(entry)\" is not name=url") }
+                    if byName[parts[0]] == nil { order.append(parts[0]) }
+                    byName[parts[0], default: []].append(parts[1])
+                }
+                guard byName[name] != nil else {
+                    throw ValidationError("couldn't find local name \"\(name)\" in the initial cluster configuration")
+                }
+                members = order.map { ($0, byName[$0]!) }
+            }
+            let ids = members.map { ClusterIdentity.memberID(peerURLs: $0.1, clusterToken: initialClusterToken) }
+            let memberID = ids[members.firstIndex { $0.0 == name }!]
+            let leases = try contents.restore(into: dir, memberID: memberID, clusterID: ClusterIdentity.clusterID(memberIDs: ids),
+                                 defaultLeaseTTL: leaseTtl)
+            print("restored \(contents.kvs.count) keys and \(leases) leases from a \(contents.format.rawValue) snapshot (revision \(contents.revision)) into \(dir)")
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a snapshot's hash, revision, key count and size (etcdutl's columns).")
+
+        @Argument(help: "The snapshot file.")
+        var file: String
+
+        @Option(name: [.customShort("w"), .customLong("write-out")], help: "simple, table or json.")
+        var writeOut = "simple"
+
+        func run() throws {
+            let c = try SnapshotContents.parse(try readTextBytes(file))
+            let hash = String(c.hash, radix: 16)
+            switch writeOut {
+            case "json":
+                print("{\"hash\":\(c.hash),\"revision\":\(c.revision),\"totalKey\":\(c.totalKeys),\"totalSize\":\(c.totalBytes),\"format\":\"\(c.format.rawValue)\"}")
+            case "table":
+                let row = [hash, String(c.revision), String(c.totalKeys), Self.size(c.totalBytes)]
+                let header = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]
+                let widths = zip(header, row).map { max($0.count, $1.count) }
+                func line(_ cells: [String]) -> String {
+                    "| " + zip(cells, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: " | ") + " |"
+                }
+                let rule = "+" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "+") + "+"
+                print([rule, line(header), rule, line(row), rule].joined(separator: "\n"))
+            default:
+                print("\(hash), \(c.revision), \(c.totalKeys), \(Self.size(c.totalBytes))")
+            }
+        }
+
+        /// Go's humanize.Bytes, as etcdutl prints sizes: SI units, one decimal under 10.
+        static func size(_ n: Int) -> String {
+            if n < 10 { return "\(n) B" }
+            let units = ["B", "kB", "MB", "GB", "TB", "PB"]
+            let e = min(Int((log(Double(n)) / log(1000)).rounded(.down)), units.count - 1)
+            let value = Double(n) / pow(1000, Double(e))
+            let rounded = (value * 10).rounded() / 10
+            return rounded < 10 ? "\(String(format1: rounded)) \(units[e])" : "\(Int(value.rounded())) \(units[e])"
+        }
+    }
+}
+
+extension String {
+    /// One decimal place, without Foundation's formatter ("1.5", "2.0").
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(tenths % 10)"
+    }
+}
+
+func readTextBytes(_ path: String) throws -> [UInt8] {
+    guard let file = fopen(path, "r") else {
+        throw FileError(description: "open \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return bytes
+}
