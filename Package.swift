@@ -99,6 +99,7 @@ if ProcessInfo.processInfo.environment["LATTICE_FUZZ"] == "1" {
         ("FuzzReplicaState", ["LatticeCore"]),
         ("FuzzWAL", ["LatticeStorage"]),
         ("FuzzSnapshotFile", ["LatticeStorage"]),
+        ("FuzzBoltFile", ["LatticeStorage"]),
         ("FuzzJSONMerge", ["LatticeCore"]),
         ("FuzzGRPCServer", ["GRPCWire", .product(name: "NIOCore", package: "swift-nio"),
                             .product(name: "NIOEmbedded", package: "swift-nio")]),

@@ -117,3 +117,68 @@ grpc_seeds = {
 }
 for name, data in grpc_seeds.items():
     write("FuzzGRPCServer", name, data)
+
+
+# FuzzBoltFile: a small bbolt database as etcd writes it (512-byte pages): a `key` bucket whose
+# tree is a branch page over two leaf pages (revision → mvccpb.KeyValue, one a tombstone), and
+# an inline `lease` bucket.
+def fnv1a64(data: bytes) -> int:
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+PAGE = 512
+
+
+def page_header(pgid: int, flags: int, count: int) -> bytes:
+    return struct.pack("<QHHI", pgid, flags, count, 0)
+
+
+def leaf(entries: list[tuple[int, bytes, bytes]], pgid: int = 0) -> bytes:
+    out = page_header(pgid, 0x02, len(entries))
+    data = b""
+    for i, (flags, k, v) in enumerate(entries):
+        pos = 16 * (len(entries) - i) + len(data)
+        out += struct.pack("<IIII", flags, pos, len(k), len(v))
+        data += k + v
+    return out + data
+
+
+def branch(children: list[tuple[bytes, int]], pgid: int) -> bytes:
+    out = page_header(pgid, 0x01, len(children))
+    data = b""
+    for i, (k, child) in enumerate(children):
+        pos = 16 * (len(children) - i) + len(data)
+        out += struct.pack("<IIQ", pos, len(k), child)
+        data += k
+    return out + data
+
+
+def rev(main: int, tomb: bool = False) -> bytes:
+    return struct.pack(">Q", main) + b"_" + struct.pack(">Q", 0) + (b"t" if tomb else b"")
+
+
+def kv(key: bytes, value: bytes, r: int, lease: int = 0) -> bytes:
+    body = f_bytes(1, key) + f_varint(2, r) + f_varint(3, r) + f_varint(4, 1) + f_bytes(5, value)
+    return body + (f_varint(6, lease) if lease else b"")
+
+
+def meta(pgid: int, txid: int) -> bytes:
+    m = struct.pack("<IIII", 0xED0CDAED, 2, PAGE, 0) + struct.pack("<QQ", 3, 0) + struct.pack("<QQQ", 2, 7, txid)
+    return page_header(pgid, 0x04, 0) + m + struct.pack("<Q", fnv1a64(m))
+
+
+def pad(p: bytes) -> bytes:
+    assert len(p) <= PAGE
+    return p + b"\0" * (PAGE - len(p))
+
+
+lease_inline = struct.pack("<QQ", 0, 0) + leaf([(0, struct.pack(">q", 42), f_varint(1, 42) + f_varint(2, 600))])
+root = leaf([(1, b"key", struct.pack("<QQ", 5, 0)), (1, b"lease", lease_inline)], 3)
+left = leaf([(0, rev(2), kv(b"/a", b"1", 2)), (0, rev(3), kv(b"/b", b"2", 3, lease=42))], 4)
+right = leaf([(0, rev(4, tomb=True), kv(b"/a", b"", 4)), (0, rev(5), kv(b"/c", b"3", 5))], 6)
+db = b"".join(pad(p) for p in [meta(0, 1), meta(1, 2), page_header(2, 0x10, 0), root, left,
+                                branch([(rev(2), 4), (rev(4), 6)], 5), right])
+write("FuzzBoltFile", "seed-etcd-like", db)

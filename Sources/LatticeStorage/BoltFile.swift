@@ -84,7 +84,17 @@ public struct BoltFile: Sendable {
     /// Visits the leaf entries under `page` (or of the inline page `inline`) in order.
     private func walk(page: UInt64, inline: [UInt8]?, depth: Int,
                       _ visit: ([UInt8], ArraySlice<UInt8>, UInt32) throws(StorageError) -> Void) throws(StorageError) {
+        var budget = bytes.count / pageSize + 2
+        try walk(page: page, inline: inline, depth: depth, budget: &budget, visit)
+    }
+
+    /// `budget`: pages left to visit. A valid tree visits each page once; a damaged one whose
+    /// branches point back into the tree would otherwise be walked without end.
+    private func walk(page: UInt64, inline: [UInt8]?, depth: Int, budget: inout Int,
+                      _ visit: ([UInt8], ArraySlice<UInt8>, UInt32) throws(StorageError) -> Void) throws(StorageError) {
         guard depth < 64 else { throw StorageError(.corruption, "bolt: tree deeper than 64 levels") }
+        budget -= 1
+        guard budget >= 0 else { throw StorageError(.corruption, "bolt: the tree visits more pages than the file holds") }
         let data: [UInt8]
         let base: Int
         if let inline {
@@ -109,7 +119,7 @@ public struct BoltFile: Sendable {
             let element = elements + i * 16
             if flags & Self.branchPage != 0 {
                 let child = Self.u64(data, element + 8)
-                try walk(page: child, inline: nil, depth: depth + 1, visit)
+                try walk(page: child, inline: nil, depth: depth + 1, budget: &budget, visit)
             } else if flags & Self.leafPage != 0 {
                 let entryFlags = Self.u32(data, element)
                 let pos = Int(Self.u32(data, element + 4))
