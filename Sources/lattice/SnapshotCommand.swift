@@ -45,23 +45,15 @@ struct SnapshotCommand: ParsableCommand {
             let contents = try SnapshotContents.parse(try readTextBytes(file), skipHashCheck: skipHashCheck)
             let dir = dataDir ?? "\(name).lattice"
             let peers = initialAdvertisePeerUrls.split(separator: ",").map(String.init)
-            var members: [(String, [String])] = [(name, peers)]
+            var members: [(name: String, peerURLs: [String])] = [(name, peers)]
             if let initialCluster {
-                var byName: [String: [String]] = [:]
-                var order: [String] = []
-                for entry in initialCluster.split(separator: ",") {
-                    let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard parts.count == 2 else { throw ValidationError("--initial-cluster: \"\(entry)\" is not name=url") }
-                    if byName[parts[0]] == nil { order.append(parts[0]) }
-                    byName[parts[0], default: []].append(parts[1])
-                }
-                guard byName[name] != nil else {
+                members = try Serve.parseInitialCluster(initialCluster)
+                guard members.contains(where: { $0.name == name }) else {
                     throw ValidationError("couldn't find local name \"\(name)\" in the initial cluster configuration")
                 }
-                members = order.map { ($0, byName[$0]!) }
             }
-            let ids = members.map { ClusterIdentity.memberID(peerURLs: $0.1, clusterToken: initialClusterToken) }
-            let memberID = ids[members.firstIndex { $0.0 == name }!]
+            let ids = members.map { ClusterIdentity.memberID(peerURLs: $0.peerURLs, clusterToken: initialClusterToken) }
+            let memberID = ids[members.firstIndex { $0.name == name }!]
             let leases = try contents.restore(into: dir, memberID: memberID, clusterID: ClusterIdentity.clusterID(memberIDs: ids),
                                  defaultLeaseTTL: leaseTtl)
             print("restored \(contents.kvs.count) keys and \(leases) leases from a \(contents.format.rawValue) snapshot (revision \(contents.revision)) into \(dir)")
