@@ -168,6 +168,10 @@ final class ConnectionBudget {
     private var paused = false
     private var waiting: [() -> Void] = []
     private var blockedStreams: [ObjectIdentifier: () -> Void] = [:]
+    /// Long work (see `GRPCLongWork`) running, and waiting to start.
+    private var longInFlight = 0
+    private var longWaiting: [() -> Void] = []
+    static let longWorkInFlightMax = 2
 
     /// Request bytes the connection's calls may hold before they run: partial messages in
     /// their deframers and complete unary requests waiting for `admit`. Without it a client
@@ -195,6 +199,27 @@ final class ConnectionBudget {
         channel = nil
         waiting = []
         blockedStreams = [:]
+        longWaiting = []
+    }
+
+    /// Starts `work` now if fewer than `longWorkInFlightMax` long works run and the budget has
+    /// room; else queues it until both hold.
+    func admitLong(_ work: @escaping () -> Void) {
+        longWaiting.append(work)
+        startLong()
+    }
+
+    /// A long work handed over its response (or gave up).
+    func finishedLong() {
+        longInFlight -= 1
+        startLong()
+    }
+
+    private func startLong() {
+        while longInFlight < Self.longWorkInFlightMax && !isOver && !longWaiting.isEmpty {
+            longInFlight += 1
+            longWaiting.removeFirst()()
+        }
     }
 
     var isOver: Bool { outstanding > limitBytes }
@@ -226,6 +251,7 @@ final class ConnectionBudget {
             blockedStreams = [:]
             for resume in resumed { resume() }
         }
+        startLong()
     }
 
     /// Runs `call` now, or once the connection is back under its budget.

@@ -15,6 +15,30 @@ public struct GRPCCallContext: Sendable {
     /// Set once nobody waits for the answer any more: the client reset the stream, the
     /// connection closed or the deadline passed. Work not yet started can be skipped.
     public let cancellation: GRPCCancellation
+    /// Admission of work whose response size is known only once it is done (long reads).
+    public var longWork = GRPCLongWork(gate: nil)
+}
+
+/// Lets a call start work whose response may be large (a range over many keys, a hash of the
+/// keyspace) only when its connection may take another such response: at most
+/// `ConnectionBudget.longWorkInFlightMax` at a time per connection, and only while the
+/// connection's response budget has room. Unary calls are admitted when they start, before
+/// their response exists; without this, a client that sends many long reads and never reads
+/// the answers would have every one computed and buffered.
+public struct GRPCLongWork: Sendable {
+    let gate: NIOLoopBound<ConnectionBudget>?
+
+    /// Runs `work` now or once admitted; `work` calls `finished` (from any thread) after it
+    /// handed its response to the responder, or gave up.
+    public func start(_ work: @escaping @Sendable (_ finished: @escaping @Sendable () -> Void) -> Void) {
+        guard let gate else { return work({}) }
+        let loop = gate.eventLoop
+        loop.execute {
+            gate.value.admitLong {
+                work { loop.execute { gate.value.finishedLong() } }
+            }
+        }
+    }
 }
 
 /// Whether a call was abandoned (readable from any thread).

@@ -172,8 +172,9 @@ final class ServerStreamHandler: ChannelDuplexHandler {
                 deadlineExpired()
             }
         }
-        let callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop,
+        var callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop,
                                           cancellation: cancellation)
+        if let budget { callContext.longWork = GRPCLongWork(gate: NIOLoopBound(budget, eventLoop: context.eventLoop)) }
         switch method {
         case .unary:
             state = .unary(received: nil)

@@ -52,9 +52,14 @@ enum KVService {
 enum ReadPool {
     static func run<Response>(_ call: GRPCCallContext, _ body: @escaping @Sendable () throws(EtcdError) -> Response,
                               done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) {
-        NIOThreadPool.singleton.submit { _ in
-            guard !call.cancellation.isCancelled else { return done(.failure(.canceled)) }
-            do throws(EtcdError) { done(.success(try body())) } catch { done(.failure(error)) }
+        // Admitted like a response of unknown size: a few at a time per connection, and only
+        // while the connection's client takes what it is sent.
+        call.longWork.start { finished in
+            NIOThreadPool.singleton.submit { _ in
+                defer { finished() }
+                guard !call.cancellation.isCancelled else { return done(.failure(.canceled)) }
+                do throws(EtcdError) { done(.success(try body())) } catch { done(.failure(error)) }
+            }
         }
     }
 }

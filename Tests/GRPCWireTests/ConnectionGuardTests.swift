@@ -1,4 +1,5 @@
 @testable import GRPCWire
+import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHPACK
@@ -42,6 +43,16 @@ final class ConnectionGuardTests: XCTestCase {
         routes.add(service: "test.Big", method: "Get", .unary { _, _, responder in
             bigCalls.value.add(1, ordering: .relaxed)
             responder.succeed([UInt8](repeating: 7, count: 1 << 20))
+        })
+        // Like a long read: the response is produced on another thread, after admission.
+        routes.add(service: "test.Big", method: "Later", .unary { _, call, responder in
+            call.longWork.start { finished in
+                DispatchQueue.global().async {
+                    bigCalls.value.add(1, ordering: .relaxed)
+                    responder.succeed([UInt8](repeating: 7, count: 1 << 20))
+                    finished()
+                }
+            }
         })
         var limits = GRPCConnectionLimits()
         configure(&limits)
@@ -125,13 +136,23 @@ final class ConnectionGuardTests: XCTestCase {
     /// its calls once the connection's budget of unread responses is used up, and serves them
     /// all once the client reads.
     func testAClientThatDoesNotReadIsHeldToItsResponseBudget() async throws {
+        try await assertHeldToBudget(path: "/test.Big/Get")
+    }
+
+    /// The same for calls whose response is computed off the event loop after they were
+    /// admitted (long reads): they start only while the client takes what it is sent.
+    func testLongWorkStartsOnlyWhileTheClientReads() async throws {
+        try await assertHeldToBudget(path: "/test.Big/Later")
+    }
+
+    private func assertHeldToBudget(path: String) async throws {
         let port = try await start { $0.connectionResponseBudgetBytes = 4 << 20 }
         let connection = try RawH2Connection(port: port)
         defer { connection.close() }
         connection.sendPreface(initialWindow: Int32.max)
         connection.send(RawH2Connection.frame(type: 8, flags: 0, stream: 0, payload: be32(UInt32(Int32.max) - 65535)))
         var requests: [UInt8] = []
-        for i in 0..<100 { requests += connection.request(stream: UInt32(2 * i + 1), path: "/test.Big/Get") }
+        for i in 0..<100 { requests += connection.request(stream: UInt32(2 * i + 1), path: path) }
         connection.send(requests)
         // Give the server every chance to serve more than it should: poll until the count
         // stops moving for a while.
