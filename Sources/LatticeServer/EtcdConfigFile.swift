@@ -212,41 +212,34 @@ enum YAMLSubset {
 
     /// The colon that ends the key (outside quotes, followed by a space or the end).
     private static func keyColon(_ s: String) -> String.Index? {
-        var quote: Character?
-        var i = s.startIndex
-        while i < s.endIndex {
-            let c = s[i]
-            if let q = quote {
-                if c == q { quote = nil }
-            } else if c == "'" || c == "\"" {
-                quote = c
-            } else if c == ":" {
-                let next = s.index(after: i)
-                if next == s.endIndex || s[next] == " " { return i }
-            }
-            i = s.index(after: i)
-        }
-        return nil
+        firstUnquoted(s) { c, _, next in c == ":" && (next == nil || next == " ") }
     }
 
     /// The line without a `#` comment (a `#` at the start or after a space, outside quotes).
     private static func stripComment(_ s: String) -> String {
+        firstUnquoted(s) { c, previous, _ in c == "#" && (previous == " " || previous == "\t") }.map { String(s[..<$0]) } ?? s
+    }
+
+    /// The first character outside single or double quotes that `matches` (given it, the one
+    /// before — a space at the start — and the one after).
+    private static func firstUnquoted(_ s: String, _ matches: (Character, Character, Character?) -> Bool) -> String.Index? {
         var quote: Character?
         var previous: Character = " "
         var i = s.startIndex
         while i < s.endIndex {
             let c = s[i]
+            let next = s.index(after: i)
             if let q = quote {
                 if c == q { quote = nil }
             } else if c == "'" || c == "\"" {
                 quote = c
-            } else if c == "#" && (previous == " " || previous == "\t") {
-                return String(s[..<i])
+            } else if matches(c, previous, next < s.endIndex ? s[next] : nil) {
+                return i
             }
             previous = c
-            i = s.index(after: i)
+            i = next
         }
-        return s
+        return nil
     }
 
     private static func unquote(_ s: String) -> String {

@@ -1,6 +1,5 @@
 import GRPCWire
 import LatticeStore
-import Synchronization
 
 /// The HTTP/1.1 endpoints etcd serves beside gRPC on its client port (and, the health and
 /// metrics ones, on `--listen-metrics-urls`), with etcd's status codes, bodies and headers.
@@ -92,19 +91,19 @@ enum HTTPService {
 /// the WAL cannot be written.
 final class HealthCheck: Sendable {
     private let alarms: Alarms
-    private let storageFailure = Mutex<String?>(nil)
+    private let store: MVCCStore
 
     init(alarms: Alarms, store: MVCCStore) {
         self.alarms = alarms
-        store.onStorageFailure { [weak self] error in self?.storageFailure.withLock { $0 = error.message } }
+        self.store = store
     }
 
     func check(excluding excluded: Set<String>) -> (healthy: Bool, reason: String) {
         for alarm in alarms.active where !excluded.contains(alarm.name) {
             return (false, "ALARM \(alarm.name)")
         }
-        if let failure = storageFailure.withLock({ $0 }) {
-            return (false, "WAL FAILED: \(failure)")
+        if let failure = store.storageFailure {
+            return (false, "WAL FAILED: \(failure.message)")
         }
         return (true, "")
     }

@@ -11,6 +11,7 @@ enum KVService {
         // One key is a lookup, served on the connection's event loop; a range costs in
         // proportion to the keys it covers, so it runs on the read pool.
         routes.add(service: service, method: "Range", asyncUnary(limits: nil, RangeResponse.self) { (r: RangeRequest, call, done) in
+            metrics?.ranges.increment()
             guard !r.rangeEnd.isEmpty else {
                 do throws(EtcdError) { return done(.success(try store.range(r))) } catch { return done(.failure(error)) }
             }

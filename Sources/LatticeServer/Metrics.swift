@@ -3,6 +3,7 @@ import Glibc
 #endif
 import GRPCWire
 import LatticeReplication
+import LatticeStorage
 import LatticeStore
 import Prometheus
 import Synchronization
@@ -235,33 +236,12 @@ public final class LatticeMetrics: Sendable {
         return nil
     }
 
-    private static func readFile(_ path: String) -> [UInt8]? {
-        #if os(Linux)
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
-        defer { _ = Glibc.close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
-            if n <= 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-            if out.count > 1 << 20 { break }
-        }
-        return out
-        #else
-        return nil
-        #endif
-    }
+    private static func readFile(_ path: String) -> [UInt8]? { try? readWholeFile(path, limit: 1 << 20) }
 }
 
 extension LatticeMetrics: GRPCCallObserver {
     public func started(path: String) {
         calls[path]?.started.increment()
-        switch path {
-        case "/etcdserverpb.KV/Range": ranges.increment()
-        default: break
-        }
     }
 
     public func handled(path: String, code: GRPCStatus.Code) {

@@ -53,13 +53,12 @@ public struct SnapshotContents: Sendable {
             throw SnapshotRestoreError("cannot decode the snapshot's keyspace: \(error)")
         }
         let revision = max(response.header?.revision ?? 1, response.kvs.map(\.modRevision).max() ?? 1)
-        var crc = CRC32C()
+        var crc: UInt32 = 0
         for kv in response.kvs {
-            crc.update(kv.key[...])
-            crc.update(kv.value[...])
+            crc = CRC32C.update(CRC32C.update(crc, kv.key), kv.value)
         }
         return SnapshotContents(format: .lattice, kvs: response.kvs, leases: [:], revision: revision,
-                                hash: crc.value, totalKeys: response.kvs.count, totalBytes: bytes.count)
+                                hash: crc, totalKeys: response.kvs.count, totalBytes: bytes.count)
     }
 
     static func parseEtcd(_ bytes: [UInt8]) throws(SnapshotRestoreError) -> SnapshotContents {
@@ -106,14 +105,13 @@ public struct SnapshotContents: Sendable {
             throw SnapshotRestoreError("\(error)")
         }
         // etcdutl's status: every bucket's name, then its keys and values, into one CRC-32C.
-        var crc = CRC32C()
+        var crc: UInt32 = 0
         var entries = 0
         do {
             for name in try bolt.bucketNames() {
-                crc.update(name[...])
+                crc = CRC32C.update(crc, name)
                 try bolt.forEach(inBucket: name) { key, value throws(StorageError) in
-                    crc.update(key[...])
-                    crc.update(value)
+                    crc = CRC32C.update(CRC32C.update(crc, key), Array(value))
                     entries += 1
                 }
             }
@@ -121,7 +119,7 @@ public struct SnapshotContents: Sendable {
             throw SnapshotRestoreError("\(error)")
         }
         return SnapshotContents(format: .etcd, kvs: live.values.sorted { $0.key.lexicographicallyPrecedes($1.key) }, leases: leases,
-                                revision: revision, hash: crc.value, totalKeys: entries, totalBytes: bolt.usedBytes)
+                                revision: revision, hash: crc, totalKeys: entries, totalBytes: bolt.usedBytes)
     }
 
     /// Builds a new data directory holding this keyspace: its leases granted with their TTL
@@ -177,23 +175,4 @@ public struct SnapshotContents: Sendable {
 public struct SnapshotRestoreError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// CRC-32 with the Castagnoli polynomial (etcdutl's status hash), fed incrementally.
-struct CRC32C {
-    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
-        var c = UInt32(i)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0x82F6_3B78 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    private var state: UInt32 = 0xFFFF_FFFF
-
-    mutating func update(_ data: ArraySlice<UInt8>) {
-        var c = state
-        for b in data { c = Self.table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        state = c
-    }
-
-    var value: UInt32 { state ^ 0xFFFF_FFFF }
 }

@@ -136,12 +136,8 @@ public struct BoltFile: Sendable {
     }
 
     static func u16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
-    static func u32(_ b: [UInt8], _ at: Int) -> UInt32 {
-        (0..<4).reduce(UInt32(0)) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) }
-    }
-    static func u64(_ b: [UInt8], _ at: Int) -> UInt64 {
-        (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) }
-    }
+    static func u32(_ b: [UInt8], _ at: Int) -> UInt32 { b.withUnsafeBytes { $0.loadLE32(at) } }
+    static func u64(_ b: [UInt8], _ at: Int) -> UInt64 { b.withUnsafeBytes { $0.loadLE64(at) } }
 
     /// FNV-1a, 64 bits: bbolt's meta page checksum.
     static func fnv1a64(_ data: ArraySlice<UInt8>) -> UInt64 {

@@ -4,6 +4,23 @@ import Glibc
 import Darwin
 #endif
 
+/// The whole contents of the file at `path`, read until its end (files under /proc report no
+/// size); more than `limit` bytes is an error.
+public func readWholeFile(_ path: String, limit: Int = .max) throws(StorageError) -> [UInt8] {
+    let file = try OpenFile.open(path, flags: O_RDONLY)
+    defer { file.close() }
+    var out: [UInt8] = []
+    let chunk = 1 << 20
+    while true {
+        let bytes = try file.read(count: chunk, at: out.count)
+        out += bytes
+        guard out.count <= limit else {
+            throw StorageError(.invalidArgument, "\(path) is larger than \(limit) bytes")
+        }
+        if bytes.count < chunk { return out }
+    }
+}
+
 // Thin wrappers over the POSIX calls LatticeStorage uses. Each retries EINTR, loops over short
 // reads and writes, and turns failures into a StorageError naming the path (and offset).
 

@@ -372,6 +372,9 @@ public final class MVCCStore: Sendable {
         }
     }
 
+    /// The storage failure that stops all writes, if one happened.
+    public var storageFailure: EtcdError? { failure.withLock { $0 } }
+
     /// Calls `observer` once if the store's storage fails (the WAL cannot be written): from then
     /// on the store refuses every write until it is restarted and recovers.
     public func onStorageFailure(_ observer: @escaping @Sendable (EtcdError) -> Void) {

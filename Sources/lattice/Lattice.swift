@@ -1,5 +1,6 @@
 import ArgumentParser
 import LatticeServer
+import LatticeStorage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,7 +24,7 @@ struct Lattice: AsyncParsableCommand {
             if let path = configFilePath(arguments, environment) {
                 // As in etcd, a configuration file replaces the command line and ETCD_* variables.
                 do {
-                    let text = try readTextFile(path)
+                    let text = String(decoding: try readWholeFile(path, limit: 1 << 20), as: UTF8.self)
                     let translation = try EtcdConfigFile.translate(text)
                     let ignored = arguments.filter { $0.hasPrefix("--") && !$0.hasPrefix("--config-file") && $0 != "serve" }
                     for flag in ignored {
@@ -78,24 +79,6 @@ func configFilePath(_ arguments: [String], _ environment: [String: String]) -> S
         if argument.hasPrefix("--config-file=") { return String(argument.dropFirst("--config-file=".count)) }
     }
     return environment["ETCD_CONFIG_FILE"].flatMap { $0.isEmpty ? nil : $0 }
-}
-
-struct FileError: Error, CustomStringConvertible {
-    let description: String
-}
-
-func readTextFile(_ path: String) throws -> String {
-    guard let file = fopen(path, "r") else { throw FileError(description: "cannot open: \(String(cString: strerror(errno)))") }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, file)
-        if n == 0 { break }
-        bytes += chunk[0..<n]
-        if bytes.count > 1 << 20 { throw FileError(description: "larger than 1 MiB") }
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 enum LatticeVersion {

@@ -1,9 +1,7 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import LatticeCore
 import LatticeServer
+import LatticeStorage
 
 /// `lattice snapshot restore|status`, with etcdutl's flags where they apply. Both read a
 /// Lattice snapshot or an etcd one (so restoring an etcd snapshot migrates it).
@@ -42,7 +40,7 @@ struct SnapshotCommand: ParsableCommand {
         var leaseTtl: Int64 = 3600
 
         func run() throws {
-            let contents = try SnapshotContents.parse(try readTextBytes(file), skipHashCheck: skipHashCheck)
+            let contents = try SnapshotContents.parse(try readWholeFile(file), skipHashCheck: skipHashCheck)
             let dir = dataDir ?? "\(name).lattice"
             let peers = initialAdvertisePeerUrls.split(separator: ",").map(String.init)
             var members: [(name: String, peerURLs: [String])] = [(name, peers)]
@@ -71,7 +69,7 @@ struct SnapshotCommand: ParsableCommand {
         var writeOut = "simple"
 
         func run() throws {
-            let c = try SnapshotContents.parse(try readTextBytes(file))
+            let c = try SnapshotContents.parse(try readWholeFile(file))
             let hash = String(c.hash, radix: 16)
             switch writeOut {
             case "json":
@@ -94,8 +92,12 @@ struct SnapshotCommand: ParsableCommand {
         static func size(_ n: Int) -> String {
             if n < 10 { return "\(n) B" }
             let units = ["B", "kB", "MB", "GB", "TB", "PB"]
-            let e = min(Int((log(Double(n)) / log(1000)).rounded(.down)), units.count - 1)
-            let value = Double(n) / pow(1000, Double(e))
+            var e = 0
+            var value = Double(n)
+            while value >= 1000 && e < units.count - 1 {
+                value /= 1000
+                e += 1
+            }
             let rounded = (value * 10).rounded() / 10
             return rounded < 10 ? "\(String(format1: rounded)) \(units[e])" : "\(Int(value.rounded())) \(units[e])"
         }
@@ -108,19 +110,4 @@ extension String {
         let tenths = Int((value * 10).rounded())
         self = "\(tenths / 10).\(tenths % 10)"
     }
-}
-
-func readTextBytes(_ path: String) throws -> [UInt8] {
-    guard let file = fopen(path, "r") else {
-        throw FileError(description: "open \(path): \(String(cString: strerror(errno)))")
-    }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, file)
-        if n == 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return bytes
 }
