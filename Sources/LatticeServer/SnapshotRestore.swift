@@ -85,6 +85,12 @@ public struct SnapshotContents: Sendable {
                 }
             }
             guard found else { throw StorageError(.corruption, "etcd snapshot: no \"key\" bucket") }
+            // A compaction may have removed the newest revisions (tombstones at or below it):
+            // the `meta` bucket's finishedCompactRev (a revision key) is then the later one.
+            try bolt.forEach(inBucket: Array("meta".utf8)) { key, value throws(StorageError) in
+                guard key == Array("finishedCompactRev".utf8), value.count >= 8 else { return }
+                revision = max(revision, value.prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) })
+            }
             try bolt.forEach(inBucket: Array("lease".utf8)) { _, value throws(StorageError) in
                 var reader = ProtoReader(Array(value))
                 var id: Int64 = 0, ttl: Int64 = 0
@@ -125,7 +131,9 @@ public struct SnapshotContents: Sendable {
     /// Builds a new data directory holding this keyspace: its leases granted with their TTL
     /// (a lease a Lattice snapshot names is granted with `defaultLeaseTTL`), every key put with
     /// its value and lease, in batches of at most 1,000 keys or 4 MiB with one fsync each.
-    /// Revisions start afresh (the keys take revisions 2…); versions restart at 1.
+    /// Each key then keeps the create revision, mod revision and version it had in the
+    /// snapshot, and the store continues from the snapshot's revision (revisions before it read
+    /// as compacted: the snapshot holds only the latest version of each key).
     /// Returns the number of leases granted.
     @discardableResult
     public func restore(into dataDir: String, memberID: UInt64, clusterID: UInt64, defaultLeaseTTL: Int64) throws(SnapshotRestoreError) -> Int {
@@ -162,6 +170,7 @@ public struct SnapshotContents: Sendable {
                 if batch.count >= 1_000 || batchBytes >= 4 << 20 { try flush() }
             }
             try flush()
+            try store.adoptRevisions(of: kvs, revision: revision)
         } catch {
             throw SnapshotRestoreError("restoring into \"\(dataDir)\": \(error.message)")
         }

@@ -130,3 +130,40 @@ public final class SnapshotEncoder: @unchecked Sendable {
         return piece
     }
 }
+
+extension MVCCStore {
+    /// For the restore tool only (a store with no clients and no writes in flight), after it has
+    /// put a snapshot's keys: gives every key the create revision, mod revision and version it
+    /// had in the snapshot, makes the snapshot's revision the current one, and rewrites the data
+    /// directory so that this is what a restart finds. Earlier revisions are not held (the
+    /// snapshot has only the latest version of each key), so they read as compacted, and the
+    /// next write takes the revision after `revision`. kube-apiserver's resourceVersions of
+    /// existing objects stay valid across the move.
+    public func adoptRevisions(of kvs: [KeyValue], revision: Int64) throws(EtcdError) {
+        var top = max(revision, 1)
+        for kv in kvs {
+            guard kv.createRevision >= 1, kv.modRevision >= kv.createRevision, kv.version >= 1 else {
+                throw EtcdError(.invalidArgument,
+                                "lattice: key \(String(decoding: kv.key, as: UTF8.self)) has impossible revisions (create \(kv.createRevision), mod \(kv.modRevision), version \(kv.version))")
+            }
+            top = max(top, kv.modRevision)
+        }
+        writer.withLock { _ in
+            lock.withWriteLock {
+                let old = indexed.index
+                var index = MVCCIndex()
+                for kv in kvs {
+                    guard var adopted = old.visible(kv.key, at: old.currentRevision) else { continue }
+                    adopted.createRevision = kv.createRevision
+                    adopted.modRevision = kv.modRevision
+                    adopted.version = kv.version
+                    index.append(kv.key, adopted, restoring: true)
+                }
+                index.restore(currentRevision: top, compactRevision: top > 1 ? top : -1)
+                indexed = Indexed(index: index, log: EventLog())
+            }
+        }
+        hub.restart(at: top)
+        try defragment()
+    }
+}

@@ -87,6 +87,12 @@ public final class WatchHub: Sendable {
     /// Watched ranges registered, one per watcher (etcd's watcher count).
     public var watchedRangeCount: Int { state.withLock { $0.ranges } }
 
+    /// The store's revisions were renumbered (restore tool, no subscribers): the next published
+    /// revision follows `revision`.
+    func restart(at revision: Int64) {
+        state.withLock { s in s.lastPublished = revision }
+    }
+
     func publish(_ batch: RevisionEvents) {
         state.withLock { s in
             s.lastPublished = batch.revision

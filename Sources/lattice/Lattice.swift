@@ -11,14 +11,14 @@ struct Lattice: AsyncParsableCommand {
         commandName: "lattice",
         abstract: "An etcd v3 API server whose keyspace is a CRDT, for Kubernetes at the edge.",
         version: LatticeVersion.string,
-        subcommands: [Serve.self, Bench.self, ClusterStatus.self, SnapshotCommand.self],
+        subcommands: [Serve.self, Bench.self, ClusterStatus.self, SnapshotCommand.self, MigrateCommand.self],
         defaultSubcommand: Serve.self
     )
 
     /// Serving takes etcd's `ETCD_<FLAG>` environment variables too (see `EtcdEnvironment`).
     static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
-        let subcommands: Set<String> = ["bench", "cluster-status", "snapshot", "help"]
+        let subcommands: Set<String> = ["bench", "cluster-status", "snapshot", "migrate", "help"]
         if arguments.first.map({ !subcommands.contains($0) }) ?? true {
             let environment = EtcdEnvironment.current()
             if let path = configFilePath(arguments, environment) {

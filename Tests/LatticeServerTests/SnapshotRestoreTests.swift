@@ -32,6 +32,53 @@ final class SnapshotRestoreTests: XCTestCase {
         XCTAssertEqual(all.kvs.map(\.value), contents.kvs.map(\.value))
         XCTAssertEqual(all.kvs.first { $0.key == Array("k/5".utf8) }?.lease, 77)
         XCTAssertThrowsError(try contents.restore(into: dir, memberID: 1, clusterID: 2, defaultLeaseTTL: 30))
+    }
+
+    /// Every key keeps its create revision, mod revision and version (kube-apiserver's
+    /// resourceVersions stay valid), across a restart too; the store continues after the
+    /// snapshot's revision and earlier revisions read as compacted.
+    func testARestoredKeyspaceKeepsItsRevisionsAndVersions() throws {
+        let dirs = TemporaryDirectories(prefix: "lattice-restore-revisions")
+        defer { dirs.removeAll() }
+        let source = try MVCCStore(configuration: .init(memberID: 1, clusterID: 2))
+        for round in 0..<3 {
+            for i in 0..<200 where i % (round + 1) == 0 {
+                _ = try source.put(PutRequest(key: Array("k/\(i)".utf8), value: Array("v\(round)".utf8)))
+            }
+        }
+        _ = try source.deleteRange(DeleteRangeRequest(key: Array("k/3".utf8)))
+        _ = try source.put(PutRequest(key: Array("k/3".utf8), value: Array("again".utf8)))
+        _ = try source.deleteRange(DeleteRangeRequest(key: Array("k/9".utf8)))
+        let sourceRevision = source.currentRevision
+        let expected = try source.range(RangeRequest(key: [0], rangeEnd: [0])).kvs
+        let bytes = source.snapshotBytes()
+        source.close()
+
+        let contents = try SnapshotContents.parse(bytes)
+        XCTAssertEqual(contents.revision, sourceRevision)
+        let dir = dirs.make()
+        try contents.restore(into: dir, memberID: 1, clusterID: 2, defaultLeaseTTL: 30)
+        let configuration = { var c = MVCCStore.Configuration(memberID: 1, clusterID: 2); c.dataDirectory = dir; return c }()
+        for restart in 0..<2 {
+            let restored = try MVCCStore(configuration: configuration)
+            defer { restored.close() }
+            let all = try restored.range(RangeRequest(key: [0], rangeEnd: [0]))
+            let k0 = Array("k/0".utf8)
+            XCTAssertEqual(all.kvs.filter { $0.key != k0 }, expected.filter { $0.key != k0 }, "restart \(restart)")
+            XCTAssertEqual(all.kvs.count, expected.count)
+            XCTAssertEqual(all.header?.revision, sourceRevision + Int64(restart))
+            if restart == 0 {
+                XCTAssertThrowsError(try restored.range(RangeRequest(key: [0], rangeEnd: [0], revision: sourceRevision - 1))) { error in
+                    XCTAssertEqual((error as? EtcdError)?.message, "etcdserver: mvcc: required revision has been compacted")
+                }
+                let put = try restored.put(PutRequest(key: k0, value: Array("after".utf8), prevKV: true))
+                XCTAssertEqual(put.header?.revision, sourceRevision + 1)
+                XCTAssertEqual(put.prevKV, expected.first { $0.key == k0 })
+                let after = try restored.range(RangeRequest(key: k0)).kvs.first
+                XCTAssertEqual(after?.version, (put.prevKV?.version ?? 0) + 1)
+                XCTAssertEqual(after?.createRevision, put.prevKV?.createRevision)
+            }
+        }
 
         var damaged = bytes
         damaged[damaged.count / 2] ^= 0xFF

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Backup, restore and migration from etcd, with the real etcd/etcdctl 3.5.1.
 
-  * etcd → Lattice: keys written, overwritten and deleted on etcd 3.5.1 (one attached to a lease),
-    `etcdctl snapshot save`, `lattice snapshot status` (etcdutl's hash, revision, key count and
-    size for the same file), `lattice snapshot restore` into a new data directory; Lattice then
-    serves every key with etcd's value, and the lease with its TTL.
-  * Lattice → Lattice: `etcdctl snapshot save` against Lattice, restore, same keyspace.
+  * etcd → Lattice, from etcd 3.5.1 and from etcd 3.4.23 (Debian's etcd-server): keys written,
+    overwritten, compacted and deleted (one attached to a lease), `etcdctl snapshot save`,
+    `lattice snapshot status` (etcdutl's hash, revision, key count and size for the same file),
+    `lattice snapshot restore` (3.5.1) or `lattice migrate --from-etcd-snapshot` (3.4.23) into a
+    new data directory; Lattice then serves every key with etcd's value, create revision, mod
+    revision, version and lease, the lease with its TTL, and the next write takes the revision
+    after etcd's.
+  * Lattice → Lattice: `etcdctl snapshot save` against Lattice, restore, same keyspace with the
+    same revisions and versions.
   * A damaged snapshot, an existing data directory and a file that is no snapshot are refused.
 
 Prints "N passed, M failed".
@@ -54,7 +58,8 @@ def main() -> int:
     def keyspace(port: int) -> dict:
         r = ctl(port, "get", "", "--prefix", "-w", "json")
         kvs = json.loads(r.stdout).get("kvs", []) if r.returncode == 0 else []
-        return {kv["key"]: (kv.get("value", ""), kv.get("lease", 0)) for kv in kvs}
+        return {kv["key"]: (kv.get("value", ""), kv.get("create_revision", 0), kv.get("mod_revision", 0), kv.get("version", 0),
+                            kv.get("lease", 0)) for kv in kvs}
 
     def lattice(data: Path) -> int:
         (port,) = free_ports(1)
@@ -65,60 +70,84 @@ def main() -> int:
         return port
 
     try:
-        client, peer = free_ports(2)
-        procs.append(subprocess.Popen([etcd, "--data-dir", str(work / "etcd"), "--listen-client-urls", f"http://127.0.0.1:{client}",
-                                       "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                                       "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                                       "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                                       "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--log-level", "error"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        check(wait_ready(client), "etcd 3.5.1 started")
-        # A keyspace with history: overwrites, deletes, a lease, binary-ish values, many keys.
-        sections = [
-            [f"put /registry/configmaps/default/cm-{i:04d} value-{i}" for i in range(1500)],
-            [f"put /registry/configmaps/default/cm-{i:04d} overwritten-{i}" for i in range(0, 1500, 7)],
-            [f"del /registry/configmaps/default/cm-{i:04d}" for i in range(0, 1500, 11)],
-        ]
-        r = subprocess.CompletedProcess([], 0, "", "")
-        for lines in sections:
-            for chunk in range(0, len(lines), 100):
-                body = "\n".join(lines[chunk:chunk + 100])
-                # `etcdctl txn` reads compares, success ops and failure ops, each ended by a blank line.
-                r = subprocess.run([etcdctl, f"--endpoints=127.0.0.1:{client}", "txn"], input=f"\n{body}\n\n\n",
-                                   capture_output=True, text=True, timeout=60)
-                if r.returncode != 0:
-                    break
-        check(r.returncode == 0, "keys written, overwritten and deleted on etcd", r.stderr)
-        lease = ctl(client, "lease", "grant", "900").stdout.split()[1]
-        ctl(client, "put", "/registry/events/default/e1", "event", f"--lease={lease}")
-        ctl(client, "put", "/empty", "")
-        ctl(client, "put", "/big", "x" * 20000)  # larger than a page: an overflow page
-        expected = keyspace(client)
-        snap = work / "etcd.db"
-        r = ctl(client, "snapshot", "save", str(snap))
-        check(r.returncode == 0 and snap.exists(), "etcdctl snapshot save (etcd)", r.stderr)
+        def migrate_from(etcd_bin: str, label: str, use_migrate: bool) -> int:
+            """Fills an etcd, snapshots it, moves it to Lattice; returns the Lattice's port."""
+            client, peer = free_ports(2)
+            procs.append(subprocess.Popen([etcd_bin, "--data-dir", str(work / label), "--listen-client-urls", f"http://127.0.0.1:{client}",
+                                           "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                                           "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                                           "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                                           "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--log-level", "error"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            check(wait_ready(client), f"{label} started")
+            # A keyspace with history: overwrites, deletes, a compaction, a lease, an empty and a
+            # large value, many keys.
+            sections = [
+                [f"put /registry/configmaps/default/cm-{i:04d} value-{i}" for i in range(1500)],
+                [f"put /registry/configmaps/default/cm-{i:04d} overwritten-{i}" for i in range(0, 1500, 7)],
+                [f"del /registry/configmaps/default/cm-{i:04d}" for i in range(0, 1500, 11)],
+                [f"put /registry/configmaps/default/cm-{i:04d} again-{i}" for i in range(0, 1500, 13)],
+            ]
+            r = subprocess.CompletedProcess([], 0, "", "")
+            for n, lines in enumerate(sections):
+                for chunk in range(0, len(lines), 100):
+                    body = "\n".join(lines[chunk:chunk + 100])
+                    # `etcdctl txn` reads compares, success ops and failure ops, each ended by a blank line.
+                    r = subprocess.run([etcdctl, f"--endpoints=127.0.0.1:{client}", "txn"], input=f"\n{body}\n\n\n",
+                                       capture_output=True, text=True, timeout=60)
+                    if r.returncode != 0:
+                        break
+                if n == 1:
+                    rev = json.loads(ctl(client, "get", "x", "-w", "json").stdout)["header"]["revision"]
+                    ctl(client, "compact", str(rev))
+            check(r.returncode == 0, f"keys written, overwritten, compacted and deleted on {label}", r.stderr)
+            lease = ctl(client, "lease", "grant", "900").stdout.split()[1]
+            ctl(client, "put", "/registry/events/default/e1", "event", f"--lease={lease}")
+            ctl(client, "put", "/empty", "")
+            ctl(client, "put", "/big", "x" * 20000)  # larger than a page: an overflow page
+            expected = keyspace(client)
+            etcd_revision = json.loads(ctl(client, "get", "x", "-w", "json").stdout)["header"]["revision"]
+            snap = work / f"{label}.db"
+            r = ctl(client, "snapshot", "save", str(snap))
+            check(r.returncode == 0 and snap.exists(), f"etcdctl snapshot save ({label})", r.stderr)
 
-        ours = subprocess.run([args.lattice_bin, "snapshot", "status", str(snap), "-w", "json"], capture_output=True, text=True)
-        theirs = subprocess.run([str(etcdutl) if etcdutl.exists() else etcdctl, "snapshot", "status", str(snap), "-w", "json"],
-                                capture_output=True, text=True)
-        try:
-            a, b = json.loads(ours.stdout), json.loads(theirs.stdout)
-            same = all(a[k] == b[k] for k in ("hash", "revision", "totalKey", "totalSize"))
-        except (json.JSONDecodeError, KeyError):
-            same = False
-        check(same, "lattice snapshot status matches etcdutl's (hash, revision, keys, size)", ours.stdout + theirs.stdout + ours.stderr)
+            ours = subprocess.run([args.lattice_bin, "snapshot", "status", str(snap), "-w", "json"], capture_output=True, text=True)
+            theirs = subprocess.run([str(etcdutl) if etcdutl.exists() else etcdctl, "snapshot", "status", str(snap), "-w", "json"],
+                                    capture_output=True, text=True)
+            try:
+                a, b = json.loads(ours.stdout), json.loads(theirs.stdout)
+                same = all(a[k] == b[k] for k in ("hash", "revision", "totalKey", "totalSize"))
+            except (json.JSONDecodeError, KeyError):
+                same = False
+            check(same, f"lattice snapshot status matches etcdutl's (hash, revision, keys, size) for {label}",
+                  ours.stdout + theirs.stdout + ours.stderr)
 
-        r = subprocess.run([args.lattice_bin, "snapshot", "restore", str(snap), "--data-dir", str(work / "from-etcd")],
-                           capture_output=True, text=True, timeout=120)
-        check(r.returncode == 0, "lattice snapshot restore of an etcd snapshot", r.stdout + r.stderr)
-        port = lattice(work / "from-etcd")
-        got = keyspace(port)
-        check({k: v[0] for k, v in got.items()} == {k: v[0] for k, v in expected.items()} and len(got) > 1000,
-              f"every key and value of etcd's keyspace ({len(expected)} keys) is served by Lattice",
-              f"{len(got)} keys vs {len(expected)}")
-        leased = [v[1] for k, v in got.items() if k == expected_key("/registry/events/default/e1")]
-        ttl = ctl(port, "lease", "timetolive", format(int(leased[0]), "x")).stdout if leased and leased[0] else ""
-        check("granted with TTL(900s)" in ttl, "the lease comes over with its id and TTL", ttl)
+            target = work / f"from-{label}"
+            command = ["migrate", "--from-etcd-snapshot", str(snap)] if use_migrate else ["snapshot", "restore", str(snap)]
+            r = subprocess.run([args.lattice_bin, *command, "--data-dir", str(target)], capture_output=True, text=True, timeout=120)
+            check(r.returncode == 0, f"lattice {' '.join(command[:2])} of the {label} snapshot", r.stdout + r.stderr)
+            port = lattice(target)
+            got = keyspace(port)
+            check({k: v[0] for k, v in got.items()} == {k: v[0] for k, v in expected.items()} and len(got) > 1000,
+                  f"every key and value of {label}'s keyspace ({len(expected)} keys) is served by Lattice",
+                  f"{len(got)} keys vs {len(expected)}")
+            differ = [k for k in expected if got.get(k, (None,))[1:] != expected[k][1:]]
+            check(not differ, "every key keeps its create revision, mod revision, version and lease",
+                  f"{len(differ)} differ, e.g. {differ[:1]} {[got.get(k) for k in differ[:1]]} vs {[expected[k] for k in differ[:1]]}")
+            leased = [v[4] for k, v in got.items() if k == expected_key("/registry/events/default/e1")]
+            ttl = ctl(port, "lease", "timetolive", format(int(leased[0]), "x")).stdout if leased and leased[0] else ""
+            check("granted with TTL(900s)" in ttl, "the lease comes over with its id and TTL", ttl)
+            put = ctl(port, "put", "/after-migration", "x", "-w", "json")
+            after = json.loads(put.stdout)["header"]["revision"] if put.returncode == 0 else None
+            check(after == etcd_revision + 1, f"the next write takes etcd's revision + 1 ({etcd_revision} + 1)", f"{after}")
+            return port
+
+        port = migrate_from(etcd, "etcd-3.5.1", use_migrate=False)
+        if Path("/usr/bin/etcd").exists():
+            migrate_from("/usr/bin/etcd", "etcd-3.4.23", use_migrate=True)
+        else:
+            check(False, "etcd 3.4.23 (Debian's etcd-server) is installed")
+        expected = keyspace(port)
 
         # Lattice → Lattice.
         snap2 = work / "lattice.db"
@@ -129,8 +158,7 @@ def main() -> int:
         check(r.returncode == 0, "lattice snapshot restore of a Lattice snapshot", r.stdout + r.stderr)
         port2 = lattice(work / "from-lattice")
         got2 = keyspace(port2)
-        check({k: v[0] for k, v in got2.items()} == {k: v[0] for k, v in expected.items()},
-              "the restored Lattice serves the same keyspace", f"{len(got2)} keys")
+        check(got2 == expected, "the restored Lattice serves the same keyspace, revisions and versions", f"{len(got2)} keys")
 
         # Refusals.
         r = subprocess.run([args.lattice_bin, "snapshot", "restore", str(snap2), "--data-dir", str(work / "from-lattice")],
