@@ -258,7 +258,7 @@ public final class LatticeServer: Sendable {
                 store.close()
                 throw error
             }
-            logger.info("serving peer traffic", metadata: ["addresses": "\(peerServer!.localAddresses.map { "\($0)" })"])
+            logger.info("serving peer traffic", metadata: ["addresses": .array(peerServer!.localAddresses.map { .string("\($0)") })])
         }
         replication.start()
         // A member joining an existing cluster with no data yet serves clients only once it
@@ -314,7 +314,7 @@ public final class LatticeServer: Sendable {
                     for server in grpc { await server.shutdown() }
                     throw error
                 }
-                logger.info("serving metrics", metadata: ["addresses": "\(metricsServer!.localAddresses.map { "\($0)" })"])
+                logger.info("serving metrics", metadata: ["addresses": .array(metricsServer!.localAddresses.map { .string("\($0)") })])
             }
         } catch {
             await replication.shutdown()
@@ -323,7 +323,7 @@ public final class LatticeServer: Sendable {
             throw error
         }
         logger.info("serving client traffic", metadata: [
-            "addresses": "\(grpc.flatMap(\.localAddresses).map { "\($0)" })",
+            "addresses": .array(grpc.flatMap(\.localAddresses).map { .string("\($0)") }),
             "member-id": "\(String(memberID, radix: 16))",
             "cluster-id": "\(String(clusterID, radix: 16))",
         ])

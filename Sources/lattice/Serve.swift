@@ -127,9 +127,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
     var logLevel = "info"
 
+    @Option(help: "Currently only supports 'zap' for structured logging (etcd's JSON log lines).")
+    var logger = "zap"
+
+    @Option(help: "Comma-separated log targets: 'default' or 'stderr' (the journal under systemd), 'stdout', or file paths (appended to).")
+    var logOutputs = "default"
+
     func validate() throws {
         guard Self.logLevels[logLevel] != nil else {
             throw ValidationError("--log-level must be one of debug, info, warn, error, panic, fatal (got \"\(logLevel)\")")
+        }
+        switch logger {
+        case "zap": break
+        case "capnslog": throw ValidationError("--logger=capnslog is removed in v3.5")
+        default: throw ValidationError("unknown logger option \"\(logger)\"")
         }
         guard maxRequestBytes > 0 else { throw ValidationError("--max-request-bytes must be positive") }
         // The transport limit is this plus 512 KiB, and gRPC lengths are 32-bit.
@@ -304,11 +315,9 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let configuration = try makeConfiguration()
         let level = Self.logLevels[logLevel]!
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let outputs: LogOutputs
+        do { outputs = try LogOutputs(logOutputs) } catch { throw ExitFailure(error.description) }
+        LoggingSystem.bootstrap { _ in JSONLogHandler(outputs: outputs, level: level) }
         let logger = Logger(label: "lattice")
         let group = MultiThreadedEventLoopGroup.singleton
 

@@ -35,7 +35,8 @@ final class EtcdConfigFileTests: XCTestCase {
           client-cert-auth: false
           trusted-ca-file:
         log-level: info
-        log-outputs: [stderr]
+        logger: zap
+        log-outputs: [stderr, /var/log/lattice.log]
         cipher-suites: [
           TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
           TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
@@ -55,14 +56,13 @@ final class EtcdConfigFileTests: XCTestCase {
             "--cert-file", "/etc/lattice/server.crt", "--key-file", "/etc/lattice/server.key", "--client-cert-auth",
             "--trusted-ca-file", "/etc/lattice/ca.crt",
             "--peer-cert-file", "/etc/lattice/peer.crt", "--peer-key-file", "/etc/lattice/peer.key",
-            "--log-level", "info",
+            "--log-level", "info", "--logger", "zap", "--log-outputs", "stderr,/var/log/lattice.log",
             "--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             "--listen-metrics-urls", "http://127.0.0.1:2381", "--tls-min-version", "TLS1.2",
         ])
         XCTAssertEqual(t.warnings, [
             "configuration key heartbeat-interval has no effect in Lattice (no leader election)",
             "configuration key election-timeout has no effect in Lattice (no leader election)",
-            "configuration key log-outputs has no effect in Lattice (logs are written to stderr)",
             "unknown configuration key experimental-something-new (ignored)",
         ])
     }

@@ -5,11 +5,14 @@
     at half of $WATCHDOG_USEC, and STOPPING=1 on SIGTERM, then exits 0.
   * `ETCD_<FLAG>` variables configure it like the flags (here the client URL and the name),
     and a flag on the command line wins over its variable, with etcd's warning.
+  * `--config-file` (etcd's YAML) replaces flags and variables; logs are etcd's JSON lines on
+    every `log-outputs` target.
 
 Prints "N passed, M failed".
 """
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -82,6 +85,8 @@ data-dir: {work / 'config.lattice'}
 listen-client-urls: http://127.0.0.1:{cport}
 advertise-client-urls: http://127.0.0.1:{cport}
 heartbeat-interval: 100
+logger: zap
+log-outputs: [stderr, {work / 'lattice.log'}]
 client-transport-security:
   client-cert-auth: false
 """)
@@ -103,6 +108,19 @@ client-transport-security:
         stderr = proc.stderr.read().decode()
         check("--name is ignored: --config-file" in stderr, "a flag given beside --config-file is reported as ignored")
         check("heartbeat-interval has no effect in Lattice" in stderr, "a key without effect in Lattice is reported")
+        # Logs are etcd's JSON lines, on every output given.
+        try:
+            records = [json.loads(line) for line in (work / "lattice.log").read_text().splitlines()]
+        except (OSError, json.JSONDecodeError):
+            records = []
+        ready = [r for r in records if r.get("msg") == "ready to serve client requests"]
+        check(bool(ready) and all(set(r) >= {"level", "ts", "caller", "msg"} for r in records)
+              and ready[0].get("name") == "from-config" and ready[0].get("level") == "info",
+              f"log-outputs: the log file holds etcd-shaped JSON lines ({len(records)} records)")
+        check('"msg":"ready to serve client requests"' in stderr, "and stderr gets the same lines")
+        r = subprocess.run([args.lattice_bin, "--log-outputs", str(work / "missing" / "x.log"), "--data-dir", str(work / "x")],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and "couldn't open sink" in r.stderr, "an unopenable log output fails start-up with etcd's message")
         bad = work / "bad.yml"
         bad.write_text("wal-dir: /elsewhere\n")
         r = subprocess.run([args.lattice_bin, "--config-file", str(bad)], capture_output=True, text=True, timeout=30)
