@@ -14,12 +14,18 @@ Passes when
 Lattice listens on two ports: the mirror uses one, this script's checks use the other, so the
 connection count on the mirror's port is the mirror's alone.
 
+With --tls the mirror's port is https:// with client-certificate authentication: certificates
+are made here by openssl (a CA, a server certificate for 127.0.0.1, a client certificate), and
+the mirror connects with etcdctl's --dest-cacert/--dest-cert/--dest-key; the checks are the
+same.
+
 Standard library only. Prints `N passed, M failed` (checks) last.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -31,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from differential import find_etcd_binary, free_ports  # noqa: E402
+from tls import make_ca, make_cert  # noqa: E402
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
@@ -64,6 +71,7 @@ def main() -> int:
     ap.add_argument("--lattice-bin", required=True)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--timeout", type=float, default=900, help="seconds for the whole mirror")
+    ap.add_argument("--tls", action="store_true", help="the mirror connects over TLS with a client certificate")
     args = ap.parse_args()
     # SIGTERM (e.g. from `timeout`) unwinds through `finally`, so started servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -87,9 +95,19 @@ def main() -> int:
                "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
                "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}", "--unsafe-no-fsync"], "etcd.log")
         mirror_ep, check_ep = f"127.0.0.1:{mirror_port}", f"127.0.0.1:{check_port}"
+        tls_server: list[str] = []
+        tls_client: list[str] = []
+        if args.tls:
+            make_ca(tmp, "ca")
+            make_cert(tmp, "ca", "server", "lattice", server=True)
+            make_cert(tmp, "ca", "client", "mirror")
+            tls_server = ["--cert-file", str(tmp / "server.crt"), "--key-file", str(tmp / "server.key"),
+                          "--trusted-ca-file", str(tmp / "ca.crt"), "--client-cert-auth"]
+            tls_client = [f"--dest-cacert={tmp / 'ca.crt'}", f"--dest-cert={tmp / 'client.crt'}", f"--dest-key={tmp / 'client.key'}"]
+        scheme = "https" if args.tls else "http"
         start([args.lattice_bin, "--data-dir", str(tmp / "lattice"), "--log-level", "debug",
-               "--listen-client-urls", f"http://{mirror_ep},http://{check_ep}",
-               "--advertise-client-urls", f"http://{check_ep}"], "lattice.log")
+               "--listen-client-urls", f"{scheme}://{mirror_ep},http://{check_ep}",
+               "--advertise-client-urls", f"http://{check_ep}", *tls_server], "lattice.log")
         for ep in (etcd_ep, check_ep):
             wait_until(lambda: ctl(etcdctl, ep, "get", "probe").returncode == 0, 60, f"{ep} to serve")
 
@@ -105,11 +123,11 @@ def main() -> int:
         print(f"loaded {loaded} keys into etcd in {time.monotonic() - t0:.1f} s", flush=True)
 
         t1 = time.monotonic()
-        mirror = start([etcdctl, f"--endpoints={etcd_ep}", "make-mirror", "--prefix", prefix, mirror_ep], "mirror.log")
+        mirror = start([etcdctl, f"--endpoints={etcd_ep}", "make-mirror", "--prefix", prefix, *tls_client, mirror_ep], "mirror.log")
         wait_until(lambda: key_count(etcdctl, check_ep, prefix) >= loaded, args.timeout, "the mirror to copy every key",
                    interval_s=1.0)
         elapsed = time.monotonic() - t1
-        print(f"mirrored {loaded} keys over one Go-client connection in {elapsed:.1f} s "
+        print(f"mirrored {loaded} keys over one Go-client {'TLS ' if args.tls else ''}connection in {elapsed:.1f} s "
               f"({loaded / elapsed:.0f} puts/s)", flush=True)
         mirror.send_signal(signal.SIGTERM)
         mirror.wait(timeout=10)
@@ -122,8 +140,14 @@ def main() -> int:
         sample = ctl(etcdctl, check_ep, "get", prefix, "--prefix", "--limit", "3", "--print-value-only").stdout.split()
         expected_value = "v" * 64
         checks.append(("values byte-exact", sample and all(v == expected_value for v in sample), f"sample {sample[:1]}"))
-        log = (tmp / "lattice.log").read_text()
-        accepted = len(re.findall(rf"local=\S*:{mirror_port} .*accepted client connection", log))
+        records = []
+        for line in (tmp / "lattice.log").read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        accepted = sum(1 for r in records if r.get("msg") == "accepted client connection"
+                       and str(r.get("local", "")).endswith(f":{mirror_port}"))
         checks.append(("exactly one connection on the mirror's port (no reconnect)", accepted == 1,
                        f"{accepted} connections accepted on port {mirror_port}"))
         mirror_log = (tmp / "mirror.log").read_text()
