@@ -125,13 +125,14 @@ public final class GRPCServer: Sendable {
 
     /// Binds every address and starts serving. Fails (and binds nothing) if any address cannot
     /// be bound. With `http`, HTTP/1.1 requests on the same ports are answered by it (only
-    /// them, with `httpOnly`). `secure` sets up each accepted connection's TLS handler.
+    /// them, with `httpOnly`), and by `gateway` where it accepts them. `secure` sets up each accepted connection's TLS handler.
     public static func start(
         addresses: [(host: String, port: Int)],
         routes: GRPCRoutes,
         limits: GRPCConnectionLimits = .init(),
         group: any EventLoopGroup,
         http: HTTPEndpoints? = nil,
+        gateway: (any HTTPGateway)? = nil,
         httpOnly: Bool = false,
         secure: (@Sendable (any Channel) throws -> Void)? = nil,
         onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
@@ -152,10 +153,10 @@ public final class GRPCServer: Sendable {
                     try secure?(channel)
                     guard let http else { return try configureConnection(channel, routes: routes, limits: limits) }
                     let idle = limits.httpIdleTimeout
-                    if httpOnly { return try configureHTTP1(channel, endpoints: http, idleTimeout: idle) }
+                    if httpOnly { return try configureHTTP1(channel, endpoints: http, gateway: nil, idleTimeout: idle) }
                     // HTTP/1.1 and gRPC on one port, told apart by the first bytes.
                     try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
-                        http1: { try configureHTTP1($0, endpoints: http, idleTimeout: idle) },
+                        http1: { try configureHTTP1($0, endpoints: http, gateway: gateway, idleTimeout: idle) },
                         // Over TLS, plain HTTP requests may come on HTTP/2 too (ALPN h2), as
                         // etcd answers them there; in cleartext only gRPC speaks HTTP/2.
                         http2: { try configureConnection($0, routes: routes, limits: limits,

@@ -1,4 +1,5 @@
 import Dispatch
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
@@ -63,6 +64,73 @@ public struct HTTPReply: Sendable {
 /// locks and read the store.
 public typealias HTTPEndpoints = @Sendable (HTTPRequestLine) -> HTTPReply
 
+/// Requests answered over time rather than by `HTTPEndpoints` (etcd's JSON gateway: calls that
+/// wait for the store, and streams). Their bodies are collected, up to `maxBodyBytes`.
+public protocol HTTPGateway: Sendable {
+    /// Whether this request is the gateway's.
+    func accepts(_ request: HTTPRequestLine) -> Bool
+    var maxBodyBytes: Int { get }
+    /// Serves a request, on the connection's event loop; answers through `exchange`. A body
+    /// larger than `maxBodyBytes` arrives as nil.
+    func serve(_ request: HTTPRequestLine, body: [UInt8]?, exchange: HTTPExchange)
+}
+
+/// Answers one gateway request: a whole reply, or a stream of body chunks. Every method may be
+/// called from any thread (it hops to the connection's loop); the callbacks run on the loop.
+public final class HTTPExchange: Sendable {
+    public let eventLoop: any EventLoop
+    private let handler: NIOLoopBound<HTTPEndpointHandler>
+    private let context: NIOLoopBound<ChannelHandlerContext>
+    private let request: HTTPRequestHead
+    /// Called on the loop when the connection can take more after it could not.
+    public let onWritable = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+    /// Called on the loop once when the connection closes before the exchange finished.
+    public let onClose = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
+
+    init(handler: HTTPEndpointHandler, context: ChannelHandlerContext, request: HTTPRequestHead) {
+        eventLoop = context.eventLoop
+        self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
+        self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.request = request
+    }
+
+    private func onLoop(_ body: @escaping @Sendable (HTTPEndpointHandler, ChannelHandlerContext) -> Void) {
+        if eventLoop.inEventLoop {
+            body(handler.value, context.value)
+        } else {
+            let handler = self.handler, context = self.context
+            eventLoop.execute { body(handler.value, context.value) }
+        }
+    }
+
+    /// The whole answer; ends the exchange.
+    public func reply(_ reply: HTTPReply) {
+        let request = self.request
+        onLoop { handler, context in handler.respond(reply, to: request, context: context) }
+    }
+
+    /// Starts a streamed answer (chunked).
+    public func startStream(status: Int, headers: [(String, String)]) {
+        let request = self.request
+        onLoop { handler, context in handler.startStream(status: status, headers: headers, to: request, context: context) }
+    }
+
+    public func send(_ chunk: [UInt8]) {
+        onLoop { handler, context in handler.sendChunk(chunk, context: context) }
+    }
+
+    /// Ends a streamed answer.
+    public func finish() {
+        onLoop { handler, context in handler.finishStream(context: context) }
+    }
+
+    /// Whether the connection takes more without buffering (on the loop).
+    public var isWritable: Bool {
+        eventLoop.preconditionInEventLoop()
+        return context.value.channel.isWritable
+    }
+}
+
 /// Decides, from a connection's first bytes, whether the client speaks HTTP/2 (gRPC: the
 /// connection preface starts with "PRI ") or HTTP/1.1 (a request line starts with a method in
 /// capitals), as etcd serves both on its client port. The chosen pipeline is set up behind this
@@ -119,38 +187,68 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let endpoints: HTTPEndpoints
+    private let gateway: (any HTTPGateway)?
     private var head: HTTPRequestHead?
+    /// The body of a gateway request being received (nil once it is over the limit).
+    private var body: [UInt8]?
+    private var collecting = false
     /// Requests received whole, not yet answered (at most what one read held).
-    private var waiting: [HTTPRequestHead] = []
+    private var waiting: [(head: HTTPRequestHead, gateway: Bool, body: [UInt8]?)] = []
     private var serving = false
+    /// The gateway exchange being answered as a stream, if any.
+    private var streaming: HTTPExchange?
+    private var exchange: HTTPExchange?
     private var readHeld = false
     private var closing = false
 
-    init(endpoints: @escaping HTTPEndpoints) {
+    init(endpoints: @escaping HTTPEndpoints, gateway: (any HTTPGateway)? = nil) {
         self.endpoints = endpoints
+        self.gateway = gateway
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
-        case .body:
-            break
+            collecting = gateway?.accepts(HTTPRequestLine(method: h.method.rawValue, uri: h.uri)) ?? false
+            body = collecting ? [] : nil
+        case .body(let part):
+            guard collecting, body != nil else { break }
+            if body!.count + part.readableBytes > gateway!.maxBodyBytes {
+                body = nil
+            } else {
+                body! += part.readableBytesView
+            }
         case .end:
             guard let h = head else { return }
             head = nil
-            waiting.append(h)
+            waiting.append((h, collecting, body))
+            collecting = false
+            body = nil
             serveNext(context: context)
         }
     }
 
-    /// Holds the socket's reads while requests are being served or wait.
+    /// Holds the socket's reads while requests are being served or wait (a stream being
+    /// answered still reads, so that a client going away is noticed).
     func read(context: ChannelHandlerContext) {
-        if serving || !waiting.isEmpty {
+        if (serving && streaming == nil) || !waiting.isEmpty {
             readHeld = true
         } else {
             context.read()
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let callback = exchange?.onWritable.withLockedValue({ $0 }) { callback() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let exchange, let callback = exchange.onClose.withLockedValue({ let c = $0; $0 = nil; return c }) { callback() }
+        exchange = nil
+        streaming = nil
+        context.fireChannelInactive()
     }
 
     private func serveNext(context: ChannelHandlerContext) {
@@ -162,8 +260,14 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
             return
         }
         serving = true
-        let h = waiting.removeFirst()
+        let (h, isGateway, body) = waiting.removeFirst()
         let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri)
+        if isGateway, let gateway {
+            let exchange = HTTPExchange(handler: self, context: context, request: h)
+            self.exchange = exchange
+            gateway.serve(request, body: body, exchange: exchange)
+            return
+        }
         let endpoints = self.endpoints
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
@@ -176,8 +280,39 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
         }
     }
 
-    private func respond(_ reply: HTTPReply, to request: HTTPRequestHead, context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return }
+    func startStream(status: Int, headers extra: [(String, String)], to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard context.channel.isActive, serving, streaming == nil, let exchange else { return }
+        streaming = exchange
+        var headers = HTTPHeaders(extra)
+        headers.add(name: "Transfer-Encoding", value: "chunked")
+        let head = HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
+        context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+        // Reads resume, so that a client that goes away is noticed.
+        if readHeld, waiting.isEmpty {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func sendChunk(_ chunk: [UInt8], context: ChannelHandlerContext) {
+        guard context.channel.isActive, streaming != nil, !chunk.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: chunk.count)
+        buffer.writeBytes(chunk)
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    func finishStream(context: ChannelHandlerContext) {
+        guard context.channel.isActive, streaming != nil else { return }
+        streaming = nil
+        exchange = nil
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        finished(written.futureResult, context: context)
+    }
+
+    func respond(_ reply: HTTPReply, to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard context.channel.isActive, serving, streaming == nil else { return }
+        exchange = nil
         var headers = HTTPHeaders(reply.headers)
         headers.add(name: "Content-Length", value: String(reply.body.count))
         let keepAlive = request.isKeepAlive
@@ -196,8 +331,13 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
         }
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        finished(written.futureResult, context: context)
+    }
+
+    /// After a reply's last byte was written: the next request, or the close.
+    private func finished(_ written: EventLoopFuture<Void>, context: ChannelHandlerContext) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        written.futureResult.whenComplete { result in
+        written.whenComplete { result in
             let (handler, context) = bound.value
             handler.serving = false
             if case .failure = result { handler.closing = true }
@@ -211,6 +351,8 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
+            // A stream being answered is not idle however long it waits for its next message.
+            if streaming != nil { return }
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -224,10 +366,11 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
 
 extension GRPCServer {
     /// Sets up an HTTP/1.1 connection served by `endpoints`.
-    static func configureHTTP1(_ channel: any Channel, endpoints: @escaping HTTPEndpoints, idleTimeout: TimeAmount) throws {
+    static func configureHTTP1(_ channel: any Channel, endpoints: @escaping HTTPEndpoints, gateway: (any HTTPGateway)?,
+                               idleTimeout: TimeAmount) throws {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IdleStateHandler(allTimeout: idleTimeout))
         try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-        try sync.addHandler(HTTPEndpointHandler(endpoints: endpoints))
+        try sync.addHandler(HTTPEndpointHandler(endpoints: endpoints, gateway: gateway))
     }
 }

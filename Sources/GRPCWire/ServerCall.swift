@@ -17,6 +17,19 @@ public struct GRPCCallContext: Sendable {
     public let cancellation: GRPCCancellation
     /// Admission of work whose response size is known only once it is done (long reads).
     public var longWork = GRPCLongWork(gate: nil)
+
+    init(path: String, headers: HPACKHeaders, deadline: NIODeadline?, eventLoop: any EventLoop, cancellation: GRPCCancellation) {
+        self.path = path
+        self.headers = headers
+        self.deadline = deadline
+        self.eventLoop = eventLoop
+        self.cancellation = cancellation
+    }
+
+    /// A call made in-process (the JSON gateway), with `headers` as its metadata.
+    public init(path: String, headers: [(String, String)], eventLoop: any EventLoop, cancellation: GRPCCancellation) {
+        self.init(path: path, headers: HPACKHeaders(headers), deadline: nil, eventLoop: eventLoop, cancellation: cancellation)
+    }
 }
 
 /// Lets a call start work whose response may be large (a range over many keys, a hash of the
@@ -49,13 +62,25 @@ public final class GRPCCancellation: Sendable {
 
     public var isCancelled: Bool { flag.load(ordering: .acquiring) }
 
-    func cancel() { flag.store(true, ordering: .releasing) }
+    public func cancel() { flag.store(true, ordering: .releasing) }
 }
 
 /// Completes a unary call exactly once, from any thread. Later calls are ignored, and so are
 /// calls after the client went away.
 public struct GRPCResponder: Sendable {
-    let handler: NIOLoopBound<ServerStreamHandler>
+    let handler: NIOLoopBound<ServerStreamHandler>?
+    let callback: (@Sendable (Result<[UInt8], GRPCStatus>) -> Void)?
+
+    init(handler: NIOLoopBound<ServerStreamHandler>) {
+        self.handler = handler
+        self.callback = nil
+    }
+
+    /// A responder for an in-process call (the JSON gateway): `callback` gets the result.
+    public init(_ callback: @escaping @Sendable (Result<[UInt8], GRPCStatus>) -> Void) {
+        self.handler = nil
+        self.callback = callback
+    }
 
     public func succeed(_ message: [UInt8]) {
         complete(.success(message))
@@ -66,6 +91,7 @@ public struct GRPCResponder: Sendable {
     }
 
     public func complete(_ result: Result<[UInt8], GRPCStatus>) {
+        guard let handler else { return callback!(result) }
         if let batch = CompletionBatch.current.currentValue, batch.isOpen {
             batch.items.append((handler, result))
             return
@@ -74,7 +100,6 @@ public struct GRPCResponder: Sendable {
         if loop.inEventLoop {
             handler.value.completeUnary(result)
         } else {
-            let handler = self.handler
             loop.execute { handler.value.completeUnary(result) }
         }
     }
@@ -193,9 +218,27 @@ final class FlushCoalescingHandler: ChannelOutboundHandler {
     }
 }
 
+/// Where a streaming call's responses go: an HTTP/2 stream (`ServerStreamHandler`), or an
+/// in-process caller such as the JSON gateway. Used on its event loop only.
+public protocol GRPCStreamSink: AnyObject {
+    func sendStreamMessage(_ message: [UInt8], flush: Bool)
+    func flushStream()
+    func finishStream(_ status: GRPCStatus)
+    /// Runs `body` once the sink may take more (within its response budget); not at all if the
+    /// call has ended by then.
+    func admitStreaming(_ body: @escaping () -> Void)
+    /// Counts `bytes` held for the client until the returned closure is called.
+    func hold(bytes: Int) -> () -> Void
+    var isWritable: Bool { get }
+}
+
 /// Sends messages on a streaming call, from any thread, in the order of the calls.
 public struct GRPCStreamSender: Sendable {
-    let handler: NIOLoopBound<ServerStreamHandler>
+    let handler: NIOLoopBound<any GRPCStreamSink>
+
+    public init(sink: any GRPCStreamSink, eventLoop: any EventLoop) {
+        handler = NIOLoopBound(sink, eventLoop: eventLoop)
+    }
 
     public var eventLoop: any EventLoop { handler.eventLoop }
 
@@ -235,7 +278,7 @@ public struct GRPCStreamSender: Sendable {
         return handler.value.isWritable
     }
 
-    private func onLoop(_ body: @escaping @Sendable (ServerStreamHandler) -> Void) {
+    private func onLoop(_ body: @escaping @Sendable (any GRPCStreamSink) -> Void) {
         let loop = handler.eventLoop
         if loop.inEventLoop {
             body(handler.value)

@@ -9,7 +9,7 @@ import Synchronization
 /// The handler holds its context, and a streaming call holds a sender that holds the handler:
 /// both cycles are broken in `handlerRemoved`, which NIO calls when the stream channel closes,
 /// so nothing of a finished call outlives its stream.
-final class ServerStreamHandler: ChannelDuplexHandler {
+final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// Handlers alive in this process (one per open or not yet released stream).
     static let liveCount = Atomic<Int>(0)
 
@@ -179,7 +179,7 @@ final class ServerStreamHandler: ChannelDuplexHandler {
         case .unary:
             state = .unary(received: nil)
         case .streaming(let factory):
-            let sender = GRPCStreamSender(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+            let sender = GRPCStreamSender(sink: self, eventLoop: context.eventLoop)
             state = .streaming(factory(callContext, sender))
         }
         self.callContext = callContext

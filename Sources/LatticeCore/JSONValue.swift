@@ -61,6 +61,12 @@ public enum JSONValue: Hashable, Sendable {
 
     /// The members of `bytes` if it is a valid JSON text whose top-level value is an object, else
     /// `nil`. Only such values are merged field by field; everything else is merged LWW.
+    /// A stream of JSON values separated by whitespace (`{"a":1} {"b":2}`); empty input is none.
+    public static func parseSequence(_ bytes: [UInt8], maxDepth: Int = JSONValue.defaultMaxDepth) throws(JSONParseError) -> [JSONValue] {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        return try parser.parseSequence()
+    }
+
     public static func parseObject(_ bytes: [UInt8]) -> [[UInt8]: JSONValue]? {
         // Cheap rejection before any work: an object starts with `{` after optional whitespace.
         // Kubernetes protobuf (`k8s\0…`) and most binary values stop here.
@@ -219,6 +225,17 @@ struct JSONParser {
     }
 
     static func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+
+    /// Values one after another, separated by whitespace (a stream of JSON messages).
+    mutating func parseSequence() throws(JSONParseError) -> [JSONValue] {
+        var values: [JSONValue] = []
+        skipWhitespace()
+        while index < bytes.count {
+            values.append(try parseValue(depth: 0))
+            skipWhitespace()
+        }
+        return values
+    }
 
     mutating func parseDocument() throws(JSONParseError) -> JSONValue {
         skipWhitespace()

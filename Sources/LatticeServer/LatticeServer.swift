@@ -293,6 +293,7 @@ public final class LatticeServer: Sendable {
                         addresses: urls.map { ($0.host, $0.port) },
                         routes: routes, limits: connectionLimits, group: group,
                         http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false),
+                        gateway: JSONGateway(routes: routes, maxBodyBytes: connectionLimits.maxReceiveMessageBytes),
                         secure: secure ? hook : nil
                     ) { local, remote in
                         logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])

@@ -19,8 +19,12 @@ public struct WatchSettings: Sendable {
     /// Responses larger than this are split when the watcher asked for fragments
     /// (etcd uses `--max-request-bytes`).
     public var fragmentBytes = 1_572_864
-    /// Revisions read from the event log per catch-up step.
-    public var catchUpRevisionsMax = 256
+    /// Revisions read from the event log per catch-up step. A watcher catching up gets the
+    /// events of a step in one response, as etcd sends an unsynced watcher's history in
+    /// responses of up to 1,000 revisions.
+    public var catchUpRevisionsMax = 1_000
+    /// Encoded catch-up events held before they are sent (all watchers of the stream).
+    public var catchUpPendingBytesMax = 1 << 20
 
     public init() {}
 }
@@ -250,6 +254,22 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     /// shared by every watcher that selects the same ones. The header carries `headerRevision`:
     /// the batch's revision for live events, the store's revision when the history was read for
     /// a watcher catching up (as etcd answers an unsynced watcher).
+    /// The encoded events of `batch` that `w` selects (nil when none), advancing it past the
+    /// batch.
+    private func selectedEvents(of batch: RevisionEvents, for w: inout Watcher, encoded: inout EncodedEvents) -> [UInt8]? {
+        var selected: [Int] = []
+        for (i, event) in batch.events.enumerated() {
+            guard let key = event.kv?.key, w.range.contains(key) else { continue }
+            if event.type == .put && w.noPut { continue }
+            if event.type == .delete && w.noDelete { continue }
+            selected.append(i)
+        }
+        w.nextRevision = batch.revision + 1
+        guard !selected.isEmpty else { return nil }
+        w.sentSinceProgress = true
+        return encoded.bytes(selected, prevKV: w.prevKV)
+    }
+
     private func sendEvents(of batch: RevisionEvents, to w: inout Watcher, encoded: inout EncodedEvents, headerRevision: Int64? = nil) {
         var selected: [Int] = []
         for (i, event) in batch.events.enumerated() {
@@ -331,6 +351,21 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         case .events(let batches, let current):
             let coveredThrough = batches.last?.revision ?? current
             var stoppedEarly = false
+            // Each watcher's events of this step go out in one response (those of a watcher
+            // that asked for fragments, revision by revision). Held bytes are bounded: past
+            // `catchUpPendingBytesMax` they are sent and the stream's backlog checked again.
+            var pending: [Int64: [UInt8]] = [:]
+            var pendingBytes = 0
+            func sendPending() {
+                for id in pending.keys.sorted() {
+                    var head = WatchResponse()
+                    head.header = store.header(revision: current)
+                    head.watchID = id
+                    sender.send(head.protoBytes() + pending[id]!, flush: false)
+                }
+                pending = [:]
+                pendingBytes = 0
+            }
             for batch in batches {
                 // A client that stops reading stops the catch-up within a revision; its
                 // watchers resume from where they are when the stream drains.
@@ -341,10 +376,17 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                 var encoded = EncodedEvents(batch)
                 for id in behindIDs {
                     guard var w = watchers[id], w.catchingUp, w.nextRevision <= batch.revision else { continue }
-                    sendEvents(of: batch, to: &w, encoded: &encoded, headerRevision: current)
+                    if w.fragment {
+                        sendEvents(of: batch, to: &w, encoded: &encoded, headerRevision: current)
+                    } else if let events = selectedEvents(of: batch, for: &w, encoded: &encoded) {
+                        pending[id, default: []] += events
+                        pendingBytes += events.count
+                    }
                     watchers[id] = w
                 }
+                if pendingBytes > settings.catchUpPendingBytesMax { sendPending() }
             }
+            sendPending()
             sender.flush()
             if stoppedEarly { return }
             for id in behindIDs {

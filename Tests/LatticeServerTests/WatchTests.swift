@@ -75,6 +75,20 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(live.map(\.revision), [7])
     }
 
+    /// etcd sends an unsynced watcher's history in one response (up to 1,000 revisions), not
+    /// one response per revision.
+    func testReplayedHistoryArrivesInOneResponseLikeEtcd() async throws {
+        for i in 0..<40 { try await h.put("/batch/\(i % 4)", "v\(i)") }  // revisions 2...41
+        let w = try await h.openWatch()
+        w.create("/batch/", end: "/batch0", start: 2, prevKV: true)
+        _ = try await w.next()
+        let history = try await w.next()
+        XCTAssertEqual(history.events.map { $0.kv!.modRevision }, Array(2...41))
+        XCTAssertEqual(history.events.dropFirst(4).filter { $0.prevKV == nil }.count, 0)
+        let extra = try await w.expectSilence(for: 0.2)
+        XCTAssertNil(extra)
+    }
+
     func testAllEventsOfOneTxnArriveInOneResponse() async throws {
         let w = try await h.openWatch()
         w.create("a", end: "z")
