@@ -160,7 +160,8 @@ public final class GRPCServer: Sendable {
                         // Over TLS, plain HTTP requests may come on HTTP/2 too (ALPN h2), as
                         // etcd answers them there; in cleartext only gRPC speaks HTTP/2.
                         http2: { try configureConnection($0, routes: routes, limits: limits,
-                                                         httpOverHTTP2: secure == nil ? nil : http) }))
+                                                         httpOverHTTP2: secure == nil ? nil : http,
+                                                         gatewayOverHTTP2: secure == nil ? nil : gateway) }))
                 }
             }
         var bound: [any Channel] = []
@@ -178,7 +179,8 @@ public final class GRPCServer: Sendable {
     /// Sets up one accepted connection's pipeline (HTTP/2, the connection's guards and budget,
     /// a `ServerStreamHandler` per stream). Runs on the channel's event loop.
     public static func configureConnection(_ channel: any Channel, routes: GRPCRoutes, limits: GRPCConnectionLimits,
-                                           httpOverHTTP2: HTTPEndpoints? = nil) throws {
+                                           httpOverHTTP2: HTTPEndpoints? = nil,
+                                           gatewayOverHTTP2: (any HTTPGateway)? = nil) throws {
         let connectionConfiguration = limits.connectionConfiguration
         let streamConfiguration = limits.streamConfiguration
         let maxReceive = limits.maxReceiveMessageBytes
@@ -210,7 +212,7 @@ public final class GRPCServer: Sendable {
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
-                    ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive, http: httpOverHTTP2,
+                    ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive, http: httpOverHTTP2, gateway: gatewayOverHTTP2,
                                         flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
                                         maxSendMessageBytes: maxSend))
             }

@@ -79,56 +79,90 @@ public protocol HTTPGateway: Sendable {
 /// called from any thread (it hops to the connection's loop); the callbacks run on the loop.
 public final class HTTPExchange: Sendable {
     public let eventLoop: any EventLoop
-    private let handler: NIOLoopBound<HTTPEndpointHandler>
-    private let context: NIOLoopBound<ChannelHandlerContext>
-    private let request: HTTPRequestHead
+    private let sink: NIOLoopBound<any HTTPExchangeSink>
     /// Called on the loop when the connection can take more after it could not.
     public let onWritable = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
-    /// Called on the loop once when the connection closes before the exchange finished.
+    /// Called on the loop once when the client goes away before the exchange finished.
     public let onClose = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
 
-    init(handler: HTTPEndpointHandler, context: ChannelHandlerContext, request: HTTPRequestHead) {
-        eventLoop = context.eventLoop
-        self.handler = NIOLoopBound(handler, eventLoop: context.eventLoop)
-        self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
-        self.request = request
+    init(sink: any HTTPExchangeSink, eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        self.sink = NIOLoopBound(sink, eventLoop: eventLoop)
     }
 
-    private func onLoop(_ body: @escaping @Sendable (HTTPEndpointHandler, ChannelHandlerContext) -> Void) {
+    private func onLoop(_ body: @escaping @Sendable (any HTTPExchangeSink) -> Void) {
         if eventLoop.inEventLoop {
-            body(handler.value, context.value)
+            body(sink.value)
         } else {
-            let handler = self.handler, context = self.context
-            eventLoop.execute { body(handler.value, context.value) }
+            let sink = self.sink
+            eventLoop.execute { body(sink.value) }
         }
     }
 
     /// The whole answer; ends the exchange.
     public func reply(_ reply: HTTPReply) {
-        let request = self.request
-        onLoop { handler, context in handler.respond(reply, to: request, context: context) }
+        onLoop { $0.exchangeReply(reply) }
     }
 
-    /// Starts a streamed answer (chunked).
+    /// Starts a streamed answer.
     public func startStream(status: Int, headers: [(String, String)]) {
-        let request = self.request
-        onLoop { handler, context in handler.startStream(status: status, headers: headers, to: request, context: context) }
+        onLoop { $0.exchangeStart(status: status, headers: headers) }
     }
 
     public func send(_ chunk: [UInt8]) {
-        onLoop { handler, context in handler.sendChunk(chunk, context: context) }
+        onLoop { $0.exchangeSend(chunk) }
     }
 
     /// Ends a streamed answer.
     public func finish() {
-        onLoop { handler, context in handler.finishStream(context: context) }
+        onLoop { $0.exchangeFinish() }
     }
 
     /// Whether the connection takes more without buffering (on the loop).
     public var isWritable: Bool {
         eventLoop.preconditionInEventLoop()
-        return context.value.channel.isWritable
+        return sink.value.exchangeIsWritable
     }
+
+    /// The client went away (on the loop): tells `onClose`, once.
+    func closed() {
+        if let callback = onClose.withLockedValue({ let c = $0; $0 = nil; return c }) { callback() }
+    }
+
+    /// The connection can take more again (on the loop).
+    func writable() {
+        if let callback = onWritable.withLockedValue({ $0 }) { callback() }
+    }
+}
+
+/// Where an exchange's answer goes: an HTTP/1.1 connection or an HTTP/2 stream. On its loop.
+protocol HTTPExchangeSink: AnyObject {
+    func exchangeReply(_ reply: HTTPReply)
+    func exchangeStart(status: Int, headers: [(String, String)])
+    func exchangeSend(_ chunk: [UInt8])
+    func exchangeFinish()
+    var exchangeIsWritable: Bool { get }
+}
+
+/// An exchange's answer on an HTTP/1.1 connection (the request's version and keep-alive).
+private final class HTTP1ExchangeSink: HTTPExchangeSink {
+    let handler: HTTPEndpointHandler
+    let context: ChannelHandlerContext
+    let request: HTTPRequestHead
+
+    init(handler: HTTPEndpointHandler, context: ChannelHandlerContext, request: HTTPRequestHead) {
+        self.handler = handler
+        self.context = context
+        self.request = request
+    }
+
+    func exchangeReply(_ reply: HTTPReply) { handler.respond(reply, to: request, context: context) }
+    func exchangeStart(status: Int, headers: [(String, String)]) {
+        handler.startStream(status: status, headers: headers, to: request, context: context)
+    }
+    func exchangeSend(_ chunk: [UInt8]) { handler.sendChunk(chunk, context: context) }
+    func exchangeFinish() { handler.finishStream(context: context) }
+    var exchangeIsWritable: Bool { context.channel.isWritable }
 }
 
 /// Decides, from a connection's first bytes, whether the client speaks HTTP/2 (gRPC: the
@@ -240,12 +274,12 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let callback = exchange?.onWritable.withLockedValue({ $0 }) { callback() }
+        if context.channel.isWritable { exchange?.writable() }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let exchange, let callback = exchange.onClose.withLockedValue({ let c = $0; $0 = nil; return c }) { callback() }
+        exchange?.closed()
         exchange = nil
         streaming = nil
         context.fireChannelInactive()
@@ -263,7 +297,8 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
         let (h, isGateway, body) = waiting.removeFirst()
         let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri)
         if isGateway, let gateway {
-            let exchange = HTTPExchange(handler: self, context: context, request: h)
+            let exchange = HTTPExchange(sink: HTTP1ExchangeSink(handler: self, context: context, request: h),
+                                        eventLoop: context.eventLoop)
             self.exchange = exchange
             gateway.serve(request, body: body, exchange: exchange)
             return

@@ -22,6 +22,10 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         case unary(received: [UInt8]?)
         case unaryRunning
         case streaming(any GRPCStreamingCall)
+        /// A gateway request whose body is arriving (nil once over the limit).
+        case gatewayBody(HTTPRequestLine, [UInt8]?)
+        /// A gateway request being answered.
+        case gateway(HTTPExchange)
         case done
     }
 
@@ -53,11 +57,14 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// Answers requests that are not gRPC (a content-type other than application/grpc), when
     /// the connection serves HTTP endpoints over HTTP/2; nil: such streams are reset.
     private let http: HTTPEndpoints?
+    /// Answers the JSON gateway's requests over HTTP/2 (with `http`).
+    private let gateway: (any HTTPGateway)?
 
-    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, http: HTTPEndpoints? = nil, flushCoalescer: FlushCoalescingHandler? = nil,
-         budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max)) {
+    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, http: HTTPEndpoints? = nil, gateway: (any HTTPGateway)? = nil,
+         flushCoalescer: FlushCoalescingHandler? = nil, budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max)) {
         self.maxSendMessageBytes = maxSendMessageBytes
         self.http = http
+        self.gateway = gateway
         self.routes = routes
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
         self.flushCoalescer = flushCoalescer
@@ -111,6 +118,15 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         case .data(let frame):
             if frame.endStream { inputEnded = true }
             guard case .byteBuffer(let bytes) = frame.data else { return }
+            if case .gatewayBody(let request, var body) = state {
+                state = .done  // no copy of the body while it grows
+                if body != nil {
+                    if body!.count + bytes.readableBytes > gateway!.maxBodyBytes { body = nil } else { body! += bytes.readableBytesView }
+                }
+                state = .gatewayBody(request, body)
+                if frame.endStream { startGateway() }
+                return
+            }
             receivedData(bytes, endStream: frame.endStream)
         case .rstStream:
             terminate()
@@ -128,6 +144,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         if case .streaming(let call) = state {
             call.writabilityChanged(context.channel.isWritable)
         }
+        if case .gateway(let exchange) = state, context.channel.isWritable { exchange.writable() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -140,6 +157,12 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         // grpc-go (and so etcd) resets a stream whose content-type is not gRPC's, or whose
         // grpc-timeout does not parse, with PROTOCOL_ERROR before looking at the method.
         guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
+            let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/")
+            if http != nil, let gateway, gateway.accepts(request) {
+                state = .gatewayBody(request, [])
+                if endStream { startGateway() }
+                return
+            }
             if let http { return serveHTTP(headers, http) }
             return reset(.protocolError)
         }
@@ -300,6 +323,8 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
 
     private func receivedEndOfInput() {
         switch state {
+        case .gatewayBody:
+            startGateway()
         case .unary:
             // Still waiting for its message: none came.
             fail(GRPCStatus(.internal, "grpc: the client sent no complete request message"))
@@ -326,6 +351,30 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         let previous = state
         state = .done
         if case .streaming(let call) = previous { call.closed() }
+        if case .gateway(let exchange) = previous { exchange.closed() }
+    }
+
+    // MARK: the JSON gateway over HTTP/2
+
+    private func startGateway() {
+        guard case .gatewayBody(let request, let body) = state, let gateway else { return }
+        let exchange = HTTPExchange(sink: self, eventLoop: context.eventLoop)
+        state = .gateway(exchange)
+        gateway.serve(request, body: body, exchange: exchange)
+    }
+
+    private func writeHTTPHeaders(status: Int, _ headers: [(String, String)], contentLength: Int?, endStream: Bool) {
+        var out = HPACKHeaders([(":status", String(status))])
+        for (name, value) in headers { out.add(name: name.lowercased(), value: value) }
+        if let contentLength { out.add(name: "content-length", value: String(contentLength)) }
+        context.write(wrapOutboundOut(.headers(.init(headers: out, endStream: endStream))), promise: nil)
+    }
+
+    private func writeHTTPData(_ bytes: [UInt8], endStream: Bool) {
+        var body = context.channel.allocator.buffer(capacity: bytes.count)
+        body.writeBytes(bytes)
+        let promise = budget?.charge(body.readableBytes, on: context.eventLoop)
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: endStream))), promise: promise)
     }
 
     // MARK: outbound
@@ -513,4 +562,35 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         guard parts.count == 2 else { return (path, "") }
         return (String(parts[0]), String(parts[1]))
     }
+}
+
+extension ServerStreamHandler: HTTPExchangeSink {
+    func exchangeReply(_ reply: HTTPReply) {
+        guard case .gateway = state, context != nil else { return }
+        state = .done
+        writeHTTPHeaders(status: reply.status, reply.headers, contentLength: reply.body.count, endStream: reply.body.isEmpty)
+        if !reply.body.isEmpty { writeHTTPData(reply.body, endStream: true) }
+        context.flush()
+    }
+
+    func exchangeStart(status: Int, headers: [(String, String)]) {
+        guard case .gateway = state, context != nil else { return }
+        writeHTTPHeaders(status: status, headers, contentLength: nil, endStream: false)
+        context.flush()
+    }
+
+    func exchangeSend(_ chunk: [UInt8]) {
+        guard case .gateway = state, context != nil, !chunk.isEmpty else { return }
+        writeHTTPData(chunk, endStream: false)
+        context.flush()
+    }
+
+    func exchangeFinish() {
+        guard case .gateway = state, context != nil else { return }
+        state = .done
+        writeHTTPData([], endStream: true)
+        context.flush()
+    }
+
+    var exchangeIsWritable: Bool { context?.channel.isWritable ?? false }
 }

@@ -146,10 +146,11 @@ struct JSONGateway: HTTPGateway {
             messages = try (values.isEmpty ? [.object([:])] : values).map { value throws(GatewayError) in
                 try GatewaySchema.encode(value, as: route.request)
             }
-        } catch let error as GatewayError {
-            return exchange.reply(Self.errorReply(.invalidArgument, error.message))
         } catch {
-            return exchange.reply(Self.errorReply(.invalidArgument, "invalid JSON: \(error)"))
+            // A stream's request that does not decode fails the stream as grpc-gateway's does
+            // (code Unknown); a unary one is an invalid argument.
+            let message = (error as? GatewayError)?.message ?? "invalid character in JSON: \(error)"
+            return exchange.reply(Self.errorReply(route.streaming ? .unknown : .invalidArgument, message))
         }
         let cancellation = GRPCCancellation()
         let context = GRPCCallContext(path: route.grpcPath, headers: [], eventLoop: exchange.eventLoop, cancellation: cancellation)

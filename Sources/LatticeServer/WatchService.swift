@@ -352,23 +352,27 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
             let coveredThrough = batches.last?.revision ?? current
             var stoppedEarly = false
             // Each watcher's events of this step go out in one response (those of a watcher
-            // that asked for fragments, revision by revision). Held bytes are bounded: past
-            // `catchUpPendingBytesMax` they are sent and the stream's backlog checked again.
-            var pending: [Int64: [UInt8]] = [:]
+            // that asked for fragments, revision by revision). The encodings are shared between
+            // watchers until sent; past `catchUpPendingBytesMax` held, they are sent and the
+            // stream's backlog is checked again, so a client that does not read stops the
+            // catch-up within one watcher's events.
+            var pending: [Int64: [[UInt8]]] = [:]
             var pendingBytes = 0
             func sendPending() {
                 for id in pending.keys.sorted() {
                     var head = WatchResponse()
                     head.header = store.header(revision: current)
                     head.watchID = id
-                    sender.send(head.protoBytes() + pending[id]!, flush: false)
+                    var message = head.protoBytes()
+                    for part in pending[id]! { message += part }
+                    sender.send(message, flush: false)
                 }
                 pending = [:]
                 pendingBytes = 0
             }
-            for batch in batches {
-                // A client that stops reading stops the catch-up within a revision; its
-                // watchers resume from where they are when the stream drains.
+            batches: for batch in batches {
+                // A client that stops reading stops the catch-up; its watchers resume from
+                // where they are when the stream drains.
                 if isBackedUp {
                     stoppedEarly = true
                     break
@@ -379,12 +383,18 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
                     if w.fragment {
                         sendEvents(of: batch, to: &w, encoded: &encoded, headerRevision: current)
                     } else if let events = selectedEvents(of: batch, for: &w, encoded: &encoded) {
-                        pending[id, default: []] += events
+                        pending[id, default: []].append(events)
                         pendingBytes += events.count
                     }
                     watchers[id] = w
+                    if pendingBytes > settings.catchUpPendingBytesMax {
+                        sendPending()
+                        if isBackedUp {
+                            stoppedEarly = true
+                            break batches
+                        }
+                    }
                 }
-                if pendingBytes > settings.catchUpPendingBytesMax { sendPending() }
             }
             sendPending()
             sender.flush()

@@ -110,6 +110,7 @@ CASES = [
                                                        "filters": ["NOPUT"]}}, {"stream": 1.5}),
     ("watch compacted start", "/v3/watch", {"create_request": {"key": FOO, "start_revision": "2"}}, {"stream": 1.5}),
     ("watch bad range", "/v3/watch", {"create_request": {"key": b64("b"), "range_end": b64("a")}}, {"stream": 1.5}),
+    ("watch invalid JSON", "/v3/watch", '{"create_request": {"key": ', {"stream": 1.5, "mask_error": True}),
     ("status", "/v3/maintenance/status", {}, {"mask": ["version", "dbSize", "leader", "raftIndex", "raftTerm", "raftAppliedIndex",
                                                        "dbSizeInUse", "isLearner", "errors"]}),
     ("invalid JSON", "/v3/kv/put", "not json", {"mask_error": True}),

@@ -16,6 +16,7 @@ Prints "N passed, M failed".
 """
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,17 @@ def main() -> int:
             check(r.stdout == '{"health":"true","reason":""}', f"/health over TLS, {label}", r.stdout + r.stderr)
         r = curl(f"{endpoint}/metrics")
         check("grpc_server_handled_total" in r.stdout, "/metrics over TLS", r.stderr)
+        # The JSON gateway over TLS, on both HTTP versions (a unary call and a watch stream).
+        for flag, label in ((["--http1.1"], "HTTP/1.1"), (["--http2"], "HTTP/2 (ALPN h2)")):
+            r = curl(f"{endpoint}/v3/kv/range", *flag, "-d", '{"key":"Z3JlZXRpbmc="}')
+            try:
+                value = json.loads(r.stdout)["kvs"][0]["value"]
+            except (json.JSONDecodeError, KeyError, IndexError):
+                value = None
+            check(value == "aGVsbG8=", f"JSON gateway /v3/kv/range over TLS, {label}", r.stdout + r.stderr)
+            r = curl(f"{endpoint}/v3/watch", *flag, "-N", "-m", "2", "-d", '{"create_request":{"key":"Z3JlZXRpbmc=","start_revision":"1"}}')
+            check(r.stdout.count('"result"') == 2 and "aGVsbG8=" in r.stdout, f"JSON gateway watch stream over TLS, {label}",
+                  r.stdout + r.stderr)
         r = subprocess.run(["curl", "-s", "-m", "5", "--cacert", str(certs / "ca.crt"), f"{endpoint}/health"],
                            capture_output=True, text=True)
         check(r.returncode != 0, "/health without a client certificate: refused", r.stdout)
