@@ -53,7 +53,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lattice", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage", "LatticeReplication", "LatticeCore",
+            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage", "LatticeReplication", "LatticeCore", "LatticeTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -16,7 +16,7 @@ public enum EtcdConfigFile {
         "initial-cluster-state", "log-level", "auto-compaction-mode", "auto-compaction-retention", "cipher-suites",
         "tls-min-version", "tls-max-version", "max-request-bytes", "max-txn-ops", "listen-metrics-urls",
         "max-concurrent-streams", "experimental-watch-progress-notify-interval", "unsafe-no-fsync",
-        "logger", "log-outputs",
+        "logger", "log-outputs", "self-signed-cert-validity",
     ]
 
     /// Durations: YAML holds them as nanoseconds (etcd's Go types), flags as Go durations.
@@ -29,7 +29,7 @@ public enum EtcdConfigFile {
         "heartbeat-interval": "no leader election", "election-timeout": "no leader election",
         "strict-reconfig-check": "membership changes need no quorum", "max-snapshots": "Lattice keeps two snapshots",
         "max-wals": "Lattice removes WAL segments once a snapshot covers them", "enable-pprof": "no Go profiler",
-        "self-signed-cert-validity": "--auto-tls is not supported", "cors": "no CORS restriction is applied",
+        "cors": "no CORS restriction is applied",
         "discovery-fallback": "no discovery", "proxy-failure-wait": "no proxy mode", "proxy-refresh-interval": "no proxy mode",
         "proxy-dial-timeout": "no proxy mode", "proxy-write-timeout": "no proxy mode", "proxy-read-timeout": "no proxy mode",
         "enable-v2": "no v2 API", "experimental-initial-corrupt-check": "no cross-member hash check at start",

@@ -18,6 +18,9 @@ public struct TLSSettings: Sendable, Equatable {
     /// "TLS1.2" (etcd's default) or "TLS1.3"; max "" = no limit.
     public var minVersion = "TLS1.2"
     public var maxVersion = ""
+    /// Dialling: accept any certificate the other side presents (etcd's `--peer-auto-tls`,
+    /// where every member's certificate is self-signed).
+    public var insecureSkipVerify = false
 
     public init() {}
 
@@ -104,7 +107,7 @@ public struct TLSSettings: Sendable, Equatable {
             // Peers are dialled by the addresses in their URLs, which their certificates may
             // not name (etcd checks the chain and, for IP SANs, the address): the chain is
             // what authenticates a peer here.
-            c.certificateVerification = .noHostnameVerification
+            c.certificateVerification = insecureSkipVerify ? .none : .noHostnameVerification
             c.applicationProtocols = ["h2"]
         }
         c.minimumTLSVersion = Self.version(minVersion) ?? .tlsv12

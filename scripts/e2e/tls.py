@@ -9,7 +9,11 @@
   * Certificate files replaced on disk are used for the next connection, without a restart.
   * Two members replicate over https:// peer URLs with --peer-client-cert-auth; the peer port
     refuses connections without a certificate from the peer CA.
-  * https:// without a certificate, or --auto-tls: start-up fails with a clear message.
+  * --auto-tls / --peer-auto-tls: self-signed certificates made in the data directory (reused
+    after a restart); etcdctl skipping verification is served, one verifying is refused; two
+    members replicate over generated peer certificates.
+  * The JSON gateway over TLS, on HTTP/1.1 and HTTP/2.
+  * https:// without a certificate, and other bad TLS flags: start-up fails with a clear message.
   * A cleartext http:// URL beside the https:// one keeps serving.
 
 Prints "N passed, M failed".
@@ -214,10 +218,71 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 m.kill()
 
+    # --auto-tls and --peer-auto-tls: self-signed certificates in the data directory, reused
+    # after a restart; two members replicate over https:// peer URLs with generated certificates.
+    (c1, p1, c2, p2) = free_ports(4)
+    cluster = f"a=https://127.0.0.1:{p1},b=https://127.0.0.1:{p2}"
+
+    def auto_member(name: str, client: int, peer: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [args.lattice_bin, "--name", name, "--data-dir", str(work / f"auto-{name}"),
+             "--listen-client-urls", f"https://127.0.0.1:{client}", "--advertise-client-urls", f"https://127.0.0.1:{client}",
+             "--listen-peer-urls", f"https://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"https://127.0.0.1:{peer}",
+             "--initial-cluster", cluster, "--initial-cluster-token", "auto-tls", "--auto-tls", "--peer-auto-tls",
+             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def skip_verify(port: int, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run([etcdctl, f"--endpoints=https://127.0.0.1:{port}", "--insecure-transport=false",
+                               "--insecure-skip-tls-verify", "--dial-timeout=3s", "--command-timeout=3s", *command],
+                              capture_output=True, text=True, timeout=30)
+
+    def fingerprint(path: Path) -> str:
+        return subprocess.run(["openssl", "x509", "-in", str(path), "-noout", "-fingerprint", "-sha256", "-ext", "subjectAltName"],
+                              capture_output=True, text=True).stdout
+
+    members = [auto_member("a", c1, p1), auto_member("b", c2, p2)]
+    try:
+        deadline = time.time() + 30
+        while skip_verify(c1, "put", "auto-a", "1").returncode != 0 and time.time() < deadline:
+            time.sleep(0.2)
+        r = skip_verify(c2, "put", "auto-b", "2")
+        check(r.returncode == 0, "--auto-tls: etcdctl over TLS (skipping verification) writes", r.stderr)
+        cert = work / "auto-a" / "fixtures" / "client" / "cert.pem"
+        first = fingerprint(cert)
+        check("IP Address:127.0.0.1" in first and (work / "auto-a" / "fixtures" / "peer" / "cert.pem").exists(),
+              "--auto-tls: a self-signed certificate for the listener's address in <data-dir>/fixtures", first)
+        r = subprocess.run([etcdctl, f"--endpoints=https://127.0.0.1:{c1}", "--insecure-transport=false", "--dial-timeout=3s",
+                            "--command-timeout=3s", "get", "auto-a"], capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0, "--auto-tls: a client that verifies the certificate refuses it (self-signed)", r.stdout)
+        seen = {}
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            seen = {"a": skip_verify(c1, "get", "auto-b", "--print-value-only").stdout.strip(),
+                    "b": skip_verify(c2, "get", "auto-a", "--print-value-only").stdout.strip()}
+            if seen == {"a": "2", "b": "1"}:
+                break
+            time.sleep(0.2)
+        check(seen == {"a": "2", "b": "1"}, "--peer-auto-tls: peers replicate both ways over generated certificates", str(seen))
+        members[0].terminate()
+        members[0].wait(timeout=10)
+        members[0] = auto_member("a", c1, p1)
+        deadline = time.time() + 30
+        while skip_verify(c1, "get", "auto-a").returncode != 0 and time.time() < deadline:
+            time.sleep(0.2)
+        check(fingerprint(cert) == first and skip_verify(c1, "get", "auto-a", "--print-value-only").stdout.strip() == "1",
+              "--auto-tls: a restarted member serves the certificate it made before")
+    finally:
+        for m in members:
+            m.terminate()
+        for m in members:
+            try:
+                m.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                m.kill()
+
     # Start-up refusals, with etcd's message where etcd has one.
     for extra, expect, what in (
         ([], "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1", "https:// without a certificate"),
-        (["--auto-tls"], "--auto-tls is not supported", "--auto-tls"),
         (["--cert-file", str(certs / "server.crt"), "--key-file", str(certs / "server.key"), "--client-cert-auth"],
          "--client-cert-auth needs --trusted-ca-file", "--client-cert-auth without a CA"),
         (["--cert-file", str(certs / "missing.crt"), "--key-file", str(certs / "server.key")], "cannot load", "a missing certificate file"),
@@ -227,8 +292,8 @@ def main() -> int:
           "--initial-cluster", f"default=https://127.0.0.1:{bad + 1},other=https://127.0.0.1:{bad + 2}"],
          "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://127.0.0.1",
          "https:// peer URLs without a peer certificate"),
-        (["--cert-file", str(certs / "server.crt"), "--key-file", str(certs / "server.key"), "--peer-auto-tls"],
-         "--peer-auto-tls is not supported", "--peer-auto-tls"),
+        (["--auto-tls", "--self-signed-cert-validity", "0"], "--self-signed-cert-validity must be positive",
+         "--auto-tls with a validity of 0 years"),
     ):
         r = subprocess.run([args.lattice_bin, "--data-dir", str(work / "refused"), "--listen-client-urls",
                             f"https://127.0.0.1:{bad}", *extra], capture_output=True, text=True, timeout=30)
