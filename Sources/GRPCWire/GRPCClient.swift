@@ -57,10 +57,28 @@ public final class GRPCClient: Sendable {
         path: String, request: [UInt8], timeout: TimeAmount? = nil,
         metadata: [(String, String)] = [], gzip: Bool = false
     ) -> EventLoopFuture<[UInt8]> {
-        let promise = channel.eventLoop.makePromise(of: [UInt8].self)
+        let loop = channel.eventLoop
+        let result = loop.makePromise(of: [UInt8].self)
+        // The call ends once: with its answer, when its stream cannot be opened (the connection
+        // closed first), or — with a timeout — at the deadline, as grpc-go's clients end it
+        // themselves rather than wait on a server that never answers.
+        let ended = Atomic<Bool>(false)
+        let end: @Sendable (Result<[UInt8], any Error>) -> Void = { outcome in
+            if !ended.exchange(true, ordering: .acquiringAndReleasing) { result.completeWith(outcome) }
+        }
+        let promise = loop.makePromise(of: [UInt8].self)
+        promise.futureResult.whenComplete(end)
+        if let timeout {
+            let deadline = loop.scheduleTask(in: timeout + .milliseconds(100)) {
+                end(.failure(GRPCStatus(.deadlineExceeded, "context deadline exceeded")))
+            }
+            result.futureResult.whenComplete { _ in deadline.cancel() }
+        }
         let headers = requestHeaders(path: path, timeout: timeout, metadata: metadata, gzip: gzip)
         let maxReceive = limits.maxReceiveMessageBytes
-        multiplexer.createStreamChannel(promise: nil) { stream in
+        let opened = loop.makePromise(of: (any Channel).self)
+        opened.futureResult.whenFailure { promise.fail($0) }
+        multiplexer.createStreamChannel(promise: opened) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let handler = ClientStreamHandler(maxReceiveMessageBytes: maxReceive, events: .unary(promise))
                 try stream.pipeline.syncOperations.addHandler(handler)
@@ -71,7 +89,7 @@ public final class GRPCClient: Sendable {
                 throw error
             }
         }
-        return promise.futureResult
+        return result.futureResult
     }
 
     public func unary(

@@ -153,7 +153,14 @@ public final class GRPCServer: Sendable {
                     try secure?(channel)
                     guard let http else { return try configureConnection(channel, routes: routes, limits: limits) }
                     let idle = limits.httpIdleTimeout
-                    if httpOnly { return try configureHTTP1(channel, endpoints: http, gateway: nil, idleTimeout: idle) }
+                    if httpOnly {
+                        // Only HTTP/1.1 here: a connection that opens with the HTTP/2 preface
+                        // (a gRPC client) is closed at once rather than handed to the HTTP/1.1
+                        // parser, which may wait on it.
+                        return try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
+                            http1: { try configureHTTP1($0, endpoints: http, gateway: nil, idleTimeout: idle) },
+                            http2: { $0.close(promise: nil) }))
+                    }
                     // HTTP/1.1 and gRPC on one port, told apart by the first bytes.
                     try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
                         http1: { try configureHTTP1($0, endpoints: http, gateway: gateway, idleTimeout: idle) },

@@ -243,6 +243,14 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            // An HTTP/2 connection preface ("PRI * HTTP/2.0") where only HTTP/1.1 is served:
+            // nothing here can answer it, and the rest of the preface may never be parsed (the
+            // client waits for SETTINGS), so close at once rather than leave it waiting.
+            if h.method.rawValue == "PRI" {
+                closing = true
+                context.close(promise: nil)
+                return
+            }
             head = h
             collecting = gateway?.accepts(HTTPRequestLine(method: h.method.rawValue, uri: h.uri)) ?? false
             body = collecting ? [] : nil

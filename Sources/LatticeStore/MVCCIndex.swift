@@ -98,13 +98,38 @@ struct MVCCIndex: Sendable {
         }
     }
 
-    /// Number of keys visible at `revision` in `range`.
+    /// Number of keys visible at `revision` in `range`. A chunk of keys wholly inside the range
+    /// and written at or before `revision` counts by its statistics; only the others are
+    /// visited key by key (a paginated LIST pays for the keys written since its revision, not
+    /// for the whole range).
     func count(in range: KeyRange, at revision: Int64) -> Int {
         if range.isSingleKey { return visible(range.key, at: revision) == nil ? 0 : 1 }
         if revision == currentRevision && range.key == [0] && range.isUnbounded { return liveKeyCount }
         var n = 0
-        forEachVisible(in: range, at: revision) { _, _ in n += 1; return true }
+        sortedKeys.forEachChunk(from: range.key) { keys, whole, live, newest in
+            if whole && newest <= revision && (range.isUnbounded || compareBytes(keys.last!, range.end) < 0) {
+                n += live
+                return true
+            }
+            for key in keys {
+                if !range.isUnbounded && compareBytes(key, range.end) >= 0 { return false }
+                if visible(key, at: revision) != nil { n += 1 }
+            }
+            return true
+        }
         return n
+    }
+
+    /// Sets a chunk's statistics from its keys' histories.
+    private mutating func recomputeStatistics(chunk: Int) {
+        var live = 0
+        var newest: Int64 = 0
+        for key in sortedKeys.keys(inChunk: chunk) {
+            guard let last = histories[key]?.last else { continue }
+            if !last.isTombstone { live += 1 }
+            newest = max(newest, last.modRevision)
+        }
+        sortedKeys.setStatistics(chunk: chunk, live: live, newest: newest)
     }
 
     // MARK: writes
@@ -115,14 +140,21 @@ struct MVCCIndex: Sendable {
         precondition(restoring || version.modRevision > currentRevision, "a key version must be newer than the store")
         precondition((histories[key]?.last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
         let wasLive = !(histories[key]?.last?.isTombstone ?? true)
+        var split: Int?
         if histories[key] == nil {
-            sortedKeys.insert(key)
+            split = sortedKeys.insertReportingSplit(key).split
             histories[key] = [version]
         } else {
             histories[key]!.append(version)
         }
         let isLive = !version.isTombstone
         if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
+        if let split {
+            recomputeStatistics(chunk: split)
+            recomputeStatistics(chunk: split + 1)
+        } else {
+            sortedKeys.noteVersion(of: key, liveDelta: (isLive ? 1 : 0) - (wasLive ? 1 : 0), revision: version.modRevision)
+        }
         approximateBytes += Int64(key.count + version.value.count + Self.versionOverheadBytes)
     }
 
@@ -159,5 +191,8 @@ struct MVCCIndex: Sendable {
             }
         }
         sortedKeys.remove(emptied)
+        if !emptied.isEmpty {
+            for chunk in 0..<sortedKeys.chunkCount { recomputeStatistics(chunk: chunk) }
+        }
     }
 }

@@ -194,13 +194,19 @@ public final class MVCCStore: Sendable {
                 let range = KeyRange(key: r.key, end: r.rangeEnd)
                 if countOnly { return ([], index.count(in: range, at: rev)) }
                 var kvs: [KeyValue] = []
-                var total = 0
+                if limit > 0 {
+                    // A page: its keys, then the count from the index's chunk statistics.
+                    index.forEachVisible(in: range, at: rev) { key, v in
+                        kvs.append(v.keyValue(key))
+                        return kvs.count < limit
+                    }
+                    return (kvs, index.count(in: range, at: rev))
+                }
                 index.forEachVisible(in: range, at: rev) { key, v in
-                    total += 1
-                    if limit == 0 || kvs.count < limit { kvs.append(v.keyValue(key)) }
+                    kvs.append(v.keyValue(key))
                     return true
                 }
-                return (kvs, total)
+                return (kvs, kvs.count)
             }
         }
     }

@@ -10,10 +10,16 @@ struct SortedKeys: Sendable, Sequence {
 
     private var chunks: [[[UInt8]]] = []
     private(set) var count = 0
+    /// Per chunk, kept by the owner (`MVCCIndex`): how many of its keys are live at the current
+    /// revision, and the newest revision of any version of its keys. A chunk whose newest
+    /// revision is at or below a read revision looks at that revision exactly as it does now,
+    /// so a count can take its live number without visiting its keys.
+    private var live: [Int] = []
+    private var newest: [Int64] = []
 
     init() {}
 
-    /// Builds from keys already sorted and distinct.
+    /// Builds from keys already sorted and distinct (chunk statistics zero: the owner sets them).
     init(sorted keys: [[UInt8]]) {
         var start = 0
         while start < keys.count {
@@ -22,6 +28,37 @@ struct SortedKeys: Sendable, Sequence {
             start = end
         }
         count = keys.count
+        live = Array(repeating: 0, count: chunks.count)
+        newest = Array(repeating: 0, count: chunks.count)
+    }
+
+    var chunkCount: Int { chunks.count }
+
+    func keys(inChunk chunk: Int) -> [[UInt8]] { chunks[chunk] }
+
+    /// Sets a chunk's statistics (after a split or a rebuild).
+    mutating func setStatistics(chunk: Int, live count: Int, newest revision: Int64) {
+        live[chunk] = count
+        newest[chunk] = revision
+    }
+
+    /// Records a new version of `key` (present): its chunk's live count changes by `liveDelta`
+    /// and its newest revision becomes at least `revision`.
+    mutating func noteVersion(of key: [UInt8], liveDelta: Int, revision: Int64) {
+        let p = lowerBound(key)
+        guard p.chunk < chunks.count else { return }
+        live[p.chunk] += liveDelta
+        if revision > newest[p.chunk] { newest[p.chunk] = revision }
+    }
+
+    /// Visits the chunks from the one holding the first key ≥ `key`: its keys from there, whether
+    /// that is the whole chunk, and its statistics; until `body` returns false.
+    func forEachChunk(from key: [UInt8], _ body: (_ keys: ArraySlice<[UInt8]>, _ whole: Bool, _ live: Int, _ newest: Int64) -> Bool) {
+        var p = lowerBound(key)
+        while p.chunk < chunks.count {
+            if !body(chunks[p.chunk][p.index...], p.index == 0, live[p.chunk], newest[p.chunk]) { return }
+            p = Position(chunk: p.chunk + 1, index: 0)
+        }
     }
 
     /// A position: chunk and index inside it. `chunk == chunks.count` is the end.
@@ -56,29 +93,42 @@ struct SortedKeys: Sendable, Sequence {
     /// Inserts `key`; returns false (and changes nothing) if it is already present.
     @discardableResult
     mutating func insert(_ key: [UInt8]) -> Bool {
+        insertReportingSplit(key).inserted
+    }
+
+    /// Inserts `key`, and says which chunk split in two to make room (its statistics and the
+    /// next chunk's are then zero: the owner sets them), if one did. A new key counts in no
+    /// chunk's statistics until the owner notes it.
+    mutating func insertReportingSplit(_ key: [UInt8]) -> (inserted: Bool, split: Int?) {
         guard !chunks.isEmpty else {
             chunks = [[key]]
+            live = [0]
+            newest = [0]
             count = 1
-            return true
+            return (true, nil)
         }
         var p = lowerBound(key)
         if p.chunk == chunks.count {
             // Greater than every key: append to the last chunk.
             p = Position(chunk: chunks.count - 1, index: chunks[chunks.count - 1].count)
         } else if chunks[p.chunk][p.index] == key {
-            return false
+            return (false, nil)
         }
         chunks[p.chunk].insert(key, at: p.index)
         count += 1
-        if chunks[p.chunk].count > Self.chunkMax {
-            let upper = Array(chunks[p.chunk][(Self.chunkMax / 2)...])
-            chunks[p.chunk].removeSubrange((Self.chunkMax / 2)...)
-            chunks.insert(upper, at: p.chunk + 1)
-        }
-        return true
+        guard chunks[p.chunk].count > Self.chunkMax else { return (true, nil) }
+        let upper = Array(chunks[p.chunk][(Self.chunkMax / 2)...])
+        chunks[p.chunk].removeSubrange((Self.chunkMax / 2)...)
+        chunks.insert(upper, at: p.chunk + 1)
+        live[p.chunk] = 0
+        newest[p.chunk] = 0
+        live.insert(0, at: p.chunk + 1)
+        newest.insert(0, at: p.chunk + 1)
+        return (true, p.chunk)
     }
 
     /// Removes every key in `keys` (O(n) over the whole set: for compaction, not per request).
+    /// Chunk statistics are zero afterwards: the owner sets them.
     mutating func remove(_ keys: Set<[UInt8]>) {
         guard !keys.isEmpty else { return }
         var kept: [[UInt8]] = []

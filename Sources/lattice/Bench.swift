@@ -17,10 +17,10 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmark an etcd-API server (Lattice or etcd).")
 
     enum Workload: String, ExpressibleByArgument, CaseIterable {
-        case put, range, txnPut = "txn-put", mixed, watch, watchFanout = "watch-fanout"
+        case put, range, txnPut = "txn-put", mixed, watch, watchFanout = "watch-fanout", list
     }
 
-    @Argument(help: "Workload: put, range, txn-put, mixed, watch or watch-fanout.")
+    @Argument(help: "Workload: put, range, txn-put, mixed, watch, watch-fanout or list (paginated LIST of --key-prefix, as kube-apiserver lists).")
     var workload: Workload
 
     @Option(help: "Comma-separated host:port endpoints.")
@@ -65,6 +65,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "watch: number of watchers (each on its own stream for watch, on shared streams for watch-fanout).")
     var watchers = 100
 
+    @Option(help: "list: keys per page (kube-apiserver asks for 500).")
+    var pageSize = 500
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -96,6 +99,8 @@ struct Bench: AsyncParsableCommand {
         switch workload {
         case .watch, .watchFanout:
             result = try await runWatch(connections)
+        case .list:
+            result = try await runList(connections)
         default:
             result = try await runRequests(connections)
         }
@@ -173,7 +178,7 @@ struct Bench: AsyncParsableCommand {
                 success: [RequestOp(.put(PutRequest(key: k, value: value)))],
                 failure: [RequestOp(.range(RangeRequest(key: k)))])
             return ("/etcdserverpb.KV/Txn", t.protoBytes())
-        case .watch, .watchFanout:
+        case .watch, .watchFanout, .list:
             fatalError("not a request workload")
         }
     }
@@ -182,6 +187,54 @@ struct Bench: AsyncParsableCommand {
         var r = RangeRequest(key: k)
         r.serializable = consistency == "s"
         return ("/etcdserverpb.KV/Range", r.protoBytes())
+    }
+
+    // MARK: paginated LIST
+
+    /// `list`: each client lists every key under `--key-prefix` page by page, as kube-apiserver
+    /// does: `--page-size` keys per Range, the first at the current revision and the rest pinned
+    /// to it, each next page starting after the last key. One sample per page; `--total` pages
+    /// in all (or `--duration`).
+    private func runList(_ connections: [GRPCClient]) async throws -> BenchResult {
+        let prefix = Array(keyPrefix.utf8)
+        var end = prefix
+        while let last = end.last, last == 0xFF { end.removeLast() }
+        if end.isEmpty { end = [0] } else { end[end.count - 1] += 1 }
+        let rangeEnd = end
+        let plan = LoadPlan(total: duration == nil ? total : Int.max, seconds: duration, rate: 0)
+        let progress = ProgressReporter(enabled: !json)
+        let start = monotonicNanoseconds()
+        let histogram = try await withThrowingTaskGroup(of: Histogram<UInt64>.self) { group in
+            for c in 0..<clients {
+                let connection = connections[c % connections.count]
+                group.addTask { [pageSize, consistency] in
+                    var histogram = latencyHistogram()
+                    var next = prefix.isEmpty ? [0] : prefix
+                    var revision: Int64 = 0
+                    while plan.next() != nil {
+                        var r = RangeRequest(key: next, rangeEnd: rangeEnd, limit: Int64(pageSize), revision: revision)
+                        r.serializable = consistency == "s"
+                        let t0 = monotonicNanoseconds()
+                        let page = try RangeResponse(protoBytes: try await connection.unary(path: "/etcdserverpb.KV/Range", request: r.protoBytes()))
+                        _ = histogram.record(UInt64(max(1, (monotonicNanoseconds() - t0) / 1000)))
+                        progress.tick()
+                        if page.more, let last = page.kvs.last {
+                            next = last.key + [0]
+                            if revision == 0 { revision = page.header?.revision ?? 0 }
+                        } else {
+                            next = prefix.isEmpty ? [0] : prefix
+                            revision = 0
+                        }
+                    }
+                    return histogram
+                }
+            }
+            var all = latencyHistogram()
+            for try await h in group { all.add(h) }
+            return all
+        }
+        progress.stop()
+        return BenchResult(histogram: histogram, seconds: Double(monotonicNanoseconds() - start) / 1e9)
     }
 
     // MARK: watch workloads

@@ -233,11 +233,14 @@ final class HTTPEndpointTests: XCTestCase {
         // No gRPC there.
         let client = try await GRPCClient.connect(host: "127.0.0.1", port: port, group: harness.group)
         defer { Task { await client.close() } }
+        // The call must fail, and promptly: the connection is closed, not left waiting.
+        let started = ContinuousClock.now
         do {
             _ = try await client.unary(path: "/etcdserverpb.KV/Range", request: RangeRequest(key: Array("a".utf8)).protoBytes(),
                                        timeout: .seconds(5))
             XCTFail("a gRPC call was answered on a metrics URL")
         } catch {}
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(5))
     }
 
     /// The exposition parses with Prometheus' own checker; its only lint findings are about
