@@ -249,14 +249,9 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         if !catchingUpIDs.isEmpty { scheduleCatchUp() }
     }
 
-    /// Sends the watcher's events of one revision (if any) and advances it past the revision.
-    /// The events part of the response is encoded once per distinct selection of events and
-    /// shared by every watcher that selects the same ones. The header carries `headerRevision`:
-    /// the batch's revision for live events, the store's revision when the history was read for
-    /// a watcher catching up (as etcd answers an unsynced watcher).
-    /// The encoded events of `batch` that `w` selects (nil when none), advancing it past the
+    /// The indices of `batch`'s events that `w` selects (nil when none), advancing it past the
     /// batch.
-    private func selectedEvents(of batch: RevisionEvents, for w: inout Watcher, encoded: inout EncodedEvents) -> [UInt8]? {
+    private func selection(of batch: RevisionEvents, for w: inout Watcher) -> [Int]? {
         var selected: [Int] = []
         for (i, event) in batch.events.enumerated() {
             guard let key = event.kv?.key, w.range.contains(key) else { continue }
@@ -267,20 +262,23 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         w.nextRevision = batch.revision + 1
         guard !selected.isEmpty else { return nil }
         w.sentSinceProgress = true
+        return selected
+    }
+
+    /// The encoded events of `batch` that `w` selects (nil when none), advancing it past the
+    /// batch.
+    private func selectedEvents(of batch: RevisionEvents, for w: inout Watcher, encoded: inout EncodedEvents) -> [UInt8]? {
+        guard let selected = selection(of: batch, for: &w) else { return nil }
         return encoded.bytes(selected, prevKV: w.prevKV)
     }
 
+    /// Sends the watcher's events of one revision (if any) and advances it past the revision.
+    /// The events part of the response is encoded once per distinct selection of events and
+    /// shared by every watcher that selects the same ones. The header carries `headerRevision`:
+    /// the batch's revision for live events, the store's revision when the history was read for
+    /// a watcher catching up (as etcd answers an unsynced watcher).
     private func sendEvents(of batch: RevisionEvents, to w: inout Watcher, encoded: inout EncodedEvents, headerRevision: Int64? = nil) {
-        var selected: [Int] = []
-        for (i, event) in batch.events.enumerated() {
-            guard let key = event.kv?.key, w.range.contains(key) else { continue }
-            if event.type == .put && w.noPut { continue }
-            if event.type == .delete && w.noDelete { continue }
-            selected.append(i)
-        }
-        w.nextRevision = batch.revision + 1
-        guard !selected.isEmpty else { return }
-        w.sentSinceProgress = true
+        guard let selected = selection(of: batch, for: &w) else { return }
         var head = WatchResponse()
         head.header = store.header(revision: headerRevision ?? batch.revision)
         head.watchID = w.id

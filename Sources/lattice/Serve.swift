@@ -195,13 +195,8 @@ struct Serve: AsyncParsableCommand {
         c.clientTLS.keyFile = keyFile
         // etcd: generated certificates only when none are given.
         if autoTls && certFile.isEmpty && keyFile.isEmpty {
-            let hosts = (c.listenClientURLs + c.listenMetricsURLs).map(\.host)
-            do {
-                (c.clientTLS.certFile, c.clientTLS.keyFile) = try SelfSignedCertificate.ensure(
-                    directory: c.dataDir + "/fixtures/client", hosts: hosts, validityYears: selfSignedCertValidity)
-            } catch {
-                throw ValidationError(error.description)
-            }
+            (c.clientTLS.certFile, c.clientTLS.keyFile) = try generatedCertificate(
+                in: c.dataDir + "/fixtures/client", hosts: (c.listenClientURLs + c.listenMetricsURLs).map(\.host))
         }
         c.clientTLS.trustedCAFile = trustedCaFile
         c.clientTLS.clientCertAuth = clientCertAuth
@@ -245,13 +240,9 @@ struct Serve: AsyncParsableCommand {
         c.peerTLS.trustedCAFile = peerTrustedCaFile
         c.peerTLS.clientCertAuth = peerClientCertAuth
         if peerAutoTls && peerCertFile.isEmpty && peerKeyFile.isEmpty {
-            let hosts = (c.listenPeerURLs ?? []).map(\.host) + c.initialAdvertisePeerURLs.compactMap { try? ServerURL(parsing: $0).host }
-            do {
-                (c.peerTLS.certFile, c.peerTLS.keyFile) = try SelfSignedCertificate.ensure(
-                    directory: c.dataDir + "/fixtures/peer", hosts: hosts, validityYears: selfSignedCertValidity)
-            } catch {
-                throw ValidationError(error.description)
-            }
+            (c.peerTLS.certFile, c.peerTLS.keyFile) = try generatedCertificate(
+                in: c.dataDir + "/fixtures/peer",
+                hosts: (c.listenPeerURLs ?? []).map(\.host) + c.initialAdvertisePeerURLs.compactMap { try? ServerURL(parsing: $0).host })
             // Every member's certificate is self-signed: peers are not verified (as etcd).
             c.peerTLS.insecureSkipVerify = true
         }
@@ -321,6 +312,16 @@ struct Serve: AsyncParsableCommand {
         }
         guard !out.isEmpty else { throw ValidationError("--initial-cluster is empty") }
         return out
+    }
+
+    /// `--auto-tls` / `--peer-auto-tls`: the self-signed certificate and key in `directory`.
+    private func generatedCertificate(in directory: String, hosts: [String]) throws -> (String, String) {
+        do {
+            let files = try SelfSignedCertificate.ensure(directory: directory, hosts: hosts, validityYears: selfSignedCertValidity)
+            return (files.certFile, files.keyFile)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     private static func urls(_ list: String) throws(ConfigurationError) -> [ServerURL] {

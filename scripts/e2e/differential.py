@@ -1616,6 +1616,19 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def stop_processes(procs: list) -> None:
+    """SIGTERM every process, then wait up to 10 s for each and SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 class ServerPool:
     """Processes started by this script; stop_all() is idempotent."""
 

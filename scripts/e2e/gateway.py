@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from differential import find_etcd_binary, free_ports  # noqa: E402
+from differential import find_etcd_binary, free_ports, stop_processes  # noqa: E402
 
 
 def b64(s: str) -> str:
@@ -224,13 +224,7 @@ def main() -> int:
         print(f"{'ok  ' if ok else 'FAIL'} an oversized body is refused ({r.stdout.decode()})")
         passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         shutil.rmtree(work, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

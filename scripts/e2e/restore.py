@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from differential import find_etcd_binary, free_ports  # noqa: E402
+from differential import find_etcd_binary, free_ports, stop_processes  # noqa: E402
 
 
 def main() -> int:
@@ -178,13 +178,7 @@ def main() -> int:
                            capture_output=True, text=True)
         check(r.returncode == 1 and "not a snapshot" in r.stderr, "a file that is no snapshot is refused", r.stderr)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         shutil.rmtree(work, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

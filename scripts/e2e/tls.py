@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from differential import find_etcd_binary, free_ports  # noqa: E402
+from differential import find_etcd_binary, free_ports, stop_processes  # noqa: E402
 
 
 def sh(*args: str, cwd: Path) -> None:
@@ -210,13 +210,7 @@ def main() -> int:
                             "--key", str(certs / "stranger.key"), f"https://127.0.0.1:{p1}/"], capture_output=True, text=True)
         check(r.returncode in (35, 55, 56), "the peer port refuses a certificate from another CA", f"curl exit {r.returncode}")
     finally:
-        for m in members:
-            m.terminate()
-        for m in members:
-            try:
-                m.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                m.kill()
+        stop_processes(members)
 
     # --auto-tls and --peer-auto-tls: self-signed certificates in the data directory, reused
     # after a restart; two members replicate over https:// peer URLs with generated certificates.
@@ -272,13 +266,7 @@ def main() -> int:
         check(fingerprint(cert) == first and skip_verify(c1, "get", "auto-a", "--print-value-only").stdout.strip() == "1",
               "--auto-tls: a restarted member serves the certificate it made before")
     finally:
-        for m in members:
-            m.terminate()
-        for m in members:
-            try:
-                m.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                m.kill()
+        stop_processes(members)
 
     # Start-up refusals, with etcd's message where etcd has one.
     for extra, expect, what in (
