@@ -103,13 +103,34 @@ public final class GRPCClient: Sendable {
     public func openStream(
         path: String, metadata: [(String, String)] = [], bufferedResponsesMax: Int = 100_000
     ) async throws -> GRPCClientStream {
-        let headers = requestHeaders(path: path, timeout: nil, metadata: metadata, gzip: false)
         let (responses, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream(
             bufferingPolicy: .bufferingOldest(bufferedResponsesMax))
+        return try await openStream(path: path, metadata: metadata, responses: responses, events: .streaming(continuation))
+    }
+
+    /// Opens a streaming call whose response messages are handed to `onMessage` on the
+    /// connection's event loop as they are decoded, in order, with no buffer in between: a slow
+    /// `onMessage` holds the event loop and so, through HTTP/2 flow control, the server. The
+    /// returned stream's `responses` yields nothing; it finishes at OK trailers and throws the
+    /// call's `GRPCStatus` otherwise.
+    public func openStream(
+        path: String, metadata: [(String, String)] = [],
+        onMessage: @escaping @Sendable ([UInt8]) -> Void
+    ) async throws -> GRPCClientStream {
+        let (responses, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        return try await openStream(path: path, metadata: metadata, responses: responses,
+                                    events: .callback(onMessage, continuation))
+    }
+
+    private func openStream(
+        path: String, metadata: [(String, String)],
+        responses: AsyncThrowingStream<[UInt8], any Error>, events: ClientStreamHandler.Events
+    ) async throws -> GRPCClientStream {
+        let headers = requestHeaders(path: path, timeout: nil, metadata: metadata, gzip: false)
         let maxReceive = limits.maxReceiveMessageBytes
         let stream = try await multiplexer.createStreamChannel { stream in
             stream.eventLoop.makeCompletedFuture {
-                let handler = ClientStreamHandler(maxReceiveMessageBytes: maxReceive, events: .streaming(continuation))
+                let handler = ClientStreamHandler(maxReceiveMessageBytes: maxReceive, events: events)
                 try stream.pipeline.syncOperations.addHandler(handler)
                 handler.start(headers: headers)
             }
@@ -171,6 +192,8 @@ final class ClientStreamHandler: ChannelInboundHandler {
     enum Events {
         case unary(EventLoopPromise<[UInt8]>)
         case streaming(AsyncThrowingStream<[UInt8], any Error>.Continuation)
+        /// Messages go to the callback; the continuation only carries the call's end.
+        case callback(@Sendable ([UInt8]) -> Void, AsyncThrowingStream<[UInt8], any Error>.Continuation)
     }
 
     private let events: Events
@@ -233,6 +256,7 @@ final class ClientStreamHandler: ChannelInboundHandler {
                     switch events {
                     case .unary: unaryResponse = message
                     case .streaming(let c): c.yield(message)
+                    case .callback(let onMessage, _): onMessage(message)
                     }
                 }
             } catch {
@@ -268,7 +292,7 @@ final class ClientStreamHandler: ChannelInboundHandler {
             } else {
                 promise.fail(status)
             }
-        case .streaming(let c):
+        case .streaming(let c), .callback(_, let c):
             if status.code == .ok { c.finish() } else { c.finish(throwing: status) }
         }
     }

@@ -160,6 +160,25 @@ public struct ProtoReader {
         return s
     }
 
+    /// A reader over the contents of a length-delimited field, one level deeper; this reader
+    /// moves past the field. For scanning a nested message without decoding all of it.
+    public mutating func readNested() throws(ProtoDecodingError) -> ProtoReader {
+        guard depth + 1 < maxDepth else { throw .nestingTooDeep }
+        let length = try readLength()
+        let sub = ProtoReader(bytes: bytes, start: index, end: index + length, depth: depth + 1, maxDepth: maxDepth)
+        index += length
+        return sub
+    }
+
+    /// The first `count` bytes (fewer if the field is shorter) of a length-delimited field;
+    /// this reader moves past the whole field.
+    public mutating func readBytesPrefix(_ count: Int) throws(ProtoDecodingError) -> [UInt8] {
+        let length = try readLength()
+        let out = Array(bytes[index..<(index + min(count, length))])
+        index += length
+        return out
+    }
+
     /// Decodes a nested message from a length-delimited field, one level deeper.
     @inlinable
     public mutating func readMessage<M: ProtoMessage>(_ type: M.Type = M.self) throws(ProtoDecodingError) -> M {

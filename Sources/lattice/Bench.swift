@@ -65,6 +65,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "watch: number of watchers (each on its own stream for watch, on shared streams for watch-fanout).")
     var watchers = 100
 
+    @Option(help: "watch: number of distinct keys watched; watcher w watches key w mod N and the writer cycles over the N keys (1: every watcher sees every put).")
+    var watchKeys = 1
+
     @Option(help: "list: keys per page (kube-apiserver asks for 500).")
     var pageSize = 500
 
@@ -72,8 +75,8 @@ struct Bench: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard conns > 0, clients > 0, total > 0, keySize > 0, keySpaceSize > 0, watchers > 0 else {
-            throw ValidationError("--conns, --clients, --total, --key-size, --key-space-size and --watchers must be positive")
+        guard conns > 0, clients > 0, total > 0, keySize > 0, keySpaceSize > 0, watchers > 0, watchKeys > 0 else {
+            throw ValidationError("--conns, --clients, --total, --key-size, --key-space-size, --watchers and --watch-keys must be positive")
         }
         guard consistency == "l" || consistency == "s" else { throw ValidationError("--consistency must be l or s") }
         guard (0...1).contains(readRatio) else { throw ValidationError("--read-ratio must be between 0 and 1") }
@@ -239,69 +242,103 @@ struct Bench: AsyncParsableCommand {
 
     // MARK: watch workloads
 
-    /// `watch`: one stream per watcher, all on one key; `watch-fanout`: the watchers share
-    /// `--conns` streams. A writer puts at `--rate` (default 1000/s); each value carries its send
-    /// time, each received event records put→event latency.
+    /// `watch`: one stream per watcher; `watch-fanout`: the watchers share `--conns` streams.
+    /// Watcher w watches key w mod `--watch-keys`; a writer puts at `--rate` (default 1000/s),
+    /// cycling over the keys; each value carries its send time and each received event records
+    /// put→event latency. Responses are scanned on the connection's event loop as they arrive
+    /// (no queue in the load generator, so the latency measured is the server's).
     private func runWatch(_ connections: [GRPCClient]) async throws -> BenchResult {
-        let watchKey = Array((keyPrefix + "bench-watch").utf8)
-        let streamCount = workload == .watch ? watchers : connections.count
-        let expected = watchers * total
-        let received = NIOLockedValueBox((count: 0, histogram: latencyHistogram()))
+        let keys: [[UInt8]] = watchKeys == 1 ? [Array((keyPrefix + "bench-watch").utf8)]
+            : (0..<watchKeys).map { Array((keyPrefix + "bench-watch-\($0)").utf8) }
+        let streamCount = workload == .watch ? watchers : min(watchers, connections.count)
+        let state = NIOLockedValueBox((created: 0, count: 0, failure: nil as String?, histogram: latencyHistogram()))
         let progress = ProgressReporter(enabled: !json)
-        var streams: [GRPCClientStream] = []
-        var readers: [Task<Void, any Error>] = []
-        let startRevision: Int64 = try RangeResponse(protoBytes: try await connections[0].unary(
-            path: "/etcdserverpb.KV/Range", request: RangeRequest(key: watchKey).protoBytes())).header!.revision + 1
-        for s in 0..<streamCount {
-            let stream = try await connections[s % connections.count].openStream(path: "/etcdserverpb.Watch/Watch")
-            let perStream = workload == .watch ? 1 : (watchers / streamCount + (s < watchers % streamCount ? 1 : 0))
+        let onMessage: @Sendable ([UInt8]) -> Void = { bytes in
+            let now = monotonicNanoseconds()
             var created = 0
-            var iterator = stream.responses.makeAsyncIterator()
+            var latencies: [Int64] = []
+            var failure: String?
+            do {
+                var r = ProtoReader(bytes)
+                while let (field, wt) = try r.nextTag() {
+                    switch field {
+                    case 3: if try r.readBool(wt, field: 3) { created += 1 }
+                    case 11 where wt == .lengthDelimited:
+                        var event = try r.readNested()
+                        var sent = now
+                        while let (ef, ewt) = try event.nextTag() {
+                            guard ef == 2, ewt == .lengthDelimited else { try event.skip(ewt, field: ef); continue }
+                            var kv = try event.readNested()
+                            while let (kf, kwt) = try kv.nextTag() {
+                                if kf == 5, kwt == .lengthDelimited { sent = readInt64(try kv.readBytesPrefix(8)) } else { try kv.skip(kwt, field: kf) }
+                            }
+                        }
+                        latencies.append(now - sent)
+                    default: try r.skip(wt, field: field)
+                    }
+                }
+            } catch {
+                failure = "undecodable WatchResponse: \(error)"
+            }
+            state.withLockedValue { st in
+                st.created += created
+                for l in latencies { _ = st.histogram.record(UInt64(max(1, l / 1000))) }
+                st.count += latencies.count
+                if st.failure == nil { st.failure = failure }
+            }
+            if !latencies.isEmpty { progress.tick(latencies.count) }
+        }
+        let startRevision: Int64 = try RangeResponse(protoBytes: try await connections[0].unary(
+            path: "/etcdserverpb.KV/Range", request: RangeRequest(key: keys[0]).protoBytes())).header!.revision + 1
+        var streams: [GRPCClientStream] = []
+        var enders: [Task<Void, any Error>] = []
+        var watcher = 0
+        for s in 0..<streamCount {
+            let stream = try await connections[s % connections.count].openStream(path: "/etcdserverpb.Watch/Watch", onMessage: onMessage)
+            let perStream = workload == .watch ? 1 : (watchers / streamCount + (s < watchers % streamCount ? 1 : 0))
             for _ in 0..<perStream {
                 var c = WatchCreateRequest()
-                c.key = watchKey
+                c.key = keys[watcher % keys.count]
                 c.startRevision = startRevision
                 stream.send(WatchRequest(.createRequest(c)).protoBytes())
-                _ = try await iterator.next()
-                created += 1
+                watcher += 1
             }
             streams.append(stream)
             let responses = stream.responses
-            readers.append(Task {
-                for try await bytes in responses {
-                    let r = try WatchResponse(protoBytes: bytes)
-                    let now = monotonicNanoseconds()
-                    received.withLockedValue { state in
-                        for e in r.events {
-                            let sent = e.kv.map { readInt64($0.value) } ?? now
-                            _ = state.histogram.record(UInt64(max(1, (now - sent) / 1000)))
-                            state.count += 1
-                        }
-                    }
-                    for _ in r.events { progress.tick() }
-                }
-            })
+            enders.append(Task { for try await _ in responses {} })
         }
+        let createDeadline = monotonicNanoseconds() + 60_000_000_000
+        while state.withLockedValue({ $0.created }) < watchers {
+            guard monotonicNanoseconds() < createDeadline else {
+                throw ValidationError("only \(state.withLockedValue { $0.created }) of \(watchers) watches were created within 60 s")
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        // Watchers per key: key k is watched by the watchers w with w mod keys == k.
+        let watchersOfKey = (0..<keys.count).map { watchers / keys.count + ($0 < watchers % keys.count ? 1 : 0) }
         let plan = LoadPlan(total: duration == nil ? total : Int.max, seconds: duration, rate: rate ?? 1000)
         let start = monotonicNanoseconds()
         var puts = 0
+        var want = 0
         while let slot = plan.next() {
             let wait = slot.scheduledNanoseconds - monotonicNanoseconds()
             if wait > 0 { try await Task.sleep(for: .nanoseconds(wait)) }
-            var value = [UInt8](repeating: 0x76, count: valSize)
+            var value = [UInt8](repeating: 0x76, count: max(8, valSize))
             writeInt64(monotonicNanoseconds(), into: &value)
-            _ = try await connections[0].unary(path: "/etcdserverpb.KV/Put", request: PutRequest(key: watchKey, value: value).protoBytes())
+            let k = puts % keys.count
+            _ = try await connections[0].unary(path: "/etcdserverpb.KV/Put", request: PutRequest(key: keys[k], value: value).protoBytes())
+            want += watchersOfKey[k]
             puts += 1
         }
-        let want = duration == nil ? expected : watchers * puts
         let deadline = monotonicNanoseconds() + 30_000_000_000
-        while received.withLockedValue({ $0.count }) < want && monotonicNanoseconds() < deadline {
+        while state.withLockedValue({ $0.count }) < want && monotonicNanoseconds() < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
         progress.stop()
         for s in streams { s.cancel() }
-        for r in readers { r.cancel() }
-        let (count, histogram) = received.withLockedValue { ($0.count, $0.histogram) }
+        for e in enders { e.cancel() }
+        let (count, histogram, failure) = state.withLockedValue { ($0.count, $0.histogram, $0.failure) }
+        if let failure { throw ValidationError(failure) }
         if count < want {
             FileHandleStderr.write("warning: received \(count) of \(want) events\n")
         }
@@ -405,7 +442,7 @@ final class ProgressReporter: Sendable {
         }
     }
 
-    func tick() { count.withLockedValue { $0 += 1 } }
+    func tick(_ n: Int = 1) { count.withLockedValue { $0 += n } }
     func stop() { task?.cancel() }
 }
 

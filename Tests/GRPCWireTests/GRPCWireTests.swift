@@ -148,6 +148,24 @@ final class GRPCWireTests: XCTestCase {
         XCTAssertEqual(received, (0..<100).map { "m\($0)" })
     }
 
+    /// Callback mode (the load generator's watch reader): every message reaches the callback in
+    /// order before `responses` finishes, and a non-OK status is thrown from `responses`.
+    func testCallbackStreamDeliversInOrderAndReportsTheStatus() async throws {
+        let received = NIOLockedValueBox<[String]>([])
+        let stream = try await client.openStream(path: "/test.Echo/Stream") { message in
+            received.withLockedValue { $0.append(String(decoding: message, as: UTF8.self)) }
+        }
+        for i in 0..<500 { stream.send(Array("m\(i)".utf8)) }
+        stream.closeSend()
+        for try await _ in stream.responses { XCTFail("callback mode yields no messages") }
+        XCTAssertEqual(received.withLockedValue { $0 }, (0..<500).map { "m\($0)" })
+
+        let failing = try await client.openStream(path: "/test.Echo/Stream") { _ in }
+        failing.send(Array("fail".utf8))
+        let status = await expectStatus(.outOfRange) { for try await _ in failing.responses {} }
+        XCTAssertEqual(status?.message, "asked to fail")
+    }
+
     /// Every finished call releases its stream handlers (and with them the request headers and
     /// buffers): a retain cycle here leaked about 1 KiB per request in a long-running server.
     func testFinishedCallsReleaseTheirStreamHandlers() async throws {
@@ -233,7 +251,9 @@ final class GRPCWireTests: XCTestCase {
 private final class EchoStream: GRPCStreamingCall {
     let sender: GRPCStreamSender
     init(sender: GRPCStreamSender) { self.sender = sender }
-    func received(_ message: [UInt8]) { sender.send(message) }
+    func received(_ message: [UInt8]) {
+        if message == Array("fail".utf8) { sender.finish(GRPCStatus(.outOfRange, "asked to fail")) } else { sender.send(message) }
+    }
     func receivedEnd() { sender.finish(.ok) }
     func writabilityChanged(_ isWritable: Bool) {}
     func closed() {}
