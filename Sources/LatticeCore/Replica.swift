@@ -310,6 +310,13 @@ public struct Replica: Sendable {
     /// The version DAG held for `key` (for inspection and tests), nil if none is held.
     public func dag(_ key: [UInt8]) -> KeyVersionDAG? { dags[StoredKey(key)] }
 
+    /// The key's bytes as the replica holds them (so another structure can share them rather
+    /// than hold a copy) and its DAG; nil if none is held.
+    public func storedEntry(_ key: [UInt8]) -> (key: [UInt8], dag: KeyVersionDAG)? {
+        guard let i = dags.index(forKey: StoredKey(key)) else { return nil }
+        return (dags[i].key.bytes, dags[i].value)
+    }
+
     /// How many keys have a DAG (visible or tombstoned) and how many versions they hold.
     public var storedKeyCount: Int { dags.count }
     public var storedVersionCount: Int { dags.values.reduce(0) { $0 + $1.versions.count } }

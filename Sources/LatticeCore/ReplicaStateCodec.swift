@@ -53,16 +53,24 @@ public enum ReplicaStateCodec {
 
     public static func decode(_ bytes: [UInt8], mergeMode: MergeMode, wallClock: any WallClock,
                               causalBufferLimit: Int, causalBufferBytes: Int = 64 << 20) throws(ReplicaStateDecodingError) -> Replica {
-        guard bytes.count >= magic.count + 1 + 8 else { throw .truncated }
-        guard Array(bytes[0..<4]) == magic else { throw .notAReplicaState }
-        guard bytes[4] == formatVersion else { throw .unsupportedFormatVersion(bytes[4]) }
-        let body = Array(bytes[0..<(bytes.count - 8)])
+        try decode(bytes, range: bytes.indices, mergeMode: mergeMode, wallClock: wallClock,
+                   causalBufferLimit: causalBufferLimit, causalBufferBytes: causalBufferBytes)
+    }
+
+    /// Decodes the state held in `range` of `bytes` (inside a store snapshot), without copying it.
+    public static func decode(_ bytes: [UInt8], range: Range<Int>, mergeMode: MergeMode, wallClock: any WallClock,
+                              causalBufferLimit: Int, causalBufferBytes: Int = 64 << 20) throws(ReplicaStateDecodingError) -> Replica {
+        let start = range.lowerBound, end = range.upperBound
+        guard range.count >= magic.count + 1 + 8 else { throw .truncated }
+        guard Array(bytes[start..<(start + 4)]) == magic else { throw .notAReplicaState }
+        guard bytes[start + 4] == formatVersion else { throw .unsupportedFormatVersion(bytes[start + 4]) }
         var stored: UInt64 = 0
-        for i in 0..<8 { stored |= UInt64(bytes[bytes.count - 8 + i]) << UInt64(8 * i) }
-        guard fnv1a64(body) == stored else { throw .checksumMismatch }
-        let message: ReplicaStateMessage
+        for i in 0..<8 { stored |= UInt64(bytes[end - 8 + i]) << UInt64(8 * i) }
+        guard fnv1a64(bytes[start..<(end - 8)]) == stored else { throw .checksumMismatch }
+        var message = ReplicaStateMessage()
         do {
-            message = try ReplicaStateMessage(protoBytes: Array(body[5...]))
+            var reader = ProtoReader(bytes, range: (start + 5)..<(end - 8))
+            try message.merge(from: &reader)
         } catch {
             throw .malformed(error)
         }
@@ -71,13 +79,17 @@ public enum ReplicaStateCodec {
     }
 
     /// FNV-1a, 64 bit: detects every single-byte change; integrity against accidents, not attacks.
-    static func fnv1a64(_ bytes: [UInt8]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01b3
+    static func fnv1a64(_ bytes: [UInt8]) -> UInt64 { fnv1a64(bytes[...]) }
+
+    static func fnv1a64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        bytes.withUnsafeBufferPointer { buffer in
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in buffer {
+                h ^= UInt64(b)
+                h = h &* 0x0000_0100_0000_01b3
+            }
+            return h
         }
-        return h
     }
 }
 
@@ -401,6 +413,7 @@ struct ReplicaStateMessage: ProtoMessage {
         try check(vector.entries[0] == nil && logFloor.entries[0] == nil, "vector names member 0")
         try check(vector.covers(logFloor), "log floor beyond the vector")
         var dags: [StoredKey: KeyVersionDAG] = [:]
+        dags.reserveCapacity(keys.count)
         for k in keys {
             try check(!k.versions.isEmpty, "key without versions")
             let versions = k.versions.map(\.version)

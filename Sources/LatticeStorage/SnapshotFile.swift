@@ -19,7 +19,7 @@ public struct Snapshot: Sendable, Equatable {
 /// is opaque here; the store defines it. A file is a 40-byte header and the payload:
 ///
 ///      0  8  magic "LTSNAP01"
-///      8  4  format version, u32 LE (1)
+///      8  4  format version, u32 LE (2; 1 is still read)
 ///     12  4  flags, u32 LE (0)
 ///     16  8  index, u64 LE (equal to the one in the name)
 ///     24  8  payload length, u64 LE (the file is exactly 40 + length bytes)
@@ -30,7 +30,11 @@ public struct Snapshot: Sendable, Equatable {
 public enum SnapshotFile {
     public static let headerBytes = 40
     static let magic: [UInt8] = Array("LTSNAP01".utf8)
-    static let formatVersion: UInt32 = 1
+    /// 2: the store's payload may write a value once where its index and replicated state share
+    /// it (a build that reads only 1 must refuse such a file, not lose the values). The framing
+    /// is the same for both.
+    static let formatVersion: UInt32 = 2
+    static let readableVersions: ClosedRange<UInt32> = 1...2
 
     public static func fileName(index: UInt64) -> String { "snap-" + hex16(index) + ".snap" }
 
@@ -143,10 +147,11 @@ public enum SnapshotFile {
             return .failure(Damage(reason: "header checksum mismatch (stored \(hex8(parsed.headerCRC)), "
                                    + "computed \(hex8(parsed.computed)))"))
         }
-        guard parsed.version == formatVersion && parsed.flags == 0 else {
+        guard readableVersions.contains(parsed.version) && parsed.flags == 0 else {
             throw StorageError(.corruption,
                                "snapshot: \(path) has format version \(parsed.version) (flags \(parsed.flags)); "
-                               + "this build reads version \(formatVersion)", path: path, offset: 8)
+                               + "this build reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound)",
+                               path: path, offset: 8)
         }
         guard parsed.index == index else {
             return .failure(Damage(reason: "its header says index \(parsed.index)"))

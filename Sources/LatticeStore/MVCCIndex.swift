@@ -45,7 +45,8 @@ struct KeyVersion: Sendable {
 /// The node-local multi-version index: key → versions since the compaction point, in revision
 /// order. Not replicated and not thread-safe: `MVCCStore` guards it.
 struct MVCCIndex: Sendable {
-    private(set) var histories: [[UInt8]: [KeyVersion]] = [:]
+    /// Keyed by `StoredKey`: `[UInt8]`'s own hashing feeds the hasher a byte at a time.
+    private var histories: [StoredKey: [KeyVersion]] = [:]
     /// Every key with retained history, in byte order.
     private(set) var sortedKeys = SortedKeys()
     /// The revision of the last applied change; 1 on an empty store, like etcd.
@@ -60,18 +61,25 @@ struct MVCCIndex: Sendable {
     private(set) var approximateBytes: Int64 = 20_480
     static let versionOverheadBytes = 64
 
+    init() {}
+
     // MARK: reads
 
     /// The version of `key` visible at `revision`, or nil if absent or deleted.
     func visible(_ key: [UInt8], at revision: Int64) -> KeyVersion? {
-        guard let versions = histories[key] else { return nil }
+        guard let versions = histories[StoredKey(key)] else { return nil }
         guard let v = Self.version(in: versions, at: revision), !v.isTombstone else { return nil }
         return v
     }
 
     /// The latest version (live or tombstone) of `key`.
     func latest(_ key: [UInt8]) -> KeyVersion? {
-        histories[key]?.last
+        histories[StoredKey(key)]?.last
+    }
+
+    /// Every retained version of `key`, oldest first.
+    func history(_ key: [UInt8]) -> [KeyVersion]? {
+        histories[StoredKey(key)]
     }
 
     private static func version(in versions: [KeyVersion], at revision: Int64) -> KeyVersion? {
@@ -125,11 +133,33 @@ struct MVCCIndex: Sendable {
         var live = 0
         var newest: Int64 = 0
         for key in sortedKeys.keys(inChunk: chunk) {
-            guard let last = histories[key]?.last else { continue }
+            guard let last = histories[StoredKey(key)]?.last else { continue }
             if !last.isTombstone { live += 1 }
             newest = max(newest, last.modRevision)
         }
         sortedKeys.setStatistics(chunk: chunk, live: live, newest: newest)
+    }
+
+    /// The watch event `revision` produced for `key`: the version written at `revision`, with
+    /// the version before it as `prevKV` (none if that was a deletion or was compacted away, as
+    /// etcd, which reads `prevKV` at `revision - 1`). A version missing from the history can
+    /// only be a deletion at exactly the compaction revision (compaction drops tombstones).
+    func event(of key: [UInt8], at revision: Int64) -> Event {
+        if let versions = histories[StoredKey(key)] {
+            var lo = 0, hi = versions.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if versions[mid].modRevision < revision { lo = mid + 1 } else { hi = mid }
+            }
+            if lo < versions.count, versions[lo].modRevision == revision {
+                let previous = lo > 0 && !versions[lo - 1].isTombstone ? versions[lo - 1] : nil
+                return versions[lo].event(key, previous: previous)
+            }
+        }
+        var kv = KeyValue()
+        kv.key = key
+        kv.modRevision = revision
+        return Event(type: .delete, kv: kv, prevKV: nil)
     }
 
     // MARK: writes
@@ -138,14 +168,16 @@ struct MVCCIndex: Sendable {
     /// `restoring` loads a snapshot's histories key by key, in any key order).
     mutating func append(_ key: [UInt8], _ version: KeyVersion, restoring: Bool = false) {
         precondition(restoring || version.modRevision > currentRevision, "a key version must be newer than the store")
-        precondition((histories[key]?.last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
-        let wasLive = !(histories[key]?.last?.isTombstone ?? true)
+        let stored = StoredKey(key)
+        let last = histories[stored]?.last
+        precondition((last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
+        let wasLive = !(last?.isTombstone ?? true)
         var split: Int?
-        if histories[key] == nil {
+        if last == nil {
             split = sortedKeys.insertReportingSplit(key).split
-            histories[key] = [version]
+            histories[stored] = [version]
         } else {
-            histories[key]!.append(version)
+            histories[stored]!.append(version)
         }
         let isLive = !version.isTombstone
         if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
@@ -156,6 +188,31 @@ struct MVCCIndex: Sendable {
             sortedKeys.noteVersion(of: key, liveDelta: (isLive ? 1 : 0) - (wasLive ? 1 : 0), revision: version.modRevision)
         }
         approximateBytes += Int64(key.count + version.value.count + Self.versionOverheadBytes)
+    }
+
+    /// An index holding `histories` (a snapshot's: keys ascending and distinct, each key's
+    /// versions ascending by revision and none above `currentRevision`), built in one pass:
+    /// no per-key search or chunk split. Nil when the input breaks those rules.
+    init?(restoring histories: [(key: [UInt8], versions: [KeyVersion])], currentRevision: Int64, compactRevision: Int64) {
+        self.histories.reserveCapacity(histories.count)
+        var keys: [[UInt8]] = [], live: [Bool] = [], newest: [Int64] = []
+        keys.reserveCapacity(histories.count)
+        live.reserveCapacity(histories.count)
+        newest.reserveCapacity(histories.count)
+        for (key, versions) in histories {
+            guard let last = versions.last, last.modRevision <= currentRevision else { return nil }
+            if let previous = keys.last, compareBytes(previous, key) >= 0 { return nil }
+            for i in 1..<max(1, versions.count) where versions[i - 1].modRevision >= versions[i].modRevision { return nil }
+            self.histories[StoredKey(key)] = versions
+            keys.append(key)
+            live.append(!last.isTombstone)
+            newest.append(last.modRevision)
+            if !last.isTombstone { liveKeyCount += 1 }
+            for v in versions { approximateBytes += Int64(key.count + v.value.count + Self.versionOverheadBytes) }
+        }
+        sortedKeys = SortedKeys(sorted: keys, live: live, newest: newest)
+        self.currentRevision = currentRevision
+        self.compactRevision = compactRevision
     }
 
     /// Sets the revision counters after a snapshot's histories were loaded.
@@ -174,7 +231,8 @@ struct MVCCIndex: Sendable {
     mutating func compact(to revision: Int64) {
         compactRevision = revision
         var emptied: Set<[UInt8]> = []
-        for (key, versions) in histories {
+        for (stored, versions) in histories {
+            let key = stored.bytes
             guard let first = versions.first, first.modRevision < revision else { continue }
             var keepFrom = 0
             for (i, v) in versions.enumerated() where v.modRevision <= revision { keepFrom = i }
@@ -185,9 +243,9 @@ struct MVCCIndex: Sendable {
             }
             if kept.isEmpty {
                 emptied.insert(key)
-                histories[key] = nil
+                histories[stored] = nil
             } else if kept.count != versions.count {
-                histories[key] = kept
+                histories[stored] = kept
             }
         }
         sortedKeys.remove(emptied)

@@ -194,9 +194,10 @@ enum Recovery {
             var replica: Replica?
             if !decoded.replicaState.isEmpty {
                 do {
-                    replica = try Replica(decodingState: decoded.replicaState, mergeMode: configuration.mergeMode,
-                                          wallClock: configuration.wallClock, causalBufferLimit: configuration.causalBufferLimit,
-                                          causalBufferBytes: configuration.causalBufferBytes)
+                    replica = try ReplicaStateCodec.decode(
+                        decoded.replicaState, range: decoded.replicaStateRange, mergeMode: configuration.mergeMode,
+                        wallClock: configuration.wallClock, causalBufferLimit: configuration.causalBufferLimit,
+                        causalBufferBytes: configuration.causalBufferBytes)
                 } catch {
                     throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)): replicated state does not decode: \(error)",
                                        path: directory.snapPath)
@@ -210,9 +211,9 @@ enum Recovery {
                 // Buffered changes were never written to the WAL; counting them as received after
                 // a restart would make replay differ from what ran. Their senders resend them.
                 replica.dropPendingChanges()
-                restore(decoded, replica: replica, state: &state, indexed: &indexed)
+                try restore(decoded, replica: replica, state: &state, indexed: &indexed, path: directory.snapPath)
             } else {
-                restore(decoded, replica: nil, state: &state, indexed: &indexed)
+                try restore(decoded, replica: nil, state: &state, indexed: &indexed, path: directory.snapPath)
             }
             snapshotIndex = snapshot.index
         }
@@ -300,31 +301,41 @@ enum Recovery {
         }
     }
 
-    static func restore(_ s: StoreSnapshot, replica: Replica?, state: inout MVCCStore.WriterState, indexed: inout MVCCStore.Indexed) {
-        var index = MVCCIndex()
-        var byRevision: [Int64: [Event]] = [:]
-        for (key, versions) in s.histories {
-            var previousLive: KeyVersion?
-            for v in versions {
-                index.append(key, v, restoring: true)
-                if v.modRevision >= s.compactRevision {
-                    byRevision[v.modRevision, default: []].append(v.event(key, previous: previousLive))
+    static func restore(_ s: StoreSnapshot, replica: Replica?, state: inout MVCCStore.WriterState,
+                        indexed: inout MVCCStore.Indexed, path: String) throws(StorageError) {
+        // Values the snapshot shares with the replicated state come from there: one copy.
+        var histories: [(key: [UInt8], versions: [KeyVersion])] = []
+        histories.reserveCapacity(s.histories.count)
+        var logged: [(revision: Int64, key: [UInt8])] = []
+        for h in s.histories {
+            var versions = h.versions
+            // The key's bytes and shared values are the replicated state's: one copy of each.
+            let entry = replica?.storedEntry(h.key)
+            let key = entry?.key ?? h.key
+            if !h.sharedValues.isEmpty {
+                guard let dag = entry?.dag else {
+                    throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the key", path: path)
                 }
-                previousLive = v.isTombstone ? nil : v
+                for i in h.sharedValues {
+                    guard i < versions.count, let value = dag.versions.first(where: { $0.dot == versions[i].dot })?.value else {
+                        throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the version", path: path)
+                    }
+                    versions[i].value = value
+                }
             }
+            for v in versions where v.modRevision >= s.compactRevision { logged.append((v.modRevision, key)) }
+            histories.append((key, versions))
         }
-        index.restore(currentRevision: s.currentRevision, compactRevision: s.compactRevision)
-        var log = EventLog()
-        for revision in byRevision.keys.sorted() {
-            log.restoreAppend(RevisionEvents(revision: revision, events: byRevision[revision]!))
+        guard let index = MVCCIndex(restoring: histories, currentRevision: s.currentRevision, compactRevision: s.compactRevision) else {
+            throw StorageError(.corruption, "snapshot: key histories out of order", path: path)
         }
-        indexed = MVCCStore.Indexed(index: index, log: log)
+        indexed = MVCCStore.Indexed(index: index, log: EventLog.rebuilding(from: logged))
         if let replica = replica { state.replica = replica }
         for l in s.leases {
             state.lessor.grant(id: l.id, ttlSeconds: l.ttl, nowMilliseconds: 0)
             state.lessor.checkpoint(l.id, expiresAtMilliseconds: l.expiresAt)
         }
-        for (key, versions) in s.histories {
+        for (key, versions) in histories {
             if let last = versions.last, !last.isTombstone, last.lease != 0 {
                 state.lessor.reattach(key, from: 0, to: last.lease)
             }
@@ -340,9 +351,8 @@ extension MVCCStore {
             events.append(version.event(key, previous: write.previous[key]))
         }
         indexed.index.advance(to: write.revision)
-        let batch = RevisionEvents(revision: write.revision, events: events)
-        indexed.log.append(batch)
-        return batch
+        indexed.log.append(revision: write.revision, keys: write.versions.map(\.0))
+        return RevisionEvents(revision: write.revision, events: events)
     }
 
     /// Starts a snapshot of the whole state (on the writer thread, between batches). The state
@@ -358,6 +368,7 @@ extension MVCCStore {
             if let error = storage.writeSnapshot(Self.encodeSnapshot(captured), index: walIndex, directory: directory) {
                 report?(error)
             }
+            Self.returnFreedMemory()
         }
     }
 
@@ -389,7 +400,19 @@ extension MVCCStore {
         s.currentRevision = c.index.currentRevision
         s.compactRevision = c.index.compactRevision
         s.replicaState = c.replica.encodeState()
-        s.histories = c.index.sortedKeys.map { ($0, c.index.histories[$0] ?? []) }
+        s.histories = c.index.sortedKeys.map { key in
+            let versions = c.index.history(key) ?? []
+            // A value the replicated state holds for the same key and dot is written once, there.
+            var shared: [Int] = []
+            if let dag = c.replica.dag(key) {
+                for (i, v) in versions.enumerated() where !v.isTombstone && !v.value.isEmpty {
+                    if let replicated = dag.versions.first(where: { $0.dot == v.dot })?.value, replicated == v.value {
+                        shared.append(i)
+                    }
+                }
+            }
+            return KeyHistoryRecord(key: key, versions: versions, sharedValues: shared)
+        }
         s.leases = c.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
         return s.protoBytes()
     }

@@ -146,6 +146,7 @@ public final class MVCCStore: Sendable {
             let recovered = try Recovery.open(dataDirectory: dir, configuration: configuration, state: &state, indexed: &indexed)
             storage.attach(recovered, walFault: configuration.walFault, observer: configuration.storageObserver)
             storage.fault = configuration.walFault
+            Self.returnFreedMemory()
         }
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         // Conflicts met again while replaying the WAL were reported when they happened.
@@ -217,7 +218,7 @@ public final class MVCCStore: Sendable {
         lock.withReadLock {
             let index = indexed.index
             if revision < index.compactRevision { return .compacted(index.compactRevision) }
-            return .events(Array(indexed.log.batches(from: revision, maxRevisions: maxRevisions)), current: index.currentRevision)
+            return .events(indexed.log.batches(from: revision, maxRevisions: maxRevisions, index: index), current: index.currentRevision)
         }
     }
 
@@ -561,6 +562,24 @@ public final class MVCCStore: Sendable {
         return Self.applyReplayed(write, to: &indexed)
     }
 }
+
+extension MVCCStore {
+    /// Gives the pages of freed heap memory back to the system. Recovery and snapshot encoding
+    /// free hundreds of megabytes of temporaries (decoded messages, WAL records, encodings) in
+    /// small blocks the allocator would otherwise keep: without this, a restarted member holds
+    /// about 20 % more memory than one that wrote the same keys.
+    static func returnFreedMemory() {
+        #if os(Linux)
+        _ = glibcMallocTrim(0)
+        #endif
+    }
+}
+
+#if os(Linux)
+/// glibc's `malloc_trim(size_t pad)` (not in the Glibc module's headers).
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
 
 /// A detached POSIX thread running one closure.
 enum WriterThread {

@@ -59,27 +59,38 @@ struct CompactionRecord: ProtoMessage {
 ///                 HLC, DAGs, leases, members) }
 /// KeyHistory    { 1: key, 2: repeated VersionRecord }
 /// VersionRecord { 1: mod, 2: create, 3: version (0 = deletion), 4: value, 5: lease,
-///                 6: dot member, 7: dot seq }
+///                 6: dot member, 7: dot seq, 8: value shared }
 /// LeaseRecord   { 1: id, 2: ttl seconds, 3: expires at (wall ms) }
 /// ```
+///
+/// `value shared` (snapshot file format 2): the value is not written here because the
+/// replicated state holds the same bytes for the same key and dot; restoring takes it from there,
+/// so each value is stored, and after a restart held, once.
 struct StoreSnapshot: ProtoMessage {
     var currentRevision: Int64 = 1
     var compactRevision: Int64 = -1
-    var histories: [([UInt8], [KeyVersion])] = []
+    var histories: [KeyHistoryRecord] = []
     var leases: [(id: Int64, ttl: Int64, expiresAt: Int64)] = []
-    /// `Replica.encodeState()`: the CRDT state (DAGs, leases, members, HLC, vector, log).
-    var replicaState: [UInt8] = []
+    /// `Replica.encodeState()`: the CRDT state (DAGs, leases, members, HLC, vector, log). When
+    /// decoded, the whole snapshot buffer (shared, not copied) with the state at
+    /// `replicaStateRange`.
+    var replicaState: [UInt8] = [] {
+        didSet { replicaStateRange = replicaState.indices }
+    }
+    private(set) var replicaStateRange: Range<Int> = 0..<0
 
     init() {}
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
-        case 9: replicaState = try r.readBytes(wt, field: field)
+        case 9:
+            guard wt == .lengthDelimited else { throw .wrongWireType(field: field, wireType: wt.rawValue) }
+            let range = try r.readBytesRange()
+            replicaState = r.buffer
+            replicaStateRange = range
         case 1: currentRevision = try r.readInt64(wt, field: field)
         case 2: compactRevision = try r.readInt64(wt, field: field)
-        case 6:
-            let h: KeyHistoryRecord = try r.readMessage(wt, field: field)
-            histories.append((h.key, h.versions))
+        case 6: histories.append(try r.readMessage(wt, field: field))
         case 7:
             let l: LeaseRecord = try r.readMessage(wt, field: field)
             leases.append((l.id, l.ttl, l.expiresAt))
@@ -90,41 +101,58 @@ struct StoreSnapshot: ProtoMessage {
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.int64(1, currentRevision)
         v.varintField(2, UInt64(bitPattern: compactRevision))
-        for (key, versions) in histories { v.messageField(6, KeyHistoryRecord(key: key, versions: versions)) }
+        for h in histories { v.messageField(6, h) }
         for l in leases { v.messageField(7, LeaseRecord(id: l.id, ttl: l.ttl, expiresAt: l.expiresAt)) }
-        v.bytes(9, replicaState)
+        v.bytes(9, replicaStateRange == replicaState.indices ? replicaState : Array(replicaState[replicaStateRange]))
     }
 }
 
 struct KeyHistoryRecord: ProtoMessage {
     var key: [UInt8] = []
     var versions: [KeyVersion] = []
+    /// Indexes of the versions whose value is shared with the replicated state (not written;
+    /// empty in `versions` until restored).
+    var sharedValues: [Int] = []
 
     init() {}
-    init(key: [UInt8], versions: [KeyVersion]) {
+    init(key: [UInt8], versions: [KeyVersion], sharedValues: [Int] = []) {
         self.key = key
         self.versions = versions
+        self.sharedValues = sharedValues
     }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
         case 1: key = try r.readBytes(wt, field: field)
-        case 2: versions.append((try r.readMessage(wt, field: field) as VersionRecord).version)
+        case 2:
+            let record: VersionRecord = try r.readMessage(wt, field: field)
+            if record.shared { sharedValues.append(versions.count) }
+            versions.append(record.version)
         default: try r.skip(wt, field: field)
         }
     }
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.bytes(1, key)
-        for version in versions { v.messageField(2, VersionRecord(version)) }
+        var next = 0
+        for (i, version) in versions.enumerated() {
+            let shared = next < sharedValues.count && sharedValues[next] == i
+            if shared { next += 1 }
+            v.messageField(2, VersionRecord(version, shared: shared))
+        }
     }
 }
 
 struct VersionRecord: ProtoMessage {
     var version = KeyVersion(modRevision: 0, createRevision: 0, version: 0, value: [], lease: 0, dot: Dot(member: 0, seq: 0))
+    /// The value is the replicated state's (field 8); field 4 is then absent.
+    var shared = false
 
     init() {}
-    init(_ version: KeyVersion) { self.version = version }
+    init(_ version: KeyVersion, shared: Bool = false) {
+        self.version = version
+        self.shared = shared
+    }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
@@ -135,6 +163,7 @@ struct VersionRecord: ProtoMessage {
         case 5: version.lease = try r.readInt64(wt, field: field)
         case 6: version.dot.member = try r.readUInt64(wt, field: field)
         case 7: version.dot.seq = try r.readUInt64(wt, field: field)
+        case 8: shared = try r.readBool(wt, field: field)
         default: try r.skip(wt, field: field)
         }
     }
@@ -143,10 +172,11 @@ struct VersionRecord: ProtoMessage {
         v.int64(1, version.modRevision)
         v.int64(2, version.createRevision)
         v.int64(3, version.version)
-        v.bytes(4, version.value)
+        if !shared { v.bytes(4, version.value) }
         v.int64(5, version.lease)
         v.uint64(6, version.dot.member)
         v.uint64(7, version.dot.seq)
+        v.bool(8, shared)
     }
 }
 

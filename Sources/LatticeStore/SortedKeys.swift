@@ -32,6 +32,21 @@ struct SortedKeys: Sendable, Sequence {
         newest = Array(repeating: 0, count: chunks.count)
     }
 
+    /// Builds from keys already sorted and distinct, with each key's statistics (whether it is
+    /// live, its newest revision; same order as `keys`) summed into its chunk's.
+    init(sorted keys: [[UInt8]], live isLive: [Bool], newest revisions: [Int64]) {
+        precondition(isLive.count == keys.count && revisions.count == keys.count, "one statistic per key")
+        self.init(sorted: keys)
+        var k = 0
+        for chunk in chunks.indices {
+            for _ in chunks[chunk].indices {
+                if isLive[k] { live[chunk] += 1 }
+                newest[chunk] = Swift.max(newest[chunk], revisions[k])
+                k += 1
+            }
+        }
+    }
+
     var chunkCount: Int { chunks.count }
 
     func keys(inChunk chunk: Int) -> [[UInt8]] { chunks[chunk] }

@@ -81,6 +81,23 @@ public struct ProtoReader {
         self.maxDepth = maxDepth
     }
 
+    /// A reader over `range` of `bytes` (a message embedded in a larger buffer, without a copy).
+    public init(_ bytes: [UInt8], range: Range<Int>, maxDepth: Int = ProtoReader.defaultMaxDepth) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "range outside the buffer")
+        self.init(bytes: bytes, start: range.lowerBound, end: range.upperBound, depth: 0, maxDepth: maxDepth)
+    }
+
+    /// Where a length-delimited field's contents lie in the buffer this reader reads; this reader
+    /// moves past the field. For a large bytes field decoded later, without a copy.
+    public mutating func readBytesRange() throws(ProtoDecodingError) -> Range<Int> {
+        let length = try readLength()
+        defer { index += length }
+        return index..<(index + length)
+    }
+
+    /// The buffer this reader reads (whole, whatever its range).
+    public var buffer: [UInt8] { bytes }
+
     @usableFromInline init(bytes: [UInt8], start: Int, end: Int, depth: Int, maxDepth: Int) {
         self.bytes = bytes
         self.index = start

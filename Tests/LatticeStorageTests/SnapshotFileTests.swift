@@ -16,7 +16,7 @@ final class SnapshotFileTests: StorageTestCase {
         try SnapshotFile.save(directory: dir, index: 0x0102, bytes: [9, 8, 7])
         let file = readFile(path("snap-0000000000000102.snap"))
         XCTAssertEqual(Array(file[0..<8]), Array("LTSNAP01".utf8))
-        XCTAssertEqual(Array(file[8..<16]), [1, 0, 0, 0, 0, 0, 0, 0], "version 1, flags 0")
+        XCTAssertEqual(Array(file[8..<16]), [2, 0, 0, 0, 0, 0, 0, 0], "version 2, flags 0")
         XCTAssertEqual(Array(file[16..<24]), [2, 1, 0, 0, 0, 0, 0, 0])
         XCTAssertEqual(Array(file[24..<32]), [3, 0, 0, 0, 0, 0, 0, 0])
         let payloadCRC = CRC32C.checksum([9, 8, 7])
@@ -97,12 +97,12 @@ final class SnapshotFileTests: StorageTestCase {
         try SnapshotFile.save(directory: dir, index: 1, bytes: [1])
         try SnapshotFile.save(directory: dir, index: 2, bytes: [2])
         modifyFile(path("snap-0000000000000002.snap")) { bytes in
-            bytes[8] = 2
+            bytes[8] = 3
             let crc = CRC32C.checksum(Array(bytes[0..<36]))
             withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { bytes[36 + i] = $0[i] } }
         }
         let error = assertStorageError { try SnapshotFile.loadNewest(directory: dir) }
-        XCTAssertTrue(error?.message.contains("format version 2") ?? false, error?.message ?? "")
+        XCTAssertTrue(error?.message.contains("format version 3") ?? false, error?.message ?? "")
     }
 
     func testLeftoverTemporaryFilesAreRemovedOnLoad() throws {

@@ -1,6 +1,6 @@
 import EtcdAPI
 import LatticeCore
-import LatticeStorage
+@testable import LatticeStorage
 import Synchronization
 import XCTest
 @testable import LatticeStore
@@ -218,6 +218,139 @@ final class DurabilityTests: XCTestCase {
         XCTAssertEqual(try reopened.hashKV(revision: 0).hash, hashBefore.hash)
         XCTAssertEqual(reopened.compactRevision, hashBefore.compactRevision)
         XCTAssertEqual(history(reopened), historyBefore)
+    }
+
+    /// A watch from an old revision gets the events the writes produced (rebuilt from the index,
+    /// not stored): puts with `prevKV`, deletions of single keys and ranges, a key re-created
+    /// with a lease, a multi-key txn; the same after a restart from a snapshot plus WAL; and after
+    /// a compaction, the deletion at exactly the compaction revision keeps its event without a
+    /// `prevKV` (etcd reads `prevKV` at the revision before, which is compacted).
+    func testWatchHistoryHoldsTheEventsTheWritesProducedAcrossRestartAndCompaction() throws {
+        var store: MVCCStore? = try open()
+        let lease = try store!.leaseGrant(LeaseGrantRequest(ttl: 600)).id
+        _ = try store!.put(PutRequest(key: b("a"), value: b("1")))                        // 2
+        _ = try store!.put(PutRequest(key: b("b"), value: b("1")))                        // 3
+        _ = try store!.put(PutRequest(key: b("a"), value: b("2")))                        // 4
+        _ = try store!.deleteRange(DeleteRangeRequest(key: b("a")))                        // 5
+        var txn = TxnRequest()
+        txn.success = [.put("c", "1"), .put("d", "1")]
+        _ = try store!.txn(txn)                                                            // 6
+        _ = try store!.put(PutRequest(key: b("a"), value: b("3"), lease: lease))          // 7
+        _ = try store!.deleteRange(DeleteRangeRequest(key: b("c"), rangeEnd: b("e")))     // 8
+        func kv(_ k: String, _ v: String, create: Int64, mod: Int64, version: Int64, lease: Int64 = 0) -> KeyValue {
+            KeyValue(key: b(k), createRevision: create, modRevision: mod, version: version, value: b(v), lease: lease)
+        }
+        func deletion(_ k: String, _ mod: Int64, prev: KeyValue?) -> Event {
+            var kv = KeyValue()
+            kv.key = b(k)
+            kv.modRevision = mod
+            return Event(type: .delete, kv: kv, prevKV: prev)
+        }
+        let a1 = kv("a", "1", create: 2, mod: 2, version: 1), a2 = kv("a", "2", create: 2, mod: 4, version: 2)
+        let c1 = kv("c", "1", create: 6, mod: 6, version: 1), d1 = kv("d", "1", create: 6, mod: 6, version: 1)
+        let expected: [(Int64, [Event])] = [
+            (2, [Event(type: .put, kv: a1, prevKV: nil)]),
+            (3, [Event(type: .put, kv: kv("b", "1", create: 3, mod: 3, version: 1), prevKV: nil)]),
+            (4, [Event(type: .put, kv: a2, prevKV: a1)]),
+            (5, [deletion("a", 5, prev: a2)]),
+            (6, [Event(type: .put, kv: c1, prevKV: nil), Event(type: .put, kv: d1, prevKV: nil)]),
+            (7, [Event(type: .put, kv: kv("a", "3", create: 7, mod: 7, version: 1, lease: lease), prevKV: nil)]),
+            (8, [deletion("c", 8, prev: c1), deletion("d", 8, prev: d1)]),
+        ]
+        func events(_ store: MVCCStore, from revision: Int64) -> [(Int64, [Event])]? {
+            guard case .events(let batches, _) = store.events(from: revision, maxRevisions: 100) else { return nil }
+            return batches.map { ($0.revision, $0.events) }
+        }
+        func assertEvents(_ got: [(Int64, [Event])]?, _ want: [(Int64, [Event])], _ what: String, line: UInt = #line) {
+            XCTAssertEqual(got?.map(\.0), want.map(\.0), what, line: line)
+            for (g, w) in zip(got ?? [], want) { XCTAssertEqual(g.1, w.1, "\(what): revision \(w.0)", line: line) }
+        }
+        assertEvents(events(store!, from: 2), expected, "live")
+        assertEvents(events(store!, from: 6), Array(expected.suffix(3)), "from revision 6")
+
+        try store!.defragment()  // a snapshot holds all of it now
+        store!.close()
+        store = try open()
+        assertEvents(events(store!, from: 2), expected, "restored from a snapshot")
+        _ = try store!.put(PutRequest(key: b("b"), value: b("2")))                        // 9, replayed from the WAL
+        store!.close()
+        store = try open()
+        let b1 = kv("b", "1", create: 3, mod: 3, version: 1)
+        let afterPut = expected + [(9, [Event(type: .put, kv: kv("b", "2", create: 3, mod: 9, version: 2), prevKV: b1)])]
+        assertEvents(events(store!, from: 2), afterPut, "restored from a snapshot and the WAL")
+
+        _ = try store!.compact(CompactionRequest(revision: 5))
+        guard case .compacted(5)? = Optional(store!.events(from: 4, maxRevisions: 100)) else { return XCTFail("revision 4 is compacted") }
+        var compacted = Array(afterPut.drop { $0.0 < 5 })
+        compacted[0] = (5, [deletion("a", 5, prev: nil)])
+        assertEvents(events(store!, from: 5), compacted, "after compacting to 5")
+        store!.close()
+    }
+
+    /// A snapshot holds each value once: the index's versions whose value the replicated state
+    /// holds for the same key and change are written without it (snapshot format 2), and a
+    /// restart restores them from there, byte for byte.
+    func testASnapshotHoldsEachValueOnce() throws {
+        var store: MVCCStore? = try open()
+        let keys = 200, valueBytes = 2_000
+        var values: [[UInt8]] = []
+        for i in 0..<keys {
+            let value = (0..<valueBytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i &* 7) }
+            values.append(value)
+            _ = try store!.put(PutRequest(key: b("k\(i)"), value: value))
+        }
+        try store!.defragment()
+        let snapshotBytes = try bytes("snap")
+        XCTAssertLessThan(snapshotBytes, keys * valueBytes * 3 / 2,
+                          "\(snapshotBytes) bytes for \(keys * valueBytes) bytes of values: written twice")
+        XCTAssertGreaterThan(snapshotBytes, keys * valueBytes, "every value is still written once")
+        let hash = try store!.hashKV(revision: 0).hash
+        store!.close()
+        store = try open()
+        defer { store!.close() }
+        for i in 0..<keys {
+            XCTAssertEqual(try store!.range(RangeRequest(key: b("k\(i)"))).kvs.first?.value, values[i])
+        }
+        XCTAssertEqual(try store!.hashKV(revision: 0).hash, hash)
+    }
+
+    /// Snapshots of format 1 (every value written twice, no shared flags) are still restored.
+    func testAFormatOneSnapshotIsStillRestored() throws {
+        var store: MVCCStore? = try open()
+        for i in 0..<50 { _ = try store!.put(PutRequest(key: b("k\(i % 20)"), value: b("value \(i)"))) }
+        try store!.defragment()
+        let all = RangeRequest(key: [0], rangeEnd: [0])
+        let before = try store!.range(all)
+        let hashBefore = try store!.hashKV(revision: 0).hash
+        store!.close()
+        store = nil
+        // Rewrite the snapshot as format 1 would have: values inline, no flags, version 1 header.
+        let snapDir = dir + "/snap"
+        let name = try files("snap", ".snap")[0]
+        let index = SnapshotFile.index(ofFileName: name)!
+        let loaded = try SnapshotFile.loadNewest(directory: snapDir).snapshot!
+        var decoded = try StoreSnapshot(protoBytes: loaded.bytes)
+        let replica = try Replica(decodingState: Array(decoded.replicaState[decoded.replicaStateRange]))
+        XCTAssertTrue(decoded.histories.contains { !$0.sharedValues.isEmpty }, "format 2 shares values")
+        for i in decoded.histories.indices {
+            let key = decoded.histories[i].key
+            for j in decoded.histories[i].sharedValues {
+                let dot = decoded.histories[i].versions[j].dot
+                decoded.histories[i].versions[j].value = replica.dag(key)!.versions.first { $0.dot == dot }!.value!
+            }
+            decoded.histories[i].sharedValues = []
+        }
+        decoded.replicaState = Array(decoded.replicaState[decoded.replicaStateRange])
+        var file = SnapshotFile.header(index: index, payload: decoded.protoBytes()) + decoded.protoBytes()
+        file[8] = 1
+        let crc = CRC32C.checksum(Array(file[0..<36]))
+        withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { file[36 + i] = $0[i] } }
+        try Data(file).write(to: URL(fileURLWithPath: snapDir + "/" + name))
+
+        let reopened = try open()
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.range(all).kvs, before.kvs)
+        XCTAssertEqual(try reopened.hashKV(revision: 0).hash, hashBefore)
     }
 
     func testDefragmentInMemoryIsANoOp() throws {
