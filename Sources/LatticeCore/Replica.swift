@@ -49,7 +49,7 @@ public struct Replica: Sendable {
     /// Changes covered by this vector may have been dropped from `log`.
     public private(set) var logFloor = VersionVector()
 
-    private(set) var dags: [StoredKey: KeyVersionDAG] = [:]
+    private(set) var dags = StoredKeyMap<KeyVersionDAG>()
     /// Keys whose DAG garbage collection could shrink (several versions, tombstones, stale edges).
     private var collectable: Set<StoredKey> = []
     /// The stable vector of the last collection. While it does not move (a member is down or
@@ -313,15 +313,15 @@ public struct Replica: Sendable {
     /// The key's bytes as the replica holds them (so another structure can share them rather
     /// than hold a copy) and its DAG; nil if none is held.
     public func storedEntry(_ key: [UInt8]) -> (key: [UInt8], dag: KeyVersionDAG)? {
-        guard let i = dags.index(forKey: StoredKey(key)) else { return nil }
-        return (dags[i].key.bytes, dags[i].value)
+        guard let e = dags.entry(forKey: StoredKey(key)) else { return nil }
+        return (e.key.bytes, e.value)
     }
 
     /// How many keys have a DAG (visible or tombstoned) and how many versions they hold.
     public var storedKeyCount: Int { dags.count }
-    public var storedVersionCount: Int { dags.values.reduce(0) { $0 + $1.versions.count } }
+    public var storedVersionCount: Int { dags.reduce(0) { $0 + $1.value.versions.count } }
     public var storedTombstoneCount: Int {
-        dags.values.reduce(0) { $0 + $1.versions.filter(\.isTombstone).count }
+        dags.reduce(0) { $0 + $1.value.versions.filter(\.isTombstone).count }
     }
 
     /// A live lease (granted and not revoked), nil otherwise.
@@ -655,14 +655,14 @@ public struct Replica: Sendable {
 
     /// Assembles a replica from decoded parts (`ReplicaStateCodec`).
     init(member: UInt64, mergeMode: MergeMode, clock: HybridClock, vector: VersionVector, logFloor: VersionVector,
-         dags: [StoredKey: KeyVersionDAG], leaseTable: LeaseTable, memberTable: MemberTable, log: [Change], buffer: CausalBuffer) {
+         dags: StoredKeyMap<KeyVersionDAG>, leaseTable: LeaseTable, memberTable: MemberTable, log: [Change], buffer: CausalBuffer) {
         self.member = member
         self.mergeMode = mergeMode
         self.clock = clock
         self.vector = vector
         self.logFloor = logFloor
         self.dags = dags
-        self.collectable = Set(dags.filter { $0.value.isCollectable }.keys)
+        self.collectable = Set(dags.lazy.filter { $0.value.isCollectable }.map(\.key))
         self.leaseTable = leaseTable
         self.memberTable = memberTable
         self.log = log

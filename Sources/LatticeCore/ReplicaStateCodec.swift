@@ -412,7 +412,7 @@ struct ReplicaStateMessage: ProtoMessage {
         try check(member != 0, "member id 0")
         try check(vector.entries[0] == nil && logFloor.entries[0] == nil, "vector names member 0")
         try check(vector.covers(logFloor), "log floor beyond the vector")
-        var dags: [StoredKey: KeyVersionDAG] = [:]
+        var dags = StoredKeyMap<KeyVersionDAG>()
         dags.reserveCapacity(keys.count)
         for k in keys {
             try check(!k.versions.isEmpty, "key without versions")

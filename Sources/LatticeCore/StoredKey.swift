@@ -15,3 +15,96 @@ public struct StoredKey: Hashable, Sendable {
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }
+
+/// A dictionary keyed by `StoredKey` that splits itself into 4096 shards, each a dictionary of
+/// its own, once it holds more than `shardingThreshold` entries (small maps stay one dictionary:
+/// no per-shard cost when a replica is copied).
+///
+/// Why: the store snapshots its state by keeping a copy-on-write reference while a snapshot is
+/// encoded on another thread. With one dictionary, the writer's next change copied the whole
+/// dictionary (a million entries: about a quarter of a second with every write waiting). Here
+/// a change copies only its own shard, so after a snapshot starts each write pays at most one
+/// shard's copy (1/4096 of the keys) and the copying is spread over the writes that follow.
+public struct StoredKeyMap<Value>: Sequence {
+    public typealias Element = (key: StoredKey, value: Value)
+    static var shardCount: Int { 4096 }
+    static var shardingThreshold: Int { 16_384 }
+
+    /// One dictionary, or `shardCount` of them.
+    private var shards: [[StoredKey: Value]] = [[:]]
+
+    public init() {}
+
+    /// The shard of a key: FNV-1a over its bytes, folded. Deterministic, so a shard's keys
+    /// are the same on every run; the shards' own dictionaries hash with the seeded hasher.
+    @inline(__always)
+    private func shard(_ key: StoredKey) -> Int {
+        if shards.count == 1 { return 0 }
+        return key.bytes.withUnsafeBufferPointer { buffer in
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in buffer { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            return Int(truncatingIfNeeded: (h ^ (h >> 29)) & UInt64(Self.shardCount - 1))
+        }
+    }
+
+    /// Splits the single dictionary into shards once it grew past the threshold.
+    private mutating func shardIfLarge() {
+        guard shards.count == 1, shards[0].count > Self.shardingThreshold else { return }
+        let all = shards[0]
+        shards = Array(repeating: [:], count: Self.shardCount)
+        let each = all.count / Self.shardCount * 2 + 4
+        for i in shards.indices { shards[i].reserveCapacity(each) }
+        for (key, value) in all { shards[shard(key)][key] = value }
+    }
+
+    public var count: Int { shards.reduce(0) { $0 + $1.count } }
+    public var isEmpty: Bool { shards.allSatisfy(\.isEmpty) }
+
+    public mutating func reserveCapacity(_ total: Int) {
+        if shards.count == 1 && total > Self.shardingThreshold {
+            shards.append(contentsOf: Array(repeating: [:], count: Self.shardCount - 1))
+            let all = shards[0]
+            shards[0] = [:]
+            for (key, value) in all { shards[shard(key)][key] = value }
+        }
+        let each = shards.count == 1 ? total : total / Self.shardCount + total / (4 * Self.shardCount) + 1
+        for i in shards.indices { shards[i].reserveCapacity(each) }
+    }
+
+    public subscript(key: StoredKey) -> Value? {
+        get { shards[shard(key)][key] }
+        _modify {
+            yield &shards[shard(key)][key]
+            shardIfLarge()
+        }
+    }
+
+    public subscript(key: StoredKey, default defaultValue: @autoclosure () -> Value) -> Value {
+        get { shards[shard(key)][key] ?? defaultValue() }
+        _modify {
+            yield &shards[shard(key)][key, default: defaultValue()]
+            shardIfLarge()
+        }
+    }
+
+    /// Sets the value; returns the one it replaced.
+    @discardableResult
+    public mutating func updateValue(_ value: Value, forKey key: StoredKey) -> Value? {
+        defer { shardIfLarge() }
+        return shards[shard(key)].updateValue(value, forKey: key)
+    }
+
+    /// The key as stored (its bytes, shared) and its value.
+    public func entry(forKey key: StoredKey) -> Element? {
+        let shard = shards[shard(key)]
+        guard let i = shard.index(forKey: key) else { return nil }
+        return shard[i]
+    }
+
+    /// Every entry, shard by shard (no particular order).
+    public func makeIterator() -> FlattenSequence<[[StoredKey: Value]]>.Iterator {
+        shards.joined().makeIterator()
+    }
+}
+
+extension StoredKeyMap: Sendable where Value: Sendable {}

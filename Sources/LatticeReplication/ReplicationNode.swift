@@ -324,7 +324,8 @@ public final class ReplicationNode: Sendable {
 
     // MARK: status
 
-    public func status(stateHash: Bool = true) -> PeerStatusResponse {
+    /// `stateHash`: also hash the whole replicated state (O(keys); never on an event loop).
+    public func status(stateHash: Bool) -> PeerStatusResponse {
         var s = PeerStatusResponse()
         s.clusterID = configuration.clusterID
         s.memberID = configuration.local.id
@@ -361,8 +362,10 @@ public final class ReplicationNode: Sendable {
         return s
     }
 
-    private func logLag() {
-        let s = status()
+    /// Every 30 s, on an event loop: only what is cheap. The state hash reads the whole
+    /// keyspace (seconds at a million keys), so it is left to explicit status requests.
+    func logLag() {
+        let s = status(stateHash: false)
         for p in s.peers {
             logger.info("peer replication", metadata: [
                 "peer": "\(p.name)", "connected": "\(p.connected)", "lag-changes": "\(p.lagChanges)",

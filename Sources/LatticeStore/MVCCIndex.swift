@@ -45,8 +45,9 @@ struct KeyVersion: Sendable {
 /// The node-local multi-version index: key → versions since the compaction point, in revision
 /// order. Not replicated and not thread-safe: `MVCCStore` guards it.
 struct MVCCIndex: Sendable {
-    /// Keyed by `StoredKey`: `[UInt8]`'s own hashing feeds the hasher a byte at a time.
-    private var histories: [StoredKey: [KeyVersion]] = [:]
+    /// Keyed by `StoredKey` (`[UInt8]`'s own hashing feeds the hasher a byte at a time), in
+    /// shards, so a write after a snapshot captured the index copies one shard, not all.
+    private var histories = StoredKeyMap<[KeyVersion]>()
     /// Every key with retained history, in byte order.
     private(set) var sortedKeys = SortedKeys()
     /// The revision of the last applied change; 1 on an empty store, like etcd.

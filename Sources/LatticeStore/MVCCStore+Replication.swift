@@ -270,6 +270,7 @@ extension MVCCStore {
     /// hashing a large keyspace never holds up writes.
     public var replicatedStateHash: [UInt8] {
         let replica = writer.withLock { $0.replica }
+        stateHashesComputed.add(1, ordering: .relaxed)
         return replica.stateHash()
     }
 

@@ -365,10 +365,12 @@ extension MVCCStore {
         let storage = self.storage
         let report = configuration.snapshotFailed
         WriterThread.start {
+            // Below the writer and the event loops: encoding a large state takes seconds of a
+            // core, which requests need more.
+            WriterThread.lowerPriority()
             if let error = storage.writeSnapshot(Self.encodeSnapshot(captured), index: walIndex, directory: directory) {
                 report?(error)
             }
-            Self.returnFreedMemory()
         }
     }
 

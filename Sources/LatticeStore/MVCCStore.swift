@@ -117,6 +117,9 @@ public final class MVCCStore: Sendable {
     nonisolated(unsafe) var indexed = Indexed()
     let writer: Mutex<WriterState>
     public let hub: WatchHub
+    /// How many times the whole replicated state was hashed (`replicatedStateHash`): O(keys)
+    /// work that must only happen when asked for.
+    public let stateHashesComputed = Atomic<Int>(0)
     let queue: WriteQueue<QueuedWrite>
     /// Called (on the writer thread) after a batch made new changes durable.
     let durableObservers = Mutex<[@Sendable () -> Void]>([])
@@ -564,10 +567,11 @@ public final class MVCCStore: Sendable {
 }
 
 extension MVCCStore {
-    /// Gives the pages of freed heap memory back to the system. Recovery and snapshot encoding
-    /// free hundreds of megabytes of temporaries (decoded messages, WAL records, encodings) in
-    /// small blocks the allocator would otherwise keep: without this, a restarted member holds
-    /// about 20 % more memory than one that wrote the same keys.
+    /// Gives the pages of freed heap memory back to the system. Recovery frees hundreds of
+    /// megabytes of temporaries (decoded messages, WAL records) in small blocks the allocator
+    /// would otherwise keep: without this, a restarted member holds about 20 % more memory than
+    /// one that wrote the same keys. Only before serving: it holds the allocator's lock while it
+    /// walks the heap (a snapshot thread calling it stalled every write for ~100 ms).
     static func returnFreedMemory() {
         #if os(Linux)
         _ = glibcMallocTrim(0)
@@ -576,6 +580,10 @@ extension MVCCStore {
 }
 
 #if os(Linux)
+/// glibc's `gettid()` (not in the Glibc module's headers).
+@_silgen_name("gettid")
+private func glibcGettid() -> Int32
+
 /// glibc's `malloc_trim(size_t pad)` (not in the Glibc module's headers).
 @_silgen_name("malloc_trim")
 private func glibcMallocTrim(_ pad: Int) -> Int32
@@ -598,6 +606,14 @@ enum WriterThread {
         }, box)
         precondition(rc == 0, "cannot start the store's writer thread (errno \(rc))")
         pthread_detach(thread)
+    }
+
+    /// Gives the calling thread a lower CPU priority (nice 10: about a tenth of a normal
+    /// thread's share when both want the CPU; all of an idle one). Linux only.
+    static func lowerPriority() {
+        #if os(Linux)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(glibcGettid()), 10)
+        #endif
     }
 }
 
