@@ -153,7 +153,9 @@ struct MVCCIndex: Sendable {
                 if versions[mid].modRevision < revision { lo = mid + 1 } else { hi = mid }
             }
             if lo < versions.count, versions[lo].modRevision == revision {
-                let previous = lo > 0 && !versions[lo - 1].isTombstone ? versions[lo - 1] : nil
+                // etcd reads prevKV at revision - 1: compacted (none) for an event at the
+                // compaction revision, whether or not the old version is dropped yet.
+                let previous = lo > 0 && !versions[lo - 1].isTombstone && revision > compactRevision ? versions[lo - 1] : nil
                 return versions[lo].event(key, previous: previous)
             }
         }
@@ -227,31 +229,68 @@ struct MVCCIndex: Sendable {
         currentRevision = revision
     }
 
-    /// Drops history below `revision`: per key, every version older than the newest one at or
-    /// below `revision`, and that one too when it is a tombstone.
+    /// The versions compaction keeps of a key's history: from the newest one at or below the
+    /// compaction revision, without it when it is a tombstone. Old versions are dropped in
+    /// batches after a compaction (`compactBatch`); everything that reads history as a whole
+    /// (hashes, snapshots) reads through this, so it never depends on how far that got.
+    func retained(_ versions: [KeyVersion]) -> ArraySlice<KeyVersion> {
+        Self.retained(versions, compactRevision: compactRevision)
+    }
+
+    static func retained(_ versions: [KeyVersion], compactRevision revision: Int64) -> ArraySlice<KeyVersion> {
+        guard let first = versions.first, first.modRevision < revision else { return versions[...] }
+        // The newest version at or below the compaction revision (versions ascend).
+        var lo = 0, hi = versions.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if versions[mid].modRevision <= revision { lo = mid + 1 } else { hi = mid }
+        }
+        let keepFrom = lo - 1
+        return versions[keepFrom].isTombstone ? versions[(keepFrom + 1)...] : versions[keepFrom...]
+    }
+
+    /// Compacts at once: the compaction point moves to `revision` and every key's history is
+    /// trimmed (WAL replay, defragmentation, tests).
     mutating func compact(to revision: Int64) {
-        compactRevision = revision
-        var emptied: Set<[UInt8]> = []
-        for (stored, versions) in histories {
-            let key = stored.bytes
-            guard let first = versions.first, first.modRevision < revision else { continue }
-            var keepFrom = 0
-            for (i, v) in versions.enumerated() where v.modRevision <= revision { keepFrom = i }
-            var kept = Array(versions[keepFrom...])
-            if kept[0].isTombstone { kept.removeFirst() }
-            for v in versions.prefix(versions.count - kept.count) {
+        beginCompaction(to: revision)
+        var cursor: [UInt8]? = []
+        while let from = cursor { cursor = compactBatch(from: from, maxKeys: Int.max) }
+    }
+
+    /// Moves the compaction point: reads below `revision` fail from now on. The versions it
+    /// makes unreachable are dropped by `compactBatch` calls, a bounded number of keys at a time.
+    mutating func beginCompaction(to revision: Int64) {
+        compactRevision = max(compactRevision, revision)
+    }
+
+    /// Trims the histories of up to `maxKeys` keys from the first key ≥ `from`, in key order, to
+    /// the compaction point; returns the key to continue from, nil when the end was reached.
+    /// A key left without versions leaves the index; its chunk's statistics stay as they were
+    /// (the key was not live, and the chunk's newest revision may only be an overestimate,
+    /// which makes counts visit the chunk instead of trusting it: still exact).
+    mutating func compactBatch(from: [UInt8], maxKeys: Int) -> [UInt8]? {
+        var keys: [[UInt8]] = []
+        var next: [UInt8]?
+        sortedKeys.forEach(from: from) { key in
+            if keys.count == maxKeys { next = key; return false }
+            keys.append(key)
+            return true
+        }
+        for key in keys {
+            let stored = StoredKey(key)
+            guard let versions = histories[stored] else { continue }
+            let kept = retained(versions)
+            guard kept.count != versions.count else { continue }
+            for v in versions[..<kept.startIndex] {
                 approximateBytes -= Int64(key.count + v.value.count + Self.versionOverheadBytes)
             }
             if kept.isEmpty {
-                emptied.insert(key)
                 histories[stored] = nil
-            } else if kept.count != versions.count {
-                histories[stored] = kept
+                sortedKeys.remove(key)
+            } else {
+                histories[stored] = Array(kept)
             }
         }
-        sortedKeys.remove(emptied)
-        if !emptied.isEmpty {
-            for chunk in 0..<sortedKeys.chunkCount { recomputeStatistics(chunk: chunk) }
-        }
+        return next
     }
 }

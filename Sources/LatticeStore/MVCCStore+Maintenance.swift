@@ -14,7 +14,7 @@ extension MVCCStore {
             func mix(_ bytes: [UInt8]) { for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 } }
             func mix(_ v: Int64) { for i in 0..<8 { h = (h ^ UInt32(truncatingIfNeeded: v >> (8 * Int64(i)))) &* 16_777_619 } }
             for key in index.sortedKeys {
-                for v in index.history(key) ?? [] where v.modRevision <= rev {
+                for v in index.retained(index.history(key) ?? []) where v.modRevision <= rev {
                     mix(key); mix(v.modRevision); mix(v.createRevision); mix(v.version); mix(v.value); mix(v.lease)
                 }
             }

@@ -378,6 +378,9 @@ extension MVCCStore {
     /// the current state plus a fresh WAL segment.
     func rewriteDataDirectory() -> Result<Void, EtcdError> {
         guard storage.hasDataDirectory else { return .success(()) }
+        // Defragmenting finishes a compaction's trim at once: the new data directory and the
+        // reported size hold only what is reachable.
+        lock.withWriteLock { indexed.index.compact(to: indexed.index.compactRevision) }
         do throws(StorageError) {
             try storage.rewrite(snapshot: Self.encodeSnapshot(captureState()))
             return .success(())
@@ -403,7 +406,7 @@ extension MVCCStore {
         s.compactRevision = c.index.compactRevision
         s.replicaState = c.replica.encodeState()
         s.histories = c.index.sortedKeys.map { key in
-            let versions = c.index.history(key) ?? []
+            let versions = Array(c.index.retained(c.index.history(key) ?? []))
             // A value the replicated state holds for the same key and dot is written once, there.
             var shared: [Int] = []
             if let dag = c.replica.dag(key) {

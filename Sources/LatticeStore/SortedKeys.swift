@@ -142,6 +142,20 @@ struct SortedKeys: Sendable, Sequence {
         return (true, p.chunk)
     }
 
+    /// Removes `key` if present: it leaves its chunk (and an emptied chunk goes with its
+    /// statistics); the other chunks' statistics are unchanged.
+    mutating func remove(_ key: [UInt8]) {
+        let p = lowerBound(key)
+        guard p.chunk < chunks.count, chunks[p.chunk][p.index] == key else { return }
+        chunks[p.chunk].remove(at: p.index)
+        count -= 1
+        if chunks[p.chunk].isEmpty {
+            chunks.remove(at: p.chunk)
+            live.remove(at: p.chunk)
+            newest.remove(at: p.chunk)
+        }
+    }
+
     /// Removes every key in `keys` (O(n) over the whole set: for compaction, not per request).
     /// Chunk statistics are zero afterwards: the owner sets them.
     mutating func remove(_ keys: Set<[UInt8]>) {
