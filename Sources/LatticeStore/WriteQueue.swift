@@ -27,7 +27,8 @@ final class WriteQueue<Item: Sendable>: Sendable {
     }
 
     /// Waits for at least one item, then returns up to `max` of them (nil once closed and empty).
-    func takeBatch(max: Int) -> [Item]? {
+    /// With `wait: false`, returns at once: empty when nothing is queued.
+    func takeBatch(max: Int, wait: Bool = true) -> [Item]? {
         while true {
             let taken = state.withLock { s -> [Item]? in
                 if s.items.isEmpty { return s.closed ? nil : [] }
@@ -37,7 +38,7 @@ final class WriteQueue<Item: Sendable>: Sendable {
                 return batch
             }
             guard let taken else { return nil }
-            if !taken.isEmpty { return taken }
+            if !taken.isEmpty || !wait { return taken }
             signal.wait()
         }
     }
