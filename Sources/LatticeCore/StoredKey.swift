@@ -27,18 +27,19 @@ public struct StoredKey: Hashable, Sendable {
 /// shard's copy (1/4096 of the keys) and the copying is spread over the writes that follow.
 public struct StoredKeyMap<Value>: Sequence {
     public typealias Element = (key: StoredKey, value: Value)
-    static var shardCount: Int { 4096 }
-    static var shardingThreshold: Int { 16_384 }
+    @usableFromInline static var shardCount: Int { 4096 }
+    @usableFromInline static var shardingThreshold: Int { 16_384 }
 
     /// One dictionary, or `shardCount` of them.
-    private var shards: [[StoredKey: Value]] = [[:]]
+    @usableFromInline var shards: [[StoredKey: Value]] = [[:]]
 
+    @inlinable
     public init() {}
 
     /// The shard of a key: FNV-1a over its bytes, folded. Deterministic, so a shard's keys
     /// are the same on every run; the shards' own dictionaries hash with the seeded hasher.
-    @inline(__always)
-    private func shard(_ key: StoredKey) -> Int {
+    @inlinable @inline(__always)
+    func shard(_ key: StoredKey) -> Int {
         if shards.count == 1 { return 0 }
         return key.bytes.withUnsafeBufferPointer { buffer in
             var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -48,7 +49,8 @@ public struct StoredKeyMap<Value>: Sequence {
     }
 
     /// Splits the single dictionary into shards once it grew past the threshold.
-    private mutating func shardIfLarge() {
+    @usableFromInline
+    mutating func shardIfLarge() {
         guard shards.count == 1, shards[0].count > Self.shardingThreshold else { return }
         let all = shards[0]
         shards = Array(repeating: [:], count: Self.shardCount)
@@ -57,9 +59,12 @@ public struct StoredKeyMap<Value>: Sequence {
         for (key, value) in all { shards[shard(key)][key] = value }
     }
 
+    @inlinable
     public var count: Int { shards.reduce(0) { $0 + $1.count } }
+    @inlinable
     public var isEmpty: Bool { shards.allSatisfy(\.isEmpty) }
 
+    @inlinable
     public mutating func reserveCapacity(_ total: Int) {
         if shards.count == 1 && total > Self.shardingThreshold {
             shards.append(contentsOf: Array(repeating: [:], count: Self.shardCount - 1))
@@ -71,6 +76,7 @@ public struct StoredKeyMap<Value>: Sequence {
         for i in shards.indices { shards[i].reserveCapacity(each) }
     }
 
+    @inlinable
     public subscript(key: StoredKey) -> Value? {
         get { shards[shard(key)][key] }
         _modify {
@@ -79,6 +85,7 @@ public struct StoredKeyMap<Value>: Sequence {
         }
     }
 
+    @inlinable
     public subscript(key: StoredKey, default defaultValue: @autoclosure () -> Value) -> Value {
         get { shards[shard(key)][key] ?? defaultValue() }
         _modify {
@@ -89,19 +96,22 @@ public struct StoredKeyMap<Value>: Sequence {
 
     /// Sets the value; returns the one it replaced.
     @discardableResult
+    @inlinable
     public mutating func updateValue(_ value: Value, forKey key: StoredKey) -> Value? {
         defer { shardIfLarge() }
         return shards[shard(key)].updateValue(value, forKey: key)
     }
 
     /// The key as stored (its bytes, shared) and its value.
+    @inlinable
     public func entry(forKey key: StoredKey) -> Element? {
-        let shard = shards[shard(key)]
-        guard let i = shard.index(forKey: key) else { return nil }
-        return shard[i]
+        let s = shard(key)
+        guard let i = shards[s].index(forKey: key) else { return nil }
+        return shards[s][i]
     }
 
     /// Every entry, shard by shard (no particular order).
+    @inlinable
     public func makeIterator() -> FlattenSequence<[[StoredKey: Value]]>.Iterator {
         shards.joined().makeIterator()
     }

@@ -206,7 +206,7 @@ struct MVCCIndex: Sendable {
             guard let last = versions.last, last.modRevision <= currentRevision else { return nil }
             if let previous = keys.last, compareBytes(previous, key) >= 0 { return nil }
             for i in 1..<max(1, versions.count) where versions[i - 1].modRevision >= versions[i].modRevision { return nil }
-            self.histories[StoredKey(key)] = versions
+            self.histories.updateValue(versions, forKey: StoredKey(key))
             keys.append(key)
             live.append(!last.isTombstone)
             newest.append(last.modRevision)
