@@ -31,7 +31,8 @@ public struct StoredKey: Hashable, Sendable {
 /// heap, where 256 shards are large enough to be mapped and given back.
 public struct StoredKeyMap<Value>: Sequence {
     public typealias Element = (key: StoredKey, value: Value)
-    @usableFromInline static var shardCount: Int { 256 }
+    @usableFromInline static var shardBits: Int { 8 }
+    @usableFromInline static var shardCount: Int { 1 << shardBits }
     @usableFromInline static var shardingThreshold: Int { 16_384 }
 
     /// One dictionary, or `shardCount` of them.
@@ -40,25 +41,29 @@ public struct StoredKeyMap<Value>: Sequence {
     @inlinable
     public init() {}
 
-    /// The shard of a key: FNV-1a over its bytes, folded. Deterministic, so a shard's keys
-    /// are the same on every run; the shards' own dictionaries hash with the seeded hasher.
+    /// The shard of a key: the top bits of its hash (the seeded hasher's, over all its bytes).
+    /// Each shard's dictionary picks buckets by the low bits of the same hash, so the two stay
+    /// independent.
     @inlinable @inline(__always)
     func shard(_ key: StoredKey) -> Int {
         if shards.count == 1 { return 0 }
-        return key.bytes.withUnsafeBufferPointer { buffer in
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for b in buffer { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-            return Int(truncatingIfNeeded: (h ^ (h >> 29)) & UInt64(Self.shardCount - 1))
-        }
+        return Int(truncatingIfNeeded: UInt(bitPattern: key.hashValue) >> UInt(UInt.bitWidth - Self.shardBits))
     }
 
     /// Splits the single dictionary into shards once it grew past the threshold.
     @usableFromInline
     mutating func shardIfLarge() {
         guard shards.count == 1, shards[0].count > Self.shardingThreshold else { return }
+        split(reserving: shards[0].count * 2)
+    }
+
+    /// Spreads the single dictionary's entries over `shardCount` shards, each with room for its
+    /// part of `total` entries.
+    @usableFromInline
+    mutating func split(reserving total: Int) {
         let all = shards[0]
         shards = Array(repeating: [:], count: Self.shardCount)
-        let each = all.count / Self.shardCount * 2 + 4
+        let each = total / Self.shardCount + total / (4 * Self.shardCount) + 4
         for i in shards.indices { shards[i].reserveCapacity(each) }
         for (key, value) in all { shards[shard(key)][key] = value }
     }
@@ -70,13 +75,11 @@ public struct StoredKeyMap<Value>: Sequence {
 
     @inlinable
     public mutating func reserveCapacity(_ total: Int) {
-        if shards.count == 1 && total > Self.shardingThreshold {
-            shards.append(contentsOf: Array(repeating: [:], count: Self.shardCount - 1))
-            let all = shards[0]
-            shards[0] = [:]
-            for (key, value) in all { shards[shard(key)][key] = value }
+        if shards.count == 1 {
+            if total > Self.shardingThreshold { split(reserving: total) } else { shards[0].reserveCapacity(total) }
+            return
         }
-        let each = shards.count == 1 ? total : total / Self.shardCount + total / (4 * Self.shardCount) + 1
+        let each = total / Self.shardCount + total / (4 * Self.shardCount) + 1
         for i in shards.indices { shards[i].reserveCapacity(each) }
     }
 

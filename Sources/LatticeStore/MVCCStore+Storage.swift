@@ -381,6 +381,7 @@ extension MVCCStore {
         // Defragmenting finishes a compaction's trim at once: the new data directory and the
         // reported size hold only what is reachable.
         lock.withWriteLock { indexed.index.compact(to: indexed.index.compactRevision) }
+        trimCursor = nil
         do throws(StorageError) {
             try storage.rewrite(snapshot: Self.encodeSnapshot(captureState()))
             return .success(())

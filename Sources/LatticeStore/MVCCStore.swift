@@ -157,7 +157,7 @@ public final class MVCCStore: Sendable {
             storage.fault = configuration.walFault
             Self.returnFreedMemory()
         }
-        Self.fixLargeAllocationThreshold()
+        _ = Self.largeAllocationThresholdFixed
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         // Conflicts met again while replaying the WAL were reported when they happened.
         _ = state.replica.drainConflicts()
@@ -590,30 +590,30 @@ extension MVCCStore {
     /// compacts 1,000 keys per batch; 250 measured better here: put p99 during a 520k-revision
     /// compaction at a million keys 1.4 ms against 2.3 ms with 1,000, and 0.7 ms steady):
     /// reads and writes wait for at most one batch rather than for a pass over every key (a
-    /// quarter of a second at a million keys). The writer thread runs the batches between commits: it is the only
-    /// thread that takes the index's write lock (see `RWLock`).
+    /// quarter of a second at a million keys). The writer thread runs the batches between
+    /// commits: it is the only thread that takes the index's write lock (see `RWLock`).
     static let trimBatchKeys = 250
 
     /// Whether a compaction's trim is still running (for tests).
     var isTrimmingHistory: Bool { trimPending.load(ordering: .relaxed) }
+
+    /// Keeps glibc's threshold for serving an allocation with its own mapping at 128 KiB. By
+    /// default glibc raises it (up to 32 MiB) each time a large mapped block is freed; after the
+    /// first snapshot buffer was freed, the index's and replica's map shards (hundreds of KiB
+    /// each at a million keys) came from the heap, and the copies a snapshot leaves behind
+    /// stayed resident as free heap: 150 MiB more RSS at a million keys. Mapped, they go back
+    /// to the system when freed. A process-wide setting: made once, by the first store.
+    static let largeAllocationThresholdFixed: Void = {
+        #if os(Linux)
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
+        #endif
+    }()
 
     /// Gives the pages of freed heap memory back to the system. Recovery frees hundreds of
     /// megabytes of temporaries (decoded messages, WAL records) in small blocks the allocator
     /// would otherwise keep: without this, a restarted member holds about 20 % more memory than
     /// one that wrote the same keys. Only before serving: it holds the allocator's lock while it
     /// walks the heap (a snapshot thread calling it stalled every write for ~100 ms).
-    /// Keeps glibc's threshold for serving an allocation with its own mapping at 128 KiB. By
-    /// default glibc raises it (up to 32 MiB) each time a large mapped block is freed; after the
-    /// first snapshot buffer was freed, the index's and replica's map shards (hundreds of KiB
-    /// each at a million keys) came from the heap, and the copies a snapshot leaves behind
-    /// stayed resident as free heap: 150 MiB more RSS at a million keys. Mapped, they go back
-    /// to the system when freed.
-    static func fixLargeAllocationThreshold() {
-        #if os(Linux)
-        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
-        #endif
-    }
-
     static func returnFreedMemory() {
         #if os(Linux)
         _ = glibcMallocTrim(0)

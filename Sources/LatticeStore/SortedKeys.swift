@@ -156,16 +156,6 @@ struct SortedKeys: Sendable, Sequence {
         }
     }
 
-    /// Removes every key in `keys` (O(n) over the whole set: for compaction, not per request).
-    /// Chunk statistics are zero afterwards: the owner sets them.
-    mutating func remove(_ keys: Set<[UInt8]>) {
-        guard !keys.isEmpty else { return }
-        var kept: [[UInt8]] = []
-        kept.reserveCapacity(Swift.max(0, count - keys.count))
-        for key in self where !keys.contains(key) { kept.append(key) }
-        self = SortedKeys(sorted: kept)
-    }
-
     /// Visits keys from the first one ≥ `key`, in order, until `body` returns false.
     func forEach(from key: [UInt8], _ body: ([UInt8]) -> Bool) {
         var p = lowerBound(key)
