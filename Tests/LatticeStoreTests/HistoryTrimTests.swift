@@ -79,6 +79,25 @@ final class HistoryTrimTests: XCTestCase {
         XCTAssertEqual(Array(index.sortedKeys), Array(finished.sortedKeys), "deleted keys left the index")
     }
 
+    /// A put at exactly the compaction revision has no `prevKV` (etcd reads it at the revision
+    /// before, which is compacted), before and after the trim; one above it keeps it.
+    func testAPutAtTheCompactionRevisionHasNoPreviousValue() {
+        var index = MVCCIndex()
+        let key = Array("k".utf8)
+        for rev: Int64 in 2...4 {
+            index.append(key, v(rev, "v\(rev)"))
+            index.advance(to: rev)
+        }
+        XCTAssertEqual(index.event(of: key, at: 3).prevKV?.modRevision, 2)
+        index.beginCompaction(to: 3)
+        XCTAssertNil(index.event(of: key, at: 3).prevKV, "before the trim")
+        XCTAssertEqual(index.event(of: key, at: 4).prevKV?.modRevision, 3)
+        _ = index.compactBatch(from: [], maxKeys: 10)
+        XCTAssertNil(index.event(of: key, at: 3).prevKV, "after the trim")
+        XCTAssertEqual(index.event(of: key, at: 3).kv?.modRevision, 3)
+        XCTAssertEqual(index.event(of: key, at: 4).prevKV?.modRevision, 3)
+    }
+
     /// Through the store: the background trim finishes, drops the old versions (the reported
     /// size falls), and the hash is the same before and after it.
     func testTheStoreTrimsInTheBackgroundAndHashesTheSameThroughout() throws {

@@ -703,6 +703,9 @@ CASES: list[tuple[str, list[Cmd]]] = [
         wait("compacted"),      # canceled by the server, with CompactRevision
         bg("at-compaction", "watch {p}k --rev={rev+3}"),
         wait("at-compaction", events=2),
+        # The event at the compaction revision has no prev_kv (the version before is compacted).
+        bg("at-compaction-prev-kv", "watch {p}k --rev={rev+3} --prev-kv -w json"),
+        wait("at-compaction-prev-kv", events=2),
         "endpoint hashkv -w json",
     )),
 ]
