@@ -20,6 +20,25 @@ public struct GRPCRoutes: Sendable {
         handlers["/\(service)/\(method)"] = handler
     }
 
+    /// Puts `check` in front of a registered method: a call it answers with a status fails with
+    /// that status before the method runs (a streaming call, at its first message).
+    public mutating func precede(_ path: String, with check: @escaping @Sendable (GRPCCallContext) -> GRPCStatus?) {
+        switch handlers[path] {
+        case .unary(let body)?:
+            handlers[path] = .unary { request, context, responder in
+                if let status = check(context) { return responder.fail(status) }
+                body(request, context, responder)
+            }
+        case .streaming(let open)?:
+            handlers[path] = .streaming { context, sender in
+                if let status = check(context) { return RefusedStreamingCall(sender: sender, status: status) }
+                return open(context, sender)
+            }
+        case nil:
+            break
+        }
+    }
+
     /// Declares a service whose methods are not implemented (yet): each call gets UNIMPLEMENTED.
     public mutating func declare(service: String) {
         services.insert(service)
@@ -265,4 +284,21 @@ final class ConnectionRegistry: Sendable {
     func all() -> [any Channel] {
         channels.withLockedValue { Array($0.values) }
     }
+}
+
+/// A streaming call refused before it started: it ends with its status when the first message
+/// or the end of the client's side arrives.
+final class RefusedStreamingCall: GRPCStreamingCall {
+    let sender: GRPCStreamSender
+    let status: GRPCStatus
+
+    init(sender: GRPCStreamSender, status: GRPCStatus) {
+        self.sender = sender
+        self.status = status
+    }
+
+    func received(_ message: [UInt8]) { sender.finish(status) }
+    func receivedEnd() { sender.finish(status) }
+    func writabilityChanged(_ isWritable: Bool) {}
+    func closed() {}
 }

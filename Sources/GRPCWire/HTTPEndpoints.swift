@@ -8,10 +8,13 @@ public struct HTTPRequestLine: Sendable {
     public var method: String
     /// The request target as sent: path and query (`/health?exclude=NOSPACE`).
     public var uri: String
+    /// The `Authorization` header (the JSON gateway passes it on as the call's auth token).
+    public var authorization: String?
 
-    public init(method: String, uri: String) {
+    public init(method: String, uri: String, authorization: String? = nil) {
         self.method = method
         self.uri = uri
+        self.authorization = authorization
     }
 
     /// The path without the query.
@@ -303,7 +306,7 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
         }
         serving = true
         let (h, isGateway, body) = waiting.removeFirst()
-        let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri)
+        let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri, authorization: h.headers.first(name: "authorization"))
         if isGateway, let gateway {
             let exchange = HTTPExchange(sink: HTTP1ExchangeSink(handler: self, context: context, request: h),
                                         eventLoop: context.eventLoop)

@@ -157,7 +157,8 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         // grpc-go (and so etcd) resets a stream whose content-type is not gRPC's, or whose
         // grpc-timeout does not parse, with PROTOCOL_ERROR before looking at the method.
         guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
-            let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/")
+            let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/",
+                                          authorization: headers.first(name: "authorization"))
             if http != nil, let gateway, gateway.accepts(request) {
                 state = .gatewayBody(request, [])
                 if endStream { startGateway() }

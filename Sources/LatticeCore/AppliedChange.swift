@@ -56,6 +56,8 @@ public struct AppliedChange: Sendable {
     public let leasesChanged: [Int64]
     /// Member ids whose record changed (added, updated, removed).
     public let membersChanged: [UInt64]
+    /// Whether the change had auth operations (users, roles, permissions, the enabled flag).
+    public let changesAuth: Bool
 
     /// Whether this change removed a member that was not removed before.
     public var removesMember: Bool {

@@ -53,6 +53,8 @@ public enum Op: Hashable, Sendable {
     /// A member's own attributes (name, client URLs), published by that member; peer URLs and
     /// the learner flag in it are ignored.
     case memberPublish(Member)
+    /// A change to users, roles, permissions or the enabled flag (`AuthTable`).
+    case auth(AuthOp)
 
     /// The key a put or delete writes, nil for other ops.
     public var key: [UInt8]? {
@@ -90,6 +92,7 @@ public struct Change: Hashable, Sendable {
             case .delete(let key, let parents): n += 16 + key.count + 16 * parents.count
             case .memberAdd(let m), .memberUpdate(let m), .memberPublish(let m):
                 n += 32 + m.name.utf8.count + m.peerURLs.reduce(0) { $0 + $1.utf8.count } + m.clientURLs.reduce(0) { $0 + $1.utf8.count }
+            case .auth: n += 128
             default: n += 24
             }
         }
@@ -154,7 +157,7 @@ struct OpMessage: ProtoMessage {
     init(_ op: Op) { self.op = op }
 
     // Field layout: 1 kind, 2 key, 3 value, 4 lease/id, 5 parents, 6 ttl, 7 expiresAt,
-    // 8 member id, 9 member name, 10 peer URLs, 11 client URLs, 12 is learner.
+    // 8 member id, 9 member name, 10 peer URLs, 11 client URLs, 12 is learner, 13 auth op.
     private(set) var kind: Int32 = 0
     private var key: [UInt8] = []
     private var value: [UInt8] = []
@@ -163,6 +166,7 @@ struct OpMessage: ProtoMessage {
     private var ttl: Int64 = 0
     private var expiresAt: Int64 = 0
     private var member = Member(id: 0)
+    private var auth: AuthOp?
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
@@ -178,6 +182,9 @@ struct OpMessage: ProtoMessage {
         case 10: member.peerURLs.append(try r.readString(wt, field: field))
         case 11: member.clientURLs.append(try r.readString(wt, field: field))
         case 12: member.isLearner = try r.readBool(wt, field: field)
+        case 13:
+            guard let op = (try r.readMessage(wt, field: field) as AuthOpMessage).op else { throw .unsupported("auth op of unknown kind") }
+            auth = op
         default: try r.skip(wt, field: field)
         }
         switch kind {
@@ -190,6 +197,7 @@ struct OpMessage: ProtoMessage {
         case 7: op = .memberUpdate(member)
         case 8: op = .memberRemove(id: member.id)
         case 9: op = .memberPublish(member)
+        case 10: op = auth.map(Op.auth)
         default: op = nil
         }
     }
@@ -216,6 +224,8 @@ struct OpMessage: ProtoMessage {
             v.int32(1, 8); v.uint64(8, id)
         case .memberPublish(let m)?:
             v.int32(1, 9); OpMessage.traverseMember(m, &v)
+        case .auth(let a)?:
+            v.int32(1, 10); v.messageField(13, AuthOpMessage(a))
         case nil:
             break
         }

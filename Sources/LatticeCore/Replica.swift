@@ -65,6 +65,7 @@ public struct Replica: Sendable {
     static let longHistory = 1_024
     private(set) var leaseTable = LeaseTable()
     private(set) var memberTable = MemberTable()
+    private(set) var authTable = AuthTable()
     private var buffer: CausalBuffer
 
     public init(member: UInt64, mergeMode: MergeMode = .json, wallClock: any WallClock = SystemWallClock(),
@@ -169,6 +170,7 @@ public struct Replica: Sendable {
         var slot: [[UInt8]: Int] = [:]
         var leasesChanged: [Int64] = []
         var membersChanged: [UInt64] = []
+        var authChanged = false
         for op in change.ops {
             switch op {
             case .put(let key, let value, let lease, let parents):
@@ -179,6 +181,9 @@ public struct Replica: Sendable {
                 if leaseTable.apply(op, of: change), !leasesChanged.contains(id) { leasesChanged.append(id) }
             case .memberAdd, .memberUpdate, .memberRemove, .memberPublish:
                 if let id = memberTable.apply(op, of: change), !membersChanged.contains(id) { membersChanged.append(id) }
+            case .auth(let a):
+                authTable.apply(a, of: change)
+                authChanged = true
             }
         }
         var effects: [KeyEffect] = []
@@ -196,7 +201,7 @@ public struct Replica: Sendable {
             effects.append(KeyEffect(key: w.key, before: before, after: after))
         }
         log.append(change)
-        return AppliedChange(change: change, effects: effects, leasesChanged: leasesChanged, membersChanged: membersChanged)
+        return AppliedChange(change: change, effects: effects, leasesChanged: leasesChanged, membersChanged: membersChanged, changesAuth: authChanged)
     }
 
     /// One dictionary access per written key on the hot path.
@@ -339,6 +344,9 @@ public struct Replica: Sendable {
     /// A current member, nil when unknown or removed.
     public func member(_ id: UInt64) -> Member? { memberTable.member(id) }
 
+    /// The visible auth state (users, roles, permissions, enabled flag). O(auth entries).
+    public var authState: AuthState { authTable.state }
+
     /// Visible keys attached to `lease`, ascending. O(keys).
     public func keys(attachedTo lease: Int64) -> [[UInt8]] {
         dags.compactMap { $0.value.visible?.lease == lease && lease != 0 ? $0.key.bytes : nil }
@@ -380,6 +388,22 @@ public struct Replica: Sendable {
         let removed = memberTable.removed.keys.sorted()
         h.update(uint64: UInt64(removed.count))
         for id in removed { h.update(uint64: id) }
+        // The auth state without its revision (a per-member count).
+        let auth = authTable.state
+        h.update(uint64: auth.enabled ? 1 : 0)
+        h.update(uint64: UInt64(auth.users.count))
+        for name in auth.users.keys.sorted() {
+            let u = auth.users[name]!
+            bytes(Array(name.utf8)); bytes(Array(u.passwordHash.utf8)); h.update(uint64: u.noPassword ? 1 : 0)
+            h.update(uint64: UInt64(u.roles.count)); for r in u.roles { bytes(Array(r.utf8)) }
+        }
+        h.update(uint64: UInt64(auth.roles.count))
+        for name in auth.roles.keys.sorted() {
+            let perms = auth.roles[name]!
+            bytes(Array(name.utf8))
+            h.update(uint64: UInt64(perms.count))
+            for p in perms { h.update(uint64: UInt64(p.type.rawValue)); bytes(p.key); bytes(p.rangeEnd) }
+        }
         return h.finalize()
     }
 
@@ -449,7 +473,7 @@ public struct Replica: Sendable {
         clock.observe(transferred.clock.last)
         var next = Replica(member: member, mergeMode: mergeMode, clock: clock, vector: transferred.vector,
                            logFloor: transferred.logFloor, dags: transferred.dags, leaseTable: transferred.leaseTable,
-                           memberTable: transferred.memberTable, log: transferred.log, buffer: buffer.emptied())
+                           memberTable: transferred.memberTable, authTable: transferred.authTable, log: transferred.log, buffer: buffer.emptied())
         // Past every position handed out so far, 0 included: every reader must then check that
         // its peer holds the new floor.
         next.logBase = logEnd + 1
@@ -655,7 +679,7 @@ public struct Replica: Sendable {
 
     /// Assembles a replica from decoded parts (`ReplicaStateCodec`).
     init(member: UInt64, mergeMode: MergeMode, clock: HybridClock, vector: VersionVector, logFloor: VersionVector,
-         dags: StoredKeyMap<KeyVersionDAG>, leaseTable: LeaseTable, memberTable: MemberTable, log: [Change], buffer: CausalBuffer) {
+         dags: StoredKeyMap<KeyVersionDAG>, leaseTable: LeaseTable, memberTable: MemberTable, authTable: AuthTable, log: [Change], buffer: CausalBuffer) {
         self.member = member
         self.mergeMode = mergeMode
         self.clock = clock
@@ -665,6 +689,7 @@ public struct Replica: Sendable {
         self.collectable = Set(dags.lazy.filter { $0.value.isCollectable }.map(\.key))
         self.leaseTable = leaseTable
         self.memberTable = memberTable
+        self.authTable = authTable
         self.log = log
         self.buffer = buffer
     }

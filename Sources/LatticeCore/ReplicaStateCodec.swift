@@ -348,6 +348,8 @@ struct ReplicaStateMessage: ProtoMessage {
     var log: [Change] = []
     var pending: [Change] = []
     var logFloor = VersionVector()
+    var auth: [AuthEntryMessage] = []
+    var authApplied: UInt64 = 0
 
     init() {}
 
@@ -369,6 +371,8 @@ struct ReplicaStateMessage: ProtoMessage {
         log = replica.log
         pending = replica.pendingChanges
         logFloor = replica.logFloor
+        auth = replica.authTable.entries.map { AuthEntryMessage($0.key, $0.value) }.sorted { $0.protoBytes().lexicographicallyPrecedes($1.protoBytes()) }
+        authApplied = replica.authTable.applied
     }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
@@ -384,6 +388,8 @@ struct ReplicaStateMessage: ProtoMessage {
         case 10: pending.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
         case 11: logFloor = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
         case 12: removed.append(try r.readMessage(wt, field: field))
+        case 13: auth.append(try r.readMessage(wt, field: field))
+        case 14: authApplied = try r.readUInt64(wt, field: field)
         default: try r.skip(wt, field: field)
         }
     }
@@ -401,6 +407,8 @@ struct ReplicaStateMessage: ProtoMessage {
         for c in pending { v.messageField(10, ChangeMessage(c)) }
         v.messageField(11, VersionVectorMessage(logFloor))
         v.messages(12, removed)
+        v.messages(13, auth)
+        v.uint64(14, authApplied)
     }
 
     /// Checks the replica invariants and assembles it.
@@ -448,6 +456,11 @@ struct ReplicaStateMessage: ProtoMessage {
             try check(validDot(r.dot) && vector.contains(r.dot), "member removal not applied")
             removedByID[r.id] = r.dot
         }
+        var authEntries: [AuthElement: AuthTable.Entry] = [:]
+        for a in auth {
+            for d in a.entry.adds.map(\.dot) + a.entry.removes { try check(validDot(d) && vector.contains(d), "auth entry not applied") }
+            try check(authEntries.updateValue(a.entry, forKey: a.element) == nil, "duplicate auth entry")
+        }
         var seen = Set<Dot>()
         for c in log {
             try check(validDot(c.id) && vector.contains(c.id) && !logFloor.contains(c.id), "log entry outside the log's range")
@@ -461,6 +474,6 @@ struct ReplicaStateMessage: ProtoMessage {
         }
         return Replica(member: member, mergeMode: mergeMode, clock: HybridClock(wall: wallClock, last: clock), vector: vector, logFloor: logFloor, dags: dags,
                        leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: removedByID),
-                       log: log, buffer: buffer)
+                       authTable: AuthTable(entries: authEntries, applied: authApplied), log: log, buffer: buffer)
     }
 }

@@ -16,7 +16,7 @@ public enum EtcdConfigFile {
         "initial-cluster-state", "log-level", "auto-compaction-mode", "auto-compaction-retention", "cipher-suites",
         "tls-min-version", "tls-max-version", "max-request-bytes", "max-txn-ops", "listen-metrics-urls",
         "max-concurrent-streams", "experimental-watch-progress-notify-interval", "unsafe-no-fsync",
-        "logger", "log-outputs", "self-signed-cert-validity",
+        "logger", "log-outputs", "self-signed-cert-validity", "auth-token", "auth-token-ttl", "bcrypt-cost",
     ]
 
     /// Durations: YAML holds them as nanoseconds (etcd's Go types), flags as Go durations.

@@ -153,7 +153,9 @@ struct JSONGateway: HTTPGateway {
             return exchange.reply(Self.errorReply(route.streaming ? .unknown : .invalidArgument, message))
         }
         let cancellation = GRPCCancellation()
-        let context = GRPCCallContext(path: route.grpcPath, headers: [], eventLoop: exchange.eventLoop, cancellation: cancellation)
+        // grpc-gateway passes the Authorization header on as metadata, where etcd reads the token.
+        let metadata = request.authorization.map { [("authorization", $0)] } ?? []
+        let context = GRPCCallContext(path: route.grpcPath, headers: metadata, eventLoop: exchange.eventLoop, cancellation: cancellation)
         exchange.onClose.withLockedValue { $0 = { cancellation.cancel() } }
         switch handler {
         case .unary(let call):

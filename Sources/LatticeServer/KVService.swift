@@ -6,12 +6,15 @@ import ProtoWire
 
 /// `etcdserverpb.KV`: a thin translator from gRPC to the store (decode → store → encode).
 enum KVService {
-    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits, metrics: LatticeMetrics? = nil) {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits, gate: AuthGate, metrics: LatticeMetrics? = nil) {
         let service = "etcdserverpb.KV"
         // One key is a lookup, served on the connection's event loop; a range costs in
         // proportion to the keys it covers, so it runs on the read pool.
         routes.add(service: service, method: "Range", asyncUnary(limits: nil, RangeResponse.self) { (r: RangeRequest, call, done) in
             metrics?.ranges.increment()
+            do throws(EtcdError) {
+                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in try c.requireRead(r.key, r.rangeEnd) }
+            } catch { return done(.failure(error)) }
             guard !r.rangeEnd.isEmpty else {
                 do throws(EtcdError) { return done(.success(try store.range(r))) } catch { return done(.failure(error)) }
             }
@@ -19,7 +22,15 @@ enum KVService {
         })
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
-            do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
+            do throws(EtcdError) {
+                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in
+                    try c.requireWrite(r.key)
+                    if r.prevKV { try c.requireRead(r.key) }
+                    // Attaching a key to a lease needs write access to the keys already on it.
+                    if r.lease != 0 { for key in store.keys(attachedTo: r.lease) { try c.requireWrite(key) } }
+                }
+                try limits.checkSpace(r.protoSize)
+            } catch { return done(.failure(error)) }
             store.put(r, cancelled: { call.cancellation.isCancelled }) { result in
                 if case .success = result { metrics?.puts.increment() }
                 done(result)
@@ -27,21 +38,28 @@ enum KVService {
         })
         routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) {
             (r: DeleteRangeRequest, call, done) in
+            do throws(EtcdError) {
+                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in
+                    try c.requireWrite(r.key, r.rangeEnd)
+                    if r.prevKV { try c.requireRead(r.key, r.rangeEnd) }
+                }
+            } catch { return done(.failure(error)) }
             store.deleteRange(r, cancelled: { call.cancellation.isCancelled }) { result in
                 if case .success = result { metrics?.deletes.increment() }
                 done(result)
             }
         })
         routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, call, done) in
-            if r.hasPuts {
-                do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
-            }
+            do throws(EtcdError) {
+                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in try c.requireTxn(r) }
+                if r.hasPuts { try limits.checkSpace(r.protoSize) }
+            } catch { return done(.failure(error)) }
             store.txn(r, cancelled: { call.cancellation.isCancelled }) { result in
                 if case .success(let response) = result, let metrics { metrics.count(r, succeeded: response.succeeded) }
                 done(result)
             }
         })
-        routes.add(service: service, method: "Compact", asyncUnary(limits: limits, CompactionResponse.self) { (r: CompactionRequest, done) in
+        routes.add(service: service, method: "Compact", asyncUnary(limits: limits, CompactionResponse.self) { (r: CompactionRequest, call, done) in
             store.compact(r, completion: done)
         })
     }
@@ -183,6 +201,8 @@ extension EtcdError {
         case .internal: code = .internal
         case .unknown: code = .unknown
         case .cancelled: code = .cancelled
+        case .permissionDenied: code = .permissionDenied
+        case .unauthenticated: code = .unauthenticated
         }
         return GRPCStatus(code, message)
     }

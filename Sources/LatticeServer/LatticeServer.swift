@@ -32,6 +32,10 @@ public struct ServerConfiguration: Sendable {
     public var quotaBackendBytes: Int64 = 2 << 30
     /// `--experimental-watch-progress-notify-interval`.
     public var watchProgressNotifyInterval: TimeAmount = .minutes(10)
+    /// `--auth-token-ttl`: how long a simple token lives after its last use.
+    public var authTokenTTL: Duration = .seconds(300)
+    /// `--bcrypt-cost`.
+    public var bcryptCost = 10
     /// How often expired leases are revoked (etcd checks every 500 ms).
     public var leaseExpiryCheckInterval: TimeAmount = .milliseconds(500)
     public var wallClock: any WallClock = SystemWallClock()
@@ -222,9 +226,10 @@ public final class LatticeServer: Sendable {
 
         var routes = GRPCRoutes()
         routes.observer = metrics
-        KVService.register(on: &routes, store: store, limits: limits, metrics: metrics)
-        WatchService.register(on: &routes, store: store, settings: watchSettings)
-        LeaseService.register(on: &routes, store: store, limits: limits)
+        let gate = AuthGate(store: store, tokenTTL: configuration.authTokenTTL, bcryptCost: configuration.bcryptCost)
+        KVService.register(on: &routes, store: store, limits: limits, gate: gate, metrics: metrics)
+        WatchService.register(on: &routes, store: store, settings: watchSettings, gate: gate)
+        LeaseService.register(on: &routes, store: store, limits: limits, gate: gate)
         MaintenanceService.register(on: &routes, store: store, alarms: alarms)
         if replicated {
             ClusterService.register(on: &routes, store: store, membership: ReplicatedMembership(store: store, local: local))
@@ -232,7 +237,8 @@ public final class LatticeServer: Sendable {
             ClusterService.register(on: &routes, store: store, membership: Membership(local: local))
         }
         replication.registerStatus(on: &routes)
-        routes.declare(service: "etcdserverpb.Auth")
+        AuthService.register(on: &routes, store: store, gate: gate)
+        AuthService.guardOtherMethods(&routes, gate: gate)
         var connectionLimits = GRPCConnectionLimits()
         connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
         connectionLimits.maxConcurrentStreams = configuration.maxConcurrentStreams

@@ -6,13 +6,23 @@ import ProtoWire
 
 /// `etcdserverpb.Lease`.
 enum LeaseService {
-    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits) {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, limits: RequestLimits, gate: AuthGate? = nil) {
         let service = "etcdserverpb.Lease"
         routes.add(service: service, method: "LeaseGrant", asyncUnary(limits: limits, LeaseGrantResponse.self) { (r: LeaseGrantRequest, done) in
             do throws(EtcdError) { try limits.checkSpace(r.protoSize) } catch { return done(.failure(error)) }
             store.leaseGrant(r, completion: done)
         })
-        routes.add(service: service, method: "LeaseRevoke", asyncUnary(limits: limits, LeaseRevokeResponse.self) { (r: LeaseRevokeRequest, done) in
+        routes.add(service: service, method: "LeaseRevoke", asyncUnary(limits: limits, LeaseRevokeResponse.self) { (r: LeaseRevokeRequest, call, done) in
+            // Revoking deletes the lease's keys: the caller must be allowed to write each.
+            // A lease without keys may be revoked by anyone, as in etcd.
+            do throws(EtcdError) {
+                let keys = store.keys(attachedTo: r.id)
+                if keys.isEmpty {
+                    try gate?.rejectInvalidToken(call)
+                } else {
+                    try gate?.check(call) { (c: AuthCaller) throws(EtcdError) in for key in keys { try c.requireWrite(key) } }
+                }
+            } catch { return done(.failure(error)) }
             store.leaseRevoke(r, completion: done)
         })
         // Listing a lease's keys, or every lease, costs in proportion to them: read pool.

@@ -6,9 +6,18 @@ import ProtoWire
 
 /// `etcdserverpb.Watch/Watch`.
 enum WatchService {
-    static func register(on routes: inout GRPCRoutes, store: MVCCStore, settings: WatchSettings) {
+    static func register(on routes: inout GRPCRoutes, store: MVCCStore, settings: WatchSettings, gate: AuthGate? = nil) {
         routes.add(service: "etcdserverpb.Watch", method: "Watch", .streaming { context, sender in
-            WatchStream(store: store, sender: sender, loop: context.eventLoop, settings: settings)
+            // As in etcd, the stream's token is what every watcher of the stream is checked
+            // against; a watcher the caller may not read is cancelled when created.
+            let permitted: @Sendable (WatchCreateRequest) -> Bool = { r in
+                guard let gate else { return true }
+                do throws(EtcdError) {
+                    try gate.check(context) { (c: AuthCaller) throws(EtcdError) in try c.requireRead(r.key, r.rangeEnd) }
+                    return true
+                } catch { return false }
+            }
+            return WatchStream(store: store, sender: sender, loop: context.eventLoop, settings: settings, permitted: permitted)
         })
     }
 }
@@ -57,6 +66,8 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private let sender: GRPCStreamSender
     private let loop: any EventLoop
     private let settings: WatchSettings
+    /// Whether the stream's caller may watch a range (auth).
+    private let permitted: @Sendable (WatchCreateRequest) -> Bool
     private var watchers: [Int64: Watcher] = [:]
     /// Watcher ids in ascending order, possibly with ids of removed watchers (skipped, and
     /// compacted away once they are the majority): creating and cancelling cost O(log n).
@@ -74,7 +85,9 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
     private static let progressRequestToken = 1
     private static let periodicProgressToken = 2
 
-    init(store: MVCCStore, sender: GRPCStreamSender, loop: any EventLoop, settings: WatchSettings) {
+    init(store: MVCCStore, sender: GRPCStreamSender, loop: any EventLoop, settings: WatchSettings,
+         permitted: @escaping @Sendable (WatchCreateRequest) -> Bool = { _ in true }) {
+        self.permitted = permitted
         self.store = store
         self.sender = sender
         self.loop = loop
@@ -167,6 +180,17 @@ final class WatchStream: GRPCStreamingCall, WatchSubscriber, @unchecked Sendable
         let headerRevision = store.currentRevision
         var id = r.watchID
         var failure: String?
+        if !permitted(r) {
+            // etcd's reason text is the gRPC error's whole string.
+            var response = WatchResponse()
+            response.header = store.header(revision: headerRevision)
+            response.watchID = id
+            response.created = true
+            response.canceled = true
+            response.cancelReason = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+            send(response)
+            return
+        }
         if range.isEmpty {
             failure = "mvcc: watcher range is empty"
         } else if id != 0 && watchers[id] != nil {

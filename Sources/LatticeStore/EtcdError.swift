@@ -2,7 +2,7 @@
 public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: Sendable, Hashable {
         case invalidArgument, outOfRange, notFound, resourceExhausted, failedPrecondition, unavailable, alreadyExists, `internal`, unknown,
-             cancelled
+             cancelled, permissionDenied, unauthenticated
     }
 
     public let code: Code
@@ -54,4 +54,26 @@ extension EtcdError {
     static func storageFailed(_ detail: String) -> EtcdError {
         EtcdError(.unavailable, "lattice: write-ahead log failed (\(detail)); the request's outcome is unknown and the member accepts no writes until restarted")
     }
+}
+
+/// etcd's auth errors, with its messages and gRPC codes.
+extension EtcdError {
+    public static let authNotEnabled = EtcdError(.failedPrecondition, "etcdserver: authentication is not enabled")
+    public static let authFailed = EtcdError(.invalidArgument, "etcdserver: authentication failed, invalid user ID or password")
+    public static let invalidAuthToken = EtcdError(.unauthenticated, "etcdserver: invalid auth token")
+    public static let permissionDenied = EtcdError(.permissionDenied, "etcdserver: permission denied")
+    public static let userEmpty = EtcdError(.invalidArgument, "etcdserver: user name is empty")
+    public static let userAlreadyExists = EtcdError(.failedPrecondition, "etcdserver: user name already exists")
+    public static let userNotFound = EtcdError(.failedPrecondition, "etcdserver: user name not found")
+    public static let roleEmpty = EtcdError(.invalidArgument, "etcdserver: role name is empty")
+    public static let roleAlreadyExists = EtcdError(.failedPrecondition, "etcdserver: role name already exists")
+    public static let roleNotFound = EtcdError(.failedPrecondition, "etcdserver: role name not found")
+    public static let rootUserNotExist = EtcdError(.failedPrecondition, "etcdserver: root user does not exist")
+    public static let rootRoleNotExist = EtcdError(.failedPrecondition, "etcdserver: root user does not have root role")
+    public static let roleNotGranted = EtcdError(.failedPrecondition, "etcdserver: role is not granted to the user")
+    public static let permissionNotGranted = EtcdError(.failedPrecondition, "etcdserver: permission is not granted to the role")
+    public static let invalidAuthManagement = EtcdError(.invalidArgument, "etcdserver: invalid auth management")
+    public static let permissionNotGiven = EtcdError(.invalidArgument, "etcdserver: permission not given")
+    /// etcd sends this one unmapped (code Unknown, its internal text).
+    public static let noPasswordUser = EtcdError(.unknown, "auth: authentication failed, password was given for no password user")
 }

@@ -104,6 +104,11 @@ extension MVCCStore {
         return ttl
     }
 
+    /// The keys attached to lease `id` (empty when there is no such lease).
+    public func keys(attachedTo id: Int64) -> [[UInt8]] {
+        writer.withLock { state in state.lessor.lease(id).map { Array($0.keys) } } ?? []
+    }
+
     public func leaseTimeToLive(_ r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
         let now = nowMilliseconds
         let lease = writer.withLock { state in state.lessor.lease(r.id) }

@@ -230,6 +230,22 @@ extension MVCCStore {
         })
     }
 
+    /// The durable auth state: users, roles, permissions and whether auth is enabled. Constant
+    /// time (a copy-on-write value rebuilt by the writer when an auth change becomes durable).
+    public var authState: AuthState { authCache.withLock { $0 } }
+
+    /// Applies auth operations as one change: `check` runs on the writer against the current
+    /// auth state (etcd's validation: it throws etcd's errors) and returns the operations;
+    /// `completion` gets the auth state once the change is durable.
+    public func changeAuth(_ check: @escaping @Sendable (AuthState) throws(EtcdError) -> [AuthOp],
+                           completion: @escaping @Sendable (Result<AuthState, EtcdError>) -> Void) {
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Void in
+            for op in try check(state.replica.authState) { txn.append(.auth(op)) }
+        }, completion: { [self] result in
+            completion(result.map { authState })
+        })
+    }
+
     /// Calls `observer` (on the writer thread; it must only schedule work) after every durable
     /// batch that changed the member table, with whether a member was removed (or a state
     /// transfer replaced the table).
@@ -292,6 +308,7 @@ extension MVCCStore {
                 state.membershipChanged = true
                 if a.removesMember { state.memberRemoved = true }
             }
+            if a.changesAuth { state.authChanged = true }
             let revision = pending.revision + 1
             let (versions, previous) = Self.versions(for: a, revision: revision) { key in
                 if let v = pending.versions[key] { return v.isTombstone ? nil : v }

@@ -103,6 +103,9 @@ public final class MVCCStore: Sendable {
         /// it removed a member). Reported to membership observers once the batch is durable.
         var membershipChanged = false
         var memberRemoved = false
+        /// Set by the batch being evaluated: a change had auth operations. The store's
+        /// `authState` is rebuilt once the batch is durable.
+        var authChanged = false
     }
 
     /// What the index lock guards.
@@ -130,6 +133,8 @@ public final class MVCCStore: Sendable {
     /// Called (on the writer thread) after a batch made new changes durable.
     let durableObservers = Mutex<[@Sendable () -> Void]>([])
     let membershipObservers = Mutex<[@Sendable (_ removal: Bool) -> Void]>([])
+    /// The durable auth state, rebuilt by the writer after a batch that changed it.
+    let authCache = Mutex(AuthState())
     /// A garbage collection batch is queued (set by a report that moved the stable point).
     let collectionQueued = Atomic<Bool>(false)
     let storage: StorageOwner
@@ -163,6 +168,8 @@ public final class MVCCStore: Sendable {
         _ = state.replica.drainConflicts()
         state.durableLogEnd = state.replica.logEnd
         state.durableVector = state.replica.vector
+        state.authChanged = false
+        authCache.withLock { $0 = state.replica.authState }
         // Only a peer's change can leave a key attached to a lease that is not live, so a single
         // member skips this O(keys) scan at start-up.
         if !configuration.peerMemberIDs.isEmpty { state.deadLeaseKeys = Set(state.replica.keysWithDeadLeases()) }
@@ -477,6 +484,7 @@ public final class MVCCStore: Sendable {
                         state.membershipChanged = true
                         if applied.removesMember { state.memberRemoved = true }
                     }
+                    if applied.changesAuth { state.authChanged = true }
                     assert(change.id == dot, "the replica and the store agree on the next dot")
                     let write = EvaluatedWrite(txn)
                     for (key, version) in write.versions {
@@ -525,16 +533,19 @@ public final class MVCCStore: Sendable {
             }
         }
         // Durable now: these changes may leave the member.
-        let (shipped, membership) = writer.withLock { state -> (Bool, (changed: Bool, removal: Bool)) in
+        let (shipped, membership, auth) = writer.withLock { state -> (Bool, (changed: Bool, removal: Bool), AuthState?) in
             defer {
                 state.durableLogEnd = logEnd
                 state.durableVector = vector
                 state.membershipChanged = false
                 state.memberRemoved = false
+                state.authChanged = false
             }
             return (state.durableLogEnd != logEnd || installedTransfer,
-                    (state.membershipChanged || installedTransfer, state.memberRemoved || installedTransfer))
+                    (state.membershipChanged || installedTransfer, state.memberRemoved || installedTransfer),
+                    state.authChanged || installedTransfer ? state.replica.authState : nil)
         }
+        if let auth { authCache.withLock { $0 = auth } }
         for batch in batches { hub.publish(batch) }
         if !defragmentWaiters.isEmpty {
             let result = rewriteDataDirectory()

@@ -56,6 +56,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Maximum number of operations permitted in a transaction.")
     var maxTxnOps = 128
 
+    @Option(help: "Specify auth token type: 'simple' (tokens held by this member, renewed on use).")
+    var authToken = "simple"
+
+    @Option(help: "The lifetime in seconds of a simple auth token after its last use.")
+    var authTokenTtl: UInt = 300
+
+    @Option(help: "Specify bcrypt algorithm cost factor for auth password hashing (4 to 31).")
+    var bcryptCost: Int = 10
+
     @Option(help: "Raise alarms when backend size exceeds the given quota (bytes).")
     var quotaBackendBytes: Int64 = 2 << 30
 
@@ -152,6 +161,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--max-request-bytes must be at most \(Int(Int32.max) - 512 * 1024)")
         }
         guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
+        guard (4...31).contains(bcryptCost) else { throw ValidationError("invalid bcrypt-cost \(bcryptCost): it must be between 4 and 31") }
+        // etcd's syntax is "simple" or "jwt,<options>"; only simple tokens are served here.
+        guard authToken.split(separator: ",").first == "simple" else {
+            throw ValidationError("--auth-token \"\(authToken)\" is not supported: Lattice serves 'simple' tokens (jwt is not implemented)")
+        }
         guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be positive") }
         _ = try autoCompaction()
         guard quotaBackendBytes >= 0 else { throw ValidationError("--quota-backend-bytes must not be negative") }
@@ -253,6 +267,8 @@ struct Serve: AsyncParsableCommand {
         }
         c.maxRequestBytes = maxRequestBytes
         c.maxTxnOps = maxTxnOps
+        c.authTokenTTL = .seconds(Int64(authTokenTtl))
+        c.bcryptCost = bcryptCost
         // etcd: 0 means the default quota.
         c.quotaBackendBytes = quotaBackendBytes == 0 ? 2 << 30 : quotaBackendBytes
         c.watchProgressNotifyInterval = .nanoseconds(GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval)!)

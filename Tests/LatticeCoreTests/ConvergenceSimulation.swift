@@ -158,7 +158,9 @@ struct ConvergenceSimulation {
         let replica = replicas[r]
         let key = rng.pick(Self.keys)
         switch rng.int(0...99) {
-        case 0..<45:
+        case 0..<6:
+            return [.auth(randomAuthOp(replica.authState))]
+        case 6..<45:
             // JSON object: an edit of what this replica sees, or a fresh object.
             let doc: JSONValue
             if let current = replica.visible(key), let members = JSONValue.parseObject(current.value), rng.chance(0.8) {
@@ -197,6 +199,25 @@ struct ConvergenceSimulation {
             return [rng.pick([.memberAdd(m), .memberUpdate(m), .memberPublish(m)])]
         default:
             return [.memberRemove(id: UInt64(rng.int(1...9)))]
+        }
+    }
+
+    /// An auth operation on a small set of names, mostly one that is valid where it is written
+    /// (as the Auth API only writes those), so that concurrent grants, revokes and deletions of
+    /// the same user, role and permission meet.
+    private mutating func randomAuthOp(_ auth: AuthState) -> AuthOp {
+        let user = rng.pick(["root", "alice", "bob"]), role = rng.pick(["root", "reader", "writer"])
+        let key = bytes(rng.pick(["/a", "/b", "/registry/"])), end = rng.pick([[], [0], bytes("/c")])
+        switch rng.int(0...9) {
+        case 0: return AuthOp(set: .user(user), to: .user(passwordHash: "$2a$04$hash\(rng.int(0...9))", noPassword: rng.chance(0.2)))
+        case 1: return AuthOp(remove: .user(user))
+        case 2: return AuthOp(set: .role(role))
+        case 3: return AuthOp(remove: .role(role))
+        case 4, 5: return AuthOp(set: .userRole(user: user, role: role))
+        case 6: return AuthOp(remove: .userRole(user: user, role: role))
+        case 7: return AuthOp(set: .permission(role: role, key: key, rangeEnd: end), to: .permission(rng.pick([.read, .write, .readwrite])))
+        case 8: return AuthOp(remove: .permission(role: role, key: key, rangeEnd: end))
+        default: return AuthOp(set: .enabled, to: .enabled(rng.chance(0.5) && auth.users["root"] != nil))
         }
     }
 
@@ -323,7 +344,7 @@ struct ConvergenceSimulation {
 
     private func describe(_ r: Replica) -> String {
         r.visibleKeyspace().map { "\(text($0.key)!)=\(text($0.value.value)!)@\($0.value.lease)" }.joined(separator: "; ")
-            + " leases=\(r.leases.map { "\($0.id):\($0.ttlSeconds):\($0.expiresAtMilliseconds)" }) members=\(r.members.map(\.id)) removed=\(r.removedMembers.sorted())"
+            + " leases=\(r.leases.map { "\($0.id):\($0.ttlSeconds):\($0.expiresAtMilliseconds)" }) members=\(r.members.map(\.id)) removed=\(r.removedMembers.sorted()) auth=\(r.authState)"
     }
 
     private func checkConverged(stage: String) throws(Failure) {
@@ -365,11 +386,16 @@ struct VisibleState: Equatable {
     let leases: [LeaseInfo]
     let members: [Member]
     let removedMembers: Set<UInt64>
+    /// Users, roles, permissions and the enabled flag (not the auth revision, a per-member count).
+    let auth: AuthState
 
     init(_ r: Replica) {
         keyspace = r.visibleKeyspace()
         leases = r.leases
         members = r.members
         removedMembers = r.removedMembers
+        var auth = r.authState
+        auth.revision = 0
+        self.auth = auth
     }
 }

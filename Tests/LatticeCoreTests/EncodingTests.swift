@@ -20,6 +20,12 @@ final class ChangeEncodingTests: XCTestCase {
                               clientURLs: ["https://10.0.0.1:2379"], isLearner: true)),
             .memberUpdate(Member(id: 99, name: "ëdge", peerURLs: [])),
             .memberRemove(id: 98),
+            .auth(AuthOp(set: .enabled, to: .enabled(true))),
+            .auth(AuthOp(set: .user("ålice"), to: .user(passwordHash: "$2a$10$abc", noPassword: true))),
+            .auth(AuthOp(remove: .role("reader"))),
+            .auth(AuthOp(set: .userRole(user: "bob", role: "root"))),
+            .auth(AuthOp(set: .permission(role: "r", key: bytes("/a\0"), rangeEnd: [0]), to: .permission(.readwrite))),
+            .auth(AuthOp(remove: .permission(role: "r", key: bytes("/b"), rangeEnd: []))),
         ])
 
     func testRoundTripOfEveryOpKind() throws {

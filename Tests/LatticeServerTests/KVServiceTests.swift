@@ -136,8 +136,8 @@ final class KVServiceTests: XCTestCase {
     }
 
     func testUnimplementedServicesAnswerUnimplemented() async {
-        await expectStatus(.unimplemented, "unknown method AuthStatus for service etcdserverpb.Auth") {
-            _ = try await self.client.unary(path: "/etcdserverpb.Auth/AuthStatus", request: [])
+        await expectStatus(.unimplemented, "unknown method NoSuchMethod for service etcdserverpb.Auth") {
+            _ = try await self.client.unary(path: "/etcdserverpb.Auth/NoSuchMethod", request: [])
         }
     }
 

@@ -674,6 +674,122 @@ CASES: list[tuple[str, list[Cmd]]] = [
         "member remove {member2}",  # only if the server accepted a second learner
         "member list",
     )),
+    # Users, roles, permissions and tokens. Auth is global: the case ends with
+    # auth disabled so the cases after it run without credentials.
+    ("auth", _cmds(
+        "auth status",
+        "auth enable",                                   # no root user
+        "user add root:rootpw",
+        "user add root:again",                           # exists
+        "user add :pw",
+        "user get root",
+        "user get nobody",
+        "role add root",
+        "auth enable",                                   # root lacks the root role
+        "role add reader",
+        "role add reader",                               # exists
+        "role add writer",
+        "role grant-permission reader read {p}r/ --prefix",
+        "role grant-permission reader read {p}one",
+        "role grant-permission writer readwrite {p}w/ --prefix",
+        "role grant-permission writer write {p}from --from-key",
+        "role grant-permission writer write {p}z {p}a",   # empty range
+        "role grant-permission nosuch read {p}x",
+        "role get reader",
+        "role get writer",
+        "role get nosuch",
+        "role list",
+        "user add alice:alicepw",
+        "user add carol --no-password",
+        "user grant-role alice reader",
+        "user grant-role alice reader",                  # granted twice
+        "user grant-role alice nosuch",
+        "user grant-role nobody reader",
+        "user grant-role root root",
+        "user get alice",
+        "user get alice --detail",
+        "user list",
+        "put {p}r/a 1",
+        "auth enable",
+        "auth status",                                   # no token
+        "--user root:rootpw auth status",
+        "--user alice:alicepw auth status",
+        "--user root:rootpw auth enable",
+        "lease grant 600",                               # lease1: no token needed
+        "--user root:rootpw put {p}w/leased v --lease={lease1}",
+        "--user alice:alicepw lease revoke {lease1}",
+        "--user alice:alicepw lease timetolive {lease1} --keys",
+        "lease grant 601",                               # lease2, no keys
+        "lease revoke {lease2}",
+        "put {p}r/a 2",                                  # no token
+        "get {p}r/a",
+        "--user root:rootpw put {p}r/b 1",
+        "--user root:rootpw put {p}w/a 1",
+        "--user alice:alicepw get {p}r/a",
+        "--user alice:alicepw get {p}r/ --prefix",
+        "--user alice:alicepw get {p} --prefix",          # beyond its prefix
+        "--user alice:alicepw get {p}one",
+        "--user alice:alicepw put {p}r/a 2",               # read only
+        "--user alice:alicepw del {p}r/a",
+        "--user alice:wrong get {p}r/a",
+        "--user nobody:x get {p}r/a",
+        "--user carol:x get {p}r/a",                       # no password: cannot log in
+        "--user alice:alicepw user list",
+        "--user alice:alicepw user get alice",
+        "--user alice:alicepw user get root",
+        "--user alice:alicepw role get reader",
+        "--user alice:alicepw role get writer",
+        "--user alice:alicepw role list",
+        "--user alice:alicepw auth disable",
+        "endpoint status --user alice:alicepw",
+        "--user alice:alicepw member list",
+        "--user alice:alicepw compaction {rev}",
+        "--user alice:alicepw defrag",
+        "--user alice:alicepw endpoint hashkv",
+        txn(['value("{p}r/a") = "1"'], ["get {p}r/b"], ["get {p}one"], flags="--user alice:alicepw"),
+        txn(['value("{p}r/a") = "1"'], ["get {p}r/b"], ["put {p}r/c x"], flags="--user alice:alicepw"),
+        txn(['value("{p}w/a") = "1"'], ["get {p}r/b"], [], flags="--user alice:alicepw"),
+        bg("denied-watch", "--user alice:alicepw watch {p}w/a --rev={rev+1}"),
+        wait("denied-watch"),
+        bg("allowed-watch", "--user alice:alicepw watch {p}r/ --prefix --rev={rev+1}"),
+        wait("allowed-watch", events=2),
+        "--user root:rootpw user grant-role alice writer",
+        "--user alice:alicepw put {p}w/x 1",
+        "--user alice:alicepw put {p}w/x 2 --prev-kv",
+        "--user alice:alicepw get {p}w/ --prefix",
+        "--user alice:alicepw del {p}w/ --prefix",
+        "--user alice:alicepw put {p}fromz 1",
+        "--user alice:alicepw get {p}fromz",                # write only
+        "--user alice:alicepw put {p}r/a 3",
+        "--user root:rootpw role revoke-permission writer {p}w/ --prefix",
+        "--user root:rootpw role revoke-permission writer {p}w/ --prefix",   # not granted
+        "--user root:rootpw role revoke-permission nosuch {p}w/ --prefix",
+        "--user alice:alicepw put {p}w/x 3",
+        "--user root:rootpw user revoke-role alice writer",
+        "--user root:rootpw user revoke-role alice writer",   # not granted
+        ctl("--user root:rootpw user passwd alice --interactive=false", stdin="newpw\n"),
+        "--user alice:alicepw get {p}r/a",                  # old password
+        "--user alice:newpw get {p}r/a",
+        "--user root:rootpw user delete root",
+        "--user root:rootpw user revoke-role root root",
+        "--user root:rootpw role delete root",
+        "--user root:rootpw role delete reader",
+        "--user alice:newpw get {p}r/a",                    # its role is gone
+        "--user root:rootpw user get alice",
+        "--user root:rootpw user delete alice",
+        "--user root:rootpw user delete alice",
+        "--user alice:newpw get {p}r/a",
+        "--user root:rootpw auth status",
+        "--user root:rootpw auth disable",
+        "auth status",
+        "auth disable",
+        "get {p}r/a",
+        "user list",
+        "role list",
+        "user delete root",
+        "user delete carol",
+        "role delete writer",
+    )),
     # Must stay last: compaction is global and makes old revisions unreadable.
     ("compaction", _cmds(
         "put {p}k v1",          # rev+1

@@ -8,7 +8,8 @@ streams (history, prev_kv, a compacted start revision), and errors (validation, 
 types, unknown paths and methods, oversized bodies). For each: the HTTP status, Content-Type,
 the Grpc-Metadata-Content-Type header and the body must be equal, after masking what differs by
 nature (cluster and member ids, raft term, hashes, a status's sizes and versions, member URLs,
-Go's JSON syntax-error text). Auth endpoints are left out (Auth is not implemented yet).
+Go's JSON syntax-error text). Auth: users and roles, enable, authenticate, and calls with the
+token in the Authorization header (each server's own token), then disable.
 
 Prints each difference and "N passed, M failed".
 """
@@ -121,12 +122,36 @@ CASES = [
     ("GET method", "/v3/kv/range", {"key": FOO}, {"method": "GET"}),
     ("unknown path", "/v3/kv/nope", {}, {}),
     ("unknown service path", "/v3/nothing", {}, {}),
+    # Auth (options: save_token keeps the answer's token, token=True sends it as Authorization,
+    # token="..." sends that text).
+    ("auth status", "/v3/auth/status", {}, {}),
+    ("auth enable without root", "/v3/auth/enable", {}, {}),
+    ("user add root", "/v3/auth/user/add", {"name": "root", "password": "rootpw"}, {}),
+    ("user grant root", "/v3/auth/user/grant", {"user": "root", "role": "root"}, {}),
+    ("role add", "/v3/auth/role/add", {"name": "r"}, {}),
+    ("role grant permission", "/v3/auth/role/grant", {"name": "r", "perm": {"permType": "READWRITE", "key": FOO}}, {}),
+    ("role grant without perm", "/v3/auth/role/grant", {"name": "r"}, {}),
+    ("user list", "/v3/auth/user/list", {}, {}),
+    ("auth enable", "/v3/auth/enable", {}, {}),
+    ("range without token", "/v3/kv/range", {"key": FOO}, {}),
+    ("range with a bogus token", "/v3/kv/range", {"key": FOO}, {"token": "bogus.1"}),
+    ("authenticate wrong password", "/v3/auth/authenticate", {"name": "root", "password": "x"}, {}),
+    ("authenticate", "/v3/auth/authenticate", {"name": "root", "password": "rootpw"}, {"save_token": True, "mask": ["token"]}),
+    ("range with token", "/v3/kv/range", {"key": FOO}, {"token": True}),
+    ("role get with token", "/v3/auth/role/get", {"role": "r"}, {"token": True}),
+    ("hash with a bogus token", "/v3/maintenance/hash", {}, {"token": "bogus.1"}),
+    ("auth status with token", "/v3/auth/status", {}, {"token": True}),
+    ("auth disable", "/v3/auth/disable", {}, {"token": True}),
+    ("auth status after disable", "/v3/auth/status", {}, {}),
 ]
 
 
-def run(base: str, path: str, body, options: dict) -> dict:
+def run(base: str, path: str, body, options: dict, token: str | None = None) -> dict:
     data = body if isinstance(body, str) else json.dumps(body)
     argv = ["curl", "-s", "-i", "-X", options.get("method", "POST"), base + path, "--data-binary", data]
+    sent = options.get("token")
+    if sent:
+        argv += ["-H", f"Authorization: {token if sent is True else sent}"]
     if "stream" in options:
         argv[1:1] = ["-N", "--max-time", str(options["stream"])]
     r = subprocess.run(argv, capture_output=True, timeout=60)
@@ -144,6 +169,11 @@ def run(base: str, path: str, body, options: dict) -> dict:
         out["body"] = [normalise(line, options) for line in payload.split("\n") if line.strip()]
     else:
         out["body"] = normalise(payload, options)
+    if options.get("save_token"):
+        try:
+            out["_token"] = json.loads(payload).get("token")
+        except (json.JSONDecodeError, AttributeError):
+            out["_token"] = None
     return out
 
 
@@ -208,8 +238,12 @@ def main() -> int:
             else:
                 print(f"FAIL {name} did not start")
                 return 1
+        tokens: dict[str, str | None] = {target: None for target in bases}
         for name, path, body, options in CASES:
-            results = {target: run(base, path, body, options) for target, base in bases.items()}
+            results = {target: run(base, path, body, options, tokens[target]) for target, base in bases.items()}
+            for target, result in results.items():
+                if "_token" in result:
+                    tokens[target] = result.pop("_token")
             same = results["etcd"] == results["lattice"]
             print(f"{'ok  ' if same else 'FAIL'} {name}")
             if not same:
