@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // JWT auth tokens: RSA (PKCS #1 v1.5, PSS), ECDSA and HMAC signatures.
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(name: "ProtoWire"),
@@ -52,8 +54,14 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // `--auth-token jwt,…` (kept apart so that only the server binary links swift-crypto).
+        .target(name: "LatticeJWT", dependencies: [
+            "LatticeServer", "LatticeStore", "LatticeCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         .executableTarget(name: "lattice", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage", "LatticeReplication", "LatticeCore", "LatticeTLS",
+            "LatticeServer", "LatticeJWT", "GRPCWire", "EtcdAPI", "ProtoWire", "LatticeStorage", "LatticeReplication", "LatticeCore", "LatticeTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -81,6 +89,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "LatticeStorageTests", dependencies: ["LatticeStorage", "LatticeTestSupport"]),
+        .testTarget(name: "LatticeJWTTests", dependencies: [
+            "LatticeJWT", "LatticeServer", "LatticeStore", "LatticeCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         .testTarget(name: "LatticeServerTests", dependencies: [
             "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore", "LatticeTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -11,6 +11,10 @@ public struct GRPCRoutes: Sendable {
     /// Told of every call to a registered method (start, final status) and of the message
     /// bytes that cross the connection; nil: nothing is counted.
     public var observer: (any GRPCCallObserver)?
+    /// Who the peer of a connection is (the common name of its verified client certificate),
+    /// asked once per connection on its event loop, when its first call arrives; nil: calls
+    /// carry no peer identity.
+    public var peerIdentity: (@Sendable (any Channel) -> String?)?
 
     public init() {}
 
@@ -227,6 +231,9 @@ public final class GRPCServer: Sendable {
         budget.attach(channel)
         let boundBudget = NIOLoopBound(budget, eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in boundBudget.value.detach() }
+        let boundPeer = routes.peerIdentity.map { resolve in
+            NIOLoopBound(ConnectionPeer { resolve(channel) }, eventLoop: channel.eventLoop)
+        }
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -240,7 +247,7 @@ public final class GRPCServer: Sendable {
                 try stream.pipeline.syncOperations.addHandler(
                     ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive, http: httpOverHTTP2, gateway: gatewayOverHTTP2,
                                         flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
-                                        maxSendMessageBytes: maxSend))
+                                        maxSendMessageBytes: maxSend, peer: boundPeer?.value))
             }
         }
         try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))

@@ -10,11 +10,15 @@ public struct HTTPRequestLine: Sendable {
     public var uri: String
     /// The `Authorization` header (the JSON gateway passes it on as the call's auth token).
     public var authorization: String?
+    /// The connection's peer, as the gateway's `peerIdentity` names it (the common name of a
+    /// verified client certificate); nil when it names none.
+    public var peerIdentity: String?
 
-    public init(method: String, uri: String, authorization: String? = nil) {
+    public init(method: String, uri: String, authorization: String? = nil, peerIdentity: String? = nil) {
         self.method = method
         self.uri = uri
         self.authorization = authorization
+        self.peerIdentity = peerIdentity
     }
 
     /// The path without the query.
@@ -76,6 +80,12 @@ public protocol HTTPGateway: Sendable {
     /// Serves a request, on the connection's event loop; answers through `exchange`. A body
     /// larger than `maxBodyBytes` arrives as nil.
     func serve(_ request: HTTPRequestLine, body: [UInt8]?, exchange: HTTPExchange)
+    /// Who the peer of a connection is (on its event loop), for `HTTPRequestLine.peerIdentity`.
+    var peerIdentity: (@Sendable (any Channel) -> String?)? { get }
+}
+
+extension HTTPGateway {
+    public var peerIdentity: (@Sendable (any Channel) -> String?)? { nil }
 }
 
 /// Answers one gateway request: a whole reply, or a stream of body chunks. Every method may be
@@ -306,7 +316,8 @@ final class HTTPEndpointHandler: ChannelDuplexHandler {
         }
         serving = true
         let (h, isGateway, body) = waiting.removeFirst()
-        let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri, authorization: h.headers.first(name: "authorization"))
+        let request = HTTPRequestLine(method: h.method.rawValue, uri: h.uri, authorization: h.headers.first(name: "authorization"),
+                                      peerIdentity: isGateway ? gateway?.peerIdentity?(context.channel) : nil)
         if isGateway, let gateway {
             let exchange = HTTPExchange(sink: HTTP1ExchangeSink(handler: self, context: context, request: h),
                                         eventLoop: context.eventLoop)

@@ -17,6 +17,9 @@ public struct GRPCCallContext: Sendable {
     public let cancellation: GRPCCancellation
     /// Admission of work whose response size is known only once it is done (long reads).
     public var longWork = GRPCLongWork(gate: nil)
+    /// The connection's peer as the routes identify it (see `GRPCRoutes.peerIdentity`): the
+    /// common name of a verified client certificate. nil for in-process calls.
+    public var peerIdentity: String?
 
     init(path: String, headers: HPACKHeaders, deadline: NIODeadline?, eventLoop: any EventLoop, cancellation: GRPCCancellation) {
         self.path = path
@@ -29,6 +32,24 @@ public struct GRPCCallContext: Sendable {
     /// A call made in-process (the JSON gateway), with `headers` as its metadata.
     public init(path: String, headers: [(String, String)], eventLoop: any EventLoop, cancellation: GRPCCancellation) {
         self.init(path: path, headers: HPACKHeaders(headers), deadline: nil, eventLoop: eventLoop, cancellation: cancellation)
+    }
+}
+
+/// A connection's peer identity, worked out when its first call needs it and kept for the
+/// connection's life (a TLS connection's certificate does not change). Used on the
+/// connection's event loop only.
+final class ConnectionPeer {
+    private var resolve: (() -> String?)?
+    private var resolved: String?
+
+    init(_ resolve: @escaping () -> String?) { self.resolve = resolve }
+
+    var identity: String? {
+        if let resolve {
+            resolved = resolve()
+            self.resolve = nil  // asked once; also lets go of the connection it captured
+        }
+        return resolved
     }
 }
 

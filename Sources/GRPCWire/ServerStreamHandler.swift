@@ -50,6 +50,9 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// The connection's response budget, if it has one.
     let budget: ConnectionBudget?
 
+    /// Who the connection's peer is, when the routes ask (`GRPCRoutes.peerIdentity`).
+    let peer: ConnectionPeer?
+
     /// Largest response message (grpc-go's server default, which etcd keeps: 2³¹−1 bytes);
     /// larger ones end the call with RESOURCE_EXHAUSTED, as grpc-go answers.
     let maxSendMessageBytes: Int
@@ -61,8 +64,10 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     private let gateway: (any HTTPGateway)?
 
     init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, http: HTTPEndpoints? = nil, gateway: (any HTTPGateway)? = nil,
-         flushCoalescer: FlushCoalescingHandler? = nil, budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max)) {
+         flushCoalescer: FlushCoalescingHandler? = nil, budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max),
+         peer: ConnectionPeer? = nil) {
         self.maxSendMessageBytes = maxSendMessageBytes
+        self.peer = peer
         self.http = http
         self.gateway = gateway
         self.routes = routes
@@ -158,7 +163,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         // grpc-timeout does not parse, with PROTOCOL_ERROR before looking at the method.
         guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
             let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/",
-                                          authorization: headers.first(name: "authorization"))
+                                          authorization: headers.first(name: "authorization"), peerIdentity: peer?.identity)
             if http != nil, let gateway, gateway.accepts(request) {
                 state = .gatewayBody(request, [])
                 if endStream { startGateway() }
@@ -199,6 +204,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         var callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop,
                                           cancellation: cancellation)
         if let budget { callContext.longWork = GRPCLongWork(gate: NIOLoopBound(budget, eventLoop: context.eventLoop)) }
+        callContext.peerIdentity = peer?.identity
         switch method {
         case .unary:
             state = .unary(received: nil)

@@ -44,16 +44,32 @@ struct AuthCaller: Sendable {
     }
 }
 
+/// Issues the tokens Authenticate answers with and says whom a token names (`--auth-token`).
+public protocol AuthTokenProvider: Sendable {
+    /// A new token for `user`, whose password hash is `passwordHash` now; `revision` is the
+    /// auth revision (a JWT carries it as its `revision` claim, a simple token as its suffix;
+    /// neither is checked, see docs/consistency.md). Throws when this
+    /// member cannot issue tokens (a JWT public key without its private key).
+    func issue(for user: String, passwordHash: String, revision: UInt64) throws(EtcdError) -> String
+    /// The user `token` names, if it is valid now in `state`: issued here (or signed with this
+    /// member's key), not expired, and its user still has the password it had at issue.
+    func user(of token: String, in state: AuthState) -> String?
+    /// Auth was disabled on this member: tokens held in memory are dropped.
+    func removeAll()
+}
+
 /// The auth side of every call: tokens, and who a call's token names.
 public final class AuthGate: Sendable {
     let store: MVCCStore
-    let tokens: SimpleTokens
+    let tokens: any AuthTokenProvider
     /// `--bcrypt-cost`: the work factor of the password hashes this member writes.
     let bcryptCost: Int
 
-    public init(store: MVCCStore, tokenTTL: Duration = .seconds(300), bcryptCost: Int = 10, clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
+    /// `tokens` nil: etcd's default, simple tokens with `tokenTTL`.
+    public init(store: MVCCStore, tokens: (any AuthTokenProvider)? = nil, tokenTTL: Duration = .seconds(300), bcryptCost: Int = 10,
+                clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
         self.store = store
-        self.tokens = SimpleTokens(ttl: tokenTTL, clock: clock)
+        self.tokens = tokens ?? SimpleTokens(ttl: tokenTTL, clock: clock)
         self.bcryptCost = bcryptCost
     }
 
@@ -62,6 +78,9 @@ public final class AuthGate: Sendable {
     /// fails with "invalid auth token" — even while auth is disabled, as in etcd (a client
     /// that logged in before auth was disabled logs in again, and learns it is off). The token
     /// travels in the metadata as `token` (gRPC clients) or `authorization` (the JSON gateway).
+    /// A call without a token on a connection whose client certificate was verified
+    /// (`--client-cert-auth`) is made by the user the certificate's common name names, as in
+    /// etcd; the JSON gateway's calls never are.
     func caller(_ call: GRPCCallContext) throws(EtcdError) -> AuthCaller? {
         let state = store.authState
         let token = call.headers.first(name: "token") ?? call.headers.first(name: "authorization")
@@ -69,8 +88,9 @@ public final class AuthGate: Sendable {
             guard let user = tokens.user(of: token, in: state) else { throw .invalidAuthToken }
             return state.enabled ? AuthCaller(user: user, state: state) : nil
         }
-        if state.enabled { throw .userEmpty }
-        return nil
+        guard state.enabled else { return nil }
+        if let commonName = call.peerIdentity { return AuthCaller(user: commonName, state: state) }
+        throw .userEmpty
     }
 
     /// Runs `check` against the caller when auth is enabled.
@@ -87,6 +107,7 @@ public final class AuthGate: Sendable {
     /// is gone, as etcd's admin check answers).
     func requireAdmin(_ call: GRPCCallContext) throws(EtcdError) {
         try check(call) { (c: AuthCaller) throws(EtcdError) in
+            guard !c.user.isEmpty else { throw .userEmpty }
             guard c.state.users[c.user] != nil else { throw .userNotFound }
             try c.requireAdmin()
         }
@@ -116,7 +137,7 @@ public final class AuthGate: Sendable {
 /// token was issued, so changing the password or deleting the user — on any member — makes it
 /// invalid, and so does disabling auth. At most `limit` tokens are kept; past it, the one used
 /// least recently goes.
-final class SimpleTokens: Sendable {
+final class SimpleTokens: AuthTokenProvider {
     struct Entry {
         var user: String
         var passwordHash: String
@@ -141,7 +162,7 @@ final class SimpleTokens: Sendable {
         return c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000
     }
 
-    func issue(for user: String, passwordHash: String, suffix: UInt64) -> String {
+    func issue(for user: String, passwordHash: String, revision suffix: UInt64) -> String {
         let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
         var rng = SystemRandomNumberGenerator()
         let random = String(decoding: (0..<16).map { _ in letters.randomElement(using: &rng)! }, as: UTF8.self)
@@ -222,7 +243,10 @@ enum AuthService {
             // bcrypt is slow on purpose: off the event loop.
             NIOThreadPool.singleton.submit { _ in
                 guard BCrypt.verify(password: Array(r.password.utf8), hash: user.passwordHash) else { return done(.failure(.authFailed)) }
-                let token = gate.tokens.issue(for: r.name, passwordHash: user.passwordHash, suffix: UInt64(max(0, store.currentRevision)))
+                let token: String
+                do throws(EtcdError) {
+                    token = try gate.tokens.issue(for: r.name, passwordHash: user.passwordHash, revision: s.revision)
+                } catch { return done(.failure(error)) }
                 var response = AuthenticateResponse()
                 response.header = header()
                 response.token = token

@@ -18,6 +18,11 @@ struct JSONGateway: HTTPGateway {
 
     let routes: GRPCRoutes
     let maxBodyBytes: Int
+    /// Whether auth is enabled now (requests identified by a client certificate are refused
+    /// then, see `serve`).
+    var authEnabled: @Sendable () -> Bool = { false }
+
+    var peerIdentity: (@Sendable (any Channel) -> String?)? { routes.peerIdentity }
 
     /// Path (after the `/v3/` or `/v3beta/` prefix) → method, as etcd 3.5's rpc.proto binds them.
     static let table: [String: Route] = {
@@ -122,6 +127,15 @@ struct JSONGateway: HTTPGateway {
 
     func serve(_ request: HTTPRequestLine, body: [UInt8]?, exchange: HTTPExchange) {
         let path = request.path
+        // A call through the gateway is never made by the user a client certificate names (only
+        // a token names one here): with auth enabled, a request over a connection whose verified
+        // certificate carries a common name is refused rather than served as someone else, as
+        // etcd refuses it.
+        if let commonName = request.peerIdentity, !commonName.isEmpty, authEnabled() {
+            return exchange.reply(HTTPReply(status: 400, contentType: "text/plain; charset=utf-8",
+                                            text: "CommonName of client sending a request against gateway will be ignored and not used as expected\n",
+                                            headers: [("X-Content-Type-Options", "nosniff")]))
+        }
         let suffix = path.hasPrefix("/v3/") ? path.dropFirst(4) : path.dropFirst(8)
         guard let route = Self.table[String(suffix)] else {
             return exchange.reply(HTTPReply(status: 404, contentType: "text/plain; charset=utf-8", text: "Not Found\n",

@@ -34,6 +34,8 @@ public struct ServerConfiguration: Sendable {
     public var watchProgressNotifyInterval: TimeAmount = .minutes(10)
     /// `--auth-token-ttl`: how long a simple token lives after its last use.
     public var authTokenTTL: Duration = .seconds(300)
+    /// `--auth-token jwt,…`: signed tokens; nil for simple tokens (with `authTokenTTL`).
+    public var authTokens: (any AuthTokenProvider)?
     /// `--bcrypt-cost`.
     public var bcryptCost = 10
     /// How often expired leases are revoked (etcd checks every 500 ms).
@@ -226,7 +228,12 @@ public final class LatticeServer: Sendable {
 
         var routes = GRPCRoutes()
         routes.observer = metrics
-        let gate = AuthGate(store: store, tokenTTL: configuration.authTokenTTL, bcryptCost: configuration.bcryptCost)
+        // With client certificates required, a call without a token is made by the user its
+        // certificate's common name names (once auth is enabled).
+        if configuration.clientTLS.clientCertAuth {
+            routes.peerIdentity = { channel in TLSContextSource.peerCommonName(channel) }
+        }
+        let gate = AuthGate(store: store, tokens: configuration.authTokens, tokenTTL: configuration.authTokenTTL, bcryptCost: configuration.bcryptCost)
         KVService.register(on: &routes, store: store, limits: limits, gate: gate, metrics: metrics)
         WatchService.register(on: &routes, store: store, settings: watchSettings, gate: gate)
         LeaseService.register(on: &routes, store: store, limits: limits, gate: gate)
@@ -299,7 +306,8 @@ public final class LatticeServer: Sendable {
                         addresses: urls.map { ($0.host, $0.port) },
                         routes: routes, limits: connectionLimits, group: group,
                         http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false),
-                        gateway: JSONGateway(routes: routes, maxBodyBytes: connectionLimits.maxReceiveMessageBytes),
+                        gateway: JSONGateway(routes: routes, maxBodyBytes: connectionLimits.maxReceiveMessageBytes,
+                                             authEnabled: { store.authState.enabled }),
                         secure: secure ? hook : nil
                     ) { local, remote in
                         logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])

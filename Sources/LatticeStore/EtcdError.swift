@@ -76,4 +76,6 @@ extension EtcdError {
     public static let permissionNotGiven = EtcdError(.invalidArgument, "etcdserver: permission not given")
     /// etcd sends this one unmapped (code Unknown, its internal text).
     public static let noPasswordUser = EtcdError(.unknown, "auth: authentication failed, password was given for no password user")
+    /// Authenticate on a member whose JWT key is a public key only (unmapped in etcd too).
+    public static let verifyOnly = EtcdError(.unknown, "auth: token signing attempted with verify-only key")
 }

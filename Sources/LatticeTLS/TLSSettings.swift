@@ -172,6 +172,16 @@ public final class TLSContextSource: Sendable {
         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context()), position: .first)
     }
 
+    /// The common name in the subject of the certificate the peer of `channel` presented and
+    /// the handshake verified (the last one when the subject names several, as Go reads it);
+    /// nil on a connection without TLS or without a client certificate. On the channel's
+    /// event loop.
+    public static func peerCommonName(_ channel: any Channel) -> String? {
+        guard let handler = try? channel.pipeline.syncOperations.handler(type: NIOSSLHandler.self),
+              let certificate = handler.peerCertificate else { return nil }
+        return certificate.subjectName.last { $0.type == .commonName }?.value
+    }
+
     /// Puts a client-side TLS handler first on a dialled connection.
     public func secureClientConnection(_ channel: any Channel, serverHostname: String?) throws {
         // SNI carries names only, never addresses.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import GRPCWire
+import LatticeJWT
 import LatticeServer
 import LatticeStorage
 import LatticeTLS
@@ -56,10 +57,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Maximum number of operations permitted in a transaction.")
     var maxTxnOps = 128
 
-    @Option(help: "Specify auth token type: 'simple' (tokens held by this member, renewed on use).")
+    @Option(help: "Specify auth token type and options: 'simple' (tokens held by this member, renewed on use) or 'jwt,sign-method=RS256,priv-key=FILE,pub-key=FILE,ttl=5m' (signed tokens; RS/PS/ES/HS 256/384/512).")
     var authToken = "simple"
 
-    @Option(help: "The lifetime in seconds of a simple auth token after its last use.")
+    @Option(help: "The lifetime in seconds of a simple auth token after its last use (JWTs take the ttl option).")
     var authTokenTtl: UInt = 300
 
     @Option(help: "Specify bcrypt algorithm cost factor for auth password hashing (4 to 31).")
@@ -162,10 +163,7 @@ struct Serve: AsyncParsableCommand {
         }
         guard maxTxnOps > 0 else { throw ValidationError("--max-txn-ops must be positive") }
         guard (4...31).contains(bcryptCost) else { throw ValidationError("invalid bcrypt-cost \(bcryptCost): it must be between 4 and 31") }
-        // etcd's syntax is "simple" or "jwt,<options>"; only simple tokens are served here.
-        guard authToken.split(separator: ",").first == "simple" else {
-            throw ValidationError("--auth-token \"\(authToken)\" is not supported: Lattice serves 'simple' tokens (jwt is not implemented)")
-        }
+        _ = try authTokenOptions()
         guard snapshotCount > 0 else { throw ValidationError("--snapshot-count must be positive") }
         _ = try autoCompaction()
         guard quotaBackendBytes >= 0 else { throw ValidationError("--quota-backend-bytes must not be negative") }
@@ -178,6 +176,31 @@ struct Serve: AsyncParsableCommand {
         }
         guard let interval = GoDuration.nanoseconds(experimentalWatchProgressNotifyInterval), interval > 0 else {
             throw ValidationError("invalid duration \"\(experimentalWatchProgressNotifyInterval)\" for --experimental-watch-progress-notify-interval")
+        }
+    }
+
+    /// `--auth-token`, in etcd's syntax: `simple`, or `jwt,` followed by `name=value` options
+    /// separated by commas (returned; nil for simple tokens). A malformed list, a repeated
+    /// option or another type fails start-up, as in etcd.
+    func authTokenOptions() throws -> [String: String]? {
+        let parts = authToken.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        var options: [String: String] = [:]
+        for part in parts.dropFirst() {
+            let pair = part.split(separator: "=", omittingEmptySubsequences: false)
+            guard pair.count == 2, options[String(pair[0])] == nil else {
+                throw ValidationError("--auth-token \"\(authToken)\": auth: invalid auth options (expected name=value pairs, each name once)")
+            }
+            options[String(pair[0])] = String(pair[1])
+        }
+        switch parts[0] {
+        case "simple": return nil
+        case "jwt":
+            if let ttl = options["ttl"], GoDuration.nanoseconds(ttl) == nil {
+                throw ValidationError("--auth-token: invalid duration \"\(ttl)\" for the JWT ttl")
+            }
+            return options
+        default:
+            throw ValidationError("--auth-token \"\(authToken)\": auth: invalid auth options (the type is 'simple' or 'jwt')")
         }
     }
 
@@ -268,6 +291,15 @@ struct Serve: AsyncParsableCommand {
         c.maxRequestBytes = maxRequestBytes
         c.maxTxnOps = maxTxnOps
         c.authTokenTTL = .seconds(Int64(authTokenTtl))
+        if let options = try authTokenOptions() {
+            do {
+                c.authTokens = try JWTTokens(options: options, ttlNanoseconds: options["ttl"].flatMap { GoDuration.nanoseconds($0) }) { path in
+                    try readWholeFile(path, limit: 1 << 20)
+                }
+            } catch {
+                throw ValidationError("--auth-token: \(error)")
+            }
+        }
         c.bcryptCost = bcryptCost
         // etcd: 0 means the default quota.
         c.quotaBackendBytes = quotaBackendBytes == 0 ? 2 << 30 : quotaBackendBytes

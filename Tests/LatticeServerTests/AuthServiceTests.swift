@@ -139,7 +139,7 @@ final class AuthServiceTests: XCTestCase {
         let tokens = SimpleTokens(ttl: .seconds(300), clock: { now.get() }, limit: 3)
         var state = AuthState()
         state.users["u"] = AuthUser(name: "u", passwordHash: "h", noPassword: false, roles: [])
-        let t = tokens.issue(for: "u", passwordHash: "h", suffix: 7)
+        let t = tokens.issue(for: "u", passwordHash: "h", revision: 7)
         XCTAssertTrue(t.hasSuffix(".7"))
         XCTAssertEqual(t.count, 18, "16 random letters, a dot and the suffix")
         now.advance(.seconds(299))
@@ -148,9 +148,9 @@ final class AuthServiceTests: XCTestCase {
         XCTAssertEqual(tokens.user(of: t, in: state), "u")
         now.advance(.seconds(300))
         XCTAssertNil(tokens.user(of: t, in: state), "unused for the TTL: expired")
-        let first = tokens.issue(for: "u", passwordHash: "h", suffix: 1)
+        let first = tokens.issue(for: "u", passwordHash: "h", revision: 1)
         now.advance(.seconds(1))
-        for i in 2...4 { _ = tokens.issue(for: "u", passwordHash: "h", suffix: UInt64(i)) }
+        for i in 2...4 { _ = tokens.issue(for: "u", passwordHash: "h", revision: UInt64(i)) }
         XCTAssertEqual(tokens.count, 3)
         XCTAssertNil(tokens.user(of: first, in: state), "past the limit, the least recently used token goes")
     }

@@ -1799,7 +1799,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
-def etcd_argv(etcd: str):
+def etcd_argv(etcd: str, extra: list[str] | None = None):
     def argv_for(workdir: Path, client_port: int, peer_port: int) -> list[str]:
         client = f"http://127.0.0.1:{client_port}"
         peer = f"http://127.0.0.1:{peer_port}"
@@ -1807,8 +1807,25 @@ def etcd_argv(etcd: str):
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"default={peer}",
-                f"--experimental-watch-progress-notify-interval={WATCH_PROGRESS_NOTIFY_INTERVAL}"]
+                f"--experimental-watch-progress-notify-interval={WATCH_PROGRESS_NOTIFY_INTERVAL}",
+                *(extra or [])]
     return argv_for
+
+
+def jwt_flags(method: str) -> list[str]:
+    """`--auth-token jwt,...` for both servers, with a key pair made here by openssl."""
+    keys = Path(tempfile.mkdtemp(prefix="differential-jwt-"))
+    atexit.register(shutil.rmtree, keys, True)
+    if method.startswith("ES"):
+        curve = {"ES256": "prime256v1", "ES384": "secp384r1", "ES512": "secp521r1"}[method]
+        subprocess.run(["openssl", "ecparam", "-name", curve, "-genkey", "-noout", "-out", str(keys / "jwt.key")], check=True)
+        subprocess.run(["openssl", "ec", "-in", str(keys / "jwt.key"), "-pubout", "-out", str(keys / "jwt.pub")],
+                       check=True, capture_output=True)
+    else:
+        subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(keys / "jwt.key"), "2048"], check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", str(keys / "jwt.key"), "-pubout", "-out", str(keys / "jwt.pub")],
+                       check=True, capture_output=True)
+    return ["--auth-token", f"jwt,pub-key={keys / 'jwt.pub'},priv-key={keys / 'jwt.key'},sign-method={method},ttl=10m"]
 
 
 def lattice_argv(binary: str, extra: list[str]):
@@ -1883,6 +1900,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep data dirs and server logs of started servers")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also print passing cases with their transcript")
+    parser.add_argument("--jwt", metavar="METHOD",
+                        help="both servers issue JWT auth tokens signed with METHOD (RS256, PS256, ES256 …), "
+                             "keys made by openssl")
     parser.add_argument("--lattice-args", nargs=argparse.REMAINDER, default=[],
                         metavar="ARG",
                         help="extra arguments for --lattice-bin; must come last, "
@@ -1924,12 +1944,13 @@ def main(argv: list[str] | None = None) -> int:
             b = Target("(" + args.target_b + ")", args.target_b)
         else:
             etcd = find_etcd_binary("etcd")
-            server_a = pool.start("etcd-a", etcd_argv(etcd))
+            jwt = jwt_flags(args.jwt) if args.jwt else []
+            server_a = pool.start("etcd-a", etcd_argv(etcd, jwt))
             if args.self_test:
-                server_b = pool.start("etcd-b", etcd_argv(etcd))
+                server_b = pool.start("etcd-b", etcd_argv(etcd, jwt))
             else:
                 server_b = pool.start("lattice", lattice_argv(args.lattice_bin,
-                                                              args.lattice_args))
+                                                              jwt + args.lattice_args))
             for server in (server_a, server_b):
                 wait_ready(etcdctl, server, args.startup_timeout)
                 if args.verbose:

@@ -13,6 +13,10 @@
     after a restart); etcdctl skipping verification is served, one verifying is refused; two
     members replicate over generated peer certificates.
   * The JSON gateway over TLS, on HTTP/1.1 and HTTP/2.
+  * Certificate identity: with --client-cert-auth and auth enabled, a call without a token is
+    made by the user the certificate's common name names (root administers, a user reaches
+    only its granted keys, an unknown name is denied); a token overrides it; a cleartext call
+    has no identity; the JSON gateway refuses certificates with a common name, as etcd does.
   * https:// without a certificate, and other bad TLS flags: start-up fails with a clear message.
   * A cleartext http:// URL beside the https:// one keeps serving.
 
@@ -93,6 +97,8 @@ def main() -> int:
     make_ca(certs, "other-ca")
     make_cert(certs, "ca", "server", "lattice", server=True)
     make_cert(certs, "ca", "client", "root")
+    make_cert(certs, "ca", "alice", "alice")
+    make_cert(certs, "ca", "nobody", "nobody")
     make_cert(certs, "other-ca", "stranger", "root")
     make_cert(certs, "ca", "expired", "root", expired=True)
     make_ca(certs, "ca2")
@@ -156,6 +162,38 @@ def main() -> int:
         r = subprocess.run(["curl", "-s", "-m", "5", "--cacert", str(certs / "ca.crt"), f"{endpoint}/health"],
                            capture_output=True, text=True)
         check(r.returncode != 0, "/health without a client certificate: refused", r.stdout)
+
+        # Certificate identity (auth enabled): the common name is the user, as in etcd.
+        for command in (["user", "add", "root:rootpw"], ["role", "add", "root"], ["user", "grant-role", "root", "root"],
+                        ["user", "add", "alice:alicepw"], ["role", "add", "app"],
+                        ["role", "grant-permission", "app", "readwrite", "app/", "--prefix"],
+                        ["user", "grant-role", "alice", "app"], ["auth", "enable"]):
+            r = ctl(endpoint, *command)
+            check(r.returncode == 0, f"auth set-up by certificate (CN=root), before auth is on: {' '.join(command)}", r.stderr)
+        r = ctl(endpoint, "user", "list")
+        check(r.stdout.split() == ["alice", "root"], "auth on: CN=root without a password administers (user list)", r.stderr)
+        r = ctl(endpoint, "put", "app/one", "1", cert="alice")
+        check(r.stdout.strip() == "OK", "CN=alice writes under its granted prefix", r.stderr)
+        r = ctl(endpoint, "put", "greeting", "hi", cert="alice")
+        check("etcdserver: permission denied" in r.stderr, "CN=alice outside its prefix: permission denied", r.stdout + r.stderr)
+        r = ctl(endpoint, "user", "list", cert="alice")
+        check("etcdserver: permission denied" in r.stderr, "CN=alice cannot administer", r.stdout + r.stderr)
+        r = ctl(endpoint, "get", "app/one", cert="nobody")
+        check("etcdserver: permission denied" in r.stderr, "CN=nobody (no such user): permission denied", r.stdout + r.stderr)
+        r = ctl(endpoint, "user", "list", cert="nobody")
+        check("etcdserver: user name not found" in r.stderr, "CN=nobody administering: user name not found", r.stdout + r.stderr)
+        r = ctl(endpoint, "--user", "root:rootpw", "put", "greeting", "hello", cert="alice")
+        check(r.stdout.strip() == "OK", "a token (root's) overrides the certificate's name (alice)", r.stderr)
+        r = subprocess.run([etcdctl, f"--endpoints=127.0.0.1:{plain}", "get", "app/one"], capture_output=True, text=True, timeout=30)
+        check("etcdserver: user name is empty" in r.stderr, "cleartext, no token: user name is empty", r.stdout + r.stderr)
+        for flag, label in ((["--http1.1"], "HTTP/1.1"), (["--http2"], "HTTP/2")):
+            r = curl(f"{endpoint}/v3/kv/range", *flag, "-w", " %{http_code}", "-d", '{"key":"Z3JlZXRpbmc="}')
+            check(r.stdout == "CommonName of client sending a request against gateway will be ignored and not used as expected\n 400",
+                  f"JSON gateway with auth on refuses a certificate with a common name, {label}", r.stdout + r.stderr)
+        r = ctl(endpoint, "auth", "disable", cert="alice")
+        check("etcdserver: permission denied" in r.stderr, "CN=alice cannot disable auth", r.stdout + r.stderr)
+        r = ctl(endpoint, "auth", "disable")
+        check(r.stdout.strip() == "Authentication Disabled", "CN=root disables auth", r.stdout + r.stderr)
 
         # Renewed certificates: replace the files; the next connection uses them.
         shutil.copy(certs / "server2.crt", certs / "live.crt")
