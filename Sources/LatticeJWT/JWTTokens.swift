@@ -65,43 +65,54 @@ public final class JWTTokens: AuthTokenProvider {
         self.header = Base64URL.encode(Array("{\"alg\":\"\(algorithm.rawValue)\",\"typ\":\"JWT\"}".utf8))
         let privateText = privateKeyPEM.map { String(decoding: $0, as: UTF8.self) }
         let publicText = publicKeyPEM.map { String(decoding: $0, as: UTF8.self) }
-        func load<T>(_ what: String, _ body: () throws -> T) throws(JWTError) -> T {
-            do { return try body() } catch { throw JWTError("cannot read the JWT \(what) for \(algorithm.rawValue): \(error)") }
-        }
         switch algorithm {
         case .RS256, .RS384, .RS512, .PS256, .PS384, .PS512:
             // etcd accepts RSA keys of any size; so does this (1024 bits and up).
-            let signing = try privateText.map { text throws(JWTError) in
-                try load("private key") { try _RSA.Signing.PrivateKey(unsafePEMRepresentation: text) }
-            }
-            let given = try publicText.map { text throws(JWTError) in
-                try load("public key") { try _RSA.Signing.PublicKey(unsafePEMRepresentation: text) }
-            }
-            guard let verifying = given ?? signing?.publicKey else { throw JWTError.missingKey }
-            if let signing, signing.publicKey.derRepresentation != verifying.derRepresentation { throw JWTError.keyMismatch }
+            let (signing, verifying) = try Self.pair(algorithm, privateText, publicText,
+                                                     { try _RSA.Signing.PrivateKey(unsafePEMRepresentation: $0) },
+                                                     { try _RSA.Signing.PublicKey(unsafePEMRepresentation: $0) },
+                                                     \.publicKey, { $0.derRepresentation == $1.derRepresentation })
             key = .rsa(signing: signing, verifying: verifying)
         case .ES256:
-            let signing = try privateText.map { t throws(JWTError) in try load("private key") { try P256.Signing.PrivateKey(pemRepresentation: t) } }
-            let given = try publicText.map { t throws(JWTError) in try load("public key") { try P256.Signing.PublicKey(pemRepresentation: t) } }
-            guard let verifying = given ?? signing?.publicKey else { throw JWTError.missingKey }
-            if let signing, signing.publicKey.rawRepresentation != verifying.rawRepresentation { throw JWTError.keyMismatch }
+            let (signing, verifying) = try Self.pair(algorithm, privateText, publicText,
+                                                     { try P256.Signing.PrivateKey(pemRepresentation: $0) },
+                                                     { try P256.Signing.PublicKey(pemRepresentation: $0) },
+                                                     \.publicKey, { $0.rawRepresentation == $1.rawRepresentation })
             key = .p256(signing: signing, verifying: verifying)
         case .ES384:
-            let signing = try privateText.map { t throws(JWTError) in try load("private key") { try P384.Signing.PrivateKey(pemRepresentation: t) } }
-            let given = try publicText.map { t throws(JWTError) in try load("public key") { try P384.Signing.PublicKey(pemRepresentation: t) } }
-            guard let verifying = given ?? signing?.publicKey else { throw JWTError.missingKey }
-            if let signing, signing.publicKey.rawRepresentation != verifying.rawRepresentation { throw JWTError.keyMismatch }
+            let (signing, verifying) = try Self.pair(algorithm, privateText, publicText,
+                                                     { try P384.Signing.PrivateKey(pemRepresentation: $0) },
+                                                     { try P384.Signing.PublicKey(pemRepresentation: $0) },
+                                                     \.publicKey, { $0.rawRepresentation == $1.rawRepresentation })
             key = .p384(signing: signing, verifying: verifying)
         case .ES512:
-            let signing = try privateText.map { t throws(JWTError) in try load("private key") { try P521.Signing.PrivateKey(pemRepresentation: t) } }
-            let given = try publicText.map { t throws(JWTError) in try load("public key") { try P521.Signing.PublicKey(pemRepresentation: t) } }
-            guard let verifying = given ?? signing?.publicKey else { throw JWTError.missingKey }
-            if let signing, signing.publicKey.rawRepresentation != verifying.rawRepresentation { throw JWTError.keyMismatch }
+            let (signing, verifying) = try Self.pair(algorithm, privateText, publicText,
+                                                     { try P521.Signing.PrivateKey(pemRepresentation: $0) },
+                                                     { try P521.Signing.PublicKey(pemRepresentation: $0) },
+                                                     \.publicKey, { $0.rawRepresentation == $1.rawRepresentation })
             key = .p521(signing: signing, verifying: verifying)
         case .HS256, .HS384, .HS512:
             guard let secret = privateKeyPEM, !secret.isEmpty else { throw JWTError.missingKey }
             key = .hmac(SymmetricKey(data: secret))
         }
+    }
+
+    /// The signing key (nil: verify only) and the verifying key of an asymmetric method: the
+    /// public key given, else the private key's; with both, they must be a pair.
+    private static func pair<Signing, Verifying>(
+        _ algorithm: Algorithm, _ privateText: String?, _ publicText: String?,
+        _ parseSigning: (String) throws -> Signing, _ parseVerifying: (String) throws -> Verifying,
+        _ publicKey: (Signing) -> Verifying, _ same: (Verifying, Verifying) -> Bool
+    ) throws(JWTError) -> (Signing?, Verifying) {
+        func load<T>(_ what: String, _ text: String?, _ parse: (String) throws -> T) throws(JWTError) -> T? {
+            guard let text else { return nil }
+            do { return try parse(text) } catch { throw JWTError("cannot read the JWT \(what) for \(algorithm.rawValue): \(error)") }
+        }
+        let signing = try load("private key", privateText, parseSigning)
+        let given = try load("public key", publicText, parseVerifying)
+        guard let verifying = given ?? signing.map(publicKey) else { throw JWTError.missingKey }
+        if let signing, !same(publicKey(signing), verifying) { throw JWTError.keyMismatch }
+        return (signing, verifying)
     }
 
     /// etcd's option list after `jwt,`: `sign-method` (required), `priv-key` and `pub-key`

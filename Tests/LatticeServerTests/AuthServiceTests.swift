@@ -33,18 +33,6 @@ final class AuthServiceTests: XCTestCase {
         try await call("/etcdserverpb.Auth/\(method)", request, token: token)
     }
 
-    private func expectStatus(_ code: GRPCStatus.Code, _ message: String, line: UInt = #line, _ body: () async throws -> Void) async {
-        do {
-            try await body()
-            XCTFail("expected \(code) \(message)", line: line)
-        } catch let status as GRPCStatus {
-            XCTAssertEqual(status.code, code, line: line)
-            XCTAssertEqual(status.message, message, line: line)
-        } catch {
-            XCTFail("unexpected \(error)", line: line)
-        }
-    }
-
     private func login(_ name: String, _ password: String) async throws -> String {
         let r: AuthenticateResponse = try await auth("Authenticate", AuthenticateRequest(name: name, password: password))
         XCTAssertFalse(r.token.isEmpty)

@@ -35,18 +35,6 @@ final class KVServiceTests: XCTestCase {
         try Response(protoBytes: try await client.unary(path: "/etcdserverpb.KV/\(method)", request: request.protoBytes(), gzip: gzip))
     }
 
-    private func expectStatus(_ code: GRPCStatus.Code, _ message: String, _ body: () async throws -> Void, line: UInt = #line) async {
-        do {
-            try await body()
-            XCTFail("expected \(code) \(message)", line: line)
-        } catch let status as GRPCStatus {
-            XCTAssertEqual(status.code, code, line: line)
-            XCTAssertEqual(status.message, message, line: line)
-        } catch {
-            XCTFail("unexpected \(error)", line: line)
-        }
-    }
-
     func testHeadersCarryEtcdsDefaultMemberAndClusterIDs() async throws {
         let r: RangeResponse = try await call("Range", RangeRequest(key: Array("k".utf8)))
         XCTAssertEqual(r.header?.memberID, 0x8e9e05c52164694d)
