@@ -97,6 +97,33 @@ public struct AuthState: Hashable, Sendable {
     public var roles: [String: [AuthPermission]] = [:]
 
     public init() {}
+
+    /// The operations that build this state from nothing (roles and their permissions, then
+    /// users and their roles, then the enabled flag): what a snapshot carries.
+    public var ops: [AuthOp] {
+        var out: [AuthOp] = []
+        for (role, permissions) in roles.sorted(by: { $0.key < $1.key }) {
+            out.append(AuthOp(set: .role(role)))
+            for p in permissions { out.append(AuthOp(set: .permission(role: role, key: p.key, rangeEnd: p.rangeEnd), to: .permission(p.type))) }
+        }
+        for (name, user) in users.sorted(by: { $0.key < $1.key }) {
+            out.append(AuthOp(set: .user(name), to: .user(passwordHash: user.passwordHash, noPassword: user.noPassword)))
+            for role in user.roles { out.append(AuthOp(set: .userRole(user: name, role: role))) }
+        }
+        if enabled { out.append(AuthOp(set: .enabled, to: .enabled(true))) }
+        return out
+    }
+}
+
+extension AuthOp {
+    /// The operation's wire form (as replicated changes carry it).
+    public var encoded: [UInt8] { AuthOpMessage(self).protoBytes() }
+
+    /// Decodes `encoded`; nil when the bytes are no valid operation.
+    public init?(encoded bytes: [UInt8]) {
+        guard let op = (try? AuthOpMessage(protoBytes: bytes))?.op else { return nil }
+        self = op
+    }
 }
 
 /// Users, roles and permissions as replicated state. Every element is a *remove-wins* set

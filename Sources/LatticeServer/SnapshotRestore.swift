@@ -18,6 +18,9 @@ public struct SnapshotContents: Sendable {
     public var kvs: [KeyValue]
     /// Lease id → TTL in seconds (etcd snapshots; Lattice snapshots hold no lease TTLs).
     public var leases: [Int64: Int64]
+    /// The snapshot's users, roles, permissions and enabled flag, as the auth changes that
+    /// recreate them (empty when it has none).
+    public var auth: [AuthOp] = []
     public var revision: Int64
     /// `snapshot status` figures, as etcdutl computes them for an etcd snapshot: a CRC-32C of
     /// every bucket name, key and value; the number of entries in all buckets; the database's
@@ -53,11 +56,27 @@ public struct SnapshotContents: Sendable {
             throw SnapshotRestoreError("cannot decode the snapshot's keyspace: \(error)")
         }
         let revision = max(response.header?.revision ?? 1, response.kvs.map(\.modRevision).max() ?? 1)
+        // The auth operations follow the keys in a field RangeResponse does not have.
+        var auth: [AuthOp] = []
+        var reader = ProtoReader(Array(bytes[16..<(16 + Int(length))]))
+        do {
+            while let (field, wire) = try reader.nextTag() {
+                guard field == SnapshotEncoder.authField else { try reader.skip(wire, field: field); continue }
+                guard let op = AuthOp(encoded: try reader.readBytes(wire, field: field)) else {
+                    throw SnapshotRestoreError("the snapshot's auth state does not decode")
+                }
+                auth.append(op)
+            }
+        } catch let error as SnapshotRestoreError {
+            throw error
+        } catch {
+            throw SnapshotRestoreError("cannot decode the snapshot's auth state: \(error)")
+        }
         var crc: UInt32 = 0
         for kv in response.kvs {
             crc = CRC32C.update(CRC32C.update(crc, kv.key), kv.value)
         }
-        return SnapshotContents(format: .lattice, kvs: response.kvs, leases: [:], revision: revision,
+        return SnapshotContents(format: .lattice, kvs: response.kvs, leases: [:], auth: auth, revision: revision,
                                 hash: crc, totalKeys: response.kvs.count, totalBytes: bytes.count)
     }
 
@@ -110,6 +129,7 @@ public struct SnapshotContents: Sendable {
         } catch {
             throw SnapshotRestoreError("\(error)")
         }
+        let auth = try parseEtcdAuth(bolt)
         // etcdutl's status: every bucket's name, then its keys and values, into one CRC-32C.
         var crc: UInt32 = 0
         var entries = 0
@@ -125,7 +145,45 @@ public struct SnapshotContents: Sendable {
             throw SnapshotRestoreError("\(error)")
         }
         return SnapshotContents(format: .etcd, kvs: live.values.sorted { $0.key.lexicographicallyPrecedes($1.key) }, leases: leases,
-                                revision: revision, hash: crc, totalKeys: entries, totalBytes: bolt.usedBytes)
+                                auth: auth, revision: revision, hash: crc, totalKeys: entries, totalBytes: bolt.usedBytes)
+    }
+
+    /// etcd's auth buckets: `authRoles` (name → authpb.Role with its key permissions),
+    /// `authUsers` (name → authpb.User: bcrypt hash, roles, no-password option) and `auth`
+    /// (`authEnabled`: one byte). Password hashes are kept as they are (Lattice's bcrypt
+    /// verifies etcd's), so every user logs in with the password it had.
+    static func parseEtcdAuth(_ bolt: BoltFile) throws(SnapshotRestoreError) -> [AuthOp] {
+        var roles: [AuthOp] = []
+        var users: [AuthOp] = []
+        var enabled = false
+        do {
+            try bolt.forEach(inBucket: Array("authRoles".utf8)) { _, value throws(StorageError) in
+                let role: Role
+                do { role = try Role(protoBytes: Array(value)) } catch { throw StorageError(.corruption, "etcd snapshot: role: \(error)") }
+                let name = String(decoding: role.name, as: UTF8.self)
+                roles.append(AuthOp(set: .role(name)))
+                for p in role.keyPermission {
+                    guard let type = AuthPermissionType(rawValue: p.permType.rawValue) else {
+                        throw StorageError(.corruption, "etcd snapshot: role \(name): permission type \(p.permType.rawValue)")
+                    }
+                    roles.append(AuthOp(set: .permission(role: name, key: p.key, rangeEnd: p.rangeEnd), to: .permission(type)))
+                }
+            }
+            try bolt.forEach(inBucket: Array("authUsers".utf8)) { _, value throws(StorageError) in
+                let user: User
+                do { user = try User(protoBytes: Array(value)) } catch { throw StorageError(.corruption, "etcd snapshot: user: \(error)") }
+                let name = String(decoding: user.name, as: UTF8.self)
+                users.append(AuthOp(set: .user(name), to: .user(passwordHash: String(decoding: user.password, as: UTF8.self),
+                                                                noPassword: user.options?.noPassword ?? false)))
+                for role in user.roles { users.append(AuthOp(set: .userRole(user: name, role: role))) }
+            }
+            try bolt.forEach(inBucket: Array("auth".utf8)) { key, value throws(StorageError) in
+                if key == Array("authEnabled".utf8) { enabled = value.first == 1 }
+            }
+        } catch {
+            throw SnapshotRestoreError("\(error)")
+        }
+        return roles + users + (enabled ? [AuthOp(set: .enabled, to: .enabled(true))] : [])
     }
 
     /// Builds a new data directory holding this keyspace: its leases granted with their TTL
@@ -171,6 +229,7 @@ public struct SnapshotContents: Sendable {
             }
             try flush()
             try store.adoptRevisions(of: kvs, revision: revision)
+            if !auth.isEmpty { try store.changeAuth(auth) }
         } catch {
             throw SnapshotRestoreError("restoring into \"\(dataDir)\": \(error.message)")
         }

@@ -24,14 +24,15 @@ extension MVCCStore {
 
     /// The member's keyspace at the current revision, for Maintenance/Snapshot, framed the way
     /// etcd clients check a snapshot stream: the payload ("LATTICE1", u64 length, an encoded
-    /// RangeResponse of every key), zero-padded to a multiple of 512 bytes, then the SHA-256 of
-    /// everything before it. The keys are captured under the read lock (a consistent point; the
+    /// RangeResponse of every key, followed by the auth state as operations in field
+    /// `SnapshotEncoder.authField`, which RangeResponse decoders skip), zero-padded to a
+    /// multiple of 512 bytes, then the SHA-256 of everything before it. The keys are captured under the read lock (a consistent point; the
     /// values are shared with the index, not copied); the bytes are produced on demand, in
     /// chunks, by the returned encoder.
     public func snapshotEncoder() -> SnapshotEncoder {
         var all = RangeRequest(key: [0], rangeEnd: [0])
         all.serializable = true
-        return SnapshotEncoder((try? range(all)) ?? RangeResponse())
+        return SnapshotEncoder((try? range(all)) ?? RangeResponse(), auth: authState.ops)
     }
 
     /// The whole snapshot stream in one array (tests and small tools; the service streams).
@@ -62,7 +63,10 @@ public final class SnapshotEncoder: @unchecked Sendable {
     private var carryOffset = 0
     public private(set) var producedBytes = 0
 
-    init(_ response: RangeResponse) {
+    /// The field number of the auth operations after the keys (far from RangeResponse's own).
+    public static let authField = 1000
+
+    init(_ response: RangeResponse, auth: [AuthOp] = []) {
         kvs = response.kvs
         var leading = RangeResponse()
         leading.header = response.header
@@ -71,6 +75,16 @@ public final class SnapshotEncoder: @unchecked Sendable {
         trailing.more = response.more
         trailing.count = response.count
         suffix = trailing.protoBytes()
+        for op in auth {
+            let bytes = op.encoded
+            var tag = UInt64(Self.authField << 3 | 2)
+            while tag >= 0x80 { suffix.append(UInt8(truncatingIfNeeded: tag) | 0x80); tag >>= 7 }
+            suffix.append(UInt8(tag))
+            var size = UInt64(bytes.count)
+            while size >= 0x80 { suffix.append(UInt8(truncatingIfNeeded: size) | 0x80); size >>= 7 }
+            suffix.append(UInt8(size))
+            suffix += bytes
+        }
         var payload = prefix.count + suffix.count
         for kv in kvs {
             let size = kv.protoSize

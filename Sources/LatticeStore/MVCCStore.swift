@@ -318,6 +318,8 @@ public final class MVCCStore: Sendable {
     public func deleteRange(_ d: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse { try wait { deleteRange(d, completion: $0) } }
     public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse { try wait { txn(t, completion: $0) } }
     public func compact(_ c: CompactionRequest) throws(EtcdError) -> CompactionResponse { try wait { compact(c, completion: $0) } }
+    /// Applies `ops` to the auth state as one durable change.
+    public func changeAuth(_ ops: [AuthOp]) throws(EtcdError) { _ = try wait { changeAuth({ _ in ops }, completion: $0) } }
 
     /// Runs an asynchronous store call and waits for its completion (tests, tools; never on an
     /// event loop).

@@ -1,4 +1,5 @@
 import EtcdAPI
+import LatticeCore
 @testable import LatticeServer
 import LatticeStore
 import LatticeTestSupport
@@ -32,6 +33,40 @@ final class SnapshotRestoreTests: XCTestCase {
         XCTAssertEqual(all.kvs.map(\.value), contents.kvs.map(\.value))
         XCTAssertEqual(all.kvs.first { $0.key == Array("k/5".utf8) }?.lease, 77)
         XCTAssertThrowsError(try contents.restore(into: dir, memberID: 1, clusterID: 2, defaultLeaseTTL: 30))
+    }
+
+    /// Users, roles, permissions and the enabled flag travel in the snapshot: restored, auth is
+    /// on with the same state (a snapshot without auth restores none).
+    func testASnapshotCarriesTheAuthState() throws {
+        let dirs = TemporaryDirectories(prefix: "lattice-restore-auth")
+        defer { dirs.removeAll() }
+        let source = try MVCCStore(configuration: .init(memberID: 1, clusterID: 2))
+        let plain = try SnapshotContents.parse(source.snapshotBytes())
+        XCTAssertEqual(plain.auth, [], "no auth state, no auth operations")
+        try source.changeAuth([
+            AuthOp(set: .user("root"), to: .user(passwordHash: "$2a$04$root", noPassword: false)),
+            AuthOp(set: .userRole(user: "root", role: "root")),
+            AuthOp(set: .role("app")),
+            AuthOp(set: .permission(role: "app", key: Array("app/".utf8), rangeEnd: Array("app0".utf8)), to: .permission(.readwrite)),
+            AuthOp(set: .permission(role: "app", key: Array("cfg".utf8), rangeEnd: []), to: .permission(.read)),
+            AuthOp(set: .user("bot"), to: .user(passwordHash: "", noPassword: true)),
+            AuthOp(set: .userRole(user: "bot", role: "app")),
+            AuthOp(set: .enabled, to: .enabled(true)),
+        ])
+        _ = try source.put(PutRequest(key: Array("app/x".utf8), value: Array("1".utf8)))
+        let expected = source.authState
+        let contents = try SnapshotContents.parse(source.snapshotBytes())
+        source.close()
+        XCTAssertEqual(contents.kvs.count, 1, "the auth operations are not keys")
+
+        let dir = dirs.make()
+        try contents.restore(into: dir, memberID: 1, clusterID: 2, defaultLeaseTTL: 30)
+        let restored = try MVCCStore(configuration: { var c = MVCCStore.Configuration(memberID: 1, clusterID: 2); c.dataDirectory = dir; return c }())
+        defer { restored.close() }
+        var got = restored.authState
+        got.revision = expected.revision  // counts the changes applied here, not the source's
+        XCTAssertEqual(got, expected)
+        XCTAssertTrue(got.enabled)
     }
 
     /// Every key keeps its create revision, mod revision and version (kube-apiserver's
