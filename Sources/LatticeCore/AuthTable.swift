@@ -95,6 +95,9 @@ public struct AuthState: Hashable, Sendable {
     public var users: [String: AuthUser] = [:]
     /// Role → its permissions, in etcd's order (by key, then range end).
     public var roles: [String: [AuthPermission]] = [:]
+    /// The write that enabled auth (nil while it is disabled): it changes whenever auth is
+    /// disabled and enabled again anywhere, which ends every simple token issued before.
+    public var enabledBy: Dot?
 
     public init() {}
 
@@ -201,7 +204,10 @@ struct AuthTable: Hashable, Sendable {
     }
 
     /// The element's value, nil when it is not present.
-    func value(of element: AuthElement) -> AuthValue? {
+    func value(of element: AuthElement) -> AuthValue? { winner(of: element)?.value }
+
+    /// The write whose value the element has, nil when it is not present.
+    func winner(of element: AuthElement) -> Add? {
         guard let entry = entries[element] else { return nil }
         var removals = entry.removes
         for a in element.ancestors { removals += entries[a]?.removes ?? [] }
@@ -209,13 +215,16 @@ struct AuthTable: Hashable, Sendable {
         for add in entry.adds where removals.allSatisfy({ add.deps.contains($0) }) {
             if best.map({ ($0.hlc, $0.dot) < (add.hlc, add.dot) }) ?? true { best = add }
         }
-        return best?.value
+        return best
     }
 
     var state: AuthState {
         var s = AuthState()
         s.revision = applied + 1
-        if case .enabled(let on)? = value(of: .enabled) { s.enabled = on }
+        if let add = winner(of: .enabled), case .enabled(let on) = add.value {
+            s.enabled = on
+            if on { s.enabledBy = add.dot }
+        }
         var grants: [String: [String]] = [:]
         var permissions: [(role: String, AuthPermission)] = []
         for element in entries.keys {

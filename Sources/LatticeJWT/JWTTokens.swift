@@ -137,7 +137,9 @@ public final class JWTTokens: AuthTokenProvider {
         return Int64(ts.tv_sec)
     }
 
-    public func issue(for user: String, passwordHash: String, revision: UInt64) throws(EtcdError) -> String {
+    public func issue(for user: String, in state: AuthState) throws(EtcdError) -> String {
+        let passwordHash = state.users[user]?.passwordHash ?? ""
+        let revision = state.revision
         let seconds = ttl.components.seconds + (ttl.components.attoseconds > 0 ? 1 : 0)
         let claims: JSONValue = .object([
             Array("username".utf8): .string(Array(user.utf8)),

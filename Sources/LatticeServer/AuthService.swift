@@ -46,11 +46,11 @@ struct AuthCaller: Sendable {
 
 /// Issues the tokens Authenticate answers with and says whom a token names (`--auth-token`).
 public protocol AuthTokenProvider: Sendable {
-    /// A new token for `user`, whose password hash is `passwordHash` now; `revision` is the
-    /// auth revision (a JWT carries it as its `revision` claim, a simple token as its suffix;
-    /// neither is checked, see docs/consistency.md). Throws when this
-    /// member cannot issue tokens (a JWT public key without its private key).
-    func issue(for user: String, passwordHash: String, revision: UInt64) throws(EtcdError) -> String
+    /// A new token for `user` (who exists in `state`, with the password just checked); it
+    /// shows the auth revision (a JWT's `revision` claim, a simple token's suffix; neither is
+    /// checked, see docs/consistency.md). Throws when this member cannot issue tokens (a JWT
+    /// public key without its private key).
+    func issue(for user: String, in state: AuthState) throws(EtcdError) -> String
     /// The user `token` names, if it is valid now in `state`: issued here (or signed with this
     /// member's key), not expired, and its user still has the password it had at issue.
     func user(of token: String, in state: AuthState) -> String?
@@ -83,8 +83,9 @@ public final class AuthGate: Sendable {
     /// etcd; the JSON gateway's calls never are.
     func caller(_ call: GRPCCallContext) throws(EtcdError) -> AuthCaller? {
         let state = store.authState
+        // A token header that is present but empty is an invalid token, as in etcd.
         let token = call.headers.first(name: "token") ?? call.headers.first(name: "authorization")
-        if let token, !token.isEmpty {
+        if let token {
             guard let user = tokens.user(of: token, in: state) else { throw .invalidAuthToken }
             return state.enabled ? AuthCaller(user: user, state: state) : nil
         }
@@ -141,6 +142,8 @@ final class SimpleTokens: AuthTokenProvider {
     struct Entry {
         var user: String
         var passwordHash: String
+        /// The write that had enabled auth when the token was issued.
+        var enabledBy: Dot?
         var lastUse: NIODeadline
     }
 
@@ -162,7 +165,9 @@ final class SimpleTokens: AuthTokenProvider {
         return c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000
     }
 
-    func issue(for user: String, passwordHash: String, revision suffix: UInt64) -> String {
+    func issue(for user: String, in state: AuthState) -> String {
+        let passwordHash = state.users[user]?.passwordHash ?? ""
+        let suffix = state.revision
         let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
         var rng = SystemRandomNumberGenerator()
         let random = String(decoding: (0..<16).map { _ in letters.randomElement(using: &rng)! }, as: UTF8.self)
@@ -174,7 +179,7 @@ final class SimpleTokens: AuthTokenProvider {
                 e = e.filter { now - $0.value.lastUse < ttl }
                 if e.count >= limit, let oldest = e.min(by: { $0.value.lastUse < $1.value.lastUse })?.key { e[oldest] = nil }
             }
-            e[token] = Entry(user: user, passwordHash: passwordHash, lastUse: now)
+            e[token] = Entry(user: user, passwordHash: passwordHash, enabledBy: state.enabledBy, lastUse: now)
         }
         return token
     }
@@ -186,7 +191,9 @@ final class SimpleTokens: AuthTokenProvider {
         let ttl = TimeAmount.nanoseconds(ttlNanoseconds)
         return entries.withLock { e -> String? in
             guard var entry = e[token] else { return nil }
-            guard now - entry.lastUse < ttl, state.users[entry.user]?.passwordHash == entry.passwordHash else {
+            // Disabling auth anywhere ends the tokens (enabling it again is another write).
+            guard now - entry.lastUse < ttl, state.users[entry.user]?.passwordHash == entry.passwordHash,
+                  state.enabledBy == entry.enabledBy else {
                 e[token] = nil
                 return nil
             }
@@ -240,12 +247,12 @@ enum AuthService {
             guard s.enabled else { return done(.failure(.authNotEnabled)) }
             guard let user = s.users[r.name] else { return done(.failure(.authFailed)) }
             if user.noPassword { return done(.failure(.noPasswordUser)) }
-            // bcrypt is slow on purpose: off the event loop.
-            NIOThreadPool.singleton.submit { _ in
+            // bcrypt is slow on purpose: off the event loop, on its own bounded workers.
+            PasswordWork.run(done) {
                 guard BCrypt.verify(password: Array(r.password.utf8), hash: user.passwordHash) else { return done(.failure(.authFailed)) }
                 let token: String
                 do throws(EtcdError) {
-                    token = try gate.tokens.issue(for: r.name, passwordHash: user.passwordHash, revision: s.revision)
+                    token = try gate.tokens.issue(for: r.name, in: s)
                 } catch { return done(.failure(error)) }
                 var response = AuthenticateResponse()
                 response.header = header()
@@ -261,7 +268,9 @@ enum AuthService {
                 guard !r.name.isEmpty else { throw .userEmpty }
             } catch { return done(.failure(error)) }
             let noPassword = r.options?.noPassword ?? false
-            hashPassword(r.password, hashed: r.hashedPassword, noPassword: noPassword, cost: gate.bcryptCost) { hash in
+            // As etcd 3.5: the password is hashed here (an empty one too); a hashed_password
+            // in the request is not used.
+            hashPassword(noPassword ? nil : r.password, cost: gate.bcryptCost, failure: done) { hash in
                 store.changeAuth({ (s: AuthState) throws(EtcdError) -> [AuthOp] in
                     if s.users[r.name] != nil { throw .userAlreadyExists }
                     return [AuthOp(set: .user(r.name), to: .user(passwordHash: hash, noPassword: noPassword))]
@@ -301,12 +310,19 @@ enum AuthService {
         routes.add(service: service, method: "UserChangePassword", asyncUnary(limits: nil, AuthUserChangePasswordResponse.self) {
             (r: AuthUserChangePasswordRequest, call, done) in
             do throws(EtcdError) { try admin(call) } catch { return done(.failure(error)) }
-            hashPassword(r.password, hashed: r.hashedPassword, noPassword: false, cost: gate.bcryptCost) { hash in
+            // As etcd 3.5: a password is hashed here; without one, hashed_password is taken as
+            // the base64 of a bcrypt hash (none at all leaves a password nothing matches).
+            hashPassword(r.password.isEmpty ? nil : r.password, cost: gate.bcryptCost, failure: done) { hash in
                 store.changeAuth({ (s: AuthState) throws(EtcdError) -> [AuthOp] in
                     guard let user = s.users[r.name] else { throw .userNotFound }
                     // A user without password keeps having none (etcd ignores the password).
-                    if user.noPassword { return [] }
-                    return [AuthOp(set: .user(r.name), to: .user(passwordHash: hash, noPassword: false))]
+                    if user.noPassword { return [AuthOp(set: .user(r.name), to: .user(passwordHash: "", noPassword: true))] }
+                    var stored = hash
+                    if r.password.isEmpty {
+                        guard let decoded = Base64.decode(Array(r.hashedPassword.utf8)) else { throw .noPasswordUser }
+                        stored = String(decoding: decoded, as: UTF8.self)
+                    }
+                    return [AuthOp(set: .user(r.name), to: .user(passwordHash: stored, noPassword: false))]
                 }, completion: { done($0.map { _ in var x = AuthUserChangePasswordResponse(); x.header = header(); return x }) })
             }
         })
@@ -414,16 +430,38 @@ enum AuthService {
         }
     }
 
-    /// The stored form of a password: the client's own bcrypt hash (etcd 3.5's
-    /// `hashedPassword`), none for a user without password, else a bcrypt hash made off the
-    /// event loop.
-    static func hashPassword(_ password: String, hashed: String, noPassword: Bool, cost: Int,
-                             then: @escaping @Sendable (String) -> Void) {
-        if !hashed.isEmpty { return then(hashed) }
-        if noPassword { return then("") }
-        NIOThreadPool.singleton.submit { _ in
+    /// A bcrypt hash of `password` made off the event loop (`then` gets it), or "" at once for
+    /// nil. When the password workers are saturated, `failure` hears "too many requests".
+    static func hashPassword<R>(_ password: String?, cost: Int, failure: @escaping @Sendable (Result<R, EtcdError>) -> Void,
+                                then: @escaping @Sendable (String) -> Void) {
+        guard let password else { return then("") }
+        PasswordWork.run(failure) {
             // The cost was checked at start-up (4…31), the only way hashing fails.
             then((try? BCrypt.hash(password: Array(password.utf8), cost: cost)) ?? "")
+        }
+    }
+}
+
+/// Threads for bcrypt (Authenticate, UserAdd, UserChangePassword), apart from the read pool so
+/// that a flood of logins — which anyone can send — never delays reads, and bounded: past
+/// `limit` hashes queued or running, a call fails at once with "etcdserver: too many requests".
+enum PasswordWork {
+    static let limit = 64
+    private static let pending = Atomic<Int>(0)
+    private static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: max(1, System.coreCount / 2))
+        pool.start()
+        return pool
+    }()
+
+    static func run<R>(_ failure: @escaping @Sendable (Result<R, EtcdError>) -> Void, _ work: @escaping @Sendable () -> Void) {
+        guard pending.add(1, ordering: .relaxed).newValue <= limit else {
+            pending.subtract(1, ordering: .relaxed)
+            return failure(.failure(.tooManyRequests))
+        }
+        pool.submit { _ in
+            defer { pending.subtract(1, ordering: .relaxed) }
+            work()
         }
     }
 }

@@ -12,7 +12,10 @@ enum KVService {
         // proportion to the keys it covers, so it runs on the read pool.
         routes.add(service: service, method: "Range", asyncUnary(limits: nil, RangeResponse.self) { (r: RangeRequest, call, done) in
             metrics?.ranges.increment()
+            // etcd validates a request before it checks permissions (so a bad request gets its
+            // own error, and a huge Txn is refused before its operations are walked).
             do throws(EtcdError) {
+                try store.validate(r)
                 try gate.check(call) { (c: AuthCaller) throws(EtcdError) in try c.requireRead(r.key, r.rangeEnd) }
             } catch { return done(.failure(error)) }
             guard !r.rangeEnd.isEmpty else {
@@ -23,6 +26,7 @@ enum KVService {
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
             do throws(EtcdError) {
+                try store.validate(r)
                 try gate.check(call) { (c: AuthCaller) throws(EtcdError) in
                     try c.requireWrite(r.key)
                     if r.prevKV { try c.requireRead(r.key) }
@@ -39,6 +43,7 @@ enum KVService {
         routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) {
             (r: DeleteRangeRequest, call, done) in
             do throws(EtcdError) {
+                try store.validate(r)
                 try gate.check(call) { (c: AuthCaller) throws(EtcdError) in
                     try c.requireWrite(r.key, r.rangeEnd)
                     if r.prevKV { try c.requireRead(r.key, r.rangeEnd) }
@@ -51,6 +56,7 @@ enum KVService {
         })
         routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, call, done) in
             do throws(EtcdError) {
+                try store.validate(r)
                 try gate.check(call) { (c: AuthCaller) throws(EtcdError) in try c.requireTxn(r) }
                 if r.hasPuts { try limits.checkSpace(r.protoSize) }
             } catch { return done(.failure(error)) }

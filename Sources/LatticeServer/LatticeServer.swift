@@ -246,6 +246,9 @@ public final class LatticeServer: Sendable {
         replication.registerStatus(on: &routes)
         AuthService.register(on: &routes, store: store, gate: gate)
         AuthService.guardOtherMethods(&routes, gate: gate)
+        // Lattice's own Status on the client port (`lattice cluster-status`): members, vectors
+        // and a whole-keyspace hash — root only once auth is enabled, like etcd's HashKV.
+        routes.precede(PeerMethod.status) { call in gate.requireAdminForMaintenance(call) }
         var connectionLimits = GRPCConnectionLimits()
         connectionLimits.maxReceiveMessageBytes = configuration.grpcMaxReceiveBytes
         connectionLimits.maxConcurrentStreams = configuration.maxConcurrentStreams

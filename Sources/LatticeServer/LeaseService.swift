@@ -29,6 +29,13 @@ enum LeaseService {
         routes.add(service: service, method: "LeaseTimeToLive", asyncUnary(limits: nil, LeaseTimeToLiveResponse.self) {
             (r: LeaseTimeToLiveRequest, call, done) in
             guard r.keys else { return done(.success(store.leaseTimeToLive(r))) }
+            // Listing the keys needs read access to each (etcd 3.5.9's check, CVE-2023-32082;
+            // 3.5.1 lists them to anyone).
+            do throws(EtcdError) {
+                try gate?.check(call) { (c: AuthCaller) throws(EtcdError) in
+                    for key in store.keys(attachedTo: r.id) { try c.requireRead(key) }
+                }
+            } catch { return done(.failure(error)) }
             ReadPool.run(call) { () throws(EtcdError) in store.leaseTimeToLive(r) } done: { done($0) }
         })
         routes.add(service: service, method: "LeaseLeases", asyncUnary(limits: nil, LeaseLeasesResponse.self) {

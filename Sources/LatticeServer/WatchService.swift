@@ -13,7 +13,9 @@ enum WatchService {
             let permitted: @Sendable (WatchCreateRequest) -> Bool = { r in
                 guard let gate else { return true }
                 do throws(EtcdError) {
-                    try gate.check(context) { (c: AuthCaller) throws(EtcdError) in try c.requireRead(r.key, r.rangeEnd) }
+                    // The range as the watch reads it (an empty key watches from "\0").
+                    let range = WatchRange(key: r.key, end: r.rangeEnd)
+                    try gate.check(context) { (c: AuthCaller) throws(EtcdError) in try c.requireRead(range.key, range.end) }
                     return true
                 } catch { return false }
             }

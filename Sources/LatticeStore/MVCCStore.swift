@@ -318,6 +318,13 @@ public final class MVCCStore: Sendable {
     public func deleteRange(_ d: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse { try wait { deleteRange(d, completion: $0) } }
     public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse { try wait { txn(t, completion: $0) } }
     public func compact(_ c: CompactionRequest) throws(EtcdError) -> CompactionResponse { try wait { compact(c, completion: $0) } }
+    /// etcd's request checks (the ones its gRPC layer makes before anything else, permission
+    /// checks included), with its errors; the store makes them again itself.
+    public func validate(_ r: RangeRequest) throws(EtcdError) { try RangeQuery.validate(r) }
+    public func validate(_ p: PutRequest) throws(EtcdError) { try RequestValidation.check(p) }
+    public func validate(_ d: DeleteRangeRequest) throws(EtcdError) { try RequestValidation.check(d) }
+    public func validate(_ t: TxnRequest) throws(EtcdError) { try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps) }
+
     /// Applies `ops` to the auth state as one durable change.
     public func changeAuth(_ ops: [AuthOp]) throws(EtcdError) { _ = try wait { changeAuth({ _ in ops }, completion: $0) } }
 

@@ -71,6 +71,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "list: keys per page (kube-apiserver asks for 500).")
     var pageSize = 500
 
+    @Option(help: "Authenticate as name:password (auth enabled); every request carries the token.")
+    var user: String?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -98,31 +101,42 @@ struct Bench: AsyncParsableCommand {
             connections.append(try await GRPCClient.connect(host: host, port: port, group: group))
         }
         defer { for c in connections { Task { await c.close() } } }
+        var metadata: [(String, String)] = []
+        if let user {
+            guard let colon = user.firstIndex(of: ":") else { throw ValidationError("--user takes name:password") }
+            let login = AuthenticateRequest(name: String(user[..<colon]), password: String(user[user.index(after: colon)...]))
+            let answer = try AuthenticateResponse(protoBytes: try await connections[0].unary(path: "/etcdserverpb.Auth/Authenticate",
+                                                                                                request: login.protoBytes()))
+            metadata = [("token", answer.token)]
+        }
         let result: BenchResult
         switch workload {
         case .watch, .watchFanout:
+            guard user == nil else { throw ValidationError("--user works with the put, range, mixed and txn workloads") }
             result = try await runWatch(connections)
         case .list:
+            guard user == nil else { throw ValidationError("--user works with the put, range, mixed and txn workloads") }
             result = try await runList(connections)
         default:
-            result = try await runRequests(connections)
+            result = try await runRequests(connections, metadata: metadata)
         }
         report(result)
     }
 
     // MARK: request workloads
 
-    private func runRequests(_ connections: [GRPCClient]) async throws -> BenchResult {
+    private func runRequests(_ connections: [GRPCClient], metadata: [(String, String)]) async throws -> BenchResult {
         let value = [UInt8](repeating: 0x76, count: valSize)
         if workload == .range || workload == .mixed {
             for i in 0..<min(keySpaceSize, 10_000) {
-                _ = try await connections[0].unary(path: "/etcdserverpb.KV/Put", request: PutRequest(key: keyForIndex(i), value: value).protoBytes())
+                _ = try await connections[0].unary(path: "/etcdserverpb.KV/Put", request: PutRequest(key: keyForIndex(i), value: value).protoBytes(),
+                                                   metadata: metadata)
             }
         }
         let plan = LoadPlan(total: duration == nil ? total : Int.max, seconds: duration, rate: rate ?? 0)
         let progress = ProgressReporter(enabled: !json)
         let start = monotonicNanoseconds()
-        let histogram = try await runClientsOnEventLoops(connections, plan: plan, value: value, progress: progress)
+        let histogram = try await runClientsOnEventLoops(connections, plan: plan, value: value, metadata: metadata, progress: progress)
         progress.stop()
         return BenchResult(histogram: histogram, seconds: Double(monotonicNanoseconds() - start) / 1e9)
     }
@@ -131,7 +145,7 @@ struct Bench: AsyncParsableCommand {
     /// the previous one's completion callback (or, with `--rate`, from a timer at its scheduled
     /// time), with no task switch or thread hop in between, so the load generator spends as
     /// little CPU as it can on the machine it shares with the server it measures.
-    private func runClientsOnEventLoops(_ connections: [GRPCClient], plan: LoadPlan, value: [UInt8],
+    private func runClientsOnEventLoops(_ connections: [GRPCClient], plan: LoadPlan, value: [UInt8], metadata: [(String, String)],
                                         progress: ProgressReporter) async throws -> Histogram<UInt64> {
         var results: [EventLoopFuture<Histogram<UInt64>>] = []
         for c in 0..<clients {
@@ -153,7 +167,7 @@ struct Bench: AsyncParsableCommand {
             let (path, bytes) = request(slot.index, value: value)
             // Rate-limited runs measure from the scheduled start (no coordinated omission).
             let t0 = slot.scheduledNanoseconds > 0 ? slot.scheduledNanoseconds : monotonicNanoseconds()
-            connection.unary(path: path, request: bytes).whenComplete { result in
+            connection.unary(path: path, request: bytes, metadata: metadata).whenComplete { result in
                 if case .failure(let error) = result { return client.promise.fail(error) }
                 _ = client.histogram.record(UInt64(max(1, (monotonicNanoseconds() - t0) / 1000)))
                 progress.tick()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EtcdAPI
 import GRPCWire
 import LatticeCore
 import LatticeReplication
@@ -21,6 +22,9 @@ struct ClusterStatus: AsyncParsableCommand {
     @Flag(help: "Leave out the state hash (it costs O(keys) on each member); vectors and lag only.")
     var noStateHash = false
 
+    @Option(help: "With auth enabled on the client port: log in as this root user (name:password).")
+    var user: String?
+
     func run() async throws {
         var failures = 0
         for endpoint in endpoints.split(separator: ",").map(String.init) {
@@ -33,8 +37,15 @@ struct ClusterStatus: AsyncParsableCommand {
                 let client = try await GRPCClient.connect(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton,
                                                           connectTimeout: .seconds(Int64(timeout)))
                 defer { Task { await client.close() } }
+                var metadata: [(String, String)] = []
+                if let user, let colon = user.firstIndex(of: ":") {
+                    let login = AuthenticateRequest(name: String(user[..<colon]), password: String(user[user.index(after: colon)...]))
+                    let answer = try AuthenticateResponse(protoBytes: try await client.unary(
+                        path: "/etcdserverpb.Auth/Authenticate", request: login.protoBytes(), timeout: .seconds(Int64(timeout))))
+                    metadata = [("token", answer.token)]
+                }
                 let bytes = try await client.unary(path: PeerMethod.status, request: PeerStatusRequest(skipStateHash: noStateHash).protoBytes(),
-                                                   timeout: .seconds(Int64(timeout)))
+                                                   timeout: .seconds(Int64(timeout)), metadata: metadata)
                 let s = try PeerStatusResponse(protoBytes: bytes)
                 print(Self.json(s, endpoint: endpoint))
             } catch {

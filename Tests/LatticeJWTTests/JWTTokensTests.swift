@@ -48,11 +48,12 @@ final class JWTTokensTests: XCTestCase {
     }
 
     func testEveryMethodSignsTokensThatAMemberWithTheKeyVerifies() throws {
-        let state = Self.state([("alice", "$2a$10$hash")])
+        var state = Self.state([("alice", "$2a$10$hash")])
+        state.revision = 7
         for algorithm in JWTTokens.Algorithm.allCases {
             let (priv, pub) = Self.keys(algorithm)
             let issuer = try JWTTokens(algorithm: algorithm, privateKeyPEM: priv, publicKeyPEM: pub)
-            let token = try issuer.issue(for: "alice", passwordHash: "$2a$10$hash", revision: 7)
+            let token = try issuer.issue(for: "alice", in: state)
             let parts = token.split(separator: ".", omittingEmptySubsequences: false)
             XCTAssertEqual(parts.count, 3, "\(algorithm)")
             XCTAssertEqual(decode(parts[0]), "{\"alg\":\"\(algorithm.rawValue)\",\"typ\":\"JWT\"}")
@@ -67,7 +68,7 @@ final class JWTTokensTests: XCTestCase {
                 let verifier = try JWTTokens(algorithm: algorithm, privateKeyPEM: nil, publicKeyPEM: pub)
                 XCTAssertTrue(verifier.verifyOnly)
                 XCTAssertEqual(verifier.user(of: token, in: state), "alice", "\(algorithm)")
-                XCTAssertThrowsError(try verifier.issue(for: "alice", passwordHash: "$2a$10$hash", revision: 7)) { error in
+                XCTAssertThrowsError(try verifier.issue(for: "alice", in: state)) { error in
                     XCTAssertEqual(error as? EtcdError, .verifyOnly)
                 }
             }
@@ -79,7 +80,7 @@ final class JWTTokensTests: XCTestCase {
         let (priv, pub) = Self.keys(.ES256)
         let tokens = try JWTTokens(algorithm: .ES256, privateKeyPEM: priv, publicKeyPEM: pub, ttl: .seconds(60), now: { clock.read() })
         let state = Self.state([("alice", "h")])
-        let token = try tokens.issue(for: "alice", passwordHash: "h", revision: 1)
+        let token = try tokens.issue(for: "alice", in: state)
         clock.advance(59)
         XCTAssertEqual(tokens.user(of: token, in: state), "alice")
         clock.advance(1)
@@ -89,7 +90,7 @@ final class JWTTokensTests: XCTestCase {
     func testAChangedPasswordOrADeletedUserInvalidatesItsTokens() throws {
         let (priv, pub) = Self.keys(.RS256)
         let tokens = try JWTTokens(algorithm: .RS256, privateKeyPEM: priv, publicKeyPEM: pub)
-        let token = try tokens.issue(for: "alice", passwordHash: "old", revision: 1)
+        let token = try tokens.issue(for: "alice", in: Self.state([("alice", "old")]))
         XCTAssertEqual(tokens.user(of: token, in: Self.state([("alice", "old")])), "alice")
         XCTAssertNil(tokens.user(of: token, in: Self.state([("alice", "new")])), "password changed since issue")
         XCTAssertNil(tokens.user(of: token, in: Self.state([("bob", "old")])), "user deleted")
@@ -100,7 +101,7 @@ final class JWTTokensTests: XCTestCase {
         let (priv, pub) = Self.keys(.RS256)
         let tokens = try JWTTokens(algorithm: .RS256, privateKeyPEM: priv, publicKeyPEM: pub)
         let state = Self.state([("alice", "h"), ("root", "h")])
-        let token = try tokens.issue(for: "alice", passwordHash: "h", revision: 1)
+        let token = try tokens.issue(for: "alice", in: state)
         let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
 
         // The claims rewritten to name root, the signature kept.
@@ -117,7 +118,7 @@ final class JWTTokensTests: XCTestCase {
         // Signed with another key of the same method.
         let stranger = try JWTTokens(algorithm: .RS256, privateKeyPEM: Array(try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation.utf8),
                                      publicKeyPEM: nil)
-        XCTAssertNil(tokens.user(of: try stranger.issue(for: "alice", passwordHash: "h", revision: 1), in: state))
+        XCTAssertNil(tokens.user(of: try stranger.issue(for: "alice", in: state), in: state))
         // Not a JWT at all, padded base64, a flipped signature bit.
         for junk in ["", "...", "abc", token + ".x", parts[0] + "=." + parts[1] + "." + parts[2], "simpletokenabcde.12"] {
             XCTAssertNil(tokens.user(of: junk, in: state), junk)

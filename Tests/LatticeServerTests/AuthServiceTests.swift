@@ -1,7 +1,9 @@
 import EtcdAPI
 import GRPCWire
 import LatticeCore
+import LatticeStore
 import NIOConcurrencyHelpers
+import Dispatch
 import NIOCore
 import ProtoWire
 import XCTest
@@ -122,25 +124,149 @@ final class AuthServiceTests: XCTestCase {
         XCTAssertEqual(open.kvs.count, 1, "no token needed once disabled")
     }
 
+    /// Passwords as etcd 3.5 handles them: UserAdd always hashes `password` (a client's
+    /// `hashed_password` is not trusted there); UserChangePassword takes a password, or else
+    /// the base64 of a bcrypt hash, or else leaves a password nothing matches.
+    func testPasswordsAreHashedByTheServerAsEtcdDoes() async throws {
+        try await setUpUsers()
+        let root = try await login("root", "rootpw")
+        let _: AuthUserAddResponse = try await auth("UserAdd", AuthUserAddRequest(name: "bob", password: "bobpw", hashedPassword: "garbage"), token: root)
+        _ = try await login("bob", "bobpw")
+
+        // No password and no hash: nothing logs in any more, not even the empty password.
+        let _: AuthUserChangePasswordResponse = try await auth("UserChangePassword", AuthUserChangePasswordRequest(name: "bob", password: ""), token: root)
+        for attempt in ["bobpw", ""] {
+            await expectStatus(.invalidArgument, "etcdserver: authentication failed, invalid user ID or password") {
+                _ = try await self.login("bob", attempt)
+            }
+        }
+        // A client-made bcrypt hash, base64 as etcd's client sends it.
+        let hash = try BCrypt.hash(password: Array("hashedpw".utf8), cost: 4)
+        var change = AuthUserChangePasswordRequest(name: "bob", password: "")
+        change.hashedPassword = String(decoding: Base64.encode(Array(hash.utf8)), as: UTF8.self)
+        let _: AuthUserChangePasswordResponse = try await auth("UserChangePassword", change, token: root)
+        _ = try await login("bob", "hashedpw")
+        change.hashedPassword = "not base64!"
+        await expectStatus(.unknown, "auth: authentication failed, password was given for no password user") {
+            let _: AuthUserChangePasswordResponse = try await self.auth("UserChangePassword", change, token: root)
+        }
+        _ = try await login("bob", "hashedpw")
+    }
+
+    /// bcrypt runs on its own bounded workers: a flood of logins is refused at once with etcd's
+    /// "too many requests" rather than queueing without end.
+    func testPasswordWorkIsBounded() async throws {
+        try await setUpUsers()
+        let release = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        let refused = NIOLockedValueBox(0)
+        for _ in 0..<PasswordWork.limit {
+            PasswordWork.run({ (_: Result<Void, EtcdError>) in refused.withLockedValue { $0 += 1 } }) {
+                started.signal()
+                release.wait()
+            }
+        }
+        XCTAssertEqual(refused.withLockedValue { $0 }, 0, "up to the limit, work is taken")
+        started.wait()  // a worker holds one; the rest are queued
+        await expectStatus(.resourceExhausted, "etcdserver: too many requests") { _ = try await self.login("alice", "alicepw") }
+        for _ in 0..<PasswordWork.limit { release.signal() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        var token: String?
+        while token == nil, ContinuousClock.now < deadline {
+            token = try? await login("alice", "alicepw")
+        }
+        XCTAssertNotNil(token, "once the work drains, logins are served again")
+    }
+
+    /// Lease TimeToLive with keys lists keys only to a user who may read each of them (etcd
+    /// 3.5.9's rule); without keys it needs no permission.
+    func testLeaseKeysAreListedOnlyToReadersOfEachKey() async throws {
+        try await setUpUsers()
+        let root = try await login("root", "rootpw")
+        let alice = try await login("alice", "alicepw")
+        let lease: LeaseGrantResponse = try await call("/etcdserverpb.Lease/LeaseGrant", LeaseGrantRequest(ttl: 600), token: root)
+        let _: PutResponse = try await call("/etcdserverpb.KV/Put", PutRequest(key: Array("/a/x".utf8), value: [], lease: lease.id), token: root)
+        let allowed: LeaseTimeToLiveResponse = try await call("/etcdserverpb.Lease/LeaseTimeToLive", LeaseTimeToLiveRequest(id: lease.id, keys: true), token: alice)
+        XCTAssertEqual(allowed.keys, [Array("/a/x".utf8)])
+        let _: PutResponse = try await call("/etcdserverpb.KV/Put", PutRequest(key: Array("/b/x".utf8), value: [], lease: lease.id), token: root)
+        await expectStatus(.permissionDenied, "etcdserver: permission denied") {
+            let _: LeaseTimeToLiveResponse = try await self.call("/etcdserverpb.Lease/LeaseTimeToLive", LeaseTimeToLiveRequest(id: lease.id, keys: true), token: alice)
+        }
+        let ttl: LeaseTimeToLiveResponse = try await call("/etcdserverpb.Lease/LeaseTimeToLive", LeaseTimeToLiveRequest(id: lease.id), token: alice)
+        XCTAssertEqual(ttl.grantedTTL, 600)
+    }
+
+    /// A request is validated before its permissions are checked, as in etcd: a bad request
+    /// gets its own error, whoever sends it.
+    func testBadRequestsGetTheirOwnErrorBeforePermissions() async throws {
+        try await setUpUsers()
+        let alice = try await login("alice", "alicepw")
+        await expectStatus(.invalidArgument, "etcdserver: key is not provided") {
+            let _: PutResponse = try await self.call("/etcdserverpb.KV/Put", PutRequest(key: [], value: []), token: alice)
+        }
+        let ops = (0...128).map { RequestOp(.put(PutRequest(key: Array("/b/\($0)".utf8), value: []))) }
+        await expectStatus(.invalidArgument, "etcdserver: too many operations in txn request") {
+            let _: TxnResponse = try await self.call("/etcdserverpb.KV/Txn", TxnRequest(compare: [], success: ops), token: alice)
+        }
+        // A token header that is there but empty is an invalid token, not a missing one.
+        await expectStatus(.unauthenticated, "etcdserver: invalid auth token") { _ = try await self.get("/a/x", token: "") }
+    }
+
+    /// A watch is checked on the range it reads: an empty key watches "\0".
+    func testWatchPermissionIsCheckedOnTheRangeTheWatchReads() async throws {
+        try await setUpUsers()
+        let root = try await login("root", "rootpw")
+        let _: AuthRoleAddResponse = try await auth("RoleAdd", AuthRoleAddRequest(name: "zero"), token: root)
+        let perm = Permission(permType: .read, key: [0], rangeEnd: [])
+        let _: AuthRoleGrantPermissionResponse = try await auth("RoleGrantPermission", AuthRoleGrantPermissionRequest(name: "zero", perm: perm), token: root)
+        let _: AuthUserGrantRoleResponse = try await auth("UserGrantRole", AuthUserGrantRoleRequest(user: "alice", role: "zero"), token: root)
+        let alice = try await login("alice", "alicepw")
+        let watch = try await harness.openWatch(metadata: [("token", alice)])
+        watch.create("")
+        let created = try await watch.next()
+        XCTAssertTrue(created.created)
+        XCTAssertFalse(created.canceled, "read on \"\\0\" permits the watch of the empty key")
+    }
+
     func testSimpleTokensExpireAfterTheirTTLSinceLastUseAndAreBounded() {
         let now = NIOLockedValueBoxDeadline(.uptimeNanoseconds(1_000_000_000))
         let tokens = SimpleTokens(ttl: .seconds(300), clock: { now.get() }, limit: 3)
         var state = AuthState()
         state.users["u"] = AuthUser(name: "u", passwordHash: "h", noPassword: false, roles: [])
-        let t = tokens.issue(for: "u", passwordHash: "h", revision: 7)
+        state.revision = 7
+        let t = tokens.issue(for: "u", in: state)
         XCTAssertTrue(t.hasSuffix(".7"))
-        XCTAssertEqual(t.count, 18, "16 random letters, a dot and the suffix")
+        XCTAssertEqual(t.count, 18, "16 random letters, a dot and the auth revision")
         now.advance(.seconds(299))
         XCTAssertEqual(tokens.user(of: t, in: state), "u", "used within the TTL: renewed")
         now.advance(.seconds(299))
         XCTAssertEqual(tokens.user(of: t, in: state), "u")
         now.advance(.seconds(300))
         XCTAssertNil(tokens.user(of: t, in: state), "unused for the TTL: expired")
-        let first = tokens.issue(for: "u", passwordHash: "h", revision: 1)
+        let first = tokens.issue(for: "u", in: state)
         now.advance(.seconds(1))
-        for i in 2...4 { _ = tokens.issue(for: "u", passwordHash: "h", revision: UInt64(i)) }
+        for _ in 2...4 { _ = tokens.issue(for: "u", in: state) }
         XCTAssertEqual(tokens.count, 3)
         XCTAssertNil(tokens.user(of: first, in: state), "past the limit, the least recently used token goes")
+    }
+
+    /// Auth disabled and enabled again — on any member, so without this member's AuthDisable
+    /// clearing its tokens — ends the tokens issued before: the enabling write differs.
+    func testSimpleTokensEndWhenAuthIsDisabledAndEnabledAgainElsewhere() {
+        let tokens = SimpleTokens(ttl: .seconds(300), clock: { .now() })
+        var state = AuthState()
+        state.users["u"] = AuthUser(name: "u", passwordHash: "h", noPassword: false, roles: [])
+        state.enabled = true
+        state.enabledBy = Dot(member: 1, seq: 4)
+        let t = tokens.issue(for: "u", in: state)
+        XCTAssertEqual(tokens.user(of: t, in: state), "u")
+        var disabled = state
+        disabled.enabled = false
+        disabled.enabledBy = nil
+        XCTAssertNil(tokens.user(of: tokens.issue(for: "u", in: state), in: disabled), "auth off: the token is invalid")
+        var reenabled = state
+        reenabled.enabledBy = Dot(member: 2, seq: 9)
+        XCTAssertNil(tokens.user(of: t, in: reenabled), "enabled again by another write: the token issued before is invalid")
     }
 }
 

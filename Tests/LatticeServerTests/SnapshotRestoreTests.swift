@@ -65,6 +65,8 @@ final class SnapshotRestoreTests: XCTestCase {
         defer { restored.close() }
         var got = restored.authState
         got.revision = expected.revision  // counts the changes applied here, not the source's
+        XCTAssertNotNil(got.enabledBy)
+        got.enabledBy = expected.enabledBy  // enabled by the restore's own write
         XCTAssertEqual(got, expected)
         XCTAssertTrue(got.enabled)
     }

@@ -117,6 +117,17 @@ def main() -> int:
         r = ctl(c2, "--user", "root:rootpw", "get", "probe")
         check("verify-only key" in r.stderr, "etcdctl logging in on b hears why", r.stderr)
 
+        # lattice cluster-status reads every member's whole keyspace hash: root only.
+        def status(*extra: str) -> subprocess.CompletedProcess:
+            return subprocess.run([args.lattice_bin, "cluster-status", "--endpoints", f"127.0.0.1:{c1}", *extra],
+                                  capture_output=True, text=True, timeout=30)
+        r = status()
+        check(r.returncode != 0 and "user name is empty" in r.stdout, "cluster-status without a login is refused", r.stdout + r.stderr)
+        r = status("--user", "alice:alicepw")
+        check(r.returncode != 0 and "permission denied" in r.stdout, "cluster-status as a non-root user is refused", r.stdout + r.stderr)
+        r = status("--user", "root:rootpw")
+        check(r.returncode == 0 and '"state_hash":"' in r.stdout, "cluster-status as root answers", r.stdout + r.stderr)
+
         # Changes made on b take effect on a.
         r = gateway(c2, "auth/role/revoke", {"role": "app", "key": b64("app/"), "range_end": b64("app0")}, root)
         check("error" not in r, "on b, with a's root token: revoke app's grant", json.dumps(r))
