@@ -101,14 +101,7 @@ struct Bench: AsyncParsableCommand {
             connections.append(try await GRPCClient.connect(host: host, port: port, group: group))
         }
         defer { for c in connections { Task { await c.close() } } }
-        var metadata: [(String, String)] = []
-        if let user {
-            guard let colon = user.firstIndex(of: ":") else { throw ValidationError("--user takes name:password") }
-            let login = AuthenticateRequest(name: String(user[..<colon]), password: String(user[user.index(after: colon)...]))
-            let answer = try AuthenticateResponse(protoBytes: try await connections[0].unary(path: "/etcdserverpb.Auth/Authenticate",
-                                                                                                request: login.protoBytes()))
-            metadata = [("token", answer.token)]
-        }
+        let metadata = try await tokenMetadata(user: user, client: connections[0])
         let result: BenchResult
         switch workload {
         case .watch, .watchFanout:

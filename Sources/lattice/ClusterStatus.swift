@@ -1,5 +1,4 @@
 import ArgumentParser
-import EtcdAPI
 import GRPCWire
 import LatticeCore
 import LatticeReplication
@@ -37,13 +36,7 @@ struct ClusterStatus: AsyncParsableCommand {
                 let client = try await GRPCClient.connect(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton,
                                                           connectTimeout: .seconds(Int64(timeout)))
                 defer { Task { await client.close() } }
-                var metadata: [(String, String)] = []
-                if let user, let colon = user.firstIndex(of: ":") {
-                    let login = AuthenticateRequest(name: String(user[..<colon]), password: String(user[user.index(after: colon)...]))
-                    let answer = try AuthenticateResponse(protoBytes: try await client.unary(
-                        path: "/etcdserverpb.Auth/Authenticate", request: login.protoBytes(), timeout: .seconds(Int64(timeout))))
-                    metadata = [("token", answer.token)]
-                }
+                let metadata = try await tokenMetadata(user: user, client: client, timeout: .seconds(Int64(timeout)))
                 let bytes = try await client.unary(path: PeerMethod.status, request: PeerStatusRequest(skipStateHash: noStateHash).protoBytes(),
                                                    timeout: .seconds(Int64(timeout)), metadata: metadata)
                 let s = try PeerStatusResponse(protoBytes: bytes)
