@@ -95,7 +95,7 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "LatticeServerTests", dependencies: [
-            "LatticeServer", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore", "LatticeTestSupport",
+            "LatticeServer", "LatticeReplication", "GRPCWire", "EtcdAPI", "LatticeStore", "ProtoWire", "LatticeCore", "LatticeTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -75,6 +75,8 @@ public struct GarbageCollectionStats: Hashable, Sendable {
     public var droppedLogEntries = 0
     /// Versions visited by multi-version collection (its cost; linear in the versions held).
     public var visitedVersions = 0
+    /// Keys whose DAG was examined.
+    public var visitedKeys = 0
 
     public init() {}
 }

@@ -52,6 +52,16 @@ public struct Replica: Sendable {
     private(set) var dags = StoredKeyMap<KeyVersionDAG>()
     /// Keys whose DAG garbage collection could shrink (several versions, tombstones, stale edges).
     private var collectable: Set<StoredKey> = []
+    /// Per dot author, the collectable keys waiting for one of their versions by that author to
+    /// become stable (a min-heap on seq). Whether a key can shrink depends only on its DAG and the
+    /// stable vector, and its DAG changes only by a new version (queued here): so a collection
+    /// visits only the keys one of whose versions just became stable, not every collectable key.
+    /// A key with a version of a silent member stays collectable without costing each collection
+    /// a visit.
+    private var stabilityQueues: [UInt64: StabilityQueue] = [:]
+    /// Keys to visit at the next collection whatever moved: long histories skipped this time, keys
+    /// that shrank and may shrink further, versions that were already stable when queued.
+    private var revisit: Set<StoredKey> = []
     /// The stable vector of the last collection. While it does not move (a member is down or
     /// silent) nothing can be collected: a version written since is not stable, and dropping a
     /// version needs a stable child or stable heads. Collections then visit no key at all, so a
@@ -196,12 +206,28 @@ public struct Replica: Sendable {
             let version = KeyVersion(dot: change.id, hlc: change.hlc, value: w.value, lease: w.lease, parents: parents)
             let key = StoredKey(w.key)
             let (before, after, isCollectable, resolution) = Replica.add(version, to: &dags[key, default: KeyVersionDAG()], mode: mergeMode)
-            if isCollectable { collectable.insert(key) }
+            if isCollectable {
+                if collectable.insert(key).inserted {
+                    // Newly collectable: any of its versions becoming stable may let it shrink.
+                    for v in dags[key]!.versions { awaitStability(of: v.dot, key: key) }
+                } else {
+                    awaitStability(of: change.id, key: key)
+                }
+            }
             if let resolution { noteResolution(resolution, key: w.key) }
             effects.append(KeyEffect(key: w.key, before: before, after: after))
         }
         log.append(change)
         return AppliedChange(change: change, effects: effects, leasesChanged: leasesChanged, membersChanged: membersChanged, changesAuth: authChanged)
+    }
+
+    /// Queues `key` to be visited once `dot` is stable (at the next collection if it already is).
+    private mutating func awaitStability(of dot: Dot, key: StoredKey) {
+        if let last = lastStable, last.contains(dot) {
+            revisit.insert(key)
+        } else {
+            stabilityQueues[dot.member, default: StabilityQueue()].push(seq: dot.seq, key: key)
+        }
     }
 
     /// One dictionary access per written key on the hot path.
@@ -601,19 +627,29 @@ public struct Replica: Sendable {
         for (m, s) in stableVector.entries { stable[m] = min(s, bound[m]) }
         var stats = GarbageCollectionStats()
         let stableMoved = stable != lastStable
-        let visit = stableMoved ? collectable : []
         lastStable = stable
-        for key in visit {
+        var visit = revisit
+        revisit = []
+        if stableMoved {
+            for (m, s) in stable.entries {
+                guard var queue = stabilityQueues[m], queue.minSeq.map({ $0 <= s }) == true else { continue }
+                while let seq = queue.minSeq, seq <= s { visit.insert(queue.pop()) }
+                stabilityQueues[m] = queue.isEmpty ? nil : queue
+            }
+        }
+        for key in visit where collectable.contains(key) {
             let versions = dags[key]!.versions.count
             if versions > Replica.longHistory && !dags[key]!.collapses(stable: stable) {
                 if let skip = collectionsToSkip[key], skip > 0 {
                     collectionsToSkip[key] = skip - 1
+                    revisit.insert(key)
                     continue
                 }
                 collectionsToSkip[key] = versions / Replica.longHistory
             } else if !collectionsToSkip.isEmpty {
                 collectionsToSkip[key] = nil
             }
+            stats.visitedKeys += 1
             let (result, held, stillCollectable) = Replica.collect(&dags[key]!, stable: stable, mode: mergeMode, work: &stats.visitedVersions)
             switch result {
             case .removeKey:
@@ -627,6 +663,9 @@ public struct Replica: Sendable {
                 if !stillCollectable {
                     collectable.remove(key)
                     collectionsToSkip[key] = nil
+                } else {
+                    // A bounded number of passes ran: look again next time (it leaves once unchanged).
+                    revisit.insert(key)
                 }
             case .unchanged:
                 break
@@ -687,10 +726,55 @@ public struct Replica: Sendable {
         self.logFloor = logFloor
         self.dags = dags
         self.collectable = Set(dags.lazy.filter { $0.value.isCollectable }.map(\.key))
+        // Nothing is known to be stable yet: each version of a collectable key waits for its dot.
+        for key in collectable {
+            for v in dags[key]!.versions { stabilityQueues[v.dot.member, default: StabilityQueue()].push(seq: v.dot.seq, key: key) }
+        }
         self.leaseTable = leaseTable
         self.memberTable = memberTable
         self.authTable = authTable
         self.log = log
         self.buffer = buffer
+    }
+}
+
+/// A min-heap of (seq, key): the collectable keys waiting for a version by one author to become stable.
+struct StabilityQueue: Sendable {
+    private var seqs: [UInt64] = []
+    private var keys: [StoredKey] = []
+
+    var isEmpty: Bool { seqs.isEmpty }
+    var count: Int { seqs.count }
+    var minSeq: UInt64? { seqs.first }
+
+    mutating func push(seq: UInt64, key: StoredKey) {
+        seqs.append(seq)
+        keys.append(key)
+        var i = seqs.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard seqs[i] < seqs[parent] else { break }
+            seqs.swapAt(i, parent); keys.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    /// Removes and returns the key with the smallest seq. Precondition: not empty.
+    mutating func pop() -> StoredKey {
+        let top = keys[0]
+        let last = seqs.count - 1
+        seqs.swapAt(0, last); keys.swapAt(0, last)
+        seqs.removeLast(); keys.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < seqs.count && seqs[l] < seqs[smallest] { smallest = l }
+            if r < seqs.count && seqs[r] < seqs[smallest] { smallest = r }
+            if smallest == i { break }
+            seqs.swapAt(i, smallest); keys.swapAt(i, smallest)
+            i = smallest
+        }
+        return top
     }
 }

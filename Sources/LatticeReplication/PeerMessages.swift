@@ -224,6 +224,10 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
     public var lastWriterWins: UInt64 = 0
     public var merges: UInt64 = 0
     public var mergeConflicts: UInt64 = 0
+    /// Changes received from peers since start, and how many of them were already held here
+    /// (the same change arriving from its author and relayed by another member).
+    public var changesReceived: UInt64 = 0
+    public var duplicatesReceived: UInt64 = 0
 
     public init() {}
 
@@ -233,6 +237,8 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
         case 13: lastWriterWins = try r.readUInt64(wt, field: field)
         case 14: merges = try r.readUInt64(wt, field: field)
         case 15: mergeConflicts = try r.readUInt64(wt, field: field)
+        case 16: changesReceived = try r.readUInt64(wt, field: field)
+        case 17: duplicatesReceived = try r.readUInt64(wt, field: field)
         case 1: clusterID = try r.readUInt64(wt, field: field)
         case 2: memberID = try r.readUInt64(wt, field: field)
         case 3: name = try r.readString(wt, field: field)
@@ -264,6 +270,8 @@ public struct PeerStatusResponse: ProtoMessage, Equatable {
         v.uint64(13, lastWriterWins)
         v.uint64(14, merges)
         v.uint64(15, mergeConflicts)
+        v.uint64(16, changesReceived)
+        v.uint64(17, duplicatesReceived)
     }
 }
 

@@ -68,6 +68,9 @@ public final class ReplicationNode: Sendable {
     private let retired = Mutex<[Task<Void, Never>]>([])
     /// Bumped by every removal: each link then asks its feeder to resend (`PeerAck.resync`).
     let resyncGeneration = Atomic<Int>(0)
+    /// Changes received from peers since start, and how many were already held here.
+    let changesReceived = Atomic<Int>(0)
+    let duplicatesReceived = Atomic<Int>(0)
     private let lagLogger = Mutex<RepeatedTask?>(nil)
     private let conflictLogger = Mutex<RepeatedTask?>(nil)
 
@@ -340,6 +343,8 @@ public final class ReplicationNode: Sendable {
         s.lastWriterWins = UInt64(counters.merges.lastWriterWins)
         s.merges = UInt64(counters.merges.merges)
         s.mergeConflicts = UInt64(counters.merges.mergeConflicts)
+        s.changesReceived = UInt64(changesReceived.load(ordering: .relaxed))
+        s.duplicatesReceived = UInt64(duplicatesReceived.load(ordering: .relaxed))
         s.keys = Int64(store.keyCount)
         s.members = configuration.replicatedMembership ? store.members : ([configuration.local] + configuration.peers).sorted { $0.id < $1.id }
         let now = ContinuousClock.now
@@ -473,7 +478,10 @@ public final class ReplicationNode: Sendable {
                     continue
                 }
                 if !response.changes.isEmpty {
+                    let (received, duplicates) = (pull.changesReceived, pull.duplicatesReceived)
                     let ack = try await pull.applyBatch(response, store: store)
+                    changesReceived.add(pull.changesReceived - received, ordering: .relaxed)
+                    duplicatesReceived.add(pull.duplicatesReceived - duplicates, ordering: .relaxed)
                     if ack.resync { logger.warning("peer change refused; asking for a resend", metadata: ["peer": "\(peer.name)"]) }
                     stream.send(SyncRequest(ack: resyncIfRemoved(ack)).protoBytes())
                 }

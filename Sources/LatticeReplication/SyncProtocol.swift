@@ -113,6 +113,9 @@ public struct PullState: Sendable {
     public let peer: UInt64
     public private(set) var processedBatches: UInt64 = 0
     public private(set) var refusedChanges = 0
+    /// Changes received in batches on this stream, and how many of them this member already held.
+    public private(set) var changesReceived = 0
+    public private(set) var duplicatesReceived = 0
     /// A state transfer being received (its chunks so far).
     private var state: [UInt8] = []
     /// The largest state transfer accepted.
@@ -153,6 +156,8 @@ public struct PullState: Sendable {
             }
         }.count
         refusedChanges += refused
+        changesReceived += outcomes.count
+        duplicatesReceived += outcomes.reduce(0) { if case .duplicate = $1 { return $0 + 1 } else { return $0 } }
         return PeerAck(vector: store.versionVector, processed: processedBatches, resync: refused > 0)
     }
 

@@ -182,6 +182,10 @@ public final class LatticeMetrics: Sendable {
                 "Concurrent writes to one key resolved by last writer wins (whole values).", total: Double(status.lastWriterWins))
         counter("lattice_replication_merge_conflicts_total",
                 "Values inside merges changed differently by several writers (the winner's kept).", total: Double(status.mergeConflicts))
+        counter("lattice_replication_changes_received_total", "Changes received from peers.", total: Double(status.changesReceived))
+        counter("lattice_replication_duplicate_changes_received_total",
+                "Changes received from peers that this member already held (a change relayed by several members).",
+                total: Double(status.duplicatesReceived))
         for peer in status.peers {
             let labels = [("peer", peer.name.isEmpty ? String(peer.memberID, radix: 16) : peer.name)]
             registry.makeGauge(descriptor: .named("lattice_peer_connected", "Whether a replication link to the peer is up. 1 if it is, 0 otherwise."), labels: labels)

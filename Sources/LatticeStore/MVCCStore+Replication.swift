@@ -168,11 +168,11 @@ extension MVCCStore {
     /// The log position after the last durable change and the vector of durable changes, read
     /// together.
     public var durablePoint: (logEnd: Int, vector: VersionVector) {
-        writer.withLock { ($0.durableLogEnd, $0.durableVector) }
+        durable.withLock { $0 }
     }
 
     /// The vector of durable changes: what this member reports to its peers.
-    public var versionVector: VersionVector { writer.withLock { $0.durableVector } }
+    public var versionVector: VersionVector { durable.withLock { $0.vector } }
 
     /// The id carried by this member's changes (its incarnation's dot id).
     public var replicaID: UInt64 { writer.withLock { $0.replica.member } }

@@ -135,6 +135,9 @@ public final class MVCCStore: Sendable {
     let membershipObservers = Mutex<[@Sendable (_ removal: Bool) -> Void]>([])
     /// The durable auth state, rebuilt by the writer after a batch that changed it.
     let authCache = Mutex(AuthState())
+    /// The writer state's `durableLogEnd` and `durableVector`, also kept here so that peer feeds
+    /// and heartbeats read them without waiting for the writer lock (held through evaluation).
+    let durable = Mutex<(logEnd: Int, vector: VersionVector)>((0, VersionVector()))
     /// A garbage collection batch is queued (set by a report that moved the stable point).
     let collectionQueued = Atomic<Bool>(false)
     let storage: StorageOwner
@@ -175,7 +178,9 @@ public final class MVCCStore: Sendable {
         if !configuration.peerMemberIDs.isEmpty { state.deadLeaseKeys = Set(state.replica.keysWithDeadLeases()) }
         self.indexed = indexed
         self.hub = WatchHub(currentRevision: indexed.index.currentRevision)
+        let durablePoint = (logEnd: state.durableLogEnd, vector: state.durableVector)
         self.writer = Mutex(state)
+        self.durable.withLock { $0 = durablePoint }
         startWriter()
     }
 
@@ -546,6 +551,7 @@ public final class MVCCStore: Sendable {
             defer {
                 state.durableLogEnd = logEnd
                 state.durableVector = vector
+                durable.withLock { $0 = (logEnd, vector) }
                 state.membershipChanged = false
                 state.memberRemoved = false
                 state.authChanged = false

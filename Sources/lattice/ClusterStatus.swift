@@ -60,7 +60,7 @@ struct ClusterStatus: AsyncParsableCommand {
             + "\"incarnation\":\"\(hex16(s.incarnation))\",\"revision\":\(s.revision),\"keys\":\(s.keys),"
             + "\"state_hash\":\"\(s.stateHash.map { hex2($0) }.joined())\",\"pending_changes\":\(s.pendingChanges),"
             + "\"log_entries\":\(s.logEntries),\"last_writer_wins\":\(s.lastWriterWins),\"merges\":\(s.merges),"
-            + "\"merge_conflicts\":\(s.mergeConflicts),\"vector\":\(vector(s.vector)),\"peers\":[\(peers)]}"
+            + "\"merge_conflicts\":\(s.mergeConflicts),\"changes_received\":\(s.changesReceived),\"duplicates_received\":\(s.duplicatesReceived),\"vector\":\(vector(s.vector)),\"peers\":[\(peers)]}"
     }
 }
 

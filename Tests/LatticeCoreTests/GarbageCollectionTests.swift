@@ -230,4 +230,41 @@ final class GarbageCollectionTests: XCTestCase {
         XCTAssertEqual(stats.droppedVersions, 299)
         XCTAssertEqual(a.get("/hot"), "v299")
     }
+
+    /// Keys that stay collectable because they hold a version a lagging member has not reported
+    /// (member 3 here) must not be revisited by every collection: only the keys one of whose
+    /// versions just became stable are. Each collection used to visit every collectable key, so
+    /// a long partition of one member made each batch's collection O(keys touched since).
+    func testACollectionVisitsOnlyKeysWhoseVersionsJustBecameStable() throws {
+        var a = Replica.test(1)
+        var b = Replica.test(2)
+        a.setPeerMembers([2, 3])
+        let keys = 400
+        for i in 0..<keys {
+            a.put("/k\(i)", "a")
+            b.put("/k\(i)", "b, concurrent")
+        }
+        try a.sync(from: b)
+        // Member 3 holds only a's writes: b's versions are not stable, every /k key keeps two heads.
+        let lagging = VersionVector([1: a.vector[1]])
+        XCTAssertTrue(a.recordReport(from: 3, vector: lagging))
+        var visited = 0
+        for j in 0..<keys {
+            a.put("/x\(j)", "1")
+            a.put("/x\(j)", "2")
+            XCTAssertTrue(a.recordReport(from: 2, vector: a.vector))
+            XCTAssertTrue(a.recordReport(from: 3, vector: VersionVector([1: a.vector[1]])))
+            let stats = a.collectGarbage(stableVector: a.vector)
+            visited += stats.visitedKeys
+            XCTAssertEqual(a.dag(bytes("/x\(j)"))!.versions.count, 1, "the overwritten version went")
+        }
+        XCTAssertLessThanOrEqual(visited, 4 * keys, "each key visited about once, not once per collection")
+        XCTAssertEqual(a.dag(bytes("/k0"))!.heads.count, 2, "b's version is kept while member 3 lacks it")
+
+        // Member 3 catches up: the /k keys' other versions become stable and they are visited.
+        XCTAssertTrue(a.recordReport(from: 3, vector: a.vector))
+        let stats = a.collectGarbage(stableVector: a.vector)
+        XCTAssertEqual(stats.visitedKeys, keys)
+        XCTAssertEqual(a.dag(bytes("/k0"))!.heads.count, 2, "still two concurrent heads: both are kept")
+    }
 }

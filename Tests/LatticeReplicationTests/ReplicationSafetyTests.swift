@@ -116,6 +116,26 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertEqual(s.versionVector[s.replicaID], 2)
     }
 
+    /// The puller counts the changes it receives and those it already held (relayed copies of a
+    /// change it had from its author): what `cluster-status` and the metrics report.
+    func testThePullerCountsReceivedAndDuplicateChanges() async throws {
+        let author = try store(1, peers: [2])
+        let receiver = try store(2, peers: [1])
+        defer { author.close(); receiver.close() }
+        for i in 0..<5 { _ = try author.put(PutRequest(key: b("k\(i)"), value: b("v"))) }
+        var batch = SyncResponse()
+        batch.changes = author.changes(since: VersionVector())!
+        batch.batch = 1
+        var pull = PullState(peer: 1)
+        let first = try await pull.applyBatch(batch, store: receiver)
+        XCTAssertFalse(first.resync)
+        XCTAssertEqual([pull.changesReceived, pull.duplicatesReceived], [5, 0])
+        batch.batch = 2
+        _ = try await pull.applyBatch(batch, store: receiver)
+        XCTAssertEqual([pull.changesReceived, pull.duplicatesReceived], [10, 5], "the second copy of each change is a duplicate")
+        XCTAssertEqual(try get(receiver, "k4"), "v")
+    }
+
     // MARK: incarnations
 
     func testEveryDataDirectoryHasItsOwnIncarnationAndKeepsIt() throws {

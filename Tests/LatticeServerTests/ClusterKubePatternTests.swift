@@ -1,5 +1,6 @@
 import EtcdAPI
 import GRPCWire
+import LatticeReplication
 import LatticeServer
 import NIOCore
 import XCTest
@@ -192,6 +193,20 @@ final class ClusterKubePatternTests: XCTestCase {
         for m in list.members {
             XCTAssertFalse(m.peerURLs.isEmpty, m.name)
             XCTAssertFalse(m.clientURLs.isEmpty, "\(m.name) has the client URLs it announced")
+        }
+    }
+
+    /// Every member counts the changes it receives from its peers (author and relays), and the
+    /// duplicates among them; `cluster-status` and the metrics show both.
+    func testStatusCountsReceivedAndDuplicateChanges() async throws {
+        for i in 0..<30 { _ = try await members[i % 3].put("/registry/pods/default/c\(i)", "{}") }
+        try await eventually("every member holds every write") { converged() }
+        for (i, m) in members.enumerated() {
+            let s = m.server.replication.status(stateHash: false)
+            XCTAssertGreaterThanOrEqual(s.changesReceived, 20, "m\(i) received the other members' 20 writes")
+            XCTAssertLessThanOrEqual(s.duplicatesReceived, s.changesReceived - 20, "m\(i): at most the relayed copies are duplicates")
+            let decoded = try PeerStatusResponse(protoBytes: s.protoBytes())
+            XCTAssertEqual([decoded.changesReceived, decoded.duplicatesReceived], [s.changesReceived, s.duplicatesReceived], "on the wire")
         }
     }
 }
