@@ -446,7 +446,10 @@ public struct Replica: Sendable {
     /// including) `end`: at most `maxBytes` (`Change.approximateBytes`; at least one change), and
     /// the position to continue from. nil when the peer lacks changes that were trimmed from
     /// the log (it needs a state transfer). O(entries read).
-    public func changes(from position: Int, to end: Int, lacking peer: VersionVector, maxBytes: Int) -> (changes: [Change], next: Int)? {
+    /// Changes authored by a member in `skipping` are passed over (the peer gets them from their
+    /// author).
+    public func changes(from position: Int, to end: Int, lacking peer: VersionVector, maxBytes: Int,
+                        skipping: Set<UInt64> = []) -> (changes: [Change], next: Int)? {
         var i = max(position, logBase)
         // Reading from the log's start needs the peer to hold everything below the floor. Not
         // only when entries were trimmed under this reader: a replica restarted from a snapshot
@@ -460,7 +463,7 @@ public struct Replica: Sendable {
         while i < stop {
             let c = log[i - logBase]
             i += 1
-            if peer.contains(c.id) { continue }
+            if peer.contains(c.id) || (!skipping.isEmpty && skipping.contains(c.id.member)) { continue }
             out.append(c)
             bytes += c.approximateBytes
             if bytes >= maxBytes { break }

@@ -49,6 +49,10 @@ public struct PeerAck: ProtoMessage, Equatable {
     public var vector = VersionVector()
     public var processed: UInt64 = 0
     public var resync = false
+    /// The incarnations (dot authors) of the other members this puller currently receives from
+    /// directly, on a live link of its own: the feeder does not relay their changes (they would
+    /// arrive twice). Empty: relay everything.
+    public var direct: [UInt64] = []
 
     public init() {}
     public init(vector: VersionVector, processed: UInt64, resync: Bool) {
@@ -62,6 +66,7 @@ public struct PeerAck: ProtoMessage, Equatable {
         case 1: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
         case 2: processed = try r.readUInt64(wt, field: field)
         case 3: resync = try r.readBool(wt, field: field)
+        case 4: try r.readRepeatedVarint(wt, field: field, into: &direct)
         default: try r.skip(wt, field: field)
         }
     }
@@ -70,6 +75,7 @@ public struct PeerAck: ProtoMessage, Equatable {
         v.messageField(1, VersionVectorMessage(vector))
         v.uint64(2, processed)
         v.bool(3, resync)
+        v.packedUInt64(4, direct)
     }
 }
 

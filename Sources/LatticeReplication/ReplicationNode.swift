@@ -31,6 +31,9 @@ public final class ReplicationNode: Sendable {
         /// Sets up TLS on a connection dialled to an `https://` peer URL (given the peer's
         /// host); nil: only `http://` peer URLs are dialled.
         public var secureDial: (@Sendable (any Channel, String) throws -> Void)?
+        /// Feeders are told which members this one receives from directly, and do not relay
+        /// those members' changes (each change then arrives once, not once per path).
+        public var skipDirectRelays = true
 
         public init(clusterID: UInt64, local: LatticeCore.Member, peers: [LatticeCore.Member]) {
             self.clusterID = clusterID
@@ -52,6 +55,8 @@ public final class ReplicationNode: Sendable {
         /// The peer just dialed this member: the path between them works again, so a link
         /// waiting out its backoff dials at once.
         var dialedIn = false
+        /// When the pull link from the peer last delivered a message.
+        var lastHeard: ContinuousClock.Instant?
     }
 
     let configuration: Configuration
@@ -317,6 +322,23 @@ public final class ReplicationNode: Sendable {
 
     func markSynced() { synced.open() }
 
+    /// The incarnations (dot authors) of the peers other than `feeder` that this member receives
+    /// from directly: a greeted pull link that delivered something within three heartbeats (a
+    /// feeder reports at least every heartbeat, so a link gone silent without closing stops
+    /// counting). Sent in each ack so the feeder does not relay their changes.
+    func directAuthors(excluding feeder: UInt64) -> Set<UInt64> {
+        guard configuration.skipDirectRelays else { return [] }
+        let now = ContinuousClock.now
+        let window = Duration.nanoseconds(configuration.heartbeatInterval.nanoseconds * 3)
+        return peers.withLock { p in
+            var out = Set<UInt64>()
+            for (id, s) in p where id != feeder && s.connected && s.incarnation != 0 {
+                if let heard = s.lastHeard, now - heard < window { out.insert(s.incarnation) }
+            }
+            return out
+        }
+    }
+
     func recordReport(from peer: UInt64, _ report: VersionVector) {
         let local = store.versionVector
         peers.withLock { p in
@@ -448,6 +470,22 @@ public final class ReplicationNode: Sendable {
                 ack.vector = store.versionVector
                 return ack
             }
+            /// The authors this feeder was last told not to relay.
+            var directSent = Set<UInt64>()
+            /// Every ack names the authors received directly now; one that no longer names an
+            /// author named before (its link went down or silent) asks for a resend, so the
+            /// feeder relays what this member lacks of that author's changes.
+            func withDirectAuthors(_ ack: PeerAck) -> PeerAck {
+                var ack = resyncIfRemoved(ack)
+                let direct = directAuthors(excluding: peer.id)
+                if !directSent.isSubset(of: direct) {
+                    ack.resync = true
+                    ack.vector = store.versionVector
+                }
+                directSent = direct
+                ack.direct = direct.sorted()
+                return ack
+            }
             for try await bytes in stream.responses {
                 if Task.isCancelled { break }
                 let response = try SyncResponse(protoBytes: bytes)
@@ -469,6 +507,7 @@ public final class ReplicationNode: Sendable {
                     continue
                 }
                 guard greeted else { break }
+                peers.withLock { $0[peer.id]?.lastHeard = .now }
                 if response.state != nil {
                     if let ack = try await pull.applyStateChunk(response, store: store) {
                         logger.info("installed a state transfer", metadata: ["peer": "\(peer.name)", "revision": "\(store.currentRevision)"])
@@ -479,16 +518,16 @@ public final class ReplicationNode: Sendable {
                 }
                 if !response.changes.isEmpty {
                     let (received, duplicates) = (pull.changesReceived, pull.duplicatesReceived)
-                    let ack = try await pull.applyBatch(response, store: store)
+                    let ack = try await pull.applyBatch(response, store: store, directAuthors: configuration.skipDirectRelays)
                     changesReceived.add(pull.changesReceived - received, ordering: .relaxed)
                     duplicatesReceived.add(pull.duplicatesReceived - duplicates, ordering: .relaxed)
                     if ack.resync { logger.warning("peer change refused; asking for a resend", metadata: ["peer": "\(peer.name)"]) }
-                    stream.send(SyncRequest(ack: resyncIfRemoved(ack)).protoBytes())
+                    stream.send(SyncRequest(ack: withDirectAuthors(ack)).protoBytes())
                 }
                 if let report = response.report {
                     let ack = pull.applyReport(report, store: store)
                     recordReport(from: peer.id, report)
-                    stream.send(SyncRequest(ack: resyncIfRemoved(ack)).protoBytes())
+                    stream.send(SyncRequest(ack: withDirectAuthors(ack)).protoBytes())
                     markSynced()
                 }
             }
@@ -614,7 +653,7 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
             node.peers.withLock { $0[hello.memberID]?.dialedIn = true }
             node.forgetReportIfNewIncarnation(hello)
             node.store.recordPeerReport(member: peer, vector: hello.vector)
-            cursor = FeedCursor(pullerVector: hello.vector, puller: hello.memberID)
+            cursor = FeedCursor(pullerVector: hello.vector, puller: hello.memberID, pullerIncarnation: hello.incarnation)
             var r = SyncResponse()
             r.hello = node.localHello
             sender.send(r.protoBytes())

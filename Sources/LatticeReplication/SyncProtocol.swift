@@ -23,6 +23,8 @@ public struct FeedCursor: Sendable {
     public private(set) var sentBatches: UInt64 = 0
     public private(set) var processedBatches: UInt64 = 0
     private var lastReport: VersionVector?
+    /// Authors the puller receives from directly (its last ack): their changes are not relayed.
+    public private(set) var direct: Set<UInt64> = []
 
     public enum Next: Sendable, Equatable {
         case send(SyncResponse)
@@ -35,10 +37,14 @@ public struct FeedCursor: Sendable {
     /// The puller's member id (0: unknown): its reports recorded by the store also say what it
     /// holds.
     public let puller: UInt64
+    /// The puller's incarnation (the author id of its changes; 0: unknown): its own changes are
+    /// never sent back to it (it holds every one of them that ever left it).
+    public let pullerIncarnation: UInt64
 
-    public init(pullerVector: VersionVector, puller: UInt64 = 0) {
+    public init(pullerVector: VersionVector, puller: UInt64 = 0, pullerIncarnation: UInt64 = 0) {
         self.lacking = pullerVector
         self.puller = puller
+        self.pullerIncarnation = pullerIncarnation
     }
 
     /// The next message for the puller. With `heartbeat`, a report is sent even if unchanged.
@@ -50,7 +56,11 @@ public struct FeedCursor: Sendable {
         if puller != 0, let report = store.peerReport(member: puller), !lacking.covers(report) {
             lacking = lacking.merged(with: report)
         }
-        guard let page = store.changes(from: position, lacking: lacking, maxBytes: Self.batchBytesMax) else {
+        var direct = self.direct
+        if !direct.isEmpty { direct.remove(store.replicaID) }
+        var skipping = direct
+        if pullerIncarnation != 0 { skipping.insert(pullerIncarnation) }
+        guard let page = store.changes(from: position, lacking: lacking, maxBytes: Self.batchBytesMax, skipping: skipping) else {
             return .needsStateTransfer
         }
         position = page.next
@@ -61,10 +71,17 @@ public struct FeedCursor: Sendable {
             r.batch = sentBatches
             return .send(r)
         }
-        guard position >= end, heartbeat || lastReport != vector else { return .idle }
-        lastReport = vector
+        // A report names only what was sent here or what the puller holds: for a skipped author,
+        // what the puller acknowledged holding (or an earlier report's claim, so reports never
+        // shrink).
+        var report = vector
+        for m in direct where m != pullerIncarnation && report[m] > lacking[m] {
+            report[m] = min(vector[m], max(lacking[m], lastReport?[m] ?? 0))
+        }
+        guard position >= end, heartbeat || lastReport != report else { return .idle }
+        lastReport = report
         var r = SyncResponse()
-        r.report = vector
+        r.report = report
         return .send(r)
     }
 
@@ -97,6 +114,7 @@ public struct FeedCursor: Sendable {
     /// skipping what the puller's vector covers (it refused a change).
     public mutating func acknowledged(_ ack: PeerAck) {
         processedBatches = max(processedBatches, min(ack.processed, sentBatches))
+        direct = Set(ack.direct)
         if ack.resync {
             lacking = ack.vector
             position = 0
@@ -145,13 +163,18 @@ public struct PullState: Sendable {
 
     /// Applies a batch (once durable) and returns the ack. A refused or buffered change asks the
     /// feeder to resend from this member's vector: on one causal stream neither should happen,
-    /// so it means something was lost on the way.
-    public mutating func applyBatch(_ response: SyncResponse, store: MVCCStore) async throws -> PeerAck {
+    /// so it means something was lost on the way. Except with `directAuthors` (this member
+    /// tells its feeders which authors it receives directly, `PeerAck.direct`): a feeder that
+    /// skips those authors' changes sends changes that may wait in the causal buffer for one of
+    /// theirs, which comes on the direct link; when that link fails or goes silent, the next
+    /// ack no longer names the author and asks for a resend, so the feeder relays it again.
+    public mutating func applyBatch(_ response: SyncResponse, store: MVCCStore, directAuthors: Bool = false) async throws -> PeerAck {
         let outcomes = try await store.applyRemote(response.changes, from: peer)
         processedBatches = max(processedBatches, response.batch)
         let refused = outcomes.filter {
             switch $0 {
-            case .rejected, .buffered: return true
+            case .rejected: return true
+            case .buffered: return !directAuthors
             default: return false
             }
         }.count

@@ -159,9 +159,11 @@ extension MVCCStore {
     /// A page of durable changes for a peer feed: from absolute log position `position`, those
     /// the peer (whose vector is `lacking`) does not have, up to about `maxBytes`; and the
     /// position to continue from. nil when the peer needs a state transfer.
-    public func changes(from position: Int, lacking: VersionVector, maxBytes: Int) -> (changes: [Change], next: Int)? {
+    /// Changes by the authors in `skipping` are left out.
+    public func changes(from position: Int, lacking: VersionVector, maxBytes: Int,
+                        skipping: Set<UInt64> = []) -> (changes: [Change], next: Int)? {
         writer.withLock { state in
-            state.replica.changes(from: position, to: state.durableLogEnd, lacking: lacking, maxBytes: maxBytes)
+            state.replica.changes(from: position, to: state.durableLogEnd, lacking: lacking, maxBytes: maxBytes, skipping: skipping)
         }
     }
 

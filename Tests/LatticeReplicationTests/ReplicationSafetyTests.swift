@@ -136,6 +136,40 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertEqual(try get(receiver, "k4"), "v")
     }
 
+    /// A feeder never sends a puller its own changes back, and does not relay the changes of an
+    /// author the puller receives directly (they would arrive twice); its reports then name
+    /// only what of that author the puller is known to hold; and once the puller's direct link
+    /// drops (an ack without the author, asking for a resend), the feeder relays that author's
+    /// changes again.
+    func testAFeederSendsOnlyWhatThePullerDoesNotGetFromElsewhere() throws {
+        let a = try store(1, peers: [2, 3])
+        let bStore = try store(2, peers: [1, 3])
+        let c = try store(3, peers: [1, 2])
+        defer { a.close(); bStore.close(); c.close() }
+        _ = try bStore.put(PutRequest(key: b("from-b"), value: b("1")))
+        _ = try c.put(PutRequest(key: b("from-c"), value: b("1")))
+        for change in bStore.changes(since: VersionVector())! + c.changes(since: VersionVector())! { try a.applyRemote(change) }
+        _ = try a.put(PutRequest(key: b("from-a"), value: b("1")))
+        let (ida, idb, idc) = (a.replicaID, bStore.replicaID, c.replicaID)
+
+        // Member 2 (b) pulls from a, and says it receives c's changes from c.
+        var cursor = FeedCursor(pullerVector: VersionVector(), puller: 2, pullerIncarnation: idb)
+        var ack = PeerAck(vector: VersionVector(), processed: 0, resync: false)
+        ack.direct = [idc]
+        cursor.acknowledged(ack)
+        guard case .send(let batch) = cursor.next(from: a) else { return XCTFail("no batch") }
+        XCTAssertEqual(batch.changes.map(\.id.member), [ida], "neither b's own change nor c's is sent to b")
+        guard case .send(let report) = cursor.next(from: a), let claimed = report.report else { return XCTFail("no report") }
+        XCTAssertEqual(claimed, VersionVector([ida: 1, idb: 1]), "the report names nothing of c's that was not sent nor acknowledged")
+
+        // The direct link to c dropped before c's change arrived: the ack no longer names c.
+        cursor.acknowledged(PeerAck(vector: VersionVector([ida: 1, idb: 1]), processed: 1, resync: true))
+        guard case .send(let resent) = cursor.next(from: a) else { return XCTFail("no resend") }
+        XCTAssertEqual(resent.changes.map(\.id), [Dot(member: idc, seq: 1)], "c's change is relayed again")
+        guard case .send(let full) = cursor.next(from: a) else { return XCTFail("no report") }
+        XCTAssertEqual(full.report, VersionVector([ida: 1, idb: 1, idc: 1]))
+    }
+
     // MARK: incarnations
 
     func testEveryDataDirectoryHasItsOwnIncarnationAndKeepsIt() throws {

@@ -144,6 +144,12 @@ class Network:
         for p in self.proxies:
             p.cut()
 
+    def cut_link(self, i: int, j: int) -> None:
+        """Cuts the link between members i and j only (both directions); both keep their other links."""
+        self.blocked |= {(i, j)}
+        for p in self.proxies:
+            p.cut()
+
     def partition(self, side: set[int]) -> None:
         self.blocked |= {(i, j) for i in side for j in range(self.n) if j not in side}
         for p in self.proxies:
