@@ -27,8 +27,9 @@ final class WriteQueue<Item: Sendable>: Sendable {
     }
 
     /// Waits for at least one item, then returns up to `max` of them (nil once closed and empty).
-    /// With `wait: false`, returns at once: empty when nothing is queued.
-    func takeBatch(max: Int, wait: Bool = true) -> [Item]? {
+    /// With `wait: false`, returns at once: empty when nothing is queued; with `timeout`, waits
+    /// at most that long (empty when nothing came).
+    func takeBatch(max: Int, wait: Bool = true, timeout: DispatchTimeInterval? = nil) -> [Item]? {
         while true {
             let taken = state.withLock { s -> [Item]? in
                 if s.items.isEmpty { return s.closed ? nil : [] }
@@ -39,7 +40,11 @@ final class WriteQueue<Item: Sendable>: Sendable {
             }
             guard let taken else { return nil }
             if !taken.isEmpty || !wait { return taken }
-            signal.wait()
+            if let timeout {
+                if signal.wait(timeout: .now() + timeout) == .timedOut { return [] }
+            } else {
+                signal.wait()
+            }
         }
     }
 
