@@ -23,6 +23,8 @@ public struct FeedCursor: Sendable {
     public private(set) var sentBatches: UInt64 = 0
     public private(set) var processedBatches: UInt64 = 0
     private var lastReport: VersionVector?
+    /// The durable vector when the last report was sent (before clamping).
+    private var lastReportedVector: VersionVector?
     /// Authors the puller receives from directly (its last ack): their changes are not relayed.
     public private(set) var direct: Set<UInt64> = []
 
@@ -78,8 +80,12 @@ public struct FeedCursor: Sendable {
         for m in direct where m != pullerIncarnation && report[m] > lacking[m] {
             report[m] = min(vector[m], max(lacking[m], lastReport?[m] ?? 0))
         }
-        guard position >= end, heartbeat || lastReport != report else { return .idle }
+        // A vector that moved is reported even when the clamped report did not: the puller's
+        // acknowledgement then says what it holds, and the next report names it (otherwise
+        // that would wait for the heartbeat, and stability with it).
+        guard position >= end, heartbeat || lastReport != report || lastReportedVector != vector else { return .idle }
         lastReport = report
+        lastReportedVector = vector
         var r = SyncResponse()
         r.report = report
         return .send(r)
@@ -93,6 +99,7 @@ public struct FeedCursor: Sendable {
         position = logEnd
         lacking = lacking.merged(with: vector)
         lastReport = nil
+        lastReportedVector = nil
         return sentBatches
     }
 

@@ -170,6 +170,38 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertEqual(full.report, VersionVector([ida: 1, idb: 1, idc: 1]))
     }
 
+    /// When a feeder's vector moves only by changes of an author the puller receives directly,
+    /// its clamped report does not change; it is sent anyway, so the puller's acknowledgement
+    /// tells the feeder what it holds and the next report names it. Without that, the puller's
+    /// stable point waited for the feeder's heartbeat after every such change (a member's log
+    /// kept a few entries all the time under steady writes).
+    func testAFeederReportsAMovedVectorWithoutWaitingForTheHeartbeat() throws {
+        let a = try store(1, peers: [2, 3])
+        let c = try store(3, peers: [1, 2])
+        defer { a.close(); c.close() }
+        let idc = c.replicaID
+        var cursor = FeedCursor(pullerVector: VersionVector(), puller: 2)
+        var ack = PeerAck(vector: VersionVector(), processed: 0, resync: false)
+        ack.direct = [idc]
+        cursor.acknowledged(ack)
+        guard case .send(let first) = cursor.next(from: a), first.report != nil else { return XCTFail("no first report") }
+        XCTAssertEqual(cursor.next(from: a), .idle)
+
+        _ = try c.put(PutRequest(key: b("from-c"), value: b("1")))
+        for change in c.changes(since: VersionVector())! { try a.applyRemote(change) }
+        guard case .send(let moved) = cursor.next(from: a), let clamped = moved.report else {
+            return XCTFail("the moved vector is not reported before the heartbeat")
+        }
+        XCTAssertEqual(clamped, VersionVector(), "c's change is not named before the puller says it holds it")
+        // The puller got c's change from c and acknowledges the report with its vector.
+        ack = PeerAck(vector: VersionVector([idc: 1]), processed: 0, resync: false)
+        ack.direct = [idc]
+        cursor.acknowledged(ack)
+        guard case .send(let named) = cursor.next(from: a) else { return XCTFail("no report naming c's change") }
+        XCTAssertEqual(named.report, VersionVector([idc: 1]))
+        XCTAssertEqual(cursor.next(from: a), .idle)
+    }
+
     // MARK: incarnations
 
     func testEveryDataDirectoryHasItsOwnIncarnationAndKeepsIt() throws {
