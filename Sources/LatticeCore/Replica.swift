@@ -747,7 +747,6 @@ struct StabilityQueue: Sendable {
     private var keys: [StoredKey] = []
 
     var isEmpty: Bool { seqs.isEmpty }
-    var count: Int { seqs.count }
     var minSeq: UInt64? { seqs.first }
 
     mutating func push(seq: UInt64, key: StoredKey) {

@@ -152,7 +152,7 @@ extension MVCCStore {
     /// were trimmed from the log; it needs a state transfer).
     public func changes(since vector: VersionVector) -> [Change]? {
         writer.withLock { state in
-            state.replica.changes(from: 0, to: state.durableLogEnd, lacking: vector, maxBytes: .max)?.changes
+            state.replica.changes(from: 0, to: durable.withLock { $0.logEnd }, lacking: vector, maxBytes: .max)?.changes
         }
     }
 
@@ -163,7 +163,7 @@ extension MVCCStore {
     public func changes(from position: Int, lacking: VersionVector, maxBytes: Int,
                         skipping: Set<UInt64> = []) -> (changes: [Change], next: Int)? {
         writer.withLock { state in
-            state.replica.changes(from: position, to: state.durableLogEnd, lacking: lacking, maxBytes: maxBytes, skipping: skipping)
+            state.replica.changes(from: position, to: durable.withLock { $0.logEnd }, lacking: lacking, maxBytes: maxBytes, skipping: skipping)
         }
     }
 

@@ -92,10 +92,6 @@ public final class MVCCStore: Sendable {
         var checkpointedAt: [Int64: Int64] = [:]
         /// Defragment requests of the batch being evaluated, answered once it is applied.
         var defragmentWaiters: [@Sendable (Result<Void, EtcdError>) -> Void] = []
-        /// The replica's log end and vector as of the last durable batch: only changes below
-        /// this end leave the member (`changes(from:…)`), and this vector is what it reports.
-        var durableLogEnd = 0
-        var durableVector = VersionVector()
         /// Keys a remote change left attached to a lease that is not live here (revoked
         /// concurrently, or revoked before the key arrived): the lease sweep deletes them.
         var deadLeaseKeys: Set<[UInt8]> = []
@@ -135,8 +131,11 @@ public final class MVCCStore: Sendable {
     let membershipObservers = Mutex<[@Sendable (_ removal: Bool) -> Void]>([])
     /// The durable auth state, rebuilt by the writer after a batch that changed it.
     let authCache = Mutex(AuthState())
-    /// The writer state's `durableLogEnd` and `durableVector`, also kept here so that peer feeds
-    /// and heartbeats read them without waiting for the writer lock (held through evaluation).
+    /// The replica's log end and vector as of the last durable batch: only changes below this end
+    /// leave the member (`changes(from:…)`), and this vector is what it reports. Written only
+    /// while the writer lock is held, so a reader holding that lock sees it consistent with the
+    /// replica's log; peer feeds and heartbeats read it alone, without waiting for the writer
+    /// lock (held through evaluation).
     let durable = Mutex<(logEnd: Int, vector: VersionVector)>((0, VersionVector()))
     /// A garbage collection batch is queued (set by a report that moved the stable point).
     let collectionQueued = Atomic<Bool>(false)
@@ -169,8 +168,6 @@ public final class MVCCStore: Sendable {
         state.replica.setPeerMembers(configuration.peerMemberIDs, local: configuration.replicatedMembership ? configuration.memberID : 0)
         // Conflicts met again while replaying the WAL were reported when they happened.
         _ = state.replica.drainConflicts()
-        state.durableLogEnd = state.replica.logEnd
-        state.durableVector = state.replica.vector
         state.authChanged = false
         authCache.withLock { $0 = state.replica.authState }
         // Only a peer's change can leave a key attached to a lease that is not live, so a single
@@ -178,7 +175,7 @@ public final class MVCCStore: Sendable {
         if !configuration.peerMemberIDs.isEmpty { state.deadLeaseKeys = Set(state.replica.keysWithDeadLeases()) }
         self.indexed = indexed
         self.hub = WatchHub(currentRevision: indexed.index.currentRevision)
-        let durablePoint = (logEnd: state.durableLogEnd, vector: state.durableVector)
+        let durablePoint = (logEnd: state.replica.logEnd, vector: state.replica.vector)
         self.writer = Mutex(state)
         self.durable.withLock { $0 = durablePoint }
         startWriter()
@@ -551,14 +548,12 @@ public final class MVCCStore: Sendable {
         // Durable now: these changes may leave the member.
         let (shipped, membership, auth) = writer.withLock { state -> (Bool, (changed: Bool, removal: Bool), AuthState?) in
             defer {
-                state.durableLogEnd = logEnd
-                state.durableVector = vector
                 durable.withLock { $0 = (logEnd, vector) }
                 state.membershipChanged = false
                 state.memberRemoved = false
                 state.authChanged = false
             }
-            return (state.durableLogEnd != logEnd || installedTransfer,
+            return (durable.withLock { $0.logEnd } != logEnd || installedTransfer,
                     (state.membershipChanged || installedTransfer, state.memberRemoved || installedTransfer),
                     state.authChanged || installedTransfer ? state.replica.authState : nil)
         }
