@@ -86,13 +86,67 @@ public struct KeyVersionDAG: Sendable {
     public static let maxMergeBaseDepth = 32
 
     public private(set) var versions: [KeyVersion] = []
-    public private(set) var heads: [Dot] = []
-    public private(set) var visible: VisibleValue?
+    /// Present while the key has several heads (concurrent writes not yet superseded): them,
+    /// the visible value decided among them and the merge cache. Absent — the norm — the key
+    /// has at most one head, which is then its last version (every other version is one of its
+    /// ancestors, and causal order puts ancestors first), and its visible value is that
+    /// version's. Keeping the rare case behind one reference keeps the common one small: at a
+    /// million keys a heads array per key and the inline value and cache cost about 110 MiB.
+    private var concurrent: Concurrent?
+
+    /// The several-heads state; immutable, replaced whole.
+    final class Concurrent: Sendable {
+        /// Ascending by dot; at least two.
+        let heads: [Dot]
+        let visible: VisibleValue?
+        let cache: MergeCache?
+
+        init(heads: [Dot], visible: VisibleValue?, cache: MergeCache?) {
+            self.heads = heads
+            self.visible = visible
+            self.cache = cache
+        }
+    }
+
+    /// The held versions no other held version names as a parent, ascending by dot.
+    public var heads: [Dot] {
+        if let concurrent { return concurrent.heads }
+        return versions.last.map { [$0.dot] } ?? []
+    }
+
+    /// What the key shows to readers (nil: absent).
+    public var visible: VisibleValue? {
+        if let concurrent { return concurrent.visible }
+        guard let last = versions.last, let value = last.value else { return nil }
+        return VisibleValue(value: value, lease: last.lease)
+    }
+
+    private var mergeCache: MergeCache? { concurrent?.cache }
+
+    /// Whether every head satisfies `predicate` (without building the heads array).
+    private func allHeads(_ predicate: (Dot) -> Bool) -> Bool {
+        if let concurrent { return concurrent.heads.allSatisfy(predicate) }
+        return versions.last.map { predicate($0.dot) } ?? true
+    }
+
+    /// Whether `dots` are exactly the heads.
+    private func areHeads(_ dots: [Dot]) -> Bool {
+        if let concurrent { return dots == concurrent.heads }
+        guard let last = versions.last else { return dots.isEmpty }
+        return dots.count == 1 && dots[0] == last.dot
+    }
 
     public init() {}
 
     /// Rebuilds a DAG from versions in causal order (decoded state); nil if they are not.
     init?(versions: [KeyVersion], mode: MergeMode) {
+        if versions.count == 1 {
+            // The norm after garbage collection: one version, which can name only versions not
+            // held.
+            if versions[0].parents.contains(versions[0].dot) { return nil }
+            self.versions = versions
+            return
+        }
         var seen = Set<Dot>()
         var all = Set<Dot>()
         for v in versions { if !all.insert(v.dot).inserted { return nil } }
@@ -104,8 +158,13 @@ public struct KeyVersionDAG: Sendable {
         self.versions = versions
         var named = Set<Dot>()
         for v in versions { named.formUnion(v.parents) }
-        heads = versions.map(\.dot).filter { !named.contains($0) }.sorted()
-        visible = computeVisible(mode: mode)
+        let heads = versions.map(\.dot).filter { !named.contains($0) }.sorted()
+        if heads.count > 1 {
+            var noCache: MergeCache?
+            concurrent = Concurrent(heads: heads, visible: visible(heads: heads, mode: mode, cache: &noCache, keep: false), cache: nil)
+        } else if heads.first != versions.last?.dot {
+            return nil
+        }
     }
 
     public var isEmpty: Bool { versions.isEmpty }
@@ -126,20 +185,26 @@ public struct KeyVersionDAG: Sendable {
     /// Returns how the visible value was decided when several live heads disagree.
     @discardableResult
     mutating func add(_ version: KeyVersion, mode: MergeMode) -> Resolution? {
-        versions.append(version)
-        if version.parents == heads {
+        if areHeads(version.parents) {
             // The writer saw every head (always so for local writes): one head again.
-            heads = [version.dot]
-            visible = version.value.map { VisibleValue(value: $0, lease: version.lease) }
+            versions.append(version)
+            concurrent = nil
             return nil
         }
+        var heads = self.heads
         heads.removeAll { version.parents.contains($0) }
         heads.append(version.dot)
         heads.sort()
+        versions.append(version)
+        guard heads.count > 1 else {
+            // The new version superseded every head: it is the only one.
+            concurrent = nil
+            return nil
+        }
         var cache = mergeCache
         var resolution: Resolution?
-        visible = visible(mode: mode, cache: &cache, keep: true, resolution: &resolution)
-        mergeCache = cache
+        let visible = visible(heads: heads, mode: mode, cache: &cache, keep: true, resolution: &resolution)
+        concurrent = Concurrent(heads: heads, visible: visible, cache: cache)
         return resolution
     }
 
@@ -170,7 +235,7 @@ public struct KeyVersionDAG: Sendable {
 
     func computeVisible(mode: MergeMode) -> VisibleValue? {
         var noCache: MergeCache?
-        return visible(mode: mode, cache: &noCache, keep: false)
+        return visible(heads: heads, mode: mode, cache: &noCache, keep: false)
     }
 
     /// What a merge of several live heads can reuse for the next one: the heads merged (by
@@ -189,18 +254,17 @@ public struct KeyVersionDAG: Sendable {
         var searches: Int
     }
 
-    private var mergeCache: MergeCache?
-
     /// How many merge-base searches the current cache has seen (0 without one).
     var mergeBaseSearches: Int { mergeCache?.searches ?? 0 }
 
     /// The visible value, using and (with `keep`) refreshing `cache`.
-    private func visible(mode: MergeMode, cache: inout MergeCache?, keep: Bool) -> VisibleValue? {
+    private func visible(heads: [Dot], mode: MergeMode, cache: inout MergeCache?, keep: Bool) -> VisibleValue? {
         var resolution: Resolution?
-        return visible(mode: mode, cache: &cache, keep: keep, resolution: &resolution)
+        return visible(heads: heads, mode: mode, cache: &cache, keep: keep, resolution: &resolution)
     }
 
-    private func visible(mode: MergeMode, cache: inout MergeCache?, keep: Bool, resolution: inout Resolution?) -> VisibleValue? {
+    private func visible(heads: [Dot], mode: MergeMode, cache: inout MergeCache?, keep: Bool,
+                         resolution: inout Resolution?) -> VisibleValue? {
         if heads.count == 1 {
             guard let v = version(heads[0]), let value = v.value else { return nil }
             return VisibleValue(value: value, lease: v.lease)
@@ -371,30 +435,28 @@ public struct KeyVersionDAG: Sendable {
     /// there is one, or all are tombstones): the key collapses or goes, without the general
     /// search.
     func collapses(stable: VersionVector) -> Bool {
-        guard heads.allSatisfy({ stable.contains($0) }) else { return false }
-        return heads.count == 1 || heads.allSatisfy { version($0)?.isTombstone ?? true }
+        guard allHeads({ stable.contains($0) }) else { return false }
+        return concurrent == nil || allHeads { version($0)?.isTombstone ?? true }
     }
 
     /// `work` counts the versions visited (each pass's scan and every step of a descent
     /// check): linear in the versions held, per pass.
     mutating func collectGarbage(stable: VersionVector, mode: MergeMode, work: inout Int) -> CollectionResult {
-        if heads.allSatisfy({ stable.contains($0) && (version($0)?.isTombstone ?? true) }) {
+        if allHeads({ stable.contains($0) && (version($0)?.isTombstone ?? true) }) {
             return .removeKey
         }
-        if heads.count == 1, stable.contains(heads[0]), var head = version(heads[0]) {
+        if concurrent == nil, var head = versions.last, stable.contains(head.dot) {
             // One stable live head: everything else is a stable ancestor of it (the stable vector
             // is causally closed), and every future version descends from it. Collapse to it.
             if versions.count == 1 && head.parents.isEmpty { return .unchanged }
             let dropped = versions.count - 1
             head.parents = []
             versions = [head]
-            mergeCache = nil
             return .shrunk(dropped: dropped)
         }
         if versions.count == 1 {
             if versions[0].parents.isEmpty { return .unchanged }
             versions[0].parents = []
-            mergeCache = nil
             return .shrunk(dropped: 0)
         }
         // Dropping a version can make its ancestors droppable (the base of a diamond whose sides
@@ -408,7 +470,9 @@ public struct KeyVersionDAG: Sendable {
             passes += 1
         }
         guard rewired else { return .unchanged }
-        mergeCache = nil
+        if let c = concurrent, c.cache != nil {
+            concurrent = Concurrent(heads: c.heads, visible: c.visible, cache: nil)
+        }
         assert(computeVisible(mode: mode) == visible, "garbage collection changed a visible value")
         return .shrunk(dropped: total)
     }

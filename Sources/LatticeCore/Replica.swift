@@ -341,13 +341,6 @@ public struct Replica: Sendable {
     /// The version DAG held for `key` (for inspection and tests), nil if none is held.
     public func dag(_ key: [UInt8]) -> KeyVersionDAG? { dags[StoredKey(key)] }
 
-    /// The key's bytes as the replica holds them (so another structure can share them rather
-    /// than hold a copy) and its DAG; nil if none is held.
-    public func storedEntry(_ key: [UInt8]) -> (key: [UInt8], dag: KeyVersionDAG)? {
-        guard let e = dags.entry(forKey: StoredKey(key)) else { return nil }
-        return (e.key.bytes, e.value)
-    }
-
     /// How many keys have a DAG (visible or tombstoned) and how many versions they hold.
     public var storedKeyCount: Int { dags.count }
     public var storedVersionCount: Int { dags.reduce(0) { $0 + $1.value.versions.count } }
@@ -721,16 +714,18 @@ public struct Replica: Sendable {
 
     /// Assembles a replica from decoded parts (`ReplicaStateCodec`).
     init(member: UInt64, mergeMode: MergeMode, clock: HybridClock, vector: VersionVector, logFloor: VersionVector,
-         dags: StoredKeyMap<KeyVersionDAG>, leaseTable: LeaseTable, memberTable: MemberTable, authTable: AuthTable, log: [Change], buffer: CausalBuffer) {
+         dags: StoredKeyMap<KeyVersionDAG>, collectable: Set<StoredKey>? = nil, leaseTable: LeaseTable, memberTable: MemberTable,
+         authTable: AuthTable, log: [Change], buffer: CausalBuffer) {
         self.member = member
         self.mergeMode = mergeMode
         self.clock = clock
         self.vector = vector
         self.logFloor = logFloor
         self.dags = dags
-        self.collectable = Set(dags.lazy.filter { $0.value.isCollectable }.map(\.key))
+        // The keys whose DAG garbage collection could shrink (a decoder that saw every DAG passes them).
+        self.collectable = collectable ?? Set(dags.lazy.filter { $0.value.isCollectable }.map(\.key))
         // Nothing is known to be stable yet: each version of a collectable key waits for its dot.
-        for key in collectable {
+        for key in self.collectable {
             for v in dags[key]!.versions { stabilityQueues[v.dot.member, default: StabilityQueue()].push(seq: v.dot.seq, key: key) }
         }
         self.leaseTable = leaseTable

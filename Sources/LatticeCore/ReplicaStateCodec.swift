@@ -60,6 +60,16 @@ public enum ReplicaStateCodec {
     /// Decodes the state held in `range` of `bytes` (inside a store snapshot), without copying it.
     public static func decode(_ bytes: [UInt8], range: Range<Int>, mergeMode: MergeMode, wallClock: any WallClock,
                               causalBufferLimit: Int, causalBufferBytes: Int = 64 << 20) throws(ReplicaStateDecodingError) -> Replica {
+        try decodeParts(bytes, range: range, mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit,
+                        causalBufferBytes: causalBufferBytes).assemble()
+    }
+
+    /// The first step of `decode`: parses the state and checks and builds every key's versions,
+    /// leaving the replica's maps to `ReplicaStateParts.assemble()`. A restart builds the
+    /// store's index from `keys` (ascending, as the index wants them) while another thread
+    /// assembles the replica.
+    public static func decodeParts(_ bytes: [UInt8], range: Range<Int>, mergeMode: MergeMode, wallClock: any WallClock,
+                                   causalBufferLimit: Int, causalBufferBytes: Int = 64 << 20) throws(ReplicaStateDecodingError) -> ReplicaStateParts {
         let start = range.lowerBound, end = range.upperBound
         guard range.count >= magic.count + 1 + 8 else { throw .truncated }
         guard Array(bytes[start..<(start + 4)]) == magic else { throw .notAReplicaState }
@@ -74,8 +84,8 @@ public enum ReplicaStateCodec {
         } catch {
             throw .malformed(error)
         }
-        return try message.replica(mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit,
-                                   causalBufferBytes: causalBufferBytes)
+        return try message.parts(mergeMode: mergeMode, wallClock: wallClock, causalBufferLimit: causalBufferLimit,
+                                 causalBufferBytes: causalBufferBytes)
     }
 
     /// FNV-1a, 64 bit: detects every single-byte change; integrity against accidents, not attacks.
@@ -166,25 +176,25 @@ struct VersionMessage: ProtoMessage {
 
 struct KeyStateMessage: ProtoMessage {
     var key: [UInt8] = []
-    var versions: [VersionMessage] = []
+    var versions: [KeyVersion] = []
 
     init() {}
     init(key: [UInt8], dag: KeyVersionDAG) {
         self.key = key
-        versions = dag.versions.map(VersionMessage.init)
+        versions = dag.versions
     }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
         case 1: key = try r.readBytes(wt, field: field)
-        case 2: versions.append(try r.readMessage(wt, field: field))
+        case 2: versions.append((try r.readMessage(wt, field: field) as VersionMessage).version)
         default: try r.skip(wt, field: field)
         }
     }
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.bytes(1, key)
-        v.messages(2, versions)
+        for version in versions { v.messageField(2, VersionMessage(version)) }
     }
 }
 
@@ -336,7 +346,7 @@ struct RemovedMemberMessage: ProtoMessage {
     }
 }
 
-struct ReplicaStateMessage: ProtoMessage {
+struct ReplicaStateMessage: ProtoMessage, Sendable {
     var member: UInt64 = 0
     var vector = VersionVector()
     var clock = HLC.zero
@@ -411,27 +421,49 @@ struct ReplicaStateMessage: ProtoMessage {
         v.uint64(14, authApplied)
     }
 
-    /// Checks the replica invariants and assembles it.
-    func replica(mergeMode: MergeMode, wallClock: any WallClock, causalBufferLimit: Int, causalBufferBytes: Int) throws(ReplicaStateDecodingError) -> Replica {
-        func check(_ ok: Bool, _ what: @autoclosure () -> String) throws(ReplicaStateDecodingError) {
-            if !ok { throw .inconsistent(what()) }
-        }
-        func validDot(_ d: Dot) -> Bool { d.member != 0 && d.seq != 0 }
-        try check(member != 0, "member id 0")
-        try check(vector.entries[0] == nil && logFloor.entries[0] == nil, "vector names member 0")
-        try check(vector.covers(logFloor), "log floor beyond the vector")
-        var dags = StoredKeyMap<KeyVersionDAG>()
-        dags.reserveCapacity(keys.count)
+    /// Checks the keys and builds their DAGs (the first step of decoding).
+    consuming func parts(mergeMode: MergeMode, wallClock: any WallClock, causalBufferLimit: Int,
+                         causalBufferBytes: Int) throws(ReplicaStateDecodingError) -> ReplicaStateParts {
+        try Self.check(member != 0, "member id 0")
+        try Self.check(vector.entries[0] == nil && logFloor.entries[0] == nil, "vector names member 0")
+        try Self.check(vector.covers(logFloor), "log floor beyond the vector")
+        var sorted: [(key: StoredKey, dag: KeyVersionDAG)] = []
+        sorted.reserveCapacity(keys.count)
+        var collectable = Set<StoredKey>()
+        let keys = self.keys
+        self.keys = []
         for k in keys {
-            try check(!k.versions.isEmpty, "key without versions")
-            let versions = k.versions.map(\.version)
-            for v in versions {
-                try check(validDot(v.dot) && vector.contains(v.dot), "version \(v.dot.member):\(v.dot.seq) not applied")
-                try check(v.parents.allSatisfy(validDot), "invalid parent")
+            try Self.check(!k.versions.isEmpty, "key without versions")
+            for v in k.versions {
+                try Self.check(Self.validDot(v.dot) && vector.contains(v.dot), "version \(v.dot.member):\(v.dot.seq) not applied")
+                try Self.check(v.parents.allSatisfy(Self.validDot), "invalid parent")
             }
-            guard let dag = KeyVersionDAG(versions: versions, mode: mergeMode) else { throw .inconsistent("versions out of causal order") }
-            try check(dags.updateValue(dag, forKey: StoredKey(k.key)) == nil, "duplicate key")
+            // Ascending, so also distinct.
+            if let previous = sorted.last {
+                try Self.check(previous.key.bytes.lexicographicallyPrecedes(k.key), "keys out of order or repeated")
+            }
+            guard let dag = KeyVersionDAG(versions: k.versions, mode: mergeMode) else { throw .inconsistent("versions out of causal order") }
+            let key = StoredKey(k.key)
+            if dag.isCollectable { collectable.insert(key) }
+            sorted.append((key, dag))
         }
+        return ReplicaStateParts(keys: sorted, collectable: collectable, rest: self, mergeMode: mergeMode, wallClock: wallClock,
+                                 causalBufferLimit: causalBufferLimit, causalBufferBytes: causalBufferBytes)
+    }
+
+    static func check(_ ok: Bool, _ what: @autoclosure () -> String) throws(ReplicaStateDecodingError) {
+        if !ok { throw .inconsistent(what()) }
+    }
+
+    static func validDot(_ d: Dot) -> Bool { d.member != 0 && d.seq != 0 }
+
+    /// Checks the rest of the replica invariants and assembles it around `dags`.
+    func replica(dags: StoredKeyMap<KeyVersionDAG>, collectable: Set<StoredKey>, mergeMode: MergeMode, wallClock: any WallClock,
+                 causalBufferLimit: Int, causalBufferBytes: Int) throws(ReplicaStateDecodingError) -> Replica {
+        func check(_ ok: Bool, _ what: @autoclosure () -> String) throws(ReplicaStateDecodingError) {
+            try Self.check(ok, what())
+        }
+        func validDot(_ d: Dot) -> Bool { Self.validDot(d) }
         var grantsByLease: [Int64: [LeaseTable.Grant]] = [:]
         for g in grants {
             try check(validDot(g.grant.dot) && vector.contains(g.grant.dot), "lease grant not applied")
@@ -473,7 +505,31 @@ struct ReplicaStateMessage: ProtoMessage {
             try check(buffer.insert(c), "duplicate or too many buffered changes")
         }
         return Replica(member: member, mergeMode: mergeMode, clock: HybridClock(wall: wallClock, last: clock), vector: vector, logFloor: logFloor, dags: dags,
-                       leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: removedByID),
+                       collectable: collectable, leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: removedByID),
                        authTable: AuthTable(entries: authEntries, applied: authApplied), log: log, buffer: buffer)
+    }
+}
+
+/// A replica state decoded up to its maps (`ReplicaStateCodec.decodeParts`).
+public struct ReplicaStateParts: Sendable {
+    /// Every key with its versions, ascending by key bytes.
+    public let keys: [(key: StoredKey, dag: KeyVersionDAG)]
+    /// The member whose replica this is.
+    public var member: UInt64 { rest.member }
+    let collectable: Set<StoredKey>
+    /// Everything but the keys.
+    let rest: ReplicaStateMessage
+    let mergeMode: MergeMode
+    let wallClock: any WallClock
+    let causalBufferLimit: Int
+    let causalBufferBytes: Int
+
+    /// Checks the rest of the state and builds the replica: its key map from `keys`.
+    public func assemble() throws(ReplicaStateDecodingError) -> Replica {
+        var dags = StoredKeyMap<KeyVersionDAG>()
+        dags.reserveCapacity(keys.count)
+        for (key, dag) in keys { dags.updateValue(dag, forKey: key) }
+        return try rest.replica(dags: dags, collectable: collectable, mergeMode: mergeMode, wallClock: wallClock,
+                                causalBufferLimit: causalBufferLimit, causalBufferBytes: causalBufferBytes)
     }
 }

@@ -182,6 +182,10 @@ enum Recovery {
         state.replica = Replica(member: replicaID, mergeMode: configuration.mergeMode, wallClock: configuration.wallClock,
                                 causalBufferLimit: configuration.causalBufferLimit, causalBufferBytes: configuration.causalBufferBytes)
         let loaded = try SnapshotFile.loadNewest(directory: directory.snapPath)
+        func replicaStateError(_ error: ReplicaStateDecodingError) -> StorageError {
+            StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: loaded.snapshot?.index ?? 0)): replicated state does not decode: \(error)",
+                         path: directory.snapPath)
+        }
         if let note = loaded.note { notes.append(note) }
         if let snapshot = loaded.snapshot {
             let decoded: StoreSnapshot
@@ -191,29 +195,40 @@ enum Recovery {
                 throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)) does not decode: \(error)",
                                    path: directory.snapPath)
             }
-            var replica: Replica?
+            var parts: ReplicaStateParts?
             if !decoded.replicaState.isEmpty {
                 do {
-                    replica = try ReplicaStateCodec.decode(
+                    parts = try ReplicaStateCodec.decodeParts(
                         decoded.replicaState, range: decoded.replicaStateRange, mergeMode: configuration.mergeMode,
                         wallClock: configuration.wallClock, causalBufferLimit: configuration.causalBufferLimit,
                         causalBufferBytes: configuration.causalBufferBytes)
                 } catch {
-                    throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)): replicated state does not decode: \(error)",
-                                       path: directory.snapPath)
+                    throw replicaStateError(error)
                 }
             }
-            if var replica {
-                guard replica.member == replicaID else {
-                    throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)) belongs to replica \(String(replica.member, radix: 16)), the data directory to \(String(replicaID, radix: 16))",
+            if let parts {
+                guard parts.member == replicaID else {
+                    throw StorageError(.corruption, "snapshot \(SnapshotFile.fileName(index: snapshot.index)) belongs to replica \(String(parts.member, radix: 16)), the data directory to \(String(replicaID, radix: 16))",
                                        path: directory.snapPath)
                 }
+                // Two independent builds over the same keys: the replica's key map on a thread of
+                // its own, the index here (at a million keys each is about a second).
+                let assembling = BackgroundResult { () -> Result<Replica, ReplicaStateDecodingError> in
+                    Result { () throws(ReplicaStateDecodingError) in try parts.assemble() }
+                }
+                let restored = Result { () throws(StorageError) in
+                    try restore(decoded, replicaKeys: parts.keys, state: &state, indexed: &indexed, path: directory.snapPath)
+                }
+                let assembled = assembling.join()
+                try restored.get()
+                var replica: Replica
+                do { replica = try assembled.get() } catch { throw replicaStateError(error) }
                 // Buffered changes were never written to the WAL; counting them as received after
                 // a restart would make replay differ from what ran. Their senders resend them.
                 replica.dropPendingChanges()
-                try restore(decoded, replica: replica, state: &state, indexed: &indexed, path: directory.snapPath)
+                state.replica = replica
             } else {
-                try restore(decoded, replica: nil, state: &state, indexed: &indexed, path: directory.snapPath)
+                try restore(decoded, replicaKeys: [], state: &state, indexed: &indexed, path: directory.snapPath)
             }
             snapshotIndex = snapshot.index
         }
@@ -301,17 +316,21 @@ enum Recovery {
         }
     }
 
-    static func restore(_ s: StoreSnapshot, replica: Replica?, state: inout MVCCStore.WriterState,
+    /// Rebuilds the index, the event log and the leases from a snapshot. `replicaKeys` are the
+    /// replicated state's keys with their versions, ascending (as the snapshot's histories are):
+    /// a key's bytes and the values the snapshot shares with the replicated state are taken from
+    /// there, walking both lists side by side, so each is held once.
+    static func restore(_ s: StoreSnapshot, replicaKeys: [(key: StoredKey, dag: KeyVersionDAG)], state: inout MVCCStore.WriterState,
                         indexed: inout MVCCStore.Indexed, path: String) throws(StorageError) {
-        // Values the snapshot shares with the replicated state come from there: one copy.
         var histories: [(key: [UInt8], versions: [KeyVersion])] = []
         histories.reserveCapacity(s.histories.count)
         var logged: [(revision: Int64, key: [UInt8])] = []
+        var next = 0
         for h in s.histories {
             var versions = h.versions
-            // The key's bytes and shared values are the replicated state's: one copy of each.
-            let entry = replica?.storedEntry(h.key)
-            let key = entry?.key ?? h.key
+            while next < replicaKeys.count && compareBytes(replicaKeys[next].key.bytes, h.key) < 0 { next += 1 }
+            let entry = next < replicaKeys.count && replicaKeys[next].key.bytes == h.key ? replicaKeys[next] : nil
+            let key = entry?.key.bytes ?? h.key
             if !h.sharedValues.isEmpty {
                 guard let dag = entry?.dag else {
                     throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the key", path: path)
@@ -330,7 +349,6 @@ enum Recovery {
             throw StorageError(.corruption, "snapshot: key histories out of order", path: path)
         }
         indexed = MVCCStore.Indexed(index: index, log: EventLog.rebuilding(from: logged))
-        if let replica = replica { state.replica = replica }
         for l in s.leases {
             state.lessor.grant(id: l.id, ttlSeconds: l.ttl, nowMilliseconds: 0)
             state.lessor.checkpoint(l.id, expiresAtMilliseconds: l.expiresAt)

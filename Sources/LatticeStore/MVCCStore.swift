@@ -690,6 +690,25 @@ enum WriterThread {
 }
 
 
+/// A value computed on a thread of its own while the caller does other work; `join` waits for it.
+final class BackgroundResult<Value: Sendable>: Sendable {
+    private let value = Mutex<Value?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () -> Value) {
+        WriterThread.start { [self] in
+            let result = body()
+            value.withLock { $0 = result }
+            done.signal()
+        }
+    }
+
+    func join() -> Value {
+        done.wait()
+        return value.withLock { $0! }
+    }
+}
+
 /// Timings of the store's storage, for metrics. Called on the writer thread (WAL) and the
 /// snapshot thread: implementations only record.
 public struct StorageObserver: Sendable {

@@ -201,7 +201,9 @@ final class ReplicaStateEncodingTests: XCTestCase {
         outOfOrder.keys[multi].versions.reverse()
         var appliedPending = good; appliedPending.pending.append(good.log.last!)
         var emptyKey = good; emptyKey.keys[0].versions = []
+        var keysOutOfOrder = good; keysOutOfOrder.keys.swapAt(0, 1)
         for (name, bad) in [("zero member", zeroMember), ("versions not applied", notApplied), ("duplicate key", duplicateKey),
+                            ("keys out of order", keysOutOfOrder),
                             ("versions out of causal order", outOfOrder), ("applied change buffered", appliedPending),
                             ("key without versions", emptyKey)] {
             XCTAssertThrowsError(try Replica(decodingState: wrap(bad)), name) { error in
