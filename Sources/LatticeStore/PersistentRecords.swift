@@ -107,6 +107,24 @@ struct StoreSnapshot: ProtoMessage {
     }
 }
 
+extension StoreSnapshot {
+    /// Where the replicated state lies in an encoded snapshot (empty if it holds none), found by
+    /// skipping every other field, so it can be decoded while the histories are.
+    static func replicaStateRange(in bytes: [UInt8]) throws(ProtoDecodingError) -> Range<Int> {
+        var reader = ProtoReader(bytes)
+        var range = 0..<0
+        while let (field, wt) = try reader.nextTag() {
+            if field == 9 {
+                guard wt == .lengthDelimited else { throw .wrongWireType(field: field, wireType: wt.rawValue) }
+                range = try reader.readBytesRange()
+            } else {
+                try reader.skip(wt, field: field)
+            }
+        }
+        return range
+    }
+}
+
 struct KeyHistoryRecord: ProtoMessage {
     var key: [UInt8] = []
     var versions: [KeyVersion] = []
