@@ -353,6 +353,42 @@ final class DurabilityTests: XCTestCase {
         XCTAssertEqual(try reopened.hashKV(revision: 0).hash, hashBefore)
     }
 
+    /// A snapshot whose parts do not fit together is refused with the reason, whichever thread
+    /// of the restart found it: a replicated state that does not decode, one of another data
+    /// directory, or a history whose shared value the replicated state lacks.
+    func testASnapshotWhosePartsDoNotFitIsRefusedWithTheReason() throws {
+        var store: MVCCStore? = try open()
+        for i in 0..<30 { _ = try store!.put(PutRequest(key: b("k\(i % 10)"), value: b("value \(i)"))) }
+        try store!.defragment()
+        store!.close()
+        store = nil
+        let snapDir = dir + "/snap"
+        let name = try files("snap", ".snap")[0]
+        let original = try SnapshotFile.loadNewest(directory: snapDir).snapshot!
+        let good = try StoreSnapshot(protoBytes: original.bytes)
+        let state = Array(good.replicaState[good.replicaStateRange])
+        let replica = try Replica(decodingState: state)
+        var otherMember = Replica(member: replica.member + 1)
+        otherMember.makeChange([.put(key: b("x"), value: b("y"), lease: 0, parents: [])])
+        var withoutKeys = Replica(member: replica.member)
+        withoutKeys.makeChange([.put(key: b("x"), value: b("y"), lease: 0, parents: [])])
+        let cases: [(String, [UInt8])] = [
+            ("replicated state does not decode", Array("LTRS".utf8) + [1, 0x2a, 0xff, 0xff, 0xff] + [UInt8](repeating: 0, count: 8)),
+            ("belongs to replica", otherMember.encodeState()),
+            ("lacks the key", withoutKeys.encodeState()),
+        ]
+        for (reason, replicaState) in cases {
+            var snapshot = good
+            snapshot.replicaState = replicaState
+            let payload = snapshot.protoBytes()
+            try Data(SnapshotFile.header(index: original.index, payload: payload) + payload)
+                .write(to: URL(fileURLWithPath: snapDir + "/" + name))
+            XCTAssertThrowsError(try open(), reason) { error in
+                XCTAssertTrue("\(error)".contains(reason), "\(reason): \(error)")
+            }
+        }
+    }
+
     func testDefragmentInMemoryIsANoOp() throws {
         let store = try MVCCStore(configuration: MVCCStore.Configuration(memberID: 1, clusterID: 2))
         defer { store.close() }
