@@ -33,7 +33,8 @@ let package = Package(
         ]),
         .target(name: "EtcdAPI", dependencies: ["ProtoWire"]),
         .target(name: "LatticeCore", dependencies: ["ProtoWire"]),
-        .target(name: "LatticeStorage"),
+        .target(name: "CCRC32C"),
+        .target(name: "LatticeStorage", dependencies: ["CCRC32C"]),
         .target(name: "LatticeStore", dependencies: ["LatticeCore", "EtcdAPI", "LatticeStorage", "ProtoWire"]),
         .target(name: "LatticeReplication", dependencies: [
             "GRPCWire", "EtcdAPI", "LatticeStore", "LatticeCore", "ProtoWire",

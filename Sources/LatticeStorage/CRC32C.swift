@@ -1,5 +1,8 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of iSCSI, ext4 and etcd's
-/// WAL. Table-driven, slicing-by-8, in software.
+/// WAL. With the CPU's CRC-32C instruction where it has one (SSE 4.2, AArch64's CRC extension:
+/// several times faster), else table-driven, slicing-by-8, in software; both give the same bits.
 ///
 /// `checksum(a ++ b) == update(checksum(a), b)`, and the checksum of no bytes is 0, so a record's
 /// checksum over `type ++ payload` is computed without concatenating them.
@@ -16,6 +19,15 @@ public enum CRC32C {
 
     /// Extends `crc` (a finished checksum of earlier bytes) over `bytes`.
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard hardware, let base = bytes.baseAddress else { return softwareUpdate(crc, bytes) }
+        return ~lattice_crc32c_hw(~crc, base, bytes.count)
+    }
+
+    /// Whether this CPU computes it with its own instruction.
+    static let hardware = lattice_crc32c_hw_available() != 0
+
+    /// The table-driven computation (what runs without the instruction; tests compare the two).
+    static func softwareUpdate(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         ~crc32cTable.withUnsafeBufferPointer { table in raw(~crc, bytes, table) }
     }
 

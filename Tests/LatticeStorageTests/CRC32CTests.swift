@@ -37,6 +37,23 @@ final class CRC32CTests: XCTestCase {
         }
     }
 
+    /// The CPU's instruction (where this machine has one) and the tables agree at every length
+    /// and alignment, from a resumed register too.
+    func testTheInstructionAndTheTablesAgree() throws {
+        try XCTSkipUnless(CRC32C.hardware, "no CRC-32C instruction on this CPU")
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<4_200).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        data.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1_000, 4_096] where start + length <= all.count {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    XCTAssertEqual(CRC32C.update(0, slice), CRC32C.softwareUpdate(0, slice), "start \(start) length \(length)")
+                    XCTAssertEqual(CRC32C.update(0x1234_5678, slice), CRC32C.softwareUpdate(0x1234_5678, slice))
+                }
+            }
+        }
+    }
+
     private func bitwiseCRC32C(_ bytes: [UInt8]) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for byte in bytes {
