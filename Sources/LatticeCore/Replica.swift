@@ -329,12 +329,28 @@ public struct Replica: Sendable {
     /// The visible value of `key`, nil when absent.
     public func visible(_ key: [UInt8]) -> VisibleValue? { dags[StoredKey(key)]?.visible }
 
+    /// Every key with its DAG (present or tombstoned) for which `include` holds, ascending by
+    /// key bytes. O(n log n).
+    public func sortedDAGs(where include: (StoredKey) -> Bool = { _ in true }) -> [(key: StoredKey, dag: KeyVersionDAG)] {
+        var keys: [[UInt8]] = []
+        var entries: [(key: StoredKey, dag: KeyVersionDAG)] = []
+        for (key, dag) in dags where include(key) {
+            keys.append(key.bytes)
+            entries.append((key, dag))
+        }
+        // Sorting positions moves plain integers; sorting the entries themselves retains and
+        // releases three references per move.
+        var order = Array(0..<keys.count)
+        keys.withUnsafeBufferPointer { k in order.sort { bytesLess(k[$0], k[$1]) } }
+        return order.map { entries[$0] }
+    }
+
     /// Every present key with its visible value, ascending by key bytes. O(n log n).
     public func visibleKeyspace() -> [VisibleEntry] {
         var out: [VisibleEntry] = []
         out.reserveCapacity(dags.count)
         for (key, dag) in dags { if let v = dag.visible { out.append(VisibleEntry(key: key.bytes, value: v)) } }
-        out.sort { $0.key.lexicographicallyPrecedes($1.key) }
+        out.sort { bytesLess($0.key, $1.key) }
         return out
     }
 

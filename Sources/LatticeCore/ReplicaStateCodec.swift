@@ -43,9 +43,15 @@ public enum ReplicaStateCodec {
     static let formatVersion: UInt8 = 1
 
     public static func encode(_ replica: Replica) -> [UInt8] {
+        encode(replica, sortedDAGs: replica.sortedDAGs())
+    }
+
+    /// `sortedDAGs`: `replica.sortedDAGs()`, when the caller needs them too (a snapshot walks
+    /// them beside the index's sorted keys).
+    public static func encode(_ replica: Replica, sortedDAGs: [(key: StoredKey, dag: KeyVersionDAG)]) -> [UInt8] {
         var out = magic
         out.append(formatVersion)
-        out.append(contentsOf: ReplicaStateMessage(replica).protoBytes())
+        out.append(contentsOf: ReplicaStateMessage(replica, sortedDAGs: sortedDAGs).protoBytes())
         let checksum = fnv1a64(out)
         for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: checksum >> UInt64(8 * i))) }
         return out
@@ -368,11 +374,11 @@ struct ReplicaStateMessage: ProtoMessage, Sendable {
 
     init() {}
 
-    init(_ replica: Replica) {
+    init(_ replica: Replica, sortedDAGs: [(key: StoredKey, dag: KeyVersionDAG)]) {
         member = replica.member
         vector = replica.vector
         clock = replica.clock.last
-        keys = replica.dags.sorted { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }.map { KeyStateMessage(key: $0.key.bytes, dag: $0.value) }
+        keys = sortedDAGs.map { KeyStateMessage(key: $0.key.bytes, dag: $0.dag) }
         grants = replica.leaseTable.grants.keys.sorted().flatMap { id in
             replica.leaseTable.grants[id]!.sorted { $0.dot < $1.dot }.map { LeaseGrantMessage(id: id, grant: $0) }
         }
@@ -445,7 +451,7 @@ struct ReplicaStateMessage: ProtoMessage, Sendable {
             }
             // Ascending, so also distinct.
             if let previous = sorted.last {
-                try Self.check(previous.key.bytes.lexicographicallyPrecedes(k.key), "keys out of order or repeated")
+                try Self.check(bytesLess(previous.key.bytes, k.key), "keys out of order or repeated")
             }
             guard let dag = KeyVersionDAG(versions: k.versions, mode: mergeMode) else { throw .inconsistent("versions out of causal order") }
             let key = StoredKey(k.key)

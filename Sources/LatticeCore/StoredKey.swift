@@ -1,3 +1,25 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Lexicographic byte order of keys, as etcd's `bytes.Compare` (one `memcmp`; the standard
+/// library's `lexicographicallyPrecedes` compares element by element, several times slower on
+/// keys sharing long prefixes, as Kubernetes keys do).
+@inlinable @inline(__always)
+public func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    let n = min(a.count, b.count)
+    let c = a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in n == 0 ? 0 : memcmp(pa.baseAddress!, pb.baseAddress!, n) }
+    }
+    if c != 0 { return c < 0 ? -1 : 1 }
+    return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+}
+
+@inlinable @inline(__always)
+public func bytesLess(_ a: [UInt8], _ b: [UInt8]) -> Bool { compareBytes(a, b) < 0 }
+
 /// A key as the replica's and the index's maps hold it. `[UInt8]`'s own `Hashable` feeds the hasher one byte at
 /// a time; this feeds all bytes in one call, several times faster for etcd-length keys. Equality
 /// is byte equality, as for `[UInt8]`.

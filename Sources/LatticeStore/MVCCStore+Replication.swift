@@ -108,7 +108,7 @@ extension MVCCStore {
         let revision = pending.revision + 1
         var versions: [([UInt8], KeyVersion)] = []
         var previous: [[UInt8]: KeyVersion] = [:]
-        for key in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+        for key in keys.sorted(by: bytesLess) {
             let before = current(key)
             let after = replica.visible(key)
             if let before, after == nil {

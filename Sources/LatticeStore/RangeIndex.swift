@@ -1,3 +1,5 @@
+import LatticeCore
+
 /// Which of many watched key ranges contain a key, without looking at every range.
 ///
 /// Single-key ranges (the common watch) live in a dictionary. Wider ranges are kept by their

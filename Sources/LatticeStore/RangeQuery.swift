@@ -1,3 +1,4 @@
+import LatticeCore
 import EtcdAPI
 
 /// etcd's Range semantics over any source of visible keys: limit (+1 to learn `more`),

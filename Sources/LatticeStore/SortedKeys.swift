@@ -1,3 +1,5 @@
+import LatticeCore
+
 /// Distinct keys in byte order, kept in chunks of at most `chunkMax` keys (a two-level B-tree):
 /// finding a position is two binary searches, and an insert or removal moves at most one chunk's
 /// elements instead of the whole key set (a flat sorted array made every new key an O(n)

@@ -1,3 +1,4 @@
+import LatticeCore
 import EtcdAPI
 import Synchronization
 

@@ -190,7 +190,8 @@ final class ReplicaStateEncodingTests: XCTestCase {
             for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: h >> UInt64(8 * i))) }
             return out
         }
-        let good = ReplicaStateMessage(try Self.busyReplica())
+        let busy = try Self.busyReplica()
+        let good = ReplicaStateMessage(busy, sortedDAGs: busy.sortedDAGs())
         XCTAssertNoThrow(try Replica(decodingState: wrap(good)))
 
         var zeroMember = good; zeroMember.member = 0

@@ -1,3 +1,4 @@
+import LatticeCore
 import XCTest
 import LatticeTestSupport
 @testable import LatticeStore
