@@ -49,9 +49,8 @@ public enum ReplicaStateCodec {
     /// `sortedDAGs`: `replica.sortedDAGs()`, when the caller needs them too (a snapshot walks
     /// them beside the index's sorted keys).
     public static func encode(_ replica: Replica, sortedDAGs: [(key: StoredKey, dag: KeyVersionDAG)]) -> [UInt8] {
-        var out = magic
-        out.append(formatVersion)
-        out.append(contentsOf: ReplicaStateMessage(replica, sortedDAGs: sortedDAGs).protoBytes())
+        // Framed in place: at a million keys the state is hundreds of megabytes.
+        var out = ReplicaStateMessage(replica, sortedDAGs: sortedDAGs).protoBytes(after: magic + [formatVersion], reserving: 8)
         let checksum = fnv1a64(out)
         for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: checksum >> UInt64(8 * i))) }
         return out

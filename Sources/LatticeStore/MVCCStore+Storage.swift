@@ -393,9 +393,10 @@ extension MVCCStore {
             // Below the writer and the event loops: encoding a large state takes seconds of a
             // core, which requests need more.
             WriterThread.lowerPriority()
-            if let error = storage.writeSnapshot(Self.encodeSnapshot(captured), index: walIndex, directory: directory) {
-                report?(error)
-            }
+            var bytes = Self.encodeSnapshot(captured)
+            let error = storage.writeSnapshot(bytes, index: walIndex, directory: directory)
+            LargeBuffer.release(&bytes)
+            if let error { report?(error) }
         }
     }
 
@@ -477,6 +478,10 @@ extension MVCCStore {
             return KeyHistoryRecord(key: key, versions: versions, sharedValues: shared)
         }
         s.leases = c.leases.values.sorted { $0.id < $1.id }.map { ($0.id, $0.ttlSeconds, $0.expiresAtMilliseconds) }
-        return s.protoBytes()
+        let encoded = s.protoBytes()
+        var state = s.replicaState
+        s.replicaState = []
+        LargeBuffer.release(&state)
+        return encoded
     }
 }

@@ -37,9 +37,15 @@ extension ProtoMessage {
 
     /// Serializes the message.
     public func protoBytes() -> [UInt8] {
+        protoBytes(after: [], reserving: 0)
+    }
+
+    /// `prefix` followed by the serialized message, in one buffer with room for `reserving`
+    /// more bytes (a framing trailer): no copy of a large message to frame it.
+    public func protoBytes(after prefix: [UInt8], reserving extra: Int) -> [UInt8] {
         var sizer = ProtoSizer()
         traverse(&sizer)
-        var writer = ProtoWriter(capacity: sizer.size, nestedSizes: sizer.nestedSizes)
+        var writer = ProtoWriter(prefix: prefix, capacity: sizer.size + extra, nestedSizes: sizer.nestedSizes)
         traverse(&writer)
         return writer.bytes
     }
@@ -132,8 +138,14 @@ public struct ProtoWriter: ProtoVisitor {
     var cursor = 0
 
     public init(capacity: Int, nestedSizes: [Int]) {
+        self.init(prefix: [], capacity: capacity, nestedSizes: nestedSizes)
+    }
+
+    /// A writer whose output starts with `prefix`.
+    public init(prefix: [UInt8], capacity: Int, nestedSizes: [Int]) {
         bytes = []
-        bytes.reserveCapacity(capacity)
+        bytes.reserveCapacity(prefix.count + capacity)
+        bytes.append(contentsOf: prefix)
         self.nestedSizes = nestedSizes
     }
 

@@ -181,6 +181,17 @@ final class ProtoWireTests: XCTestCase {
 
     // MARK: varints
 
+    /// A message framed after a prefix is the prefix and the same bytes, with room for a
+    /// trailer, and the nested sizes still line up.
+    func testEncodingAfterAPrefixIsThePrefixThenTheMessage() throws {
+        let node = Node(value: 1, name: "root", children: [Node(value: 2, name: "a", children: [Node(value: 3, name: "a1")]),
+                                                             Node(value: -4, name: "b")])
+        let framed = node.protoBytes(after: [0x4c, 0x54, 1], reserving: 8)
+        XCTAssertEqual(framed, [0x4c, 0x54, 1] + node.protoBytes())
+        XCTAssertGreaterThanOrEqual(framed.capacity, framed.count + 8)
+        XCTAssertEqual(try Node(protoBytes: Array(framed.dropFirst(3))), node)
+    }
+
     func testVarintBoundaryValues() throws {
         let cases: [(UInt64, String)] = [
             (0, "00"),
