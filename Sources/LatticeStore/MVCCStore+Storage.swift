@@ -465,7 +465,7 @@ extension MVCCStore {
             let versions = Array(c.index.retained(c.index.history(key) ?? []))
             // A value the replicated state holds for the same key and dot is written once, there.
             // Both lists ascend: the key's DAG is found by walking beside them, not looked up.
-            var shared: [Int] = []
+            var shared = HistoryPositions()
             while next < dags.count && compareBytes(dags[next].key.bytes, key) < 0 { next += 1 }
             if next < dags.count, dags[next].key.bytes == key {
                 let dag = dags[next].dag

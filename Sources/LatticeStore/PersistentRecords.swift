@@ -125,15 +125,53 @@ extension StoreSnapshot {
     }
 }
 
+/// Ascending positions in a key's history, the first 64 as bits: a history of one version whose
+/// value is shared (the norm) needs no allocation, where an array per key was a million small
+/// allocations for a restart to make and free.
+struct HistoryPositions: Sequence, ExpressibleByArrayLiteral {
+    private var low: UInt64 = 0
+    private var high: [Int] = []
+
+    init() {}
+    init(arrayLiteral elements: Int...) {
+        for e in elements { append(e) }
+    }
+
+    var isEmpty: Bool { low == 0 && high.isEmpty }
+
+    /// Adds `position`, greater than every position already held.
+    mutating func append(_ position: Int) {
+        if position < 64 { low |= 1 << UInt64(position) } else { high.append(position) }
+    }
+
+    func contains(_ position: Int) -> Bool {
+        position < 64 ? low & (1 << UInt64(position)) != 0 : high.contains(position)
+    }
+
+    struct Iterator: IteratorProtocol {
+        var bits: UInt64
+        var rest: IndexingIterator<[Int]>
+
+        mutating func next() -> Int? {
+            guard bits != 0 else { return rest.next() }
+            let i = bits.trailingZeroBitCount
+            bits &= bits - 1
+            return i
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(bits: low, rest: high.makeIterator()) }
+}
+
 struct KeyHistoryRecord: ProtoMessage {
     var key: [UInt8] = []
     var versions: [KeyVersion] = []
-    /// Indexes of the versions whose value is shared with the replicated state (not written;
+    /// Positions of the versions whose value is shared with the replicated state (not written;
     /// empty in `versions` until restored).
-    var sharedValues: [Int] = []
+    var sharedValues = HistoryPositions()
 
     init() {}
-    init(key: [UInt8], versions: [KeyVersion], sharedValues: [Int] = []) {
+    init(key: [UInt8], versions: [KeyVersion], sharedValues: HistoryPositions = []) {
         self.key = key
         self.versions = versions
         self.sharedValues = sharedValues
@@ -152,11 +190,8 @@ struct KeyHistoryRecord: ProtoMessage {
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.bytes(1, key)
-        var next = 0
         for (i, version) in versions.enumerated() {
-            let shared = next < sharedValues.count && sharedValues[next] == i
-            if shared { next += 1 }
-            v.messageField(2, VersionRecord(version, shared: shared))
+            v.messageField(2, VersionRecord(version, shared: sharedValues.contains(i)))
         }
     }
 }

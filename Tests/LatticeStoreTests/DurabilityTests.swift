@@ -443,3 +443,24 @@ final class SnapshotKeyOrderTests: XCTestCase {
         XCTAssertEqual(sorted.map { $0.key }, replica.sortedDAGs().map { $0.key })
     }
 }
+
+/// The positions of a history's shared values: bits for the first 64, a list past them; a
+/// history record round-trips them through its encoding either way.
+final class HistoryPositionsTests: XCTestCase {
+    func testPositionsBelowAndPast64RoundTripInOrder() throws {
+        var positions = HistoryPositions()
+        XCTAssertTrue(positions.isEmpty)
+        for p in [0, 3, 63, 64, 100] { positions.append(p) }
+        XCTAssertEqual(Array(positions), [0, 3, 63, 64, 100])
+        XCTAssertTrue(positions.contains(63) && positions.contains(100) && !positions.contains(1) && !positions.contains(65))
+
+        let versions = (1...70).map { i in
+            LatticeStore.KeyVersion.put(at: Int64(i), over: nil, value: b("v\(i)"), lease: 0, dot: Dot(member: 1, seq: UInt64(i)))
+        }
+        let record = KeyHistoryRecord(key: b("k"), versions: versions, sharedValues: positions)
+        let decoded = try KeyHistoryRecord(protoBytes: record.protoBytes())
+        XCTAssertEqual(Array(decoded.sharedValues), [0, 3, 63, 64, 100].filter { $0 < 70 })
+        XCTAssertTrue(decoded.versions[64].value.isEmpty, "a shared value is not written")
+        XCTAssertEqual(decoded.versions[65].value, b("v66"))
+    }
+}
