@@ -329,6 +329,15 @@ public struct Replica: Sendable {
     /// The visible value of `key`, nil when absent.
     public func visible(_ key: [UInt8]) -> VisibleValue? { dags[StoredKey(key)]?.visible }
 
+    /// The DAG of `key` in `sorted` (ascending by key bytes), looking from `cursor` on: callers
+    /// that visit keys in ascending order walk beside the list instead of a lookup per key.
+    /// Moves `cursor` to the first entry not before `key`.
+    public static func dag(of key: [UInt8], in sorted: [(key: StoredKey, dag: KeyVersionDAG)],
+                           from cursor: inout Int) -> (key: StoredKey, dag: KeyVersionDAG)? {
+        while cursor < sorted.count && compareBytes(sorted[cursor].key.bytes, key) < 0 { cursor += 1 }
+        return cursor < sorted.count && sorted[cursor].key.bytes == key ? sorted[cursor] : nil
+    }
+
     /// Every key with its DAG (present or tombstoned) for which `include` holds, ascending by
     /// key bytes. O(n log n).
     public func sortedDAGs(where include: (StoredKey) -> Bool = { _ in true }) -> [(key: StoredKey, dag: KeyVersionDAG)] {

@@ -470,13 +470,9 @@ struct ReplicaStateMessage: ProtoMessage, Sendable {
     /// Checks the rest of the replica invariants and assembles it around `dags`.
     func replica(dags: StoredKeyMap<KeyVersionDAG>, collectable: Set<StoredKey>, mergeMode: MergeMode, wallClock: any WallClock,
                  causalBufferLimit: Int, causalBufferBytes: Int) throws(ReplicaStateDecodingError) -> Replica {
-        func check(_ ok: Bool, _ what: @autoclosure () -> String) throws(ReplicaStateDecodingError) {
-            try Self.check(ok, what())
-        }
-        func validDot(_ d: Dot) -> Bool { Self.validDot(d) }
         var grantsByLease: [Int64: [LeaseTable.Grant]] = [:]
         for g in grants {
-            try check(validDot(g.grant.dot) && vector.contains(g.grant.dot), "lease grant not applied")
+            try Self.check(Self.validDot(g.grant.dot) && vector.contains(g.grant.dot), "lease grant not applied")
             grantsByLease[g.id, default: []].append(g.grant)
         }
         var records: [UInt64: MemberTable.Record] = [:]
@@ -485,34 +481,34 @@ struct ReplicaStateMessage: ProtoMessage, Sendable {
             // The parts' ids are the record's (not encoded again).
             record.added?.member.id = record.id
             record.updated?.member.id = record.id
-            try check(record.id != 0, "member record without an id")
+            try Self.check(record.id != 0, "member record without an id")
             for dot in [record.added?.dot, record.updated?.dot, record.published?.dot].compactMap({ $0 }) {
-                try check(validDot(dot) && vector.contains(dot), "member record not applied")
+                try Self.check(Self.validDot(dot) && vector.contains(dot), "member record not applied")
             }
-            try check(records.updateValue(record, forKey: record.id) == nil, "duplicate member")
+            try Self.check(records.updateValue(record, forKey: record.id) == nil, "duplicate member")
         }
         // The older form lists removed ids without the removing change: nothing to wait for.
         var removedByID: [UInt64: Dot] = [:]
         for id in removedMembers { removedByID[id] = Dot(member: 0, seq: 0) }
         for r in removed {
-            try check(validDot(r.dot) && vector.contains(r.dot), "member removal not applied")
+            try Self.check(Self.validDot(r.dot) && vector.contains(r.dot), "member removal not applied")
             removedByID[r.id] = r.dot
         }
         var authEntries: [AuthElement: AuthTable.Entry] = [:]
         for a in auth {
-            for d in a.entry.adds.map(\.dot) + a.entry.removes { try check(validDot(d) && vector.contains(d), "auth entry not applied") }
-            try check(authEntries.updateValue(a.entry, forKey: a.element) == nil, "duplicate auth entry")
+            for d in a.entry.adds.map(\.dot) + a.entry.removes { try Self.check(Self.validDot(d) && vector.contains(d), "auth entry not applied") }
+            try Self.check(authEntries.updateValue(a.entry, forKey: a.element) == nil, "duplicate auth entry")
         }
         var seen = Set<Dot>()
         for c in log {
-            try check(validDot(c.id) && vector.contains(c.id) && !logFloor.contains(c.id), "log entry outside the log's range")
-            try check(seen.insert(c.id).inserted, "duplicate log entry")
+            try Self.check(Self.validDot(c.id) && vector.contains(c.id) && !logFloor.contains(c.id), "log entry outside the log's range")
+            try Self.check(seen.insert(c.id).inserted, "duplicate log entry")
         }
         var buffer = CausalBuffer(limit: causalBufferLimit, limitBytes: causalBufferBytes)
         for c in pending {
-            try check(!vector.contains(c.id), "buffered change already applied")
+            try Self.check(!vector.contains(c.id), "buffered change already applied")
             do { try Replica.validate(c) } catch { throw .inconsistent("invalid buffered change") }
-            try check(buffer.insert(c), "duplicate or too many buffered changes")
+            try Self.check(buffer.insert(c), "duplicate or too many buffered changes")
         }
         return Replica(member: member, mergeMode: mergeMode, clock: HybridClock(wall: wallClock, last: clock), vector: vector, logFloor: logFloor, dags: dags,
                        collectable: collectable, leaseTable: LeaseTable(grants: grantsByLease), memberTable: MemberTable(records: records, removed: removedByID),

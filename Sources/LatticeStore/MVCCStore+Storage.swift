@@ -335,8 +335,7 @@ enum Recovery {
         var next = 0
         for h in s.histories {
             var versions = h.versions
-            while next < replicaKeys.count && compareBytes(replicaKeys[next].key.bytes, h.key) < 0 { next += 1 }
-            let entry = next < replicaKeys.count && replicaKeys[next].key.bytes == h.key ? replicaKeys[next] : nil
+            let entry = Replica.dag(of: h.key, in: replicaKeys, from: &next)
             let key = entry?.key.bytes ?? h.key
             if !h.sharedValues.isEmpty {
                 guard let dag = entry?.dag else {
@@ -466,9 +465,7 @@ extension MVCCStore {
             // A value the replicated state holds for the same key and dot is written once, there.
             // Both lists ascend: the key's DAG is found by walking beside them, not looked up.
             var shared = HistoryPositions()
-            while next < dags.count && compareBytes(dags[next].key.bytes, key) < 0 { next += 1 }
-            if next < dags.count, dags[next].key.bytes == key {
-                let dag = dags[next].dag
+            if let dag = Replica.dag(of: key, in: dags, from: &next)?.dag {
                 for (i, v) in versions.enumerated() where !v.isTombstone && !v.value.isEmpty {
                     if let replicated = dag.versions.first(where: { $0.dot == v.dot })?.value, replicated == v.value {
                         shared.append(i)
