@@ -187,8 +187,10 @@ enum FileSystem {
         try syncDirectory(parentPath)
     }
 
+    /// Removes the file at `path` (a missing file is not an error). Its name goes at once; a
+    /// large file's blocks are freed in steps in the background (`FileReclaimer`).
     static func remove(_ path: String) throws(StorageError) {
-        if unlink(path) != 0 && errno != ENOENT { throw .system("remove", path: path, errno: errno) }
+        try FileReclaimer.shared.remove(path)
     }
 
     static func rename(_ from: String, to: String) throws(StorageError) {
