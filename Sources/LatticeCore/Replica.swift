@@ -155,6 +155,15 @@ public struct Replica: Sendable {
     /// snapshot, because the WAL only holds changes that were applied.
     public mutating func dropPendingChanges() { buffer.removeAll() }
 
+    /// A copy for another thread to read at leisure (a snapshot's encoder). The key map is not
+    /// copied, now or later: it stays shared with the copy, and this replica's changes go to a
+    /// small overlay until the copy is gone (`StoredKeyMap.capture`).
+    public mutating func capture() -> Replica {
+        var copy = self
+        copy.dags = dags.capture()
+        return copy
+    }
+
     static func validate(_ change: Change) throws(ReplicaError) {
         let id = change.id
         guard id.member != 0, id.seq != 0 else { throw .invalidChange(id, "member and seq must be non-zero") }

@@ -39,18 +39,22 @@ public struct StoredKey: Hashable, Sendable {
 }
 
 /// A dictionary keyed by `StoredKey` that splits itself into 256 shards, each a dictionary of
-/// its own, once it holds more than `shardingThreshold` entries (small maps stay one dictionary:
-/// no per-shard cost when a replica is copied).
+/// its own, once it holds more than `shardingThreshold` entries, and that can be captured for a
+/// snapshot without the writer copying it afterwards.
 ///
-/// Why: the store snapshots its state by keeping a copy-on-write reference while a snapshot is
-/// encoded on another thread. With one dictionary, the writer's next change copied the whole
-/// dictionary (a million entries: about a quarter of a second with every write waiting). Here
-/// a change copies only its own shard, so after a snapshot starts each write pays at most one
-/// shard's copy (1/256 of the keys) and the copying is spread over the writes that follow.
-/// 4,096 shards spread it more finely (put p99 with a snapshot every 4,000 writes at a million
-/// keys: 5–29 ms against 112–172 ms) but cost 170 MiB more memory at a million keys: shards
-/// that small come from the heap, and the copies a snapshot leaves behind stay resident as free
-/// heap, where 256 shards are large enough to be mapped and given back.
+/// Why: the store snapshots its state by keeping a copy-on-write copy while a snapshot is
+/// encoded on another thread. A change to a shared dictionary copies it first: with one
+/// dictionary, the writer's next change copied a million entries (a quarter of a second with
+/// every write waiting); with 256 shards, each of the writes that followed copied a shard of
+/// ~4,000 entries (a cache miss per entry to retain it), so for the first few hundred
+/// milliseconds of every snapshot the writer spent most of its time copying, and put p99 at
+/// 1,000 puts/s rose to 40–140 ms. 4,096 smaller shards spread the copying more finely but left
+/// 170 MiB more heap behind at a million keys.
+///
+/// So `capture()` returns the copy and leaves this map *frozen*: its shards stay as they were,
+/// shared with the copy, and changes go to a small `overlay` of the keys changed since. Once
+/// every captured copy is gone (the snapshot finished), the next change merges the overlay into
+/// the shards, which are no longer shared: nothing is ever copied.
 public struct StoredKeyMap<Value>: Sequence {
     public typealias Element = (key: StoredKey, value: Value)
     @usableFromInline static var shardBits: Int { 8 }
@@ -59,6 +63,12 @@ public struct StoredKeyMap<Value>: Sequence {
 
     /// One dictionary, or `shardCount` of them.
     @usableFromInline var shards: [[StoredKey: Value]] = [[:]]
+    /// While frozen: every key changed since the capture, with its value now (nil: removed).
+    @usableFromInline var overlay: [StoredKey: Value?]?
+    /// While frozen: entries the overlay adds to the shards' count (negative for removals).
+    @usableFromInline var overlayCountDelta = 0
+    /// Shared with every captured copy; uniquely held again once they are all gone.
+    @usableFromInline var captures: CaptureToken?
 
     @inlinable
     public init() {}
@@ -90,13 +100,57 @@ public struct StoredKeyMap<Value>: Sequence {
         for (key, value) in all { shards[shard(key)][key] = value }
     }
 
+    // MARK: capture
+
+    /// A copy of the map as it is now, for another thread to read at leisure. This map stays
+    /// frozen (changes go to the overlay) until every copy captured from it is gone.
     @inlinable
-    public var count: Int { shards.reduce(0) { $0 + $1.count } }
+    public mutating func capture() -> StoredKeyMap {
+        if captures == nil { captures = CaptureToken() }
+        let copy = self
+        if overlay == nil { overlay = [:] }
+        return copy
+    }
+
+    /// Whether changes are going to the overlay (a capture was taken and has not been merged).
     @inlinable
-    public var isEmpty: Bool { shards.allSatisfy(\.isEmpty) }
+    public var isFrozen: Bool { overlay != nil }
+
+    /// Before a change: merges the overlay into the shards once no captured copy is left.
+    @inlinable @inline(__always)
+    mutating func thawIfReleased() {
+        guard overlay != nil, isKnownUniquelyReferenced(&captures) else { return }
+        thaw()
+    }
+
+    @usableFromInline
+    mutating func thaw() {
+        let changes = overlay!
+        overlay = nil
+        overlayCountDelta = 0
+        captures = nil
+        for (key, value) in changes { shards[shard(key)][key] = value }
+        shardIfLarge()
+    }
+
+    /// Records a frozen map's change of `key` from `old` to `new`.
+    @inlinable
+    mutating func setInOverlay(_ key: StoredKey, _ new: Value?, old: Value?) {
+        overlay!.updateValue(new, forKey: key)
+        overlayCountDelta += (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
+    }
+
+    // MARK: dictionary
+
+    @inlinable
+    public var count: Int { shards.reduce(0) { $0 + $1.count } + overlayCountDelta }
+    @inlinable
+    public var isEmpty: Bool { count == 0 }
 
     @inlinable
     public mutating func reserveCapacity(_ total: Int) {
+        thawIfReleased()
+        guard overlay == nil else { return }
         if shards.count == 1 {
             if total > Self.shardingThreshold { split(reserving: total) } else { shards[0].reserveCapacity(total) }
             return
@@ -107,19 +161,38 @@ public struct StoredKeyMap<Value>: Sequence {
 
     @inlinable
     public subscript(key: StoredKey) -> Value? {
-        get { shards[shard(key)][key] }
+        get {
+            if let overlay, let changed = overlay[key] { return changed }
+            return shards[shard(key)][key]
+        }
         _modify {
-            yield &shards[shard(key)][key]
-            shardIfLarge()
+            thawIfReleased()
+            if overlay == nil {
+                yield &shards[shard(key)][key]
+                shardIfLarge()
+            } else {
+                let old = self[key]
+                var value = old
+                yield &value
+                setInOverlay(key, value, old: old)
+            }
         }
     }
 
     @inlinable
     public subscript(key: StoredKey, default defaultValue: @autoclosure () -> Value) -> Value {
-        get { shards[shard(key)][key] ?? defaultValue() }
+        get { self[key] ?? defaultValue() }
         _modify {
-            yield &shards[shard(key)][key, default: defaultValue()]
-            shardIfLarge()
+            thawIfReleased()
+            if overlay == nil {
+                yield &shards[shard(key)][key, default: defaultValue()]
+                shardIfLarge()
+            } else {
+                let old = self[key]
+                var value = old ?? defaultValue()
+                yield &value
+                setInOverlay(key, value, old: old)
+            }
         }
     }
 
@@ -127,23 +200,63 @@ public struct StoredKeyMap<Value>: Sequence {
     @discardableResult
     @inlinable
     public mutating func updateValue(_ value: Value, forKey key: StoredKey) -> Value? {
-        defer { shardIfLarge() }
-        return shards[shard(key)].updateValue(value, forKey: key)
+        thawIfReleased()
+        guard overlay != nil else {
+            defer { shardIfLarge() }
+            return shards[shard(key)].updateValue(value, forKey: key)
+        }
+        let old = self[key]
+        setInOverlay(key, value, old: old)
+        return old
     }
 
     /// The key as stored (its bytes, shared) and its value.
     @inlinable
     public func entry(forKey key: StoredKey) -> Element? {
+        if let overlay, let i = overlay.index(forKey: key) {
+            let (stored, value) = overlay[i]
+            return value.map { (stored, $0) }
+        }
         let s = shard(key)
         guard let i = shards[s].index(forKey: key) else { return nil }
         return shards[s][i]
     }
 
-    /// Every entry, shard by shard (no particular order).
+    /// Every entry, shard by shard, then the overlay's (no particular order).
     @inlinable
-    public func makeIterator() -> FlattenSequence<[[StoredKey: Value]]>.Iterator {
-        shards.joined().makeIterator()
+    public func makeIterator() -> Iterator {
+        Iterator(shards: shards.joined().makeIterator(), overlay: overlay)
     }
+
+    public struct Iterator: IteratorProtocol {
+        @usableFromInline var shards: FlattenSequence<[[StoredKey: Value]]>.Iterator
+        @usableFromInline let overlay: [StoredKey: Value?]?
+        @usableFromInline var changed: Dictionary<StoredKey, Value?>.Iterator?
+
+        @inlinable
+        init(shards: FlattenSequence<[[StoredKey: Value]]>.Iterator, overlay: [StoredKey: Value?]?) {
+            self.shards = shards
+            self.overlay = overlay
+            self.changed = overlay?.makeIterator()
+        }
+
+        @inlinable
+        public mutating func next() -> Element? {
+            guard let overlay else { return shards.next() }
+            while let entry = shards.next() {
+                if overlay[entry.key] == nil { return entry }
+            }
+            while let (key, value) = changed?.next() {
+                if let value { return (key, value) }
+            }
+            return nil
+        }
+    }
+}
+
+/// The token a map shares with the copies captured from it.
+public final class CaptureToken: Sendable {
+    @usableFromInline init() {}
 }
 
 extension StoredKeyMap: Sendable where Value: Sendable {}

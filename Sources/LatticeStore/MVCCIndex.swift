@@ -64,6 +64,15 @@ struct MVCCIndex: Sendable {
 
     init() {}
 
+    /// A copy for another thread to read at leisure (a snapshot's encoder); the histories map
+    /// stays shared with it instead of being copied shard by shard by the next writes
+    /// (`StoredKeyMap.capture`).
+    mutating func capture() -> MVCCIndex {
+        var copy = self
+        copy.histories = histories.capture()
+        return copy
+    }
+
     // MARK: reads
 
     /// The version of `key` visible at `revision`, or nil if absent or deleted.

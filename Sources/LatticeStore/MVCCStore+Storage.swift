@@ -385,14 +385,17 @@ extension MVCCStore {
     /// for the encoding: the snapshot covers exactly the WAL up to the captured index.
     func takeSnapshot() {
         guard let (walIndex, directory) = storage.beginSnapshot() else { return }
-        let captured = captureState()
+        let captured = CapturedBox(captureState())
         let storage = self.storage
         let report = configuration.snapshotFailed
         WriterThread.start {
             // Below the writer and the event loops: encoding a large state takes seconds of a
             // core, which requests need more.
             WriterThread.lowerPriority()
-            var bytes = Self.encodeSnapshot(captured)
+            var bytes = Self.encodeSnapshot(captured.state!)
+            // Dropped before the file is written: the writer's maps merge their overlays at the
+            // next change, and the state's old values are freed.
+            captured.state = nil
             let error = storage.writeSnapshot(bytes, index: walIndex, directory: directory)
             LargeBuffer.release(&bytes)
             if let error { report?(error) }
@@ -419,10 +422,18 @@ extension MVCCStore {
 
     typealias CapturedState = (replica: Replica, index: MVCCIndex, leases: [Int64: LeaseState])
 
-    /// The state a snapshot holds, as copy-on-write values (constant time).
+    /// The captured state, for the snapshot thread to drop as soon as it is encoded.
+    final class CapturedBox: @unchecked Sendable {
+        // @unchecked: handed to the snapshot thread, which alone touches it from then on.
+        var state: CapturedState?
+        init(_ state: CapturedState) { self.state = state }
+    }
+
+    /// The state a snapshot holds, in constant time: copy-on-write values, the two per-key maps
+    /// captured so that the writer's next changes go to overlays instead of copying them.
     func captureState() -> CapturedState {
         writer.withLock { state in
-            lock.withReadLock { (state.replica, indexed.index, state.lessor.leases) }
+            lock.withWriteLock { (state.replica.capture(), indexed.index.capture(), state.lessor.leases) }
         }
     }
 

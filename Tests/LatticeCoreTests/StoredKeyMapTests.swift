@@ -43,4 +43,68 @@ final class StoredKeyMapTests: XCTestCase {
         XCTAssertEqual(map.count, 50_001)
         XCTAssertEqual(map[StoredKey(Array("k49999".utf8))], 49_999)
     }
+
+    /// The storage a dictionary value refers to (on Linux a dictionary is one reference).
+    private func storage<K, V>(_ d: [K: V]) -> UnsafeRawPointer { unsafeBitCast(d, to: UnsafeRawPointer.self) }
+
+    /// A captured copy is the map as it was, whatever changes follow (sets, removals, defaults,
+    /// captures on top of captures); the map reads its own changes meanwhile; and once the copies
+    /// are gone its next change merges them in. Across all of that the shards themselves are
+    /// never copied: the writer's changes after a snapshot's capture cost no shard copies.
+    func testCapturesSeeTheirMomentAndTheWriterNeverCopiesAShard() {
+        var map = StoredKeyMap<Int>()
+        var reference: [StoredKey: Int] = [:]
+        let keyCount = StoredKeyMap<Int>.shardingThreshold * 2
+        func key(_ i: Int) -> StoredKey { StoredKey(Array("/registry/configmaps/default/cm-\(i)".utf8)) }
+        for i in 0..<keyCount { map[key(i)] = i; reference[key(i)] = i }
+        XCTAssertGreaterThan(map.shards.count, 1)
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<4 {
+            var captured: [(StoredKeyMap<Int>, [StoredKey: Int])] = [(map.capture(), reference)]
+            XCTAssertTrue(map.isFrozen)
+            let shardStorage = map.shards.map(storage)
+            for step in 0..<3_000 {
+                let k = key(Int.random(in: 0..<(keyCount + 500), using: &generator))
+                switch step % 4 {
+                case 0: XCTAssertEqual(map.updateValue(step, forKey: k), reference.updateValue(step, forKey: k))
+                case 1: map[k] = nil; reference[k] = nil
+                case 2: map[k, default: 0] += 1; reference[k, default: 0] += 1
+                default:
+                    if map[k] != nil { map[k]! += 10; reference[k]! += 10 }
+                }
+                XCTAssertEqual(map[k], reference[k])
+                if step == 1_500 { captured.append((map.capture(), reference)) }
+            }
+            XCTAssertEqual(map.shards.map(storage), shardStorage, "round \(round): a shard was copied while captured")
+            XCTAssertEqual(map.count, reference.count)
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: map.map { ($0.key, $0.value) }), reference)
+            for (i, (copy, then)) in captured.enumerated() {
+                XCTAssertEqual(copy.count, then.count, "capture \(i)")
+                XCTAssertEqual(Dictionary(uniqueKeysWithValues: copy.map { ($0.key, $0.value) }), then, "capture \(i)")
+                XCTAssertEqual(copy.entry(forKey: key(7))?.value, then[key(7)])
+            }
+            captured.removeAll()
+            // The copies are gone: the next change merges the overlay into the shards it owns.
+            map[key(0)] = -round
+            reference[key(0)] = -round
+            XCTAssertFalse(map.isFrozen)
+            XCTAssertEqual(map.shards.map(storage), shardStorage, "round \(round): merging copied a shard")
+            XCTAssertEqual(map.count, reference.count)
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: map.map { ($0.key, $0.value) }), reference)
+        }
+    }
+
+    /// While a capture is alive the map stays frozen, however many changes it takes.
+    func testAMapStaysFrozenWhileACaptureLives() {
+        var map = StoredKeyMap<Int>()
+        for i in 0..<100 { map[StoredKey([UInt8(i)])] = i }
+        let copy = map.capture()
+        for i in 0..<100 { map[StoredKey([UInt8(i)])] = nil }
+        XCTAssertTrue(map.isFrozen)
+        XCTAssertTrue(map.isEmpty)
+        XCTAssertEqual(copy.count, 100)
+        XCTAssertEqual(copy[StoredKey([42])], 42)
+        XCTAssertNil(map[StoredKey([42])])
+        XCTAssertNil(map.entry(forKey: StoredKey([42])))
+    }
 }
