@@ -21,7 +21,8 @@ import Synchronization
 /// loses nothing: the kernel frees an unlinked file's blocks when its last descriptor closes, or
 /// at the next mount.
 public final class FileReclaimer: Sendable {
-    /// Files smaller than this are unlinked at once: their frees are short.
+    /// Bytes freed per step; a file smaller than one step is unlinked outright (its frees are
+    /// short).
     public static let stepBytes = 8 << 20
     /// At most this many files wait; past it, a remover shrinks its file itself.
     static let queueLimit = 16
@@ -33,7 +34,7 @@ public final class FileReclaimer: Sendable {
         var counts = Counts()
     }
 
-    /// What the reclaimer has done: files shrunk, steps taken, the largest step's bytes.
+    /// What the reclaimer has done: files shrunk, steps taken, bytes freed, the largest step.
     public struct Counts: Equatable, Sendable {
         public var files = 0
         public var steps = 0
@@ -43,6 +44,7 @@ public final class FileReclaimer: Sendable {
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "lattice.file-reclaimer", qos: .utility)
     private let idle = DispatchGroup()
+
     init() {}
 
     /// Removes `path` (a missing file is not an error). A file of `stepBytes` or more is unlinked
