@@ -106,6 +106,9 @@ public struct StoredKeyMap<Value>: Sequence {
     /// frozen (changes go to the overlay) until every copy captured from it is gone.
     @inlinable
     public mutating func capture() -> StoredKeyMap {
+        // The previous capture's changes are merged first if nobody holds it any more: the new
+        // copy then reads the shards alone, and the overlay starts empty.
+        thawIfReleased()
         if captures == nil { captures = CaptureToken() }
         let copy = self
         if overlay == nil { overlay = [:] }

@@ -54,7 +54,7 @@ extension MVCCStore {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let captured = Mutex<(replica: Replica, logEnd: Int)?>(nil)
         let item = QueuedWrite(
-            evaluate: { _, state in captured.withLock { $0 = (state.replica, state.replica.logEnd) } },
+            evaluate: { _, state in captured.withLock { $0 = (state.replica.capture(), state.replica.logEnd) } },
             finish: { error in
                 if let error { return completion(.failure(error)) }
                 guard let c = captured.withLock({ $0 }) else { return completion(.failure(.stopped)) }
@@ -284,10 +284,11 @@ extension MVCCStore {
 
     /// Deterministic hash of the replicated state (visible keyspace and leases): equal on every
     /// member that applied the same changes.
-    /// Computed on a copy-on-write snapshot taken under the writer lock (constant time), so
-    /// hashing a large keyspace never holds up writes.
+    /// Computed on a capture taken under the writer lock (constant time; the writer's changes go
+    /// to an overlay meanwhile instead of copying the key map), so hashing a large keyspace never
+    /// holds up writes.
     public var replicatedStateHash: [UInt8] {
-        let replica = writer.withLock { $0.replica }
+        let replica = writer.withLock { $0.replica.capture() }
         stateHashesComputed.add(1, ordering: .relaxed)
         return replica.stateHash()
     }

@@ -94,6 +94,23 @@ final class StoredKeyMapTests: XCTestCase {
         }
     }
 
+    /// A capture taken after the previous one was dropped, with no change in between, starts a
+    /// fresh overlay: the earlier changes are merged first, not carried on in the new copy.
+    func testACaptureAfterTheLastOneWasDroppedMergesItsChangesFirst() {
+        var map = StoredKeyMap<Int>()
+        for i in 0..<100 { map[StoredKey([UInt8(i)])] = i }
+        var first: StoredKeyMap<Int>? = map.capture()
+        map[StoredKey([1])] = -1
+        XCTAssertEqual(map.overlay?.count, 1)
+        XCTAssertEqual(first?[StoredKey([1])], 1)
+        first = nil
+        let second = map.capture()
+        XCTAssertNil(second.overlay, "the new copy reads the shards alone")
+        XCTAssertEqual(map.overlay?.count, 0)
+        XCTAssertEqual(second[StoredKey([1])], -1)
+        XCTAssertEqual(map[StoredKey([1])], -1)
+    }
+
     /// While a capture is alive the map stays frozen, however many changes it takes.
     func testAMapStaysFrozenWhileACaptureLives() {
         var map = StoredKeyMap<Int>()
