@@ -176,9 +176,6 @@ extension MVCCStore {
     /// The vector of durable changes: what this member reports to its peers.
     public var versionVector: VersionVector { durable.withLock { $0.vector } }
 
-    /// The id carried by this member's changes (its incarnation's dot id).
-    public var replicaID: UInt64 { writer.withLock { $0.replica.member } }
-
     /// Records a peer member's report of its durable vector (see `Replica.recordReport`): what
     /// garbage collection may treat as held everywhere. Returns whether it was usable.
     /// A report that moves the stable point schedules a collection on the writer (a batch with

@@ -144,6 +144,10 @@ public final class MVCCStore: Sendable {
     let failure = Mutex<EtcdError?>(nil)
     let failureObservers = Mutex<[@Sendable (EtcdError) -> Void]>([])
     private let writerDone = DispatchSemaphore(value: 0)
+    /// The id carried by this member's changes (its incarnation's dot id). Fixed once the store
+    /// is open (a state transfer keeps it), so read without the writer's lock: peer feeds ask
+    /// for it on every message, and the lock is held through each batch.
+    public let replicaID: UInt64
     /// Raft term reported in headers: a single member elects itself once, in term 2, like etcd.
     public static let raftTerm: UInt64 = 2
 
@@ -176,6 +180,7 @@ public final class MVCCStore: Sendable {
         self.indexed = indexed
         self.hub = WatchHub(currentRevision: indexed.index.currentRevision)
         let durablePoint = (logEnd: state.replica.logEnd, vector: state.replica.vector)
+        self.replicaID = state.replica.member
         self.writer = Mutex(state)
         self.durable.withLock { $0 = durablePoint }
         startWriter()
