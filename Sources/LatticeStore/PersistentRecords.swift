@@ -144,10 +144,6 @@ struct HistoryPositions: Sequence, ExpressibleByArrayLiteral {
         if position < 64 { low |= 1 << UInt64(position) } else { high.append(position) }
     }
 
-    func contains(_ position: Int) -> Bool {
-        position < 64 ? low & (1 << UInt64(position)) != 0 : high.contains(position)
-    }
-
     struct Iterator: IteratorProtocol {
         var bits: UInt64
         var rest: IndexingIterator<[Int]>
@@ -190,8 +186,13 @@ struct KeyHistoryRecord: ProtoMessage {
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.bytes(1, key)
+        // Both ascend: walked side by side (a lookup per version would be quadratic past 64).
+        var positions = sharedValues.makeIterator()
+        var nextShared = positions.next()
         for (i, version) in versions.enumerated() {
-            v.messageField(2, VersionRecord(version, shared: sharedValues.contains(i)))
+            let shared = nextShared == i
+            if shared { nextShared = positions.next() }
+            v.messageField(2, VersionRecord(version, shared: shared))
         }
     }
 }
