@@ -160,50 +160,52 @@ public final class GRPCServer: Sendable {
         secure: (@Sendable (any Channel) throws -> Void)? = nil,
         onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
     ) async throws -> GRPCServer {
+        let listeners = try await GRPCListeners.bind(addresses: addresses, group: group)
+        return start(on: listeners, routes: routes, limits: limits, http: http, gateway: gateway, httpOnly: httpOnly,
+                     secure: secure, onConnection: onConnection)
+    }
+
+    /// Starts serving on listeners bound earlier: the connections they queued meanwhile are
+    /// accepted now. The listeners belong to the server from here on (`shutdown` closes them).
+    public static func start(
+        on listeners: GRPCListeners,
+        routes: GRPCRoutes,
+        limits: GRPCConnectionLimits = .init(),
+        http: HTTPEndpoints? = nil,
+        gateway: (any HTTPGateway)? = nil,
+        httpOnly: Bool = false,
+        secure: (@Sendable (any Channel) throws -> Void)? = nil,
+        onConnection: (@Sendable (_ local: SocketAddress?, _ remote: SocketAddress?) -> Void)? = nil
+    ) -> GRPCServer {
         let registry = ConnectionRegistry()
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            // The kernel's keepalive finds peers that vanished without a FIN or RST.
-            .childChannelOption(.socketOption(.so_keepalive), value: 1)
-            .childChannelInitializer { channel in
-                registry.add(channel)
-                onConnection?(channel.localAddress, channel.remoteAddress)
-                channel.closeFuture.whenComplete { _ in registry.remove(channel) }
-                return channel.eventLoop.makeCompletedFuture {
-                    // TLS first (`secure`): everything after it sees the decrypted bytes.
-                    try secure?(channel)
-                    guard let http else { return try configureConnection(channel, routes: routes, limits: limits) }
-                    let idle = limits.httpIdleTimeout
-                    if httpOnly {
-                        // Only HTTP/1.1 here: a connection that opens with the HTTP/2 preface
-                        // (a gRPC client) is closed at once rather than handed to the HTTP/1.1
-                        // parser, which may wait on it.
-                        return try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
-                            http1: { try configureHTTP1($0, endpoints: http, gateway: nil, idleTimeout: idle) },
-                            http2: { $0.close(promise: nil) }))
-                    }
-                    // HTTP/1.1 and gRPC on one port, told apart by the first bytes.
-                    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
-                        http1: { try configureHTTP1($0, endpoints: http, gateway: gateway, idleTimeout: idle) },
-                        // Over TLS, plain HTTP requests may come on HTTP/2 too (ALPN h2), as
-                        // etcd answers them there; in cleartext only gRPC speaks HTTP/2.
-                        http2: { try configureConnection($0, routes: routes, limits: limits,
-                                                         httpOverHTTP2: secure == nil ? nil : http,
-                                                         gatewayOverHTTP2: secure == nil ? nil : gateway) }))
+        listeners.serve { channel in
+            registry.add(channel)
+            onConnection?(channel.localAddress, channel.remoteAddress)
+            channel.closeFuture.whenComplete { _ in registry.remove(channel) }
+            return channel.eventLoop.makeCompletedFuture {
+                // TLS first (`secure`): everything after it sees the decrypted bytes.
+                try secure?(channel)
+                guard let http else { return try configureConnection(channel, routes: routes, limits: limits) }
+                let idle = limits.httpIdleTimeout
+                if httpOnly {
+                    // Only HTTP/1.1 here: a connection that opens with the HTTP/2 preface
+                    // (a gRPC client) is closed at once rather than handed to the HTTP/1.1
+                    // parser, which may wait on it.
+                    return try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
+                        http1: { try configureHTTP1($0, endpoints: http, gateway: nil, idleTimeout: idle) },
+                        http2: { $0.close(promise: nil) }))
                 }
+                // HTTP/1.1 and gRPC on one port, told apart by the first bytes.
+                try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(
+                    http1: { try configureHTTP1($0, endpoints: http, gateway: gateway, idleTimeout: idle) },
+                    // Over TLS, plain HTTP requests may come on HTTP/2 too (ALPN h2), as
+                    // etcd answers them there; in cleartext only gRPC speaks HTTP/2.
+                    http2: { try configureConnection($0, routes: routes, limits: limits,
+                                                     httpOverHTTP2: secure == nil ? nil : http,
+                                                     gatewayOverHTTP2: secure == nil ? nil : gateway) }))
             }
-        var bound: [any Channel] = []
-        do {
-            for address in addresses {
-                bound.append(try await bootstrap.bind(host: address.host, port: address.port).get())
-            }
-        } catch {
-            for channel in bound { try? await channel.close() }
-            throw error
         }
-        return GRPCServer(channels: bound, connections: registry)
+        return GRPCServer(channels: listeners.channels, connections: registry)
     }
 
     /// Sets up one accepted connection's pipeline (HTTP/2, the connection's guards and budget,
@@ -273,6 +275,65 @@ public final class GRPCServer: Sendable {
                 try? await connection.close()
             }
         }
+    }
+}
+
+/// Listening sockets bound before their server can serve, as etcd binds its client listeners
+/// before it loads its data. The kernel completes connections (up to the backlog) and they
+/// wait, unanswered, until `GRPCServer.start(on:)` accepts them: a client that connects while
+/// the server opens its data is served as soon as it is ready, where a refused one would wait
+/// out its reconnect backoff (gRPC's grows from 1 s).
+public final class GRPCListeners: Sendable {
+    let channels: [any Channel]
+    private let initializer: NIOLockedValueBox<(@Sendable (any Channel) -> EventLoopFuture<Void>)?>
+
+    /// The addresses actually bound (a requested port 0 becomes a free port).
+    public var localAddresses: [SocketAddress] { channels.compactMap { $0.localAddress } }
+
+    private init(channels: [any Channel], initializer: NIOLockedValueBox<(@Sendable (any Channel) -> EventLoopFuture<Void>)?>) {
+        self.channels = channels
+        self.initializer = initializer
+    }
+
+    /// Binds every address, accepting nothing yet. Fails (and binds nothing) if any address
+    /// cannot be bound.
+    public static func bind(addresses: [(host: String, port: Int)], group: any EventLoopGroup) async throws -> GRPCListeners {
+        let box = NIOLockedValueBox<(@Sendable (any Channel) -> EventLoopFuture<Void>)?>(nil)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // No accept until `serve` turns reading on.
+            .serverChannelOption(.autoRead, value: false)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // The kernel's keepalive finds peers that vanished without a FIN or RST.
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            .childChannelInitializer { channel in
+                guard let initialize = box.withLockedValue({ $0 }) else {
+                    return channel.close()   // not reached: nothing is accepted before `serve`
+                }
+                return initialize(channel)
+            }
+        var bound: [any Channel] = []
+        do {
+            for address in addresses {
+                bound.append(try await bootstrap.bind(host: address.host, port: address.port).get())
+            }
+        } catch {
+            for channel in bound { try? await channel.close() }
+            throw error
+        }
+        return GRPCListeners(channels: bound, initializer: box)
+    }
+
+    /// Sets up each accepted connection with `initialize`, and starts accepting.
+    func serve(_ initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) {
+        initializer.withLockedValue { $0 = initialize }
+        for channel in channels { channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) } }
+    }
+
+    /// Closes listeners that will not be served (their queued connections are reset).
+    public func close() async {
+        for channel in channels { try? await channel.close() }
     }
 }
 

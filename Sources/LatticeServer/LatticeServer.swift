@@ -66,6 +66,9 @@ public struct ServerConfiguration: Sendable {
     /// `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`,
     /// `--peer-client-cert-auth`: TLS for `https://` peer URLs, listening and dialling.
     public var peerTLS = TLSSettings()
+    /// Called with the client ports once they are bound, before the data directory opens
+    /// (tests hold the start here).
+    public var clientPortsBound: (@Sendable ([SocketAddress]) async -> Void)?
 
     public init() {}
 
@@ -135,6 +138,26 @@ public final class LatticeServer: Sendable {
     }
 
     public static func start(_ configuration: ServerConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
+        // The client ports are bound first, as etcd binds them before it loads its data: a
+        // client that connects while the data directory opens waits for its answer instead of
+        // being refused (and backing off). Nothing is accepted until the member serves.
+        var clientListeners: [(secure: Bool, listeners: GRPCListeners)] = []
+        do {
+            for secure in [false, true] {
+                let urls = configuration.listenClientURLs.filter { ($0.scheme == "https") == secure }
+                guard !urls.isEmpty else { continue }
+                clientListeners.append((secure, try await GRPCListeners.bind(addresses: urls.map { ($0.host, $0.port) }, group: group)))
+            }
+            await configuration.clientPortsBound?(clientListeners.flatMap(\.listeners.localAddresses))
+            return try await start(configuration, clientListeners: clientListeners, group: group, logger: logger)
+        } catch {
+            for (_, listeners) in clientListeners { await listeners.close() }
+            throw error
+        }
+    }
+
+    private static func start(_ configuration: ServerConfiguration, clientListeners: [(secure: Bool, listeners: GRPCListeners)],
+                              group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
         let (configured, configuredPeers, derivedClusterID) = try resolveCluster(configuration)
         let (peerTLSServer, peerTLS) = try peerTLSSources(configuration)
         // A member with a peer listener keeps its membership as replicated state.
@@ -301,24 +324,17 @@ public final class LatticeServer: Sendable {
                 tlsHook = { @Sendable (channel: any Channel) throws -> Void in try clientTLS.secureServerConnection(channel) }
             }
             let hook = tlsHook
-            for secure in [false, true] {
-                let urls = configuration.listenClientURLs.filter { ($0.scheme == "https") == secure }
-                guard !urls.isEmpty else { continue }
-                do {
-                    grpc.append(try await GRPCServer.start(
-                        addresses: urls.map { ($0.host, $0.port) },
-                        routes: routes, limits: connectionLimits, group: group,
-                        http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false),
-                        gateway: JSONGateway(routes: routes, maxBodyBytes: connectionLimits.maxReceiveMessageBytes,
-                                             authEnabled: { store.authState.enabled }),
-                        secure: secure ? hook : nil
-                    ) { local, remote in
-                        logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
-                    })
-                } catch {
-                    for server in grpc { await server.shutdown() }
-                    throw error
-                }
+            for (secure, listeners) in clientListeners {
+                grpc.append(GRPCServer.start(
+                    on: listeners,
+                    routes: routes, limits: connectionLimits,
+                    http: HTTPService.endpoints(health: health, metrics: metrics, sources: sources, metricsOnly: false),
+                    gateway: JSONGateway(routes: routes, maxBodyBytes: connectionLimits.maxReceiveMessageBytes,
+                                         authEnabled: { store.authState.enabled }),
+                    secure: secure ? hook : nil
+                ) { local, remote in
+                    logger.debug("accepted client connection", metadata: ["local": "\(local.map { "\($0)" } ?? "?")", "remote": "\(remote.map { "\($0)" } ?? "?")"])
+                })
             }
             if !configuration.listenMetricsURLs.isEmpty {
                 do {
