@@ -464,3 +464,32 @@ final class HistoryPositionsTests: XCTestCase {
         XCTAssertEqual(decoded.versions[65].value, b("v66"))
     }
 }
+
+final class ReplicatedValuesTests: XCTestCase {
+    private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    /// The lookup a snapshot's shared values go through answers as a scan of the key's versions
+    /// would, with few versions (scanned) and many (a table): the value of each version, nil for
+    /// a tombstone and for a dot the key does not hold.
+    func testEveryDotFindsTheValueAScanFinds() {
+        for count in [3, ReplicatedValues.scanLimit + 1, 200] {
+            var replica = Replica(member: 1)
+            replica.setPeerMembers([2])   // nothing becomes stable: every version stays
+            for i in 0..<count {
+                if i % 7 == 6 {
+                    replica.makeChange([.delete(key: b("k"), parents: [])])
+                } else {
+                    replica.makeChange([.put(key: b("k"), value: b("v\(i)"), lease: 0, parents: [])])
+                }
+            }
+            let dag = replica.dag(b("k"))!
+            XCTAssertEqual(dag.versions.count, count)
+            let values = ReplicatedValues(dag)
+            for v in dag.versions {
+                XCTAssertEqual(values.value(at: v.dot), v.value, "\(count) versions, \(v.dot)")
+            }
+            XCTAssertNil(values.value(at: Dot(member: 1, seq: UInt64(count) + 1)), "\(count) versions: an absent dot")
+            XCTAssertNil(values.value(at: Dot(member: 3, seq: 1)), "\(count) versions: another member's dot")
+        }
+    }
+}
