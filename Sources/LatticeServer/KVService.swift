@@ -25,17 +25,21 @@ enum KVService {
         })
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
+            var leaseKeysAllowed: MVCCStore.KeysAllowed?
             do throws(EtcdError) {
                 try store.validate(r)
-                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in
+                if let c = try gate.caller(call) {
                     try c.requireWrite(r.key)
                     if r.prevKV { try c.requireRead(r.key) }
-                    // Attaching a key to a lease needs write access to the keys already on it.
-                    if r.lease != 0 { for key in store.keys(attachedTo: r.lease) { try c.requireWrite(key) } }
+                    // Attaching a key to a lease needs write access to the keys already on it:
+                    // asked by the writer, about the keys attached when the put is evaluated.
+                    if r.lease != 0 {
+                        leaseKeysAllowed = { (keys: [[UInt8]]) throws(EtcdError) in for key in keys { try c.requireWrite(key) } }
+                    }
                 }
                 try limits.checkSpace(r.protoSize)
             } catch { return done(.failure(error)) }
-            store.put(r, cancelled: { call.cancellation.isCancelled }) { result in
+            store.put(r, cancelled: { call.cancellation.isCancelled }, leaseKeysAllowed: leaseKeysAllowed) { result in
                 if case .success = result { metrics?.puts.increment() }
                 done(result)
             }

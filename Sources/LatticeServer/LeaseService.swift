@@ -13,17 +13,20 @@ enum LeaseService {
             store.leaseGrant(r, completion: done)
         })
         routes.add(service: service, method: "LeaseRevoke", asyncUnary(limits: limits, LeaseRevokeResponse.self) { (r: LeaseRevokeRequest, call, done) in
-            // Revoking deletes the lease's keys: the caller must be allowed to write each.
-            // A lease without keys may be revoked by anyone, as in etcd.
+            // Revoking deletes the lease's keys: the caller must be allowed to write each, as
+            // the writer finds them (a key attached after the request arrived included). A
+            // lease without keys may be revoked by anyone, as in etcd; an invalid token is
+            // refused either way.
+            let caller: Result<AuthCaller?, EtcdError>
             do throws(EtcdError) {
-                let keys = store.keys(attachedTo: r.id)
-                if keys.isEmpty {
-                    try gate?.rejectInvalidToken(call)
-                } else {
-                    try gate?.check(call) { (c: AuthCaller) throws(EtcdError) in for key in keys { try c.requireWrite(key) } }
-                }
+                caller = .success(try gate?.caller(call) ?? nil)
+            } catch where error == .userEmpty {
+                caller = .failure(error)
             } catch { return done(.failure(error)) }
-            store.leaseRevoke(r, completion: done)
+            store.leaseRevoke(r, keysAllowed: { (keys: [[UInt8]]) throws(EtcdError) in
+                guard !keys.isEmpty, let c = try caller.get() else { return }
+                for key in keys { try c.requireWrite(key) }
+            }, completion: done)
         })
         // Listing a lease's keys, or every lease, costs in proportion to them: read pool.
         routes.add(service: service, method: "LeaseTimeToLive", asyncUnary(limits: nil, LeaseTimeToLiveResponse.self) {

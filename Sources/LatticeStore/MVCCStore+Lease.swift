@@ -26,8 +26,13 @@ extension MVCCStore {
         })
     }
 
-    public func leaseRevoke(_ r: LeaseRevokeRequest, completion: @escaping @Sendable (Result<LeaseRevokeResponse, EtcdError>) -> Void) {
-        revoke(r.id, expiredBy: nil) { [self] result in
+    /// `keysAllowed`, when given, is asked on the writer whether the caller may delete the keys
+    /// the lease holds at that moment (all of them, before any is deleted), and refuses the
+    /// revocation by throwing: the keys it is asked about are exactly the keys deleted, where a
+    /// check made before the request was queued could miss a key attached meanwhile.
+    public func leaseRevoke(_ r: LeaseRevokeRequest, keysAllowed: KeysAllowed? = nil,
+                            completion: @escaping @Sendable (Result<LeaseRevokeResponse, EtcdError>) -> Void) {
+        revoke(r.id, expiredBy: nil, keysAllowed: keysAllowed) { [self] result in
             completion(result.map { _ in LeaseRevokeResponse(header: currentHeader()) })
         }
     }
@@ -39,12 +44,14 @@ extension MVCCStore {
     /// A lease with more keys than one change can hold is revoked in several changes: keys are
     /// deleted a change's worth at a time (each its own revision), then the lease goes with the
     /// last ones, so no single change outgrows a WAL record.
-    private func revoke(_ id: Int64, expiredBy: Int64?, completion: @escaping @Sendable (Result<Bool, EtcdError>) -> Void) {
+    private func revoke(_ id: Int64, expiredBy: Int64?, keysAllowed: KeysAllowed? = nil,
+                        completion: @escaping @Sendable (Result<Bool, EtcdError>) -> Void) {
         let budget = configuration.maxChangeBytes / 2
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Bool? in
             guard let lease = state.lessor.lease(id) else { throw .leaseNotFound }
             if let expiredBy, lease.expiresAtMilliseconds > expiredBy { return false }
             let keys = lease.keys.sorted(by: bytesLess)
+            try keysAllowed?(keys)
             let count = Self.prefixWithin(budget, keys)
             for key in keys[..<count] {
                 _ = txn.deleteRange(DeleteRangeRequest(key: key))
@@ -57,8 +64,9 @@ extension MVCCStore {
         }, completion: { [self] result in
             switch result {
             case .success(nil):
-                // Keys remain: the revocation started, it finishes whatever keep-alives say.
-                revoke(id, expiredBy: nil, completion: completion)
+                // Keys remain: the revocation started, it finishes whatever keep-alives say
+                // (and asks again about the keys then held: one attached meanwhile included).
+                revoke(id, expiredBy: nil, keysAllowed: keysAllowed, completion: completion)
             case .success(let revoked?):
                 completion(.success(revoked))
             case .failure(let error):
@@ -104,10 +112,6 @@ extension MVCCStore {
         return ttl
     }
 
-    /// The keys attached to lease `id` (empty when there is no such lease).
-    public func keys(attachedTo id: Int64) -> [[UInt8]] {
-        writer.withLock { state in state.lessor.lease(id).map { Array($0.keys) } } ?? []
-    }
 
     public func leaseTimeToLive(_ r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
         let now = nowMilliseconds

@@ -259,10 +259,19 @@ public final class MVCCStore: Sendable {
 
     // MARK: KV writes (completion after durability; synchronous wrappers wait for it)
 
-    public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil,
+    /// A permission check on the keys a write touches besides its own, made on the writer when
+    /// the write is evaluated (so on exactly the keys it sees); it refuses by throwing.
+    public typealias KeysAllowed = @Sendable (_ keys: [[UInt8]]) throws(EtcdError) -> Void
+
+    /// `leaseKeysAllowed`, when given and the put names a lease, is asked on the writer about
+    /// the keys already attached to that lease (etcd's check that the caller may write them).
+    public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil, leaseKeysAllowed: KeysAllowed? = nil,
                     completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(p) } catch { return completion(.failure(error)) }
-        submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> PutResponse in
+        submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> PutResponse in
+            if p.lease != 0, let leaseKeysAllowed, let lease = state.lessor.lease(p.lease) {
+                try leaseKeysAllowed(Array(lease.keys))
+            }
             // etcd checks a top-level put's lease before the key (inside a txn it is the other way).
             if p.lease != 0 && !txn.leaseExists(p.lease) { throw .leaseNotFound }
             if (p.ignoreValue || p.ignoreLease) && txn.current(p.key) == nil { throw .keyNotFound }

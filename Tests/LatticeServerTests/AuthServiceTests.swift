@@ -178,6 +178,40 @@ final class AuthServiceTests: XCTestCase {
         XCTAssertNotNil(token, "once the work drains, logins are served again")
     }
 
+    /// Attaching a key to a lease, and revoking it, needs write access to every key already on
+    /// the lease (etcd's rule: otherwise the caller could delete keys it may not write). A
+    /// lease without keys may be revoked without a token; an invalid token is refused anyway.
+    func testALeaseWithAKeyTheCallerMayNotWriteCanBeNeitherJoinedNorRevoked() async throws {
+        let _: AuthRoleAddResponse = try await auth("RoleAdd", AuthRoleAddRequest(name: "writer"))
+        let perm = Permission(permType: .readWrite, key: Array("/a/".utf8), rangeEnd: Array("/a0".utf8))
+        let _: AuthRoleGrantPermissionResponse = try await auth("RoleGrantPermission", AuthRoleGrantPermissionRequest(name: "writer", perm: perm))
+        let _: AuthUserAddResponse = try await auth("UserAdd", AuthUserAddRequest(name: "bob", password: "bobpw"))
+        let _: AuthUserGrantRoleResponse = try await auth("UserGrantRole", AuthUserGrantRoleRequest(user: "bob", role: "writer"))
+        try await setUpUsers()
+        let root = try await login("root", "rootpw")
+        let bob = try await login("bob", "bobpw")
+        let mixed: LeaseGrantResponse = try await call("/etcdserverpb.Lease/LeaseGrant", LeaseGrantRequest(ttl: 600), token: root)
+        let _: PutResponse = try await call("/etcdserverpb.KV/Put", PutRequest(key: Array("/a/x".utf8), value: [], lease: mixed.id), token: root)
+        let _: PutResponse = try await call("/etcdserverpb.KV/Put", PutRequest(key: Array("/b/x".utf8), value: [], lease: mixed.id), token: root)
+        await expectStatus(.permissionDenied, "etcdserver: permission denied") {
+            let _: PutResponse = try await self.call("/etcdserverpb.KV/Put", PutRequest(key: Array("/a/y".utf8), value: [], lease: mixed.id), token: bob)
+        }
+        await expectStatus(.permissionDenied, "etcdserver: permission denied") {
+            let _: LeaseRevokeResponse = try await self.call("/etcdserverpb.Lease/LeaseRevoke", LeaseRevokeRequest(id: mixed.id), token: bob)
+        }
+        let own: LeaseGrantResponse = try await call("/etcdserverpb.Lease/LeaseGrant", LeaseGrantRequest(ttl: 600), token: root)
+        let _: PutResponse = try await call("/etcdserverpb.KV/Put", PutRequest(key: Array("/a/y".utf8), value: [], lease: own.id), token: bob)
+        let _: PutResponse = try await call("/etcdserverpb.KV/Put", PutRequest(key: Array("/a/z".utf8), value: [], lease: own.id), token: bob)
+        let _: LeaseRevokeResponse = try await call("/etcdserverpb.Lease/LeaseRevoke", LeaseRevokeRequest(id: own.id), token: bob)
+        let left: RangeResponse = try await call("/etcdserverpb.KV/Range", RangeRequest(key: Array("/".utf8), rangeEnd: Array("0".utf8)), token: root)
+        XCTAssertEqual(left.kvs.map { String(decoding: $0.key, as: UTF8.self) }, ["/a/x", "/b/x"])
+        let empty: LeaseGrantResponse = try await call("/etcdserverpb.Lease/LeaseGrant", LeaseGrantRequest(ttl: 600), token: root)
+        await expectStatus(.unauthenticated, "etcdserver: invalid auth token") {
+            let _: LeaseRevokeResponse = try await self.call("/etcdserverpb.Lease/LeaseRevoke", LeaseRevokeRequest(id: empty.id), token: "bogus.1")
+        }
+        let _: LeaseRevokeResponse = try await call("/etcdserverpb.Lease/LeaseRevoke", LeaseRevokeRequest(id: empty.id))
+    }
+
     /// Lease TimeToLive with keys lists keys only to a user who may read each of them (etcd
     /// 3.5.9's rule); without keys it needs no permission.
     func testLeaseKeysAreListedOnlyToReadersOfEachKey() async throws {

@@ -151,3 +151,104 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(store.currentRevision, 2)
     }
 }
+
+/// Permission checks on the keys attached to a lease are made by the writer, on the keys it
+/// finds when it evaluates the request: a key attached after the request was received, while
+/// it waited in the writer's queue, is checked too.
+final class LeaseKeyCheckTests: XCTestCase {
+    /// A store whose writer can be held inside a batch, so requests queue up behind it.
+    private final class HeldWriter: @unchecked Sendable {
+        // @unchecked: the semaphores and the atomic flag are thread-safe.
+        let hold = DispatchSemaphore(value: 0)
+        let entered = DispatchSemaphore(value: 0)
+        private let holding = NSLock()
+        private var armed = false
+        var store: MVCCStore!
+
+        init() throws {
+            var c = MVCCStore.Configuration(memberID: 1, clusterID: 2)
+            c.willAppendBatch = { [unowned self] in
+                holding.lock()
+                let wait = armed
+                armed = false
+                holding.unlock()
+                if wait {
+                    entered.signal()
+                    hold.wait()
+                }
+            }
+            store = try MVCCStore(configuration: c)
+        }
+
+        /// Runs a put and holds the writer inside its batch until `release`.
+        func holdWriter() {
+            holding.lock()
+            armed = true
+            holding.unlock()
+            store.put(PutRequest(key: b("unrelated"), value: b("x"))) { _ in }
+            entered.wait()
+        }
+
+        func release() { hold.signal() }
+    }
+
+    private func result<R: Sendable>(_ start: (@escaping @Sendable (Result<R, EtcdError>) -> Void) -> Void) -> () -> Result<R, EtcdError> {
+        let done = DispatchSemaphore(value: 0)
+        let box = NSLock()
+        nonisolated(unsafe) var value: Result<R, EtcdError>?
+        start { r in
+            box.lock(); value = r; box.unlock()
+            done.signal()
+        }
+        return {
+            done.wait()
+            box.lock(); defer { box.unlock() }
+            return value!
+        }
+    }
+
+    /// A caller allowed to write only `/a`: the writer asks about every key the lease holds.
+    private let onlyA: MVCCStore.KeysAllowed = { (keys: [[UInt8]]) throws(EtcdError) in
+        for key in keys where key != b("/a") { throw .permissionDenied }
+    }
+
+    func testARevocationIsCheckedOnTheKeysAttachedWhileItWaited() throws {
+        let w = try HeldWriter()
+        defer { w.store.close() }
+        let lease = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
+        _ = try w.store.put(PutRequest(key: b("/a"), value: b("1"), lease: lease))
+        w.holdWriter()
+        // Queued behind the held batch: another client attaches /b, then the revocation.
+        let attached = result { w.store.put(PutRequest(key: b("/b"), value: b("2"), lease: lease), completion: $0) }
+        let revoked = result { w.store.leaseRevoke(LeaseRevokeRequest(id: lease), keysAllowed: onlyA, completion: $0) }
+        w.release()
+        XCTAssertNoThrow(try attached().get())
+        XCTAssertEqual(revoked().error, .permissionDenied, "/b was attached before the revocation was evaluated")
+        XCTAssertEqual(try w.store.range(RangeRequest(key: b("/"), rangeEnd: b("0"))).kvs.map(\.key), [b("/a"), b("/b")],
+                       "nothing was deleted")
+        XCTAssertNoThrow(try w.store.leaseRevoke(LeaseRevokeRequest(id: lease)), "the lease is still there")
+    }
+
+    func testAPutWithALeaseIsCheckedOnTheKeysAttachedWhileItWaited() throws {
+        let w = try HeldWriter()
+        defer { w.store.close() }
+        let lease = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
+        _ = try w.store.put(PutRequest(key: b("/a"), value: b("1"), lease: lease))
+        w.holdWriter()
+        let attached = result { w.store.put(PutRequest(key: b("/b"), value: b("2"), lease: lease), completion: $0) }
+        let put = result { w.store.put(PutRequest(key: b("/a"), value: b("3"), lease: lease), leaseKeysAllowed: onlyA, completion: $0) }
+        w.release()
+        XCTAssertNoThrow(try attached().get())
+        XCTAssertEqual(put().error, .permissionDenied, "/b was attached before the put was evaluated")
+        XCTAssertEqual(try w.store.range(RangeRequest(key: b("/a"))).kvs.first?.value, b("1"))
+        // With only /a on the lease, the same caller may attach to it.
+        let fresh = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
+        _ = try w.store.put(PutRequest(key: b("/a"), value: b("4"), lease: fresh))
+        let allowed = result { w.store.put(PutRequest(key: b("/a"), value: b("5"), lease: fresh), leaseKeysAllowed: onlyA, completion: $0) }
+        XCTAssertNoThrow(try allowed().get())
+    }
+}
+
+private extension Result {
+    var error: Failure? { if case .failure(let e) = self { return e } else { return nil } }
+}
