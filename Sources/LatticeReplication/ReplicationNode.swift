@@ -31,9 +31,6 @@ public final class ReplicationNode: Sendable {
         /// Sets up TLS on a connection dialled to an `https://` peer URL (given the peer's
         /// host); nil: only `http://` peer URLs are dialled.
         public var secureDial: (@Sendable (any Channel, String) throws -> Void)?
-        /// Feeders are told which members this one receives from directly, and do not relay
-        /// those members' changes (each change then arrives once, not once per path).
-        public var skipDirectRelays = true
 
         public init(clusterID: UInt64, local: LatticeCore.Member, peers: [LatticeCore.Member]) {
             self.clusterID = clusterID
@@ -327,7 +324,6 @@ public final class ReplicationNode: Sendable {
     /// feeder reports at least every heartbeat, so a link gone silent without closing stops
     /// counting). Sent in each ack so the feeder does not relay their changes.
     func directAuthors(excluding feeder: UInt64) -> Set<UInt64> {
-        guard configuration.skipDirectRelays else { return [] }
         let now = ContinuousClock.now
         let window = Duration.nanoseconds(configuration.heartbeatInterval.nanoseconds * 3)
         return peers.withLock { p in
@@ -518,7 +514,7 @@ public final class ReplicationNode: Sendable {
                 }
                 if !response.changes.isEmpty {
                     let (received, duplicates) = (pull.changesReceived, pull.duplicatesReceived)
-                    let ack = try await pull.applyBatch(response, store: store, directAuthors: configuration.skipDirectRelays)
+                    let ack = try await pull.applyBatch(response, store: store, directAuthors: true)
                     changesReceived.add(pull.changesReceived - received, ordering: .relaxed)
                     duplicatesReceived.add(pull.duplicatesReceived - duplicates, ordering: .relaxed)
                     if ack.resync { logger.warning("peer change refused; asking for a resend", metadata: ["peer": "\(peer.name)"]) }

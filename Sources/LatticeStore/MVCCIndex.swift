@@ -184,20 +184,25 @@ struct MVCCIndex: Sendable {
         let last = histories[stored]?.last
         precondition((last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
         let wasLive = !(last?.isTombstone ?? true)
-        var split: Int?
+        // A new key's chunk is where it was inserted: found once, not searched for again.
+        var inserted: (split: Int?, chunk: Int)?
         if last == nil {
-            split = sortedKeys.insertReportingSplit(key).split
+            let r = sortedKeys.insertReportingSplit(key)
+            inserted = (r.split, r.chunk)
             histories[stored] = [version]
         } else {
             histories[stored]!.append(version)
         }
         let isLive = !version.isTombstone
         if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
-        if let split {
+        let liveDelta = (isLive ? 1 : 0) - (wasLive ? 1 : 0)
+        if let split = inserted?.split {
             recomputeStatistics(chunk: split)
             recomputeStatistics(chunk: split + 1)
+        } else if let chunk = inserted?.chunk {
+            sortedKeys.noteVersion(inChunk: chunk, liveDelta: liveDelta, revision: version.modRevision)
         } else {
-            sortedKeys.noteVersion(of: key, liveDelta: (isLive ? 1 : 0) - (wasLive ? 1 : 0), revision: version.modRevision)
+            sortedKeys.noteVersion(of: key, liveDelta: liveDelta, revision: version.modRevision)
         }
         approximateBytes += Int64(key.count + version.value.count + Self.versionOverheadBytes)
     }

@@ -64,8 +64,13 @@ struct SortedKeys: Sendable, Sequence {
     mutating func noteVersion(of key: [UInt8], liveDelta: Int, revision: Int64) {
         let p = lowerBound(key)
         guard p.chunk < chunks.count else { return }
-        live[p.chunk] += liveDelta
-        if revision > newest[p.chunk] { newest[p.chunk] = revision }
+        noteVersion(inChunk: p.chunk, liveDelta: liveDelta, revision: revision)
+    }
+
+    /// The same, for a key known to be in `chunk` (as `insertReportingSplit` reports it).
+    mutating func noteVersion(inChunk chunk: Int, liveDelta: Int, revision: Int64) {
+        live[chunk] += liveDelta
+        if revision > newest[chunk] { newest[chunk] = revision }
     }
 
     /// Visits the chunks from the one holding the first key ≥ `key`: its keys from there, whether
@@ -114,26 +119,27 @@ struct SortedKeys: Sendable, Sequence {
     }
 
     /// Inserts `key`, and says which chunk split in two to make room (its statistics and the
-    /// next chunk's are then zero: the owner sets them), if one did. A new key counts in no
-    /// chunk's statistics until the owner notes it.
-    mutating func insertReportingSplit(_ key: [UInt8]) -> (inserted: Bool, split: Int?) {
+    /// next chunk's are then zero: the owner sets them), if one did, and otherwise which chunk
+    /// holds the key (present or inserted). A new key counts in no chunk's statistics until
+    /// the owner notes it.
+    mutating func insertReportingSplit(_ key: [UInt8]) -> (inserted: Bool, split: Int?, chunk: Int) {
         guard !chunks.isEmpty else {
             chunks = [[key]]
             live = [0]
             newest = [0]
             count = 1
-            return (true, nil)
+            return (true, nil, 0)
         }
         var p = lowerBound(key)
         if p.chunk == chunks.count {
             // Greater than every key: append to the last chunk.
             p = Position(chunk: chunks.count - 1, index: chunks[chunks.count - 1].count)
         } else if chunks[p.chunk][p.index] == key {
-            return (false, nil)
+            return (false, nil, p.chunk)
         }
         chunks[p.chunk].insert(key, at: p.index)
         count += 1
-        guard chunks[p.chunk].count > Self.chunkMax else { return (true, nil) }
+        guard chunks[p.chunk].count > Self.chunkMax else { return (true, nil, p.chunk) }
         let upper = Array(chunks[p.chunk][(Self.chunkMax / 2)...])
         chunks[p.chunk].removeSubrange((Self.chunkMax / 2)...)
         chunks.insert(upper, at: p.chunk + 1)
@@ -141,7 +147,7 @@ struct SortedKeys: Sendable, Sequence {
         newest[p.chunk] = 0
         live.insert(0, at: p.chunk + 1)
         newest.insert(0, at: p.chunk + 1)
-        return (true, p.chunk)
+        return (true, p.chunk, p.chunk)
     }
 
     /// Removes `key` if present: it leaves its chunk (and an emptied chunk goes with its
