@@ -1408,8 +1408,13 @@ COMMAND_NORMALISERS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
 
 
 def normalisers_for(argv: list[str] | tuple[str, ...], extra: tuple[str, ...]) -> list[Normaliser]:
+    # The command's words come after any global flags (`--user alice:pw lease timetolive …`).
+    words_at = 0
+    while words_at < len(argv) and argv[words_at].startswith("--"):
+        words_at += 1 if "=" in argv[words_at] else 2
+    command = tuple(argv[words_at:])
     names = [name for words, names in COMMAND_NORMALISERS
-             if tuple(argv[:len(words)]) == words for name in names]
+             if command[:len(words)] == words for name in names]
     return [NORMALISERS[name] for name in [*names, *extra]]
 
 
