@@ -399,6 +399,8 @@ public struct Replica: Sendable {
 
     /// The visible auth state (users, roles, permissions, enabled flag). O(auth entries).
     public var authState: AuthState { authTable.state }
+    /// `authState.revision`, without building the state.
+    public var authRevision: UInt64 { authTable.applied + 1 }
 
     /// Visible keys attached to `lease`, ascending. O(keys).
     public func keys(attachedTo lease: Int64) -> [[UInt8]] {

@@ -26,9 +26,11 @@ enum KVService {
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
             var leaseKeysAllowed: MVCCStore.KeysAllowed?
+            var authRevision: UInt64?
             do throws(EtcdError) {
                 try store.validate(r)
                 if let c = try gate.caller(call) {
+                    authRevision = c.state.revision
                     try c.requireWrite(r.key)
                     if r.prevKV { try c.requireRead(r.key) }
                     // Attaching a key to a lease needs write access to the keys already on it:
@@ -39,32 +41,39 @@ enum KVService {
                 }
                 try limits.checkSpace(r.protoSize)
             } catch { return done(.failure(error)) }
-            store.put(r, cancelled: { call.cancellation.isCancelled }, leaseKeysAllowed: leaseKeysAllowed) { result in
+            store.put(r, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision, leaseKeysAllowed: leaseKeysAllowed) { result in
                 if case .success = result { metrics?.puts.increment() }
                 done(result)
             }
         })
         routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) {
             (r: DeleteRangeRequest, call, done) in
+            var authRevision: UInt64?
             do throws(EtcdError) {
                 try store.validate(r)
-                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in
+                if let c = try gate.caller(call) {
+                    authRevision = c.state.revision
                     try c.requireWrite(r.key, r.rangeEnd)
                     if r.prevKV { try c.requireRead(r.key, r.rangeEnd) }
                 }
             } catch { return done(.failure(error)) }
-            store.deleteRange(r, cancelled: { call.cancellation.isCancelled }) { result in
+            store.deleteRange(r, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision) { result in
                 if case .success = result { metrics?.deletes.increment() }
                 done(result)
             }
         })
         routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, call, done) in
+            var authRevision: UInt64?
             do throws(EtcdError) {
                 try store.validate(r)
-                try gate.check(call) { (c: AuthCaller) throws(EtcdError) in try c.requireTxn(r) }
+                if let c = try gate.caller(call) {
+                    // A Txn that names no key checks no permission in etcd, so no revision.
+                    if !(r.compare.isEmpty && r.success.isEmpty && r.failure.isEmpty) { authRevision = c.state.revision }
+                    try c.requireTxn(r)
+                }
                 if r.hasPuts { try limits.checkSpace(r.protoSize) }
             } catch { return done(.failure(error)) }
-            store.txn(r, cancelled: { call.cancellation.isCancelled }) { result in
+            store.txn(r, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision) { result in
                 if case .success(let response) = result, let metrics { metrics.count(r, succeeded: response.succeeded) }
                 done(result)
             }

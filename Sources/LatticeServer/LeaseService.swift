@@ -23,7 +23,8 @@ enum LeaseService {
             } catch where error == .userEmpty {
                 caller = .failure(error)
             } catch { return done(.failure(error)) }
-            store.leaseRevoke(r, keysAllowed: { (keys: [[UInt8]]) throws(EtcdError) in
+            let authRevision = (try? caller.get())??.state.revision
+            store.leaseRevoke(r, authRevision: authRevision, keysAllowed: { (keys: [[UInt8]]) throws(EtcdError) in
                 guard !keys.isEmpty, let c = try caller.get() else { return }
                 for key in keys { try c.requireWrite(key) }
             }, completion: done)

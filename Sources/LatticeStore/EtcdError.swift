@@ -62,6 +62,9 @@ extension EtcdError {
     public static let authFailed = EtcdError(.invalidArgument, "etcdserver: authentication failed, invalid user ID or password")
     public static let invalidAuthToken = EtcdError(.unauthenticated, "etcdserver: invalid auth token")
     public static let permissionDenied = EtcdError(.permissionDenied, "etcdserver: permission denied")
+    /// The auth state changed between a request's permission check and its evaluation (etcd's
+    /// clients take a new token and retry).
+    public static let authOldRevision = EtcdError(.invalidArgument, "etcdserver: revision of auth store is old")
     public static let userEmpty = EtcdError(.invalidArgument, "etcdserver: user name is empty")
     public static let userAlreadyExists = EtcdError(.failedPrecondition, "etcdserver: user name already exists")
     public static let userNotFound = EtcdError(.failedPrecondition, "etcdserver: user name not found")

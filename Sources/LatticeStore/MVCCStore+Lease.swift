@@ -26,13 +26,14 @@ extension MVCCStore {
         })
     }
 
-    /// `keysAllowed`, when given, is asked on the writer whether the caller may delete the keys
+    /// `authRevision`: as for `put`, when the lease has keys. `keysAllowed`, when given, is
+    /// asked on the writer whether the caller may delete the keys
     /// the lease holds at that moment (all of them, before any is deleted), and refuses the
     /// revocation by throwing: the keys it is asked about are exactly the keys deleted, where a
     /// check made before the request was queued could miss a key attached meanwhile.
-    public func leaseRevoke(_ r: LeaseRevokeRequest, keysAllowed: KeysAllowed? = nil,
+    public func leaseRevoke(_ r: LeaseRevokeRequest, authRevision: UInt64? = nil, keysAllowed: KeysAllowed? = nil,
                             completion: @escaping @Sendable (Result<LeaseRevokeResponse, EtcdError>) -> Void) {
-        revoke(r.id, expiredBy: nil, keysAllowed: keysAllowed) { [self] result in
+        revoke(r.id, expiredBy: nil, authRevision: authRevision, keysAllowed: keysAllowed) { [self] result in
             completion(result.map { _ in LeaseRevokeResponse(header: currentHeader()) })
         }
     }
@@ -44,13 +45,16 @@ extension MVCCStore {
     /// A lease with more keys than one change can hold is revoked in several changes: keys are
     /// deleted a change's worth at a time (each its own revision), then the lease goes with the
     /// last ones, so no single change outgrows a WAL record.
-    private func revoke(_ id: Int64, expiredBy: Int64?, keysAllowed: KeysAllowed? = nil,
+    private func revoke(_ id: Int64, expiredBy: Int64?, authRevision: UInt64? = nil, keysAllowed: KeysAllowed? = nil,
                         completion: @escaping @Sendable (Result<Bool, EtcdError>) -> Void) {
         let budget = configuration.maxChangeBytes / 2
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Bool? in
             guard let lease = state.lessor.lease(id) else { throw .leaseNotFound }
             if let expiredBy, lease.expiresAtMilliseconds > expiredBy { return false }
             let keys = lease.keys.sorted(by: bytesLess)
+            // As etcd's applier: permissions (and so the auth revision) matter only when there
+            // are keys to delete.
+            if !keys.isEmpty, let authRevision, state.replica.authRevision != authRevision { throw .authOldRevision }
             try keysAllowed?(keys)
             let count = Self.prefixWithin(budget, keys)
             for key in keys[..<count] {
@@ -66,7 +70,7 @@ extension MVCCStore {
             case .success(nil):
                 // Keys remain: the revocation started, it finishes whatever keep-alives say
                 // (and asks again about the keys then held: one attached meanwhile included).
-                revoke(id, expiredBy: nil, keysAllowed: keysAllowed, completion: completion)
+                revoke(id, expiredBy: nil, authRevision: authRevision, keysAllowed: keysAllowed, completion: completion)
             case .success(let revoked?):
                 completion(.success(revoked))
             case .failure(let error):

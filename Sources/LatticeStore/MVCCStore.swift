@@ -263,9 +263,13 @@ public final class MVCCStore: Sendable {
     /// the write is evaluated (so on exactly the keys it sees); it refuses by throwing.
     public typealias KeysAllowed = @Sendable (_ keys: [[UInt8]]) throws(EtcdError) -> Void
 
-    /// `leaseKeysAllowed`, when given and the put names a lease, is asked on the writer about
-    /// the keys already attached to that lease (etcd's check that the caller may write them).
-    public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil, leaseKeysAllowed: KeysAllowed? = nil,
+    /// `authRevision`: the auth state's revision the caller's permissions were checked at (nil
+    /// without auth); the put is refused with "revision of auth store is old" if it has moved by
+    /// the time the writer evaluates it. `leaseKeysAllowed`, when given and the put names a
+    /// lease, is asked on the writer about the keys already attached to that lease (etcd's check
+    /// that the caller may write them).
+    public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
+                    leaseKeysAllowed: KeysAllowed? = nil,
                     completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(p) } catch { return completion(.failure(error)) }
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> PutResponse in
@@ -276,21 +280,21 @@ public final class MVCCStore: Sendable {
             if p.lease != 0 && !txn.leaseExists(p.lease) { throw .leaseNotFound }
             if (p.ignoreValue || p.ignoreLease) && txn.current(p.key) == nil { throw .keyNotFound }
             return txn.put(p)
-        }, cancelled: cancelled, completion: { [self] result in
+        }, cancelled: cancelled, authRevision: authRevision, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
         })
     }
 
-    public func deleteRange(_ d: DeleteRangeRequest, cancelled: (@Sendable () -> Bool)? = nil,
+    public func deleteRange(_ d: DeleteRangeRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                             completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(d) } catch { return completion(.failure(error)) }
         submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> DeleteRangeResponse in txn.deleteRange(d) },
-               cancelled: cancelled, completion: { [self] result in
+               cancelled: cancelled, authRevision: authRevision, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
         })
     }
 
-    public func txn(_ t: TxnRequest, cancelled: (@Sendable () -> Bool)? = nil,
+    public func txn(_ t: TxnRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                     completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps) } catch {
             return completion(.failure(error))
@@ -299,7 +303,7 @@ public final class MVCCStore: Sendable {
             var r = try txn.txn(t, compactRevision: txn.pending.compactRevision)
             r.header = ResponseHeader(clusterID: 0, memberID: 0, revision: txn.readRevision, raftTerm: 0)
             return r
-        }, cancelled: cancelled, completion: { [self] result in
+        }, cancelled: cancelled, authRevision: authRevision, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
         })
     }
@@ -381,8 +385,11 @@ public final class MVCCStore: Sendable {
     /// Queues a write. `body` runs on the writer thread (against the index plus the batch's
     /// pending writes); `completion` runs after the batch is durable and applied, or with the
     /// error that stopped it.
+    /// `authRevision`: the auth state's revision the request's permissions were checked at; if
+    /// the auth state has changed since, the request is refused with etcd's "revision of auth
+    /// store is old" instead of running on permissions that may have been taken away.
     func submit<R: Sendable>(_ body: @escaping @Sendable (inout WriteTxn, inout WriterState) throws(EtcdError) -> R,
-                             cancelled: (@Sendable () -> Bool)? = nil,
+                             cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                              completion: @escaping @Sendable (Result<R, EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let outcome = Mutex<Result<R, EtcdError>?>(nil)
@@ -390,6 +397,7 @@ public final class MVCCStore: Sendable {
         let item = QueuedWrite(
             evaluate: { txn, state in
                 do throws(EtcdError) {
+                    if let authRevision, state.replica.authRevision != authRevision { throw .authOldRevision }
                     let r = try body(&txn, &state)
                     let bytes = txn.estimatedChangeBytes
                     if bytes > maxChangeBytes { throw .changeTooLarge(bytes: bytes, limit: maxChangeBytes) }

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import EtcdAPI
 import LatticeStore
+import LatticeCore
 
 /// A value shared by the worker threads of one test.
 /// @unchecked Sendable: every access goes through `lock`.
@@ -152,9 +153,11 @@ final class ConcurrencyTests: XCTestCase {
     }
 }
 
-/// Permission checks on the keys attached to a lease are made by the writer, on the keys it
-/// finds when it evaluates the request: a key attached after the request was received, while
-/// it waited in the writer's queue, is checked too.
+/// Permission checks made when a request arrives hold when the writer evaluates it: the keys
+/// attached to a lease are checked by the writer, on the keys it finds then (a key attached
+/// while the request waited in the writer's queue is checked too), and a request checked before
+/// an auth change evaluated after it is refused as etcd refuses it ("revision of auth store is
+/// old"; etcd's clients take a new token and retry).
 final class LeaseKeyCheckTests: XCTestCase {
     /// A store whose writer can be held inside a batch, so requests queue up behind it.
     private final class HeldWriter: @unchecked Sendable {
@@ -246,6 +249,39 @@ final class LeaseKeyCheckTests: XCTestCase {
         _ = try w.store.put(PutRequest(key: b("/a"), value: b("4"), lease: fresh))
         let allowed = result { w.store.put(PutRequest(key: b("/a"), value: b("5"), lease: fresh), leaseKeysAllowed: onlyA, completion: $0) }
         XCTAssertNoThrow(try allowed().get())
+    }
+}
+
+extension LeaseKeyCheckTests {
+    func testARequestCheckedBeforeAnAuthChangeIsRefusedWhenEvaluatedAfterIt() throws {
+        let w = try HeldWriter()
+        defer { w.store.close() }
+        let lease = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
+        let keyless = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
+        _ = try w.store.put(PutRequest(key: b("/a"), value: b("1"), lease: lease))
+        let checkedAt = w.store.authState.revision
+        XCTAssertNoThrow(try result { w.store.put(PutRequest(key: b("/a"), value: b("2"), lease: lease), authRevision: checkedAt, completion: $0) }().get(),
+                         "checked at the current revision")
+        w.holdWriter()
+        // Queued behind the held batch: an auth change, then requests checked before it.
+        let changed = result { w.store.changeAuth({ _ in [AuthOp(set: .role("r"))] }, completion: $0) }
+        let put = result { w.store.put(PutRequest(key: b("/a"), value: b("3")), authRevision: checkedAt, completion: $0) }
+        let delete = result { w.store.deleteRange(DeleteRangeRequest(key: b("/a")), authRevision: checkedAt, completion: $0) }
+        let txn = result { w.store.txn(TxnRequest(compare: [], success: [.put(PutRequest(key: b("/a"), value: b("4")))], failure: []),
+                                      authRevision: checkedAt, completion: $0) }
+        let revoke = result { w.store.leaseRevoke(LeaseRevokeRequest(id: lease), authRevision: checkedAt, completion: $0) }
+        // etcd checks no permission (so no revision) to revoke a lease without keys.
+        let revokeKeyless = result { w.store.leaseRevoke(LeaseRevokeRequest(id: keyless), authRevision: checkedAt, completion: $0) }
+        w.release()
+        XCTAssertNoThrow(try changed().get())
+        XCTAssertGreaterThan(w.store.authState.revision, checkedAt)
+        XCTAssertEqual(put().error, EtcdError.authOldRevision)
+        XCTAssertEqual(delete().error, EtcdError.authOldRevision)
+        XCTAssertEqual(txn().error, EtcdError.authOldRevision)
+        XCTAssertEqual(revoke().error, EtcdError.authOldRevision)
+        XCTAssertNoThrow(try revokeKeyless().get())
+        XCTAssertEqual(try w.store.range(RangeRequest(key: b("/a"))).kvs.first?.value, b("2"), "none of them ran")
+        XCTAssertEqual(EtcdError.authOldRevision.description, "etcdserver: revision of auth store is old")
     }
 }
 
