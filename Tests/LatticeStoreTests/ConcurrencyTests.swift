@@ -161,7 +161,8 @@ final class ConcurrencyTests: XCTestCase {
 final class LeaseKeyCheckTests: XCTestCase {
     /// A store whose writer can be held inside a batch, so requests queue up behind it.
     private final class HeldWriter: @unchecked Sendable {
-        // @unchecked: the semaphores and the atomic flag are thread-safe.
+        // @unchecked: the semaphores are thread-safe, `armed` is read and written under `holding`,
+        // and `store` is set once, in `init`.
         let hold = DispatchSemaphore(value: 0)
         let entered = DispatchSemaphore(value: 0)
         private let holding = NSLock()
@@ -215,14 +216,20 @@ final class LeaseKeyCheckTests: XCTestCase {
         for key in keys where key != b("/a") { throw .permissionDenied }
     }
 
-    func testARevocationIsCheckedOnTheKeysAttachedWhileItWaited() throws {
+    /// A lease holding `/a`, and the writer held with another client's attach of `/b` to it
+    /// queued: the request a test queues next is evaluated after that attach.
+    private func leaseWithAnAttachQueued() throws -> (w: HeldWriter, lease: Int64, attached: () -> Result<PutResponse, EtcdError>) {
         let w = try HeldWriter()
-        defer { w.store.close() }
         let lease = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
         _ = try w.store.put(PutRequest(key: b("/a"), value: b("1"), lease: lease))
         w.holdWriter()
-        // Queued behind the held batch: another client attaches /b, then the revocation.
         let attached = result { w.store.put(PutRequest(key: b("/b"), value: b("2"), lease: lease), completion: $0) }
+        return (w, lease, attached)
+    }
+
+    func testARevocationIsCheckedOnTheKeysAttachedWhileItWaited() throws {
+        let (w, lease, attached) = try leaseWithAnAttachQueued()
+        defer { w.store.close() }
         let revoked = result { w.store.leaseRevoke(LeaseRevokeRequest(id: lease), keysAllowed: onlyA, completion: $0) }
         w.release()
         XCTAssertNoThrow(try attached().get())
@@ -233,12 +240,8 @@ final class LeaseKeyCheckTests: XCTestCase {
     }
 
     func testAPutWithALeaseIsCheckedOnTheKeysAttachedWhileItWaited() throws {
-        let w = try HeldWriter()
+        let (w, lease, attached) = try leaseWithAnAttachQueued()
         defer { w.store.close() }
-        let lease = try w.store.leaseGrant(LeaseGrantRequest(ttl: 60)).id
-        _ = try w.store.put(PutRequest(key: b("/a"), value: b("1"), lease: lease))
-        w.holdWriter()
-        let attached = result { w.store.put(PutRequest(key: b("/b"), value: b("2"), lease: lease), completion: $0) }
         let put = result { w.store.put(PutRequest(key: b("/a"), value: b("3"), lease: lease), leaseKeysAllowed: onlyA, completion: $0) }
         w.release()
         XCTAssertNoThrow(try attached().get())
