@@ -26,11 +26,11 @@ extension MVCCStore {
         })
     }
 
-    /// `authRevision`: as for `put`, when the lease has keys. `keysAllowed`, when given, is
-    /// asked on the writer whether the caller may delete the keys
-    /// the lease holds at that moment (all of them, before any is deleted), and refuses the
-    /// revocation by throwing: the keys it is asked about are exactly the keys deleted, where a
-    /// check made before the request was queued could miss a key attached meanwhile.
+    /// `authRevision`: as for `put`, when the lease has keys. `keysAllowed`, when given, is asked
+    /// on the writer whether the caller may delete the keys the lease holds at that moment (all
+    /// of them, before any is deleted), and refuses the revocation by throwing: the keys it is
+    /// asked about are exactly the keys deleted, where a check made before the request was
+    /// queued could miss a key attached meanwhile.
     public func leaseRevoke(_ r: LeaseRevokeRequest, authRevision: UInt64? = nil, keysAllowed: KeysAllowed? = nil,
                             completion: @escaping @Sendable (Result<LeaseRevokeResponse, EtcdError>) -> Void) {
         revoke(r.id, expiredBy: nil, authRevision: authRevision, keysAllowed: keysAllowed) { [self] result in

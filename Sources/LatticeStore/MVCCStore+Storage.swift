@@ -341,7 +341,7 @@ enum Recovery {
                 guard let dag = entry?.dag else {
                     throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the key", path: path)
                 }
-                let replicated = ReplicatedValues(dag)
+                let replicated = ReplicatedValues(dag, lookups: versions.count)
                 for i in h.sharedValues {
                     guard i < versions.count, let value = replicated.value(at: versions[i].dot) else {
                         throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the version", path: path)
@@ -478,7 +478,7 @@ extension MVCCStore {
             // Both lists ascend: the key's DAG is found by walking beside them, not looked up.
             var shared = HistoryPositions()
             if let dag = Replica.dag(of: key, in: dags, from: &next)?.dag {
-                let values = ReplicatedValues(dag)
+                let values = ReplicatedValues(dag, lookups: versions.count)
                 for (i, v) in versions.enumerated() where !v.isTombstone && !v.value.isEmpty {
                     if let replicated = values.value(at: v.dot), replicated == v.value {
                         shared.append(i)
@@ -501,15 +501,17 @@ extension MVCCStore {
 /// is scanned; one rewritten many times while a peer was away keeps every version until they
 /// are stable (tens of thousands after a long partition), and a scan per version made writing
 /// and restoring it quadratic (100,000 versions: 3.6 s to write, 4.2 s to restore), so it
-/// gets a table.
+/// gets a table — when it is looked up more than once (a compacted history of one version
+/// is one scan, cheaper than building the table).
 struct ReplicatedValues {
     private let dag: KeyVersionDAG
     private let table: [Dot: [UInt8]?]?
     static let scanLimit = 16
 
-    init(_ dag: KeyVersionDAG) {
+    /// `lookups`: how many lookups will be made at most.
+    init(_ dag: KeyVersionDAG, lookups: Int = .max) {
         self.dag = dag
-        table = dag.versions.count > Self.scanLimit
+        table = dag.versions.count > Self.scanLimit && lookups > 1
             ? Dictionary(dag.versions.lazy.map { ($0.dot, $0.value) }, uniquingKeysWith: { first, _ in first }) : nil
     }
 
