@@ -141,6 +141,9 @@ public final class LatticeServer: Sendable {
         // The client ports are bound first, as etcd binds them before it loads its data: a
         // client that connects while the data directory opens waits for its answer instead of
         // being refused (and backing off). Nothing is accepted until the member serves.
+        // The client certificate is read before anything is bound or loaded: a bad one fails the
+        // start at once, not after the data directory has been read.
+        let clientTLS = try clientTLSSource(configuration)
         var clientListeners: [(secure: Bool, listeners: GRPCListeners)] = []
         do {
             for secure in [false, true] {
@@ -149,14 +152,15 @@ public final class LatticeServer: Sendable {
                 clientListeners.append((secure, try await GRPCListeners.bind(addresses: urls.map { ($0.host, $0.port) }, group: group)))
             }
             await configuration.clientPortsBound?(clientListeners.flatMap(\.listeners.localAddresses))
-            return try await start(configuration, clientListeners: clientListeners, group: group, logger: logger)
+            return try await start(configuration, clientTLS: clientTLS, clientListeners: clientListeners, group: group, logger: logger)
         } catch {
             for (_, listeners) in clientListeners { await listeners.close() }
             throw error
         }
     }
 
-    private static func start(_ configuration: ServerConfiguration, clientListeners: [(secure: Bool, listeners: GRPCListeners)],
+    private static func start(_ configuration: ServerConfiguration, clientTLS: TLSContextSource?,
+                              clientListeners: [(secure: Bool, listeners: GRPCListeners)],
                               group: any EventLoopGroup, logger: Logger) async throws -> LatticeServer {
         let (configured, configuredPeers, derivedClusterID) = try resolveCluster(configuration)
         let (peerTLSServer, peerTLS) = try peerTLSSources(configuration)
@@ -318,7 +322,6 @@ public final class LatticeServer: Sendable {
         let sources = LatticeMetrics.Sources(store: store, replication: replication, memberID: memberID,
                                              quotaBytes: configuration.quotaBackendBytes)
         do {
-            let clientTLS = try clientTLSSource(configuration)
             var tlsHook: (@Sendable (any Channel) throws -> Void)?
             if let clientTLS {
                 tlsHook = { @Sendable (channel: any Channel) throws -> Void in try clientTLS.secureServerConnection(channel) }
