@@ -134,8 +134,8 @@ public final class GRPCServer: Sendable {
     private let channels: [any Channel]
     private let connections: ConnectionRegistry
 
-    /// Call handlers alive in this process, across servers (each open stream has one until its
-    /// stream channel is gone).
+    /// Call handlers alive in this process, across servers (each open stream has one until it
+    /// closes).
     public static var liveCallHandlers: Int { ServerStreamHandler.liveCount.load(ordering: .relaxed) }
 
     /// The addresses actually bound (a requested port 0 becomes a free port).
@@ -209,18 +209,12 @@ public final class GRPCServer: Sendable {
     }
 
     /// Sets up one accepted connection's pipeline (HTTP/2, the connection's guards and budget,
-    /// a `ServerStreamHandler` per stream). Runs on the channel's event loop.
+    /// its calls served by a `ServerConnectionHandler`). Runs on the channel's event loop.
     public static func configureConnection(_ channel: any Channel, routes: GRPCRoutes, limits: GRPCConnectionLimits,
                                            httpOverHTTP2: HTTPEndpoints? = nil,
                                            gatewayOverHTTP2: (any HTTPGateway)? = nil) throws {
-        let connectionConfiguration = limits.connectionConfiguration
-        let streamConfiguration = limits.streamConfiguration
-        let maxReceive = limits.maxReceiveMessageBytes
         let keepalive = limits.keepalive
         let pingPolicy = limits.pingPolicy
-        let budgetBytes = limits.connectionResponseBudgetBytes
-        let requestBudgetBytes = limits.effectiveRequestBudgetBytes
-        let maxSend = limits.maxSendMessageBytes
         // Graceful shutdown: on ChannelShouldQuiesceEvent the manager sends GOAWAY and
         // closes the connection once its streams are done. No idle or age limits
         // (etcd's defaults: clients keep connections as long as they like). Server
@@ -228,30 +222,22 @@ public final class GRPCServer: Sendable {
         // graceful shutdown that waits for the dead client's ping ack forever.
         let coalescer = FlushCoalescingHandler()
         try channel.pipeline.syncOperations.addHandler(coalescer)
-        let boundCoalescer = NIOLoopBound(coalescer, eventLoop: channel.eventLoop)
-        let budget = ConnectionBudget(limitBytes: budgetBytes, inboundLimitBytes: requestBudgetBytes)
+        let budget = ConnectionBudget(limitBytes: limits.connectionResponseBudgetBytes, inboundLimitBytes: limits.effectiveRequestBudgetBytes)
         budget.attach(channel)
         let boundBudget = NIOLoopBound(budget, eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in boundBudget.value.detach() }
-        let boundPeer = routes.peerIdentity.map { resolve in
-            NIOLoopBound(ConnectionPeer { resolve(channel) }, eventLoop: channel.eventLoop)
-        }
+        let peer = routes.peerIdentity.map { resolve in ConnectionPeer { resolve(channel) } }
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: nil, keepalive: nil))
-        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .server,
-            connectionConfiguration: connectionConfiguration,
-            streamConfiguration: streamConfiguration,
-            streamDelegate: manager.http2StreamDelegate
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(
-                    ServerStreamHandler(routes: routes, maxReceiveMessageBytes: maxReceive, http: httpOverHTTP2, gateway: gatewayOverHTTP2,
-                                        flushCoalescer: boundCoalescer.value, budget: boundBudget.value,
-                                        maxSendMessageBytes: maxSend, peer: boundPeer?.value))
-            }
-        }
+        try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(
+            mode: .server, connectionConfiguration: limits.connectionConfiguration, streamConfiguration: limits.streamConfiguration))
+        let loop = channel.eventLoop
+        let allocator = channel.allocator
+        try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(limits: limits) { id, connection in
+            ServerStreamHandler(streamID: id, connection: connection, eventLoop: loop, allocator: allocator, routes: routes, limits: limits,
+                                http: httpOverHTTP2, gateway: gatewayOverHTTP2, flushCoalescer: coalescer, budget: budget, peer: peer)
+        })
         try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(policy: pingPolicy, keepalive: keepalive, activity: coalescer))
         try channel.pipeline.syncOperations.addHandler(manager)
     }

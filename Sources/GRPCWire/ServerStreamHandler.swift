@@ -4,18 +4,16 @@ import NIOHPACK
 import NIOHTTP2
 import Synchronization
 
-/// Serves one gRPC call on one HTTP/2 stream channel. Confined to the stream's event loop.
+/// Serves one gRPC call on one HTTP/2 stream. Confined to the connection's event loop.
 ///
-/// The handler holds its context, and a streaming call holds a sender that holds the handler:
-/// both cycles are broken in `handlerRemoved`, which NIO calls when the stream channel closes,
-/// so nothing of a finished call outlives its stream.
-final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
+/// The connection's `ServerConnectionHandler` hands it the stream's frames and writes what it
+/// sends with the stream's id: there is no channel per stream. The connection's table holds
+/// the handler while its stream is open, and a streaming call holds a sender that holds the
+/// handler: the connection drops it and calls `closed()`, which lets go of the call, when the
+/// stream closes (or the connection does), so nothing of a finished call outlives its stream.
+final class ServerStreamHandler: GRPCStreamSink {
     /// Handlers alive in this process (one per open or not yet released stream).
     static let liveCount = Atomic<Int>(0)
-
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
 
     private enum State {
         case awaitingHeaders
@@ -32,7 +30,16 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     private let routes: GRPCRoutes
     private let maxReceiveMessageBytes: Int
     private var state = State.awaitingHeaders
-    private var context: ChannelHandlerContext!
+    /// The connection the stream is on. The connection holds the stream until it closes.
+    private let connection: ServerConnectionHandler
+    /// False once the stream is closed: nothing more is written on it.
+    private var isOpen = true
+    let streamID: HTTP2StreamID
+    private let eventLoop: any EventLoop
+    private let allocator: ByteBufferAllocator
+    /// Bytes the client may still send on this stream before it needs a WINDOW_UPDATE (kept by
+    /// the connection).
+    var inboundWindow: Int
     private var deframer: MessageDeframer!
     private var responseHeadersSent = false
     private var gzipResponses = false
@@ -63,9 +70,25 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// Answers the JSON gateway's requests over HTTP/2 (with `http`).
     private let gateway: (any HTTPGateway)?
 
-    init(routes: GRPCRoutes, maxReceiveMessageBytes: Int, http: HTTPEndpoints? = nil, gateway: (any HTTPGateway)? = nil,
-         flushCoalescer: FlushCoalescingHandler? = nil, budget: ConnectionBudget? = nil, maxSendMessageBytes: Int = Int(Int32.max),
-         peer: ConnectionPeer? = nil) {
+    /// Response bytes written on this stream that have not left for the socket yet (held by
+    /// HTTP/2 flow control or the socket); above `outboundHighWatermark` the stream reports not
+    /// writable until they fall to half of it.
+    private var outboundPending = 0
+    private let outboundHighWatermark: Int
+    /// Set when the stream reported not writable because of `outboundPending`.
+    private var outboundBlocked = false
+
+    init(streamID: HTTP2StreamID, connection: ServerConnectionHandler, eventLoop: any EventLoop, allocator: ByteBufferAllocator,
+         routes: GRPCRoutes, limits: GRPCConnectionLimits, http: HTTPEndpoints? = nil, gateway: (any HTTPGateway)? = nil,
+         flushCoalescer: FlushCoalescingHandler? = nil, budget: ConnectionBudget? = nil, peer: ConnectionPeer? = nil) {
+        self.streamID = streamID
+        self.connection = connection
+        self.eventLoop = eventLoop
+        self.allocator = allocator
+        self.inboundWindow = limits.streamWindowBytes
+        self.outboundHighWatermark = limits.streamOutboundHighWatermarkBytes
+        let maxSendMessageBytes = limits.maxSendMessageBytes
+        let maxReceiveMessageBytes = limits.maxReceiveMessageBytes
         self.maxSendMessageBytes = maxSendMessageBytes
         self.peer = peer
         self.http = http
@@ -85,9 +108,9 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// connection is within its response budget (when it is not, the call hears
     /// `writabilityChanged(true)` once it is).
     var isWritable: Bool {
-        guard let context, context.channel.isWritable else { return false }
+        guard streamIsWritable else { return false }
         guard let budget, budget.isOver else { return true }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
         budget.notifyWhenUnder(ObjectIdentifier(self)) {
             let handler = bound.value
             guard case .streaming(let call) = handler.state, handler.isWritable else { return }
@@ -96,23 +119,49 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         return false
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
+    /// The connection takes more bytes and this stream's unsent responses are below its mark.
+    private var streamIsWritable: Bool {
+        guard isOpen, connection.isWritable else { return false }
+        if outboundPending >= outboundHighWatermark {
+            outboundBlocked = true
+            return false
+        }
+        return true
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    /// The stream is over (both sides ended, reset, or the connection closed): the call is told
+    /// if it was still running, and everything it held is let go.
+    func closed() {
         budget?.forget(ObjectIdentifier(self))
         terminate()
-        self.context = nil
+        isOpen = false
         callContext = nil
         method = nil
         deframer = nil
     }
 
+    /// Writes a frame of this stream. Writing its last frame may close the stream at once (the
+    /// HTTP/2 handler reports it closed from inside the write); a flush still goes out after.
+    private func write(_ payload: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>? = nil) {
+        guard isOpen else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        connection.write(HTTP2Frame(streamID: streamID, payload: payload), promise: promise)
+    }
+
+    private func flush() { connection.flush() }
+
+    private func writeAndFlush(_ payload: HTTP2Frame.FramePayload) {
+        write(payload)
+        flush()
+    }
+
     // MARK: inbound
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+    /// A frame of this stream from the client.
+    func received(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
         case .headers(let headers):
             if headers.endStream { inputEnded = true }
             if case .awaitingHeaders = state {
@@ -140,22 +189,20 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        terminate()
-        context.fireChannelInactive()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    /// The connection's writability changed.
+    func connectionWritabilityChanged() {
         if case .streaming(let call) = state {
-            call.writabilityChanged(context.channel.isWritable)
+            call.writabilityChanged(isWritable)
         }
-        if case .gateway(let exchange) = state, context.channel.isWritable { exchange.writable() }
-        context.fireChannelWritabilityChanged()
+        if case .gateway(let exchange) = state, exchangeIsWritable { exchange.writable() }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        terminate()
-        context.close(promise: nil)
+    /// `bytes` of this stream's responses left for the socket.
+    private func sent(_ bytes: Int) {
+        outboundPending -= bytes
+        guard outboundBlocked, outboundPending <= outboundHighWatermark / 2 else { return }
+        outboundBlocked = false
+        connectionWritabilityChanged()
     }
 
     private func received(requestHeaders headers: HPACKHeaders, endStream: Bool) {
@@ -197,19 +244,19 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         var deadline: NIODeadline?
         if let ns = timeout {
             deadline = .now() + .nanoseconds(ns)
-            deadlineTask = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline!) { [self] in
+            deadlineTask = eventLoop.assumeIsolated().scheduleTask(deadline: deadline!) { [self] in
                 deadlineExpired()
             }
         }
-        var callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: context.eventLoop,
+        var callContext = GRPCCallContext(path: path, headers: headers, deadline: deadline, eventLoop: eventLoop,
                                           cancellation: cancellation)
-        if let budget { callContext.longWork = GRPCLongWork(gate: NIOLoopBound(budget, eventLoop: context.eventLoop)) }
+        if let budget { callContext.longWork = GRPCLongWork(gate: NIOLoopBound(budget, eventLoop: eventLoop)) }
         callContext.peerIdentity = peer?.identity
         switch method {
         case .unary:
             state = .unary(received: nil)
         case .streaming(let factory):
-            let sender = GRPCStreamSender(sink: self, eventLoop: context.eventLoop)
+            let sender = GRPCStreamSender(sink: self, eventLoop: eventLoop)
             state = .streaming(factory(callContext, sender))
         }
         self.callContext = callContext
@@ -295,7 +342,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     private func startUnary(_ message: [UInt8]) {
         state = .unaryRunning
         guard case .unary(let handler)? = method, let callContext else { return }
-        let responder = GRPCResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        let responder = GRPCResponder(handler: NIOLoopBound(self, eventLoop: eventLoop))
         guard let budget else { return handler(message, callContext, responder) }
         // A request waiting for the response budget counts as held until it runs.
         budget.holdInbound(message.count)
@@ -316,16 +363,33 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     }
 
     func hold(bytes: Int) -> () -> Void {
-        guard let budget, let context else { return {} }
-        return budget.hold(bytes, on: context.eventLoop)
+        guard let budget, isOpen else { return {} }
+        return budget.hold(bytes, on: eventLoop)
     }
 
-    /// Writes a DATA frame, charged to the connection's budget until it leaves for the socket.
+    /// Writes a DATA frame of gRPC messages.
     private func writeData(_ buffer: ByteBuffer) {
         flushCoalescer?.wroteSinceLastPing = true
         routes.observer?.sent(bytes: buffer.readableBytes)
-        let promise = budget?.charge(buffer.readableBytes, on: context.eventLoop)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
+        writeBody(buffer, endStream: false)
+    }
+
+    /// Writes a DATA frame, charged to the connection's budget until it leaves for the socket.
+    /// A call that streams (or a gateway reply) also counts it against the stream's own
+    /// writability.
+    private func writeBody(_ buffer: ByteBuffer, endStream: Bool) {
+        let bytes = buffer.readableBytes
+        var promise = budget?.charge(bytes, on: eventLoop)
+        switch state {
+        case .streaming, .gateway:
+            if promise == nil { promise = eventLoop.makePromise() }
+            outboundPending += bytes
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            promise!.futureResult.whenComplete { _ in bound.value.sent(bytes) }
+        default:
+            break
+        }
+        write(.data(.init(data: .byteBuffer(buffer), endStream: endStream)), promise: promise)
     }
 
     private func receivedEndOfInput() {
@@ -365,7 +429,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
 
     private func startGateway() {
         guard case .gatewayBody(let request, let body) = state, let gateway else { return }
-        let exchange = HTTPExchange(sink: self, eventLoop: context.eventLoop)
+        let exchange = HTTPExchange(sink: self, eventLoop: eventLoop)
         state = .gateway(exchange)
         gateway.serve(request, body: body, exchange: exchange)
     }
@@ -374,14 +438,13 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         var out = HPACKHeaders([(":status", String(status))])
         for (name, value) in headers { out.add(name: name.lowercased(), value: value) }
         if let contentLength { out.add(name: "content-length", value: String(contentLength)) }
-        context.write(wrapOutboundOut(.headers(.init(headers: out, endStream: endStream))), promise: nil)
+        write(.headers(.init(headers: out, endStream: endStream)))
     }
 
     private func writeHTTPData(_ bytes: [UInt8], endStream: Bool) {
-        var body = context.channel.allocator.buffer(capacity: bytes.count)
+        var body = allocator.buffer(capacity: bytes.count)
         body.writeBytes(bytes)
-        let promise = budget?.charge(body.readableBytes, on: context.eventLoop)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: endStream))), promise: promise)
+        writeBody(body, endStream: endStream)
     }
 
     // MARK: outbound
@@ -395,7 +458,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
             state = .done
             deadlineTask?.cancel()
             sendResponseHeadersIfNeeded()
-            writeData(MessageFramer.frame(message, gzip: gzipResponses, allocator: context.channel.allocator))
+            writeData(MessageFramer.frame(message, gzip: gzipResponses, allocator: allocator))
             sendTrailers(.ok)
         case .failure(let status):
             fail(status)
@@ -413,7 +476,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         }
         sendResponseHeadersIfNeeded()
         if pendingOut == nil {
-            pendingOut = context.channel.allocator.buffer(capacity: max(message.count + 5, 1024))
+            pendingOut = allocator.buffer(capacity: max(message.count + 5, 1024))
         }
         MessageFramer.append(message, gzip: gzipResponses, to: &pendingOut!)
         if flush {
@@ -426,7 +489,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     func flushStream() {
         guard case .streaming = state else { return }
         writePending()
-        context.flush()
+        flush()
     }
 
     static let coalesceBytes = 64 * 1024
@@ -465,7 +528,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         responseHeadersSent = true
         let headers = gzipResponses ? Self.responseHeadersGzip : Self.responseHeaders
         flushCoalescer?.wroteSinceLastPing = true
-        context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+        write(.headers(.init(headers: headers)))
     }
 
     private func sendTrailers(_ status: GRPCStatus) {
@@ -473,7 +536,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
         reportHandled(status.code)
         if status.code == .ok && status.message.isEmpty {
             flushCoalescer?.wroteSinceLastPing = true
-            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: Self.okTrailers, endStream: true))), promise: nil)
+            writeAndFlush(.headers(.init(headers: Self.okTrailers, endStream: true)))
             return
         }
         var trailers = HPACKHeaders()
@@ -482,7 +545,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
             trailers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(status.message))
         }
         flushCoalescer?.wroteSinceLastPing = true
-        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        writeAndFlush(.headers(.init(headers: trailers, endStream: true)))
     }
 
     private func sendTrailersOnly(_ status: GRPCStatus) {
@@ -495,7 +558,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
             headers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(status.message))
         }
         flushCoalescer?.wroteSinceLastPing = true
-        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
+        writeAndFlush(.headers(.init(headers: headers, endStream: true)))
     }
 
     /// After the final trailers, a client that has not half-closed gets RST_STREAM(NO_ERROR), as
@@ -504,11 +567,11 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// the same read is not reset.
     private func resetIfClientStillSending() {
         guard !inputEnded else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.execute {
             let handler = bound.value
-            guard !handler.inputEnded, let context = handler.context else { return }
-            context.writeAndFlush(handler.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+            guard !handler.inputEnded, handler.isOpen else { return }
+            handler.writeAndFlush(.rstStream(.noError))
         }
     }
 
@@ -517,25 +580,17 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     private func serveHTTP(_ headers: HPACKHeaders, _ endpoints: @escaping HTTPEndpoints) {
         state = .done
         let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/")
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let loop = eventLoop
         DispatchQueue.global().async {
             let reply = endpoints(request)
             loop.execute {
                 let handler = bound.value
-                guard let context = handler.context else { return }
-                var out = HPACKHeaders([(":status", String(reply.status))])
-                for (name, value) in reply.headers { out.add(name: name.lowercased(), value: value) }
-                out.add(name: "content-length", value: String(reply.body.count))
+                guard handler.isOpen else { return }
                 let empty = reply.body.isEmpty || request.method == "HEAD"
-                context.write(handler.wrapOutboundOut(.headers(.init(headers: out, endStream: empty))), promise: nil)
-                if !empty {
-                    var body = context.channel.allocator.buffer(capacity: reply.body.count)
-                    body.writeBytes(reply.body)
-                    let promise = handler.budget?.charge(body.readableBytes, on: context.eventLoop)
-                    context.write(handler.wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: promise)
-                }
-                context.flush()
+                handler.writeHTTPHeaders(status: reply.status, reply.headers, contentLength: reply.body.count, endStream: empty)
+                if !empty { handler.writeHTTPData(reply.body, endStream: true) }
+                handler.flush()
             }
         }
     }
@@ -543,7 +598,7 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
     /// Ends the stream at once with RST_STREAM(`code`).
     private func reset(_ code: HTTP2ErrorCode) {
         state = .done
-        context.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
+        writeAndFlush(.rstStream(code))
     }
 
     static func tooLargeToSend(_ size: Int, _ limit: Int) -> GRPCStatus {
@@ -573,31 +628,31 @@ final class ServerStreamHandler: ChannelDuplexHandler, GRPCStreamSink {
 
 extension ServerStreamHandler: HTTPExchangeSink {
     func exchangeReply(_ reply: HTTPReply) {
-        guard case .gateway = state, context != nil else { return }
+        guard case .gateway = state, isOpen else { return }
         state = .done
         writeHTTPHeaders(status: reply.status, reply.headers, contentLength: reply.body.count, endStream: reply.body.isEmpty)
         if !reply.body.isEmpty { writeHTTPData(reply.body, endStream: true) }
-        context.flush()
+        flush()
     }
 
     func exchangeStart(status: Int, headers: [(String, String)]) {
-        guard case .gateway = state, context != nil else { return }
+        guard case .gateway = state, isOpen else { return }
         writeHTTPHeaders(status: status, headers, contentLength: nil, endStream: false)
-        context.flush()
+        flush()
     }
 
     func exchangeSend(_ chunk: [UInt8]) {
-        guard case .gateway = state, context != nil, !chunk.isEmpty else { return }
+        guard case .gateway = state, isOpen, !chunk.isEmpty else { return }
         writeHTTPData(chunk, endStream: false)
-        context.flush()
+        flush()
     }
 
     func exchangeFinish() {
-        guard case .gateway = state, context != nil else { return }
+        guard case .gateway = state, isOpen else { return }
         state = .done
         writeHTTPData([], endStream: true)
-        context.flush()
+        flush()
     }
 
-    var exchangeIsWritable: Bool { context?.channel.isWritable ?? false }
+    var exchangeIsWritable: Bool { streamIsWritable }
 }

@@ -148,6 +148,57 @@ final class GRPCWireTests: XCTestCase {
         XCTAssertEqual(received, (0..<100).map { "m\($0)" })
     }
 
+    /// A client may send far more than the flow-control windows the server grants (1 MiB per
+    /// stream, 16 MiB per connection): the server gives both back as it reads, so one stream
+    /// carrying 24 MiB, and the calls after it on the same connection, are read to the end.
+    /// Without the WINDOW_UPDATEs the client stops sending when a window is used up.
+    func testFlowControlWindowsAreGivenBackAsTheServerReads() async throws {
+        let message = [UInt8](repeating: 7, count: 60 * 1024)
+        let count = 400
+        let client = self.client!
+        let finished = try await finishes(within: .seconds(60), orClose: client) {
+            let stream = try await client.openStream(path: "/test.Echo/Stream")
+            let reader = Task { () throws -> (messages: Int, bytes: Int) in
+                var messages = 0, bytes = 0
+                for try await received in stream.responses {
+                    messages += 1
+                    bytes += received.count
+                }
+                return (messages, bytes)
+            }
+            for _ in 0..<count { stream.send(message) }
+            stream.closeSend()
+            let echoed = try await reader.value
+            XCTAssertEqual(echoed.messages, count)
+            XCTAssertEqual(echoed.bytes, count * message.count)
+            for _ in 0..<50 {
+                let response = try await client.unary(path: "/test.Echo/Echo", request: message)
+                XCTAssertEqual(response.count, message.count)
+            }
+        }
+        XCTAssertTrue(finished, "the calls stalled: a flow-control window was not given back")
+    }
+
+    /// Runs `body`; false if it has not finished within `limit` (then `client` is closed, which
+    /// ends whatever the body waits for).
+    private func finishes(within limit: Duration, orClose client: GRPCClient,
+                          _ body: @escaping @Sendable () async throws -> Void) async throws -> Bool {
+        let expired = NIOLockedValueBox(false)
+        let watchdog = Task {
+            try await Task.sleep(for: limit)
+            expired.withLockedValue { $0 = true }
+            await client.close()
+        }
+        defer { watchdog.cancel() }
+        do {
+            try await body()
+        } catch {
+            if expired.withLockedValue({ $0 }) { return false }
+            throw error
+        }
+        return !expired.withLockedValue { $0 }
+    }
+
     /// Callback mode (the load generator's watch reader): every message reaches the callback in
     /// order before `responses` finishes, and a non-OK status is thrown from `responses`.
     func testCallbackStreamDeliversInOrderAndReportsTheStatus() async throws {
@@ -234,6 +285,28 @@ final class GRPCWireTests: XCTestCase {
                 XCTAssertEqual(response, request + [0x21])
             }
         }
+    }
+
+    /// A call answered later, from another thread and outside any read of its connection, with
+    /// a status alone (trailers-only: one frame that also closes the stream) reaches its client.
+    /// The stream closes inside the write of that frame; the flush after it must still go out.
+    func testAFailureAnsweredLaterFromAnotherThreadReachesTheClient() async throws {
+        let client = self.client!
+        let parked = self.parked
+        let finished = try await finishes(within: .seconds(20), orClose: client) {
+            let call = client.unary(path: "/test.Echo/Park", request: [1]) as EventLoopFuture<[UInt8]>
+            while parked.withLockedValue({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(5)) }
+            let (_, responder) = parked.withLockedValue { $0.removeFirst() }
+            Thread.detachNewThread { responder.fail(GRPCStatus(.permissionDenied, "later")) }
+            do {
+                _ = try await call.get()
+                XCTFail("expected a status")
+            } catch let status as GRPCStatus {
+                XCTAssertEqual(status.code, .permissionDenied)
+                XCTAssertEqual(status.message, "later")
+            }
+        }
+        XCTAssertTrue(finished, "the status never reached the client")
     }
 
     func testShutdownLetsInFlightCallsFinish() async throws {
