@@ -28,7 +28,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// Bytes the client may still send on the connection before it needs a WINDOW_UPDATE.
     private var connectionWindow = ServerConnectionHandler.initialWindowBytes
     private var connectionWindowOpened = false
-    /// A WINDOW_UPDATE was written during the current read.
+    /// Between a read's first frame and its end: flushes wait for the end of the read, so the
+    /// answers to the calls one read carried leave in one socket write.
+    private var reading = false
+    /// Something was written during the current read (an answer, a WINDOW_UPDATE).
     private var flushAfterRead = false
 
     init(limits: GRPCConnectionLimits, makeStream: @escaping (HTTP2StreamID, ServerConnectionHandler) -> ServerStreamHandler) {
@@ -48,7 +51,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(frame), promise: promise)
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        if reading {
+            flushAfterRead = true
+        } else {
+            context?.flush()
+        }
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -82,6 +91,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
         let frame = unwrapInboundIn(data)
         let id = frame.streamID
         guard id != .rootStream else { return context.fireChannelRead(data) }
@@ -121,6 +131,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
         if flushAfterRead {
             flushAfterRead = false
             context.flush()
