@@ -139,8 +139,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         context.fireChannelReadComplete()
     }
 
+    /// Window changes (several per call) stop here: flow control is kept above, and the
+    /// handlers after this one watch only streams opening and closing and shutdown.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let closed = event as? StreamClosedEvent {
+        let type = Swift.type(of: event)
+        if type == NIOHTTP2WindowUpdatedEvent.self { return }
+        if type == StreamClosedEvent.self, let closed = event as? StreamClosedEvent {
             streams.removeValue(forKey: closed.streamID)?.closed()
         }
         context.fireUserInboundEventTriggered(event)
