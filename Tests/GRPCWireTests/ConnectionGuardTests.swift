@@ -27,10 +27,12 @@ final class ConnectionGuardTests: XCTestCase {
     }
 
     /// Calls of test.Big/Get served so far.
-    private final class Counter: Sendable {
+    final class Counter: Sendable {
         let value = Atomic<Int>(0)
     }
     private let bigCalls = Counter()
+    /// Messages test.Flood/Stream has sent.
+    private let floodSent = Counter()
     /// Calls of test.Park/Hold, never answered.
     private let parked = NIOLockedValueBox<[GRPCCallContext]>([])
 
@@ -54,6 +56,8 @@ final class ConnectionGuardTests: XCTestCase {
                 }
             }
         })
+        let floodSent = self.floodSent
+        routes.add(service: "test.Flood", method: "Stream", .streaming { _, sender in FloodStream(sender: sender, sent: floodSent) })
         var limits = GRPCConnectionLimits()
         configure(&limits)
         server = try await GRPCServer.start(addresses: [("127.0.0.1", 0)], routes: routes, limits: limits, group: group)
@@ -174,6 +178,34 @@ final class ConnectionGuardTests: XCTestCase {
         XCTAssertEqual(bigCalls.value.load(ordering: .relaxed), 100)
     }
 
+    /// A streaming call whose client takes no more on its stream (its HTTP/2 window is used up)
+    /// sees the stream not writable once about 1 MiB waits (the stream's mark), though the
+    /// connection has room, and resumes when the client reads: a slow watcher holds back its
+    /// own stream, not the server's memory.
+    func testAStreamWhoseClientTakesNoMoreStopsBeingWritable() async throws {
+        let port = try await start()
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        connection.send(RawH2Connection.frame(type: 8, flags: 0, stream: 0, payload: be32(UInt32(Int32.max) - 65535)))
+        connection.send(connection.request(stream: 1, path: "/test.Flood/Stream"))
+        var last = -1
+        var stableSince = NIODeadline.now()
+        let deadline = NIODeadline.now() + .seconds(20)
+        while NIODeadline.now() < deadline {
+            let now = floodSent.value.load(ordering: .relaxed)
+            if now != last { last = now; stableSince = .now() }
+            if NIODeadline.now() - stableSince > .seconds(1) { break }
+            _ = connection.read(until: { _ in true }, deadline: .now() + .milliseconds(50), readBytes: false)
+        }
+        XCTAssertGreaterThan(last, 0)
+        XCTAssertLessThan(last, 100, "messages of 16 KiB sent while the stream took none")
+        let frames = connection.read(until: { frames in frames.contains { $0.type == 1 && $0.flags & 1 == 1 } },
+                                     deadline: .now() + .seconds(30), acknowledgeData: true)
+        XCTAssertTrue(frames.list.contains { $0.type == 1 && $0.flags & 1 == 1 }, "the call's trailers")
+        XCTAssertEqual(floodSent.value.load(ordering: .relaxed), FloodStream.total)
+    }
+
     /// A response over the send limit ends the call with RESOURCE_EXHAUSTED and grpc-go's text
     /// (at 2³¹−1 bytes by default; lowered here), never a trap in the 32-bit length prefix.
     func testAResponseOverTheSendLimitIsResourceExhausted() async throws {
@@ -288,6 +320,32 @@ final class ConnectionGuardTests: XCTestCase {
 }
 
 /// A blocking HTTP/2 client on a plain socket that sends raw frames and parses what comes back.
+/// Sends 16 KiB messages while its stream is writable, `total` in all, then finishes.
+private final class FloodStream: GRPCStreamingCall {
+    static let total = 300
+    let sender: GRPCStreamSender
+    let sent: ConnectionGuardTests.Counter
+    private var started = false
+    init(sender: GRPCStreamSender, sent: ConnectionGuardTests.Counter) {
+        self.sender = sender
+        self.sent = sent
+    }
+    func received(_ message: [UInt8]) {
+        guard !started else { return }
+        started = true
+        pump()
+    }
+    private func pump() {
+        while sender.isWritable && sent.value.load(ordering: .relaxed) < Self.total {
+            sender.send([UInt8](repeating: 5, count: 16 * 1024))
+            if sent.value.add(1, ordering: .relaxed).newValue == Self.total { sender.finish() }
+        }
+    }
+    func receivedEnd() {}
+    func writabilityChanged(_ isWritable: Bool) { if isWritable { pump() } }
+    func closed() {}
+}
+
 final class RawH2Connection {
     struct Frame {
         var type: UInt8
