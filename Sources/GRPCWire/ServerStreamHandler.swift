@@ -37,9 +37,8 @@ final class ServerStreamHandler: GRPCStreamSink {
     let streamID: HTTP2StreamID
     private let eventLoop: any EventLoop
     private let allocator: ByteBufferAllocator
-    /// Bytes the client may still send on this stream before it needs a WINDOW_UPDATE (kept by
-    /// the connection).
-    var inboundWindow: Int
+    /// What the client may still send on this stream (kept by the connection).
+    var inboundWindow: ReceiveWindow
     private var deframer: MessageDeframer!
     private var responseHeadersSent = false
     private var gzipResponses = false
@@ -85,7 +84,7 @@ final class ServerStreamHandler: GRPCStreamSink {
         self.connection = connection
         self.eventLoop = eventLoop
         self.allocator = allocator
-        self.inboundWindow = limits.streamWindowBytes
+        self.inboundWindow = ReceiveWindow(target: limits.streamWindowBytes)
         self.outboundHighWatermark = limits.streamOutboundHighWatermarkBytes
         let maxSendMessageBytes = limits.maxSendMessageBytes
         let maxReceiveMessageBytes = limits.maxReceiveMessageBytes
@@ -189,8 +188,9 @@ final class ServerStreamHandler: GRPCStreamSink {
         }
     }
 
-    /// The connection's writability changed.
-    func connectionWritabilityChanged() {
+    /// The stream's writability may have changed (the connection's did, or its own unsent
+    /// bytes fell below its mark): the call or gateway exchange hears if it is writable.
+    func writabilityChanged() {
         if case .streaming(let call) = state {
             call.writabilityChanged(isWritable)
         }
@@ -202,7 +202,7 @@ final class ServerStreamHandler: GRPCStreamSink {
         outboundPending -= bytes
         guard outboundBlocked, outboundPending <= outboundHighWatermark / 2 else { return }
         outboundBlocked = false
-        connectionWritabilityChanged()
+        writabilityChanged()
     }
 
     private func received(requestHeaders headers: HPACKHeaders, endStream: Bool) {

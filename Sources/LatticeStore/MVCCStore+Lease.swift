@@ -116,7 +116,6 @@ extension MVCCStore {
         return ttl
     }
 
-
     public func leaseTimeToLive(_ r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
         let now = nowMilliseconds
         let lease = writer.withLock { state in state.lessor.lease(r.id) }

@@ -158,17 +158,7 @@ final class ConnectionGuardTests: XCTestCase {
         var requests: [UInt8] = []
         for i in 0..<100 { requests += connection.request(stream: UInt32(2 * i + 1), path: path) }
         connection.send(requests)
-        // Give the server every chance to serve more than it should: poll until the count
-        // stops moving for a while.
-        var last = -1
-        var stableSince = NIODeadline.now()
-        let deadline = NIODeadline.now() + .seconds(20)
-        while NIODeadline.now() < deadline {
-            let now = bigCalls.value.load(ordering: .relaxed)
-            if now != last { last = now; stableSince = .now() }
-            if NIODeadline.now() - stableSince > .seconds(1) { break }
-            _ = connection.read(until: { _ in true }, deadline: .now() + .milliseconds(50), readBytes: false)
-        }
+        let last = countOnceSettled(bigCalls, connection)
         XCTAssertGreaterThan(last, 0)
         XCTAssertLessThan(last, 20, "calls served while nothing was read (each holds 1 MiB)")
         // Now read: every call is served.
@@ -176,6 +166,21 @@ final class ConnectionGuardTests: XCTestCase {
                                      deadline: .now() + .seconds(30), acknowledgeData: true)
         XCTAssertEqual(frames.list.filter { $0.type == 1 && $0.flags & 1 == 1 }.count, 100, "trailers of every call")
         XCTAssertEqual(bigCalls.value.load(ordering: .relaxed), 100)
+    }
+
+    /// The counter's value once it has stopped moving for a second (within 20 s), while
+    /// `connection` reads nothing: the server gets every chance to send more than it should.
+    private func countOnceSettled(_ counter: Counter, _ connection: RawH2Connection) -> Int {
+        var last = -1
+        var stableSince = NIODeadline.now()
+        let deadline = NIODeadline.now() + .seconds(20)
+        while NIODeadline.now() < deadline {
+            let now = counter.value.load(ordering: .relaxed)
+            if now != last { last = now; stableSince = .now() }
+            if NIODeadline.now() - stableSince > .seconds(1) { break }
+            _ = connection.read(until: { _ in true }, deadline: .now() + .milliseconds(50), readBytes: false)
+        }
+        return last
     }
 
     /// A streaming call whose client takes no more on its stream (its HTTP/2 window is used up)
@@ -189,15 +194,7 @@ final class ConnectionGuardTests: XCTestCase {
         connection.sendPreface()
         connection.send(RawH2Connection.frame(type: 8, flags: 0, stream: 0, payload: be32(UInt32(Int32.max) - 65535)))
         connection.send(connection.request(stream: 1, path: "/test.Flood/Stream"))
-        var last = -1
-        var stableSince = NIODeadline.now()
-        let deadline = NIODeadline.now() + .seconds(20)
-        while NIODeadline.now() < deadline {
-            let now = floodSent.value.load(ordering: .relaxed)
-            if now != last { last = now; stableSince = .now() }
-            if NIODeadline.now() - stableSince > .seconds(1) { break }
-            _ = connection.read(until: { _ in true }, deadline: .now() + .milliseconds(50), readBytes: false)
-        }
+        let last = countOnceSettled(floodSent, connection)
         XCTAssertGreaterThan(last, 0)
         XCTAssertLessThan(last, 100, "messages of 16 KiB sent while the stream took none")
         let frames = connection.read(until: { frames in frames.contains { $0.type == 1 && $0.flags & 1 == 1 } },
