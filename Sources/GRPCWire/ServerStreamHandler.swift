@@ -130,13 +130,13 @@ final class ServerStreamHandler: GRPCStreamSink {
 
     /// The stream is over (both sides ended, reset, or the connection closed): the call is told
     /// if it was still running, and everything it held is let go.
+    /// Can run from inside one of this handler's own writes (writing a stream's last frame
+    /// closes it at once), so it only ends the state: what the caller still reads (the
+    /// deframer, the call context) stays valid until the handler is released.
     func closed() {
         budget?.forget(ObjectIdentifier(self))
         terminate()
         isOpen = false
-        callContext = nil
-        method = nil
-        deframer = nil
     }
 
     /// Writes a frame of this stream. Writing its last frame may close the stream at once (the

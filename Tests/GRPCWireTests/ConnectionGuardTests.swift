@@ -56,6 +56,7 @@ final class ConnectionGuardTests: XCTestCase {
                 }
             }
         })
+        routes.add(service: "test.Stop", method: "Stream", .streaming { _, sender in StopAtFirst(sender: sender) })
         let floodSent = self.floodSent
         routes.add(service: "test.Flood", method: "Stream", .streaming { _, sender in FloodStream(sender: sender, sent: floodSent) })
         var limits = GRPCConnectionLimits()
@@ -181,6 +182,31 @@ final class ConnectionGuardTests: XCTestCase {
             _ = connection.read(until: { _ in true }, deadline: .now() + .milliseconds(50), readBytes: false)
         }
         return last
+    }
+
+    /// A streaming call that ends at its first message, with more messages and the client's
+    /// END_STREAM in the same DATA frame: the trailers close the stream inside their own write,
+    /// and the messages after the first are dropped, not read from a released call.
+    func testACallEndedByItsFirstMessageIgnoresTheRestOfTheFrame() async throws {
+        let port = try await start()
+        let connection = try RawH2Connection(port: port)
+        defer { connection.close() }
+        connection.sendPreface()
+        var block: [UInt8] = []
+        for (name, value) in [(":method", "POST"), (":scheme", "http"), (":path", "/test.Stop/Stream"), (":authority", "x"),
+                              ("content-type", "application/grpc"), ("te", "trailers")] {
+            block += [0, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+        }
+        let messages: [UInt8] = [0, 0, 0, 0, 1, 7, 0, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0]
+        connection.send(RawH2Connection.frame(type: 1, flags: 4, stream: 1, payload: block)
+                        + RawH2Connection.frame(type: 0, flags: 1, stream: 1, payload: messages))
+        let frames = connection.read(until: { frames in frames.contains { $0.type == 1 && $0.flags & 1 == 1 } },
+                                     deadline: .now() + .seconds(10))
+        XCTAssertTrue(frames.list.contains { $0.type == 1 && $0.flags & 1 == 1 && $0.stream == 1 }, "the call's trailers")
+        let client = try await GRPCClient.connect(host: "127.0.0.1", port: port, group: group)
+        let echoed = try await client.unary(path: "/test.Echo/Echo", request: [1, 2, 3])
+        XCTAssertEqual(echoed, [1, 2, 3], "the server still serves")
+        await client.close()
     }
 
     /// A streaming call whose client takes no more on its stream (its HTTP/2 window is used up)
@@ -317,6 +343,16 @@ final class ConnectionGuardTests: XCTestCase {
 }
 
 /// A blocking HTTP/2 client on a plain socket that sends raw frames and parses what comes back.
+/// Ends the call OK at its first message.
+private final class StopAtFirst: GRPCStreamingCall {
+    let sender: GRPCStreamSender
+    init(sender: GRPCStreamSender) { self.sender = sender }
+    func received(_ message: [UInt8]) { sender.finish() }
+    func receivedEnd() {}
+    func writabilityChanged(_ isWritable: Bool) {}
+    func closed() {}
+}
+
 /// Sends 16 KiB messages while its stream is writable, `total` in all, then finishes.
 private final class FloodStream: GRPCStreamingCall {
     static let total = 300
