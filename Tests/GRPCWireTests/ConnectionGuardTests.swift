@@ -192,14 +192,8 @@ final class ConnectionGuardTests: XCTestCase {
         let connection = try RawH2Connection(port: port)
         defer { connection.close() }
         connection.sendPreface()
-        var block: [UInt8] = []
-        for (name, value) in [(":method", "POST"), (":scheme", "http"), (":path", "/test.Stop/Stream"), (":authority", "x"),
-                              ("content-type", "application/grpc"), ("te", "trailers")] {
-            block += [0, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
-        }
         let messages: [UInt8] = [0, 0, 0, 0, 1, 7, 0, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0]
-        connection.send(RawH2Connection.frame(type: 1, flags: 4, stream: 1, payload: block)
-                        + RawH2Connection.frame(type: 0, flags: 1, stream: 1, payload: messages))
+        connection.send(connection.request(stream: 1, path: "/test.Stop/Stream", messages: messages))
         let frames = connection.read(until: { frames in frames.contains { $0.type == 1 && $0.flags & 1 == 1 } },
                                      deadline: .now() + .seconds(10))
         XCTAssertTrue(frames.list.contains { $0.type == 1 && $0.flags & 1 == 1 && $0.stream == 1 }, "the call's trailers")
@@ -413,15 +407,16 @@ final class RawH2Connection {
         send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, payload: settings))
     }
 
-    /// HEADERS (literal fields, no Huffman) and one empty gRPC message ending the stream.
-    func request(stream: UInt32, path: String) -> [UInt8] {
+    /// HEADERS (literal fields, no Huffman) and one DATA frame ending the stream: `messages`
+    /// (framed gRPC messages), one empty message by default.
+    func request(stream: UInt32, path: String, messages: [UInt8] = [0, 0, 0, 0, 0]) -> [UInt8] {
         var block: [UInt8] = []
         for (name, value) in [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
                               ("content-type", "application/grpc"), ("te", "trailers")] {
             block += [0, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
         }
         return Self.frame(type: 1, flags: 4, stream: stream, payload: block)
-            + Self.frame(type: 0, flags: 1, stream: stream, payload: [0, 0, 0, 0, 0])
+            + Self.frame(type: 0, flags: 1, stream: stream, payload: messages)
     }
 
     /// Sends without failing the test when the server has closed (a flood meets a closed socket).
