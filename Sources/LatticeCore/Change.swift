@@ -31,6 +31,13 @@ public struct VersionVector: Hashable, Sendable {
     public func covers(_ other: VersionVector) -> Bool {
         other.entries.allSatisfy { self[$0.key] >= $0.value }
     }
+
+    /// The pointwise maximum.
+    public func merged(with other: VersionVector) -> VersionVector {
+        var out = self
+        for (m, s) in other.entries where s > out[m] { out[m] = s }
+        return out
+    }
 }
 
 /// One operation of a change (docs/architecture.md). Semantics when applied: see `Replica`,

@@ -299,11 +299,4 @@ extension VersionVector {
     public func changesAhead(of other: VersionVector) -> UInt64 {
         entries.reduce(0) { $0 + ($1.value > other[$1.key] ? $1.value - other[$1.key] : 0) }
     }
-
-    /// The pointwise maximum.
-    public func merged(with other: VersionVector) -> VersionVector {
-        var out = self
-        for (m, s) in other.entries where s > out[m] { out[m] = s }
-        return out
-    }
 }

@@ -53,18 +53,17 @@ public struct FeedCursor: Sendable {
     public mutating func next(from store: MVCCStore, heartbeat: Bool = false) -> Next {
         guard sentBatches - processedBatches < Self.batchesInFlightMax else { return .idle }
         let (end, vector) = store.durablePoint
-        // What the puller reported on other streams (e.g. changes it got from a third member)
-        // is held by it too; without this a collected log could look like a gap.
-        if puller != 0, let report = store.peerReport(member: puller), !lacking.covers(report) {
-            lacking = lacking.merged(with: report)
-        }
         var direct = self.direct
         if !direct.isEmpty { direct.remove(store.replicaID) }
         var skipping = direct
         if pullerIncarnation != 0 { skipping.insert(pullerIncarnation) }
-        guard let page = store.changes(from: position, lacking: lacking, maxBytes: Self.batchBytesMax, skipping: skipping) else {
-            return .needsStateTransfer
-        }
+        // Busy while the writer evaluates a batch: it wakes the feed once that is done.
+        guard let read = store.feedRead(puller: puller, from: position, lacking: lacking, maxBytes: Self.batchBytesMax,
+                                        skipping: skipping) else { return .idle }
+        // What the puller reported on other streams (e.g. changes it got from a third member)
+        // is held by it too; without this a collected log could look like a gap.
+        if let report = read.report, !lacking.covers(report) { lacking = lacking.merged(with: report) }
+        guard let page = read.page else { return .needsStateTransfer }
         position = page.next
         if !page.changes.isEmpty {
             sentBatches += 1

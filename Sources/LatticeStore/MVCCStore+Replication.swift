@@ -156,15 +156,31 @@ extension MVCCStore {
         }
     }
 
-    /// A page of durable changes for a peer feed: from absolute log position `position`, those
-    /// the peer (whose vector is `lacking`) does not have, up to about `maxBytes`; and the
-    /// position to continue from. nil when the peer needs a state transfer.
-    /// Changes by the authors in `skipping` are left out.
-    public func changes(from position: Int, lacking: VersionVector, maxBytes: Int,
-                        skipping: Set<UInt64> = []) -> (changes: [Change], next: Int)? {
-        writer.withLock { state in
-            state.replica.changes(from: position, to: durable.withLock { $0.logEnd }, lacking: lacking, maxBytes: maxBytes, skipping: skipping)
+    /// What a peer feed reads for its next message, in one hold of the writer's lock: the
+    /// puller's recorded report (what it holds, also from other streams) and a page of durable
+    /// changes from `position` that it lacks — `lacking` merged with that report — up to about
+    /// `maxBytes`, leaving out the authors in `skipping` (page nil: the puller needs a state
+    /// transfer).
+    ///
+    /// Never waits for a batch being evaluated (the writer holds the lock through it, and a feed
+    /// runs on an event loop that serves clients too): returns nil instead, and the writer wakes
+    /// the durable-change observers once that batch is done, so the feed reads again then.
+    public func feedRead(puller: UInt64, from position: Int, lacking: VersionVector, maxBytes: Int,
+                         skipping: Set<UInt64>) -> (report: VersionVector?, page: (changes: [Change], next: Int)?)? {
+        func read(_ state: inout WriterState) -> (report: VersionVector?, page: (changes: [Change], next: Int)?) {
+            recordWaitingReports(&state)
+            let report = puller == 0 ? nil : state.replica.report(of: puller)
+            var lacking = lacking
+            if let report, !lacking.covers(report) { lacking = lacking.merged(with: report) }
+            return (report, state.replica.changes(from: position, to: durable.withLock { $0.logEnd }, lacking: lacking,
+                                                  maxBytes: maxBytes, skipping: skipping))
         }
+        // Announced before trying, so that a writer finishing its batch meanwhile sees it.
+        feedsDeferred.store(true, ordering: .releasing)
+        if let result = writer.withLockIfAvailable({ read(&$0) }) { return result }
+        // Held by another short reader, not by a batch: wait for it.
+        guard evaluatingBatch.load(ordering: .acquiring) else { return writer.withLock { read(&$0) } }
+        return nil
     }
 
     /// The log position after the last durable change and the vector of durable changes, read
@@ -177,30 +193,61 @@ extension MVCCStore {
     public var versionVector: VersionVector { durable.withLock { $0.vector } }
 
     /// Records a peer member's report of its durable vector (see `Replica.recordReport`): what
-    /// garbage collection may treat as held everywhere. Returns whether it was usable.
+    /// garbage collection may treat as held everywhere. Returns whether it was usable (true for
+    /// a report left for the writer).
     /// A report that moves the stable point schedules a collection on the writer (a batch with
     /// no write), at most one at a time.
+    /// Never waits for a batch being evaluated (reports arrive on event loops): the report is
+    /// then left in a mailbox that the next holder of the writer's lock records first.
     @discardableResult
     public func recordPeerReport(member: UInt64, vector: VersionVector) -> Bool {
-        let (recorded, moved) = writer.withLock { state -> (Bool, Bool) in
+        func record(_ state: inout WriterState) -> Bool {
+            recordWaitingReports(&state)
             let before = state.replica.stableBound
             let recorded = state.replica.recordReport(from: member, vector: vector)
-            return (recorded, recorded && state.replica.stableBound != before)
+            if recorded && state.replica.stableBound != before { scheduleCollection() }
+            return recorded
         }
-        if moved, configuration.collectGarbage, !collectionQueued.exchange(true, ordering: .acquiringAndReleasing) {
-            let item = QueuedWrite(evaluate: { [self] _, _ in collectionQueued.store(false, ordering: .releasing) }, finish: { _ in })
-            if !queue.enqueue(item) { collectionQueued.store(false, ordering: .releasing) }
-        }
-        return recorded
+        if let recorded = writer.withLockIfAvailable({ record(&$0) }) { return recorded }
+        guard evaluatingBatch.load(ordering: .acquiring) else { return writer.withLock { record(&$0) } }
+        waitingReports.withLock { $0[member] = vector }
+        return true
+    }
+
+    /// Records the reports left while the writer was busy (`recordPeerReport`). Run by every
+    /// holder of the writer's lock that reads or moves the reports, and by the writer before
+    /// each batch.
+    func recordWaitingReports(_ state: inout WriterState) {
+        let waiting = waitingReports.withLock { r -> [UInt64: VersionVector] in defer { r = [:] }; return r }
+        guard !waiting.isEmpty else { return }
+        let before = state.replica.stableBound
+        var recorded = false
+        for (member, vector) in waiting where state.replica.recordReport(from: member, vector: vector) { recorded = true }
+        if recorded && state.replica.stableBound != before { scheduleCollection() }
+    }
+
+    /// Queues a batch with no write that collects what became stable (at most one at a time).
+    private func scheduleCollection() {
+        guard configuration.collectGarbage, !collectionQueued.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let item = QueuedWrite(evaluate: { [self] _, _ in collectionQueued.store(false, ordering: .releasing) }, finish: { _ in })
+        if !queue.enqueue(item) { collectionQueued.store(false, ordering: .releasing) }
     }
 
     /// The recorded report of a peer member: what it is known to hold.
-    public func peerReport(member: UInt64) -> VersionVector? { writer.withLock { $0.replica.report(of: member) } }
+    public func peerReport(member: UInt64) -> VersionVector? {
+        writer.withLock { state in
+            recordWaitingReports(&state)
+            return state.replica.report(of: member)
+        }
+    }
 
     /// Drops a peer member's report (its data directory changed): nothing more becomes stable
     /// until it reports again.
     public func forgetPeerReport(member: UInt64) {
-        writer.withLock { $0.replica.forgetReport(from: member) }
+        writer.withLock { state in
+            recordWaitingReports(&state)
+            state.replica.forgetReport(from: member)
+        }
     }
 
     /// Changes the configured member set whose reports stability needs.

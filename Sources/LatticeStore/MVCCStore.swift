@@ -132,11 +132,19 @@ public final class MVCCStore: Sendable {
     /// The durable auth state, rebuilt by the writer after a batch that changed it.
     let authCache = Mutex(AuthState())
     /// The replica's log end and vector as of the last durable batch: only changes below this end
-    /// leave the member (`changes(from:…)`), and this vector is what it reports. Written only
+    /// leave the member (`feedRead`), and this vector is what it reports. Written only
     /// while the writer lock is held, so a reader holding that lock sees it consistent with the
     /// replica's log; peer feeds and heartbeats read it alone, without waiting for the writer
     /// lock (held through evaluation).
     let durable = Mutex<(logEnd: Int, vector: VersionVector)>((0, VersionVector()))
+    /// The writer holds its lock to evaluate a batch (`feedRead` does not wait for that).
+    let evaluatingBatch = Atomic<Bool>(false)
+    /// A feed found the writer's lock held (`feedRead`): the writer wakes the durable-change
+    /// observers after its batch.
+    let feedsDeferred = Atomic<Bool>(false)
+    /// Peers' reports that arrived while the writer evaluated a batch (`recordPeerReport`),
+    /// the latest per member.
+    let waitingReports = Mutex<[UInt64: VersionVector]>([:])
     /// A garbage collection batch is queued (set by a report that moved the stable point).
     let collectionQueued = Atomic<Bool>(false)
     let storage: StorageOwner
@@ -473,7 +481,10 @@ public final class MVCCStore: Sendable {
         var logEnd = 0
         var vector = VersionVector()
         writer.withLock { state in
+            evaluatingBatch.store(true, ordering: .releasing)
+            recordWaitingReports(&state)
             defer {
+                evaluatingBatch.store(false, ordering: .releasing)
                 defragmentWaiters = state.defragmentWaiters
                 state.defragmentWaiters = []
                 logEnd = state.replica.logEnd
@@ -586,7 +597,7 @@ public final class MVCCStore: Sendable {
             for waiter in defragmentWaiters { waiter(result) }
         }
         configuration.answerBatch { for item in items { item.finish(nil) } }
-        if shipped { notifyDurable() }
+        if feedsDeferred.exchange(false, ordering: .acquiringAndReleasing) || shipped { notifyDurable() }
         if membership.changed { notifyMembership(removal: membership.removal) }
         storage.collectFinishedSnapshot()
         if storage.needsSnapshot(every: configuration.snapshotCount) { takeSnapshot() }

@@ -5,7 +5,7 @@ import LatticeCore
 @testable import LatticeReplication
 import Logging
 import NIOPosix
-import LatticeStore
+@testable import LatticeStore
 import LatticeTestSupport
 import Synchronization
 import XCTest
@@ -399,6 +399,49 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertTrue(a.isRemoved(300), "the removal survives a restart")
         XCTAssertEqual(try get(a, "x2"), "2")
         XCTAssertEqual(a.replicationCounters.pendingChanges, 0)
+    }
+
+    /// Peer feeds and peer reports run on event loops that serve clients too: neither waits for
+    /// the writer while it evaluates a batch (it holds its lock through it). A feed's read gives
+    /// way and is woken once the batch is done — even a batch that made nothing new durable —
+    /// and a report left meanwhile is recorded by the next holder of the lock.
+    func testFeedsAndReportsNeverWaitForABatchBeingEvaluated() throws {
+        let s = try store(1, peers: [2])
+        defer { s.close() }
+        _ = try s.put(PutRequest(key: b("k"), value: b("v")))
+        let woken = Mutex(0)
+        s.onDurableChanges { woken.withLock { $0 += 1 } }
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        s.submit({ (_: inout WriteTxn, _: inout MVCCStore.WriterState) throws(EtcdError) -> Int in
+            entered.signal()
+            release.wait()
+            return 0
+        }, completion: { _ in finished.signal() })
+        entered.wait()
+
+        let answered = DispatchSemaphore(value: 0)
+        let read = Mutex<(report: VersionVector?, page: (changes: [Change], next: Int)?)??>(nil)
+        let report = s.versionVector   // member 2 holds what this member wrote
+        DispatchQueue.global().async {
+            let r = s.feedRead(puller: 2, from: 0, lacking: VersionVector(), maxBytes: 1 << 20, skipping: [])
+            read.withLock { $0 = .some(r) }
+            s.recordPeerReport(member: 2, vector: report)
+            answered.signal()
+        }
+        let gaveWay = answered.wait(timeout: .now() + 10) == .success
+        XCTAssertTrue(gaveWay, "a feed read or a report waited for the batch")
+        if gaveWay { XCTAssertNil(read.withLock { $0 } ?? nil, "the feed read gives way while the batch is evaluated") }
+        release.signal()
+        finished.wait()
+        if !gaveWay { answered.wait() }
+        let deadline = Date().addingTimeInterval(10)
+        while woken.withLock({ $0 }) == 0 && Date() < deadline { usleep(1_000) }
+        XCTAssertEqual(woken.withLock { $0 }, 1, "the feeds are woken after a batch that shipped nothing")
+        XCTAssertEqual(s.peerReport(member: 2), report, "the report left meanwhile is recorded")
+        let page = try XCTUnwrap(s.feedRead(puller: 2, from: 0, lacking: VersionVector(), maxBytes: 1 << 20, skipping: [])?.page)
+        XCTAssertEqual(page.changes.count, 0, "the feed reads once the writer is done, knowing from the report that the puller holds the change")
     }
 }
 
