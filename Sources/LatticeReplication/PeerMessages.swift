@@ -131,6 +131,11 @@ public struct StateChunk: ProtoMessage, Equatable {
 public struct SyncResponse: ProtoMessage, Equatable {
     public var hello: PeerHello?
     public var changes: [Change] = []
+    /// The encoding of each change (`ChangeMessage`) where it is known, parallel to `changes`
+    /// (or empty): a feed sends the bytes the author's WAL record was made of instead of
+    /// encoding the change again, and a decoded message keeps the bytes it carried, for the
+    /// receiver's WAL record.
+    public var changeBytes: [[UInt8]?] = []
     /// The number of this batch on the stream (1, 2, …), for changes and for a state
     /// transfer's last chunk.
     public var batch: UInt64 = 0
@@ -142,7 +147,10 @@ public struct SyncResponse: ProtoMessage, Equatable {
     public mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
         switch field {
         case 1: hello = try r.readMessage(wt, field: field)
-        case 2: changes.append((try r.readMessage(wt, field: field) as ChangeMessage).change)
+        case 2:
+            let (message, bytes) = try r.readMessageKeepingBytes(wt, field: field, as: ChangeMessage.self)
+            changeBytes.append(bytes)
+            changes.append(message.change)
         case 3: batch = try r.readUInt64(wt, field: field)
         case 4: report = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
         case 5: state = try r.readMessage(wt, field: field)
@@ -152,10 +160,18 @@ public struct SyncResponse: ProtoMessage, Equatable {
 
     public func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.message(1, hello)
-        for c in changes { v.messageField(2, ChangeMessage(c)) }
+        for (i, c) in changes.enumerated() {
+            // The same bytes either way: a known encoding is not made again.
+            if i < changeBytes.count, let bytes = changeBytes[i] { v.bytesField(2, bytes) } else { v.messageField(2, ChangeMessage(c)) }
+        }
         v.uint64(3, batch)
         if let report { v.messageField(4, VersionVectorMessage(report)) }
         v.message(5, state)
+    }
+
+    /// Equal messages say the same; whether a change's encoding was kept does not matter.
+    public static func == (a: SyncResponse, b: SyncResponse) -> Bool {
+        a.hello == b.hello && a.changes == b.changes && a.batch == b.batch && a.report == b.report && a.state == b.state
     }
 }
 

@@ -69,6 +69,7 @@ public struct FeedCursor: Sendable {
             sentBatches += 1
             var r = SyncResponse()
             r.changes = page.changes
+            r.changeBytes = page.encodings
             r.batch = sentBatches
             return .send(r)
         }
@@ -175,7 +176,7 @@ public struct PullState: Sendable {
     /// theirs, which comes on the direct link; when that link fails or goes silent, the next
     /// ack no longer names the author and asks for a resend, so the feeder relays it again.
     public mutating func applyBatch(_ response: SyncResponse, store: MVCCStore, directAuthors: Bool = false) async throws -> PeerAck {
-        let outcomes = try await store.applyRemote(response.changes, from: peer)
+        let outcomes = try await store.applyRemote(response.changes, encodings: response.changeBytes, from: peer)
         processedBatches = max(processedBatches, response.batch)
         let refused = outcomes.filter {
             switch $0 {
@@ -228,9 +229,9 @@ extension MVCCStore {
     }
 
     /// Applies changes from a peer and waits until they are durable.
-    public func applyRemote(_ changes: [Change], from source: UInt64 = 0) async throws -> [RemoteApplyOutcome] {
+    public func applyRemote(_ changes: [Change], encodings: [[UInt8]?] = [], from source: UInt64 = 0) async throws -> [RemoteApplyOutcome] {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<[RemoteApplyOutcome], any Error>) in
-            applyRemote(changes, from: source) { result in
+            applyRemote(changes, encodings: encodings, from: source) { result in
                 switch result {
                 case .success(let outcomes): c.resume(returning: outcomes)
                 case .failure(let error): c.resume(throwing: error)

@@ -32,7 +32,9 @@ extension MVCCStore {
     /// one outcome per change.
     /// `source` is the member they came from (0: unknown): once it is removed from the cluster,
     /// nothing more is taken from it (see `Replica.peerMembers`).
-    public func applyRemote(_ changes: [Change], from source: UInt64 = 0,
+    /// `encodings`: the bytes each change arrived in where known (parallel to `changes`, or
+    /// empty), written to the WAL as they are.
+    public func applyRemote(_ changes: [Change], encodings: [[UInt8]?] = [], from source: UInt64 = 0,
                             completion: @escaping @Sendable (Result<[RemoteApplyOutcome], EtcdError>) -> Void) {
         if let failed = failure.withLock({ $0 }) { return completion(.failure(failed)) }
         let outcomes = Mutex<[RemoteApplyOutcome]>([])
@@ -42,6 +44,7 @@ extension MVCCStore {
                 if let error { completion(.failure(error)) } else { completion(.success(outcomes.withLock { $0 })) }
             })
         item.remote = changes
+        item.remoteBytes = encodings
         item.remoteSource = source
         item.remoteApplied = { produced in outcomes.withLock { $0 = produced } }
         if !queue.enqueue(item) { completion(.failure(.tooManyRequests)) }
@@ -159,21 +162,23 @@ extension MVCCStore {
     /// What a peer feed reads for its next message, in one hold of the writer's lock: the
     /// puller's recorded report (what it holds, also from other streams) and a page of durable
     /// changes from `position` that it lacks — `lacking` merged with that report — up to about
-    /// `maxBytes`, leaving out the authors in `skipping` (page nil: the puller needs a state
-    /// transfer).
+    /// `maxBytes`, leaving out the authors in `skipping`, with the encoding of each change where
+    /// it is still kept (page nil: the puller needs a state transfer).
     ///
     /// Never waits for a batch being evaluated (the writer holds the lock through it, and a feed
     /// runs on an event loop that serves clients too): returns nil instead, and the writer wakes
     /// the durable-change observers once that batch is done, so the feed reads again then.
     public func feedRead(puller: UInt64, from position: Int, lacking: VersionVector, maxBytes: Int,
-                         skipping: Set<UInt64>) -> (report: VersionVector?, page: (changes: [Change], next: Int)?)? {
-        func read(_ state: inout WriterState) -> (report: VersionVector?, page: (changes: [Change], next: Int)?) {
+                         skipping: Set<UInt64>) -> FeedRead? {
+        func read(_ state: inout WriterState) -> FeedRead {
             recordWaitingReports(&state)
             let report = puller == 0 ? nil : state.replica.report(of: puller)
             var lacking = lacking
             if let report, !lacking.covers(report) { lacking = lacking.merged(with: report) }
-            return (report, state.replica.changes(from: position, to: durable.withLock { $0.logEnd }, lacking: lacking,
-                                                  maxBytes: maxBytes, skipping: skipping))
+            guard let page = state.replica.changes(from: position, to: durable.withLock { $0.logEnd }, lacking: lacking,
+                                                   maxBytes: maxBytes, skipping: skipping) else { return FeedRead(report: report, page: nil) }
+            let encodings = page.changes.map { state.encodings[$0.id] }
+            return FeedRead(report: report, page: (page.changes, encodings, page.next))
         }
         // Announced before trying, so that a writer finishing its batch meanwhile sees it.
         feedsDeferred.store(true, ordering: .releasing)
@@ -181,6 +186,13 @@ extension MVCCStore {
         // Held by another short reader, not by a batch: wait for it.
         guard evaluatingBatch.load(ordering: .acquiring) else { return writer.withLock { read(&$0) } }
         return nil
+    }
+
+    /// What `feedRead` read: the puller's report, and the page of changes with their encodings
+    /// where kept (nil: the puller needs a state transfer).
+    public struct FeedRead: Sendable {
+        public var report: VersionVector?
+        public var page: (changes: [Change], encodings: [[UInt8]?], next: Int)?
     }
 
     /// The log position after the last durable change and the vector of durable changes, read
@@ -339,7 +351,7 @@ extension MVCCStore {
 
     /// Runs on the writer during a batch: applies a remote change to the replica and turns each
     /// applied change into key versions at the next local revision.
-    func applyRemote(_ change: Change, state: inout WriterState, pending: inout PendingWrites,
+    func applyRemote(_ change: Change, encoding: [UInt8]?, state: inout WriterState, pending: inout PendingWrites,
                      evaluated: inout [EvaluatedWrite], entries: inout [WALEntry]) -> RemoteApplyOutcome {
         if state.replica.vector.contains(change.id) || state.replica.isPending(change.id) { return .duplicate }
         let applied: [AppliedChange]
@@ -372,11 +384,21 @@ extension MVCCStore {
                 pending.revision = revision
                 revisions.append(revision)
             }
-            entries.append(WALEntry(type: WALRecordType.change,
-                                    payload: ChangeRecord(revision: write.revision, change: a.change).protoBytes()))
+            // Changes released from the causal buffer by this one are encoded here.
+            entries.append(Self.walEntry(revision: write.revision, change: a.change,
+                                         encoding: a.change.id == change.id ? encoding : nil, encodings: &state.encodings))
             evaluated.append(write)
         }
         return .applied(revisions: revisions)
+    }
+
+    /// A change's WAL entry at `revision`, made from its encoding (`encoding`: the bytes it
+    /// arrived in, if known), which is kept for the peer feeds.
+    static func walEntry(revision: Int64, change: Change, encoding: [UInt8]? = nil,
+                         encodings: inout RecentChangeEncodings) -> WALEntry {
+        let bytes = encoding ?? ChangeMessage(change).protoBytes()
+        encodings.insert(change.id, bytes)
+        return WALEntry(type: WALRecordType.change, payload: EncodedChangeRecord(revision: revision, change: bytes).protoBytes())
     }
 
     /// The key versions an applied remote change produces at `revision`.

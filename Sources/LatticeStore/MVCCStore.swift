@@ -102,6 +102,8 @@ public final class MVCCStore: Sendable {
         /// Set by the batch being evaluated: a change had auth operations. The store's
         /// `authState` is rebuilt once the batch is durable.
         var authChanged = false
+        /// The encodings of the changes recently written to the WAL, for peer feeds.
+        var encodings = RecentChangeEncodings()
     }
 
     /// What the index lock guards.
@@ -378,6 +380,8 @@ public final class MVCCStore: Sendable {
         let finish: @Sendable (EtcdError?) -> Void
         /// Changes from a peer: applied through the replica instead of `evaluate`.
         var remote: [Change] = []
+        /// The encoding each remote change arrived in, where known (parallel to `remote`, or empty).
+        var remoteBytes: [[UInt8]?] = []
         var remoteApplied: (@Sendable ([RemoteApplyOutcome]) -> Void)? = nil
         /// The member the remote changes came from (0: unknown): refused once it is removed.
         var remoteSource: UInt64 = 0
@@ -508,7 +512,10 @@ public final class MVCCStore: Sendable {
                             report(item.remote.map { _ in .rejected("member \(String(item.remoteSource, radix: 16)) was removed from the cluster") })
                             continue
                         }
-                        report(item.remote.map { applyRemote($0, state: &state, pending: &pending, evaluated: &evaluated, entries: &entries) })
+                        report(item.remote.indices.map { i in
+                            applyRemote(item.remote[i], encoding: i < item.remoteBytes.count ? item.remoteBytes[i] : nil,
+                                        state: &state, pending: &pending, evaluated: &evaluated, entries: &entries)
+                        })
                         continue
                     }
                     if let cancelled = item.cancelled, cancelled() { continue }  // finished with .canceled
@@ -538,8 +545,7 @@ public final class MVCCStore: Sendable {
                         pending.versions[key] = version
                     }
                     if txn.hasChanges { pending.revision = txn.newRevision }
-                    entries.append(WALEntry(type: WALRecordType.change,
-                                            payload: ChangeRecord(revision: write.revision, change: change).protoBytes()))
+                    entries.append(Self.walEntry(revision: write.revision, change: change, encodings: &state.encodings))
                     evaluated.append(write)
                 }
                 if state.memberRemoved {

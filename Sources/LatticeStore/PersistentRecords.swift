@@ -34,6 +34,66 @@ struct ChangeRecord: ProtoMessage {
     }
 }
 
+/// A change's WAL payload (type 1) made from its `ChangeMessage` encoding: byte for byte what
+/// `ChangeRecord(revision:change:)` encodes, without encoding the change again.
+struct EncodedChangeRecord: ProtoMessage {
+    var revision: Int64 = 0
+    var change: [UInt8] = []
+
+    init() {}
+    init(revision: Int64, change: [UInt8]) {
+        self.revision = revision
+        self.change = change
+    }
+
+    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
+        switch field {
+        case 1: revision = try r.readInt64(wt, field: field)
+        case 2: change = try r.readBytes(wt, field: field)
+        default: try r.skip(wt, field: field)
+        }
+    }
+
+    func traverse<V: ProtoVisitor>(_ v: inout V) {
+        v.int64(1, revision)
+        v.bytesField(2, change)
+    }
+}
+
+/// The encodings (`ChangeMessage` bytes) of the changes this member wrote to its WAL most
+/// recently, by dot, up to a byte budget, the oldest dropped first. A change is encoded once,
+/// for its WAL record (or kept as it arrived from a peer), and peer feeds send those bytes
+/// instead of encoding it again for every peer. A dot names one change for good (a member's
+/// sequence numbers never repeat, docs/replication.md), so an entry is never stale.
+struct RecentChangeEncodings {
+    static let budgetBytes = 8 << 20
+
+    private var bytes: [Dot: [UInt8]] = [:]
+    /// Insertion order; entries before `head` are gone.
+    private var order: [Dot] = []
+    private var head = 0
+    private(set) var totalBytes = 0
+
+    subscript(dot: Dot) -> [UInt8]? { bytes[dot] }
+
+    var count: Int { bytes.count }
+
+    mutating func insert(_ dot: Dot, _ encoding: [UInt8]) {
+        guard bytes[dot] == nil else { return }
+        bytes[dot] = encoding
+        order.append(dot)
+        totalBytes += encoding.count
+        while totalBytes > Self.budgetBytes, head < order.count {
+            if let dropped = bytes.removeValue(forKey: order[head]) { totalBytes -= dropped.count }
+            head += 1
+        }
+        if head >= 1024, head * 2 >= order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+}
+
 /// WAL payload of type 2: { 1: revision (int64) }.
 struct CompactionRecord: ProtoMessage {
     var revision: Int64 = 0

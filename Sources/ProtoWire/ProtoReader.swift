@@ -301,6 +301,19 @@ public struct ProtoReader {
         return try readMessage(M.self)
     }
 
+    /// Decodes a nested message from a length-delimited field and returns its encoded bytes
+    /// too (copied), for passing on unchanged: writing them as a bytes field encodes the same
+    /// message.
+    public mutating func readMessageKeepingBytes<M: ProtoMessage>(_ wt: WireType, field: Int, as type: M.Type = M.self)
+        throws(ProtoDecodingError) -> (message: M, bytes: [UInt8]) {
+        guard wt == .lengthDelimited else { throw .wrongWireType(field: field, wireType: wt.rawValue) }
+        var sub = try readNested()
+        let range = sub.index..<sub.end
+        var m = M()
+        try m.merge(from: &sub)
+        return (m, Array(bytes[range]))
+    }
+
     /// Appends a repeated varint field, accepting both packed and unpacked encodings.
     public mutating func readRepeatedVarint(_ wt: WireType, field: Int, into array: inout [UInt64]) throws(ProtoDecodingError) {
         switch wt {
