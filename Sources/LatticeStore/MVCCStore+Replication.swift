@@ -398,7 +398,7 @@ extension MVCCStore {
                          encodings: inout RecentChangeEncodings) -> WALEntry {
         let bytes = encoding ?? ChangeMessage(change).protoBytes()
         encodings.insert(change.id, bytes)
-        return WALEntry(type: WALRecordType.change, payload: EncodedChangeRecord(revision: revision, change: bytes).protoBytes())
+        return WALEntry(type: WALRecordType.change, payload: ChangeRecord(revision: revision, encodedChange: bytes).protoBytes())
     }
 
     /// The key versions an applied remote change produces at `revision`.

@@ -13,11 +13,18 @@ enum WALRecordType {
 struct ChangeRecord: ProtoMessage {
     var revision: Int64 = 0
     var change = ChangeMessage()
+    /// The change's encoding, when known: written as it is (the same bytes as encoding
+    /// `change`), so a change is not encoded again. Never set by decoding.
+    var encodedChange: [UInt8]?
 
     init() {}
     init(revision: Int64, change: Change) {
         self.revision = revision
         self.change = ChangeMessage(change)
+    }
+    init(revision: Int64, encodedChange: [UInt8]) {
+        self.revision = revision
+        self.encodedChange = encodedChange
     }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
@@ -30,33 +37,7 @@ struct ChangeRecord: ProtoMessage {
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.int64(1, revision)
-        v.messageField(2, change)
-    }
-}
-
-/// A change's WAL payload (type 1) made from its `ChangeMessage` encoding: byte for byte what
-/// `ChangeRecord(revision:change:)` encodes, without encoding the change again.
-struct EncodedChangeRecord: ProtoMessage {
-    var revision: Int64 = 0
-    var change: [UInt8] = []
-
-    init() {}
-    init(revision: Int64, change: [UInt8]) {
-        self.revision = revision
-        self.change = change
-    }
-
-    mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
-        switch field {
-        case 1: revision = try r.readInt64(wt, field: field)
-        case 2: change = try r.readBytes(wt, field: field)
-        default: try r.skip(wt, field: field)
-        }
-    }
-
-    func traverse<V: ProtoVisitor>(_ v: inout V) {
-        v.int64(1, revision)
-        v.bytesField(2, change)
+        if let encodedChange { v.bytesField(2, encodedChange) } else { v.messageField(2, change) }
     }
 }
 

@@ -508,7 +508,7 @@ final class ReplicationSafetyTests: XCTestCase {
         ]
         for change in changes {
             for revision: Int64 in [0, 1, 1 << 40] {
-                XCTAssertEqual(EncodedChangeRecord(revision: revision, change: ChangeMessage(change).protoBytes()).protoBytes(),
+                XCTAssertEqual(ChangeRecord(revision: revision, encodedChange: ChangeMessage(change).protoBytes()).protoBytes(),
                                ChangeRecord(revision: revision, change: change).protoBytes())
             }
         }
