@@ -18,6 +18,8 @@ public struct PeerHello: ProtoMessage, Equatable {
     public var vector = VersionVector()
     public var peerURLs: [String] = []
     public var clientURLs: [String] = []
+    /// On a puller's hello: the authors it receives from directly now (as `PeerAck.direct`).
+    public var direct: [UInt64] = []
 
     public init() {}
 
@@ -30,6 +32,7 @@ public struct PeerHello: ProtoMessage, Equatable {
         case 5: vector = (try r.readMessage(wt, field: field) as VersionVectorMessage).vector
         case 6: peerURLs.append(try r.readString(wt, field: field))
         case 7: clientURLs.append(try r.readString(wt, field: field))
+        case 8: try r.readRepeatedVarint(wt, field: field, into: &direct)
         default: try r.skip(wt, field: field)
         }
     }
@@ -42,6 +45,7 @@ public struct PeerHello: ProtoMessage, Equatable {
         v.messageField(5, VersionVectorMessage(vector))
         v.repeatedStrings(6, peerURLs)
         v.repeatedStrings(7, clientURLs)
+        v.packedUInt64(8, direct)
     }
 }
 

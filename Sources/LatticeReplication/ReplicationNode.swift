@@ -259,6 +259,15 @@ public final class ReplicationNode: Sendable {
         return h
     }
 
+    /// The hello of a pull link to `feeder`: it names the authors this member receives from
+    /// directly now, so that the feeder's first batches after a (re)connection do not relay
+    /// their changes (before, they did until the first acknowledgement came back).
+    func hello(to feeder: UInt64) -> PeerHello {
+        var h = localHello
+        h.direct = directAuthors(excluding: feeder).sorted()
+        return h
+    }
+
     static let removedMarker = "the member has been permanently removed from the cluster"
 
     /// Checks a peer's hello: same cluster, a known member. Returns the refusal, if any.
@@ -453,7 +462,10 @@ public final class ReplicationNode: Sendable {
         }
         do {
             let stream = try await client.openStream(path: PeerMethod.sync, bufferedResponsesMax: 4096)
-            stream.send(SyncRequest(hello: localHello).protoBytes())
+            let hello = hello(to: peer.id)
+            stream.send(SyncRequest(hello: hello).protoBytes())
+            /// The authors this feeder was last told not to relay (from the hello on).
+            var directSent = Set(hello.direct)
             var pull = PullState(peer: peer.id)
             var resyncSeen = resyncGeneration.load(ordering: .relaxed)
             /// After a removal, the next ack asks the feeder to resend what this member lacks.
@@ -466,8 +478,6 @@ public final class ReplicationNode: Sendable {
                 ack.vector = store.versionVector
                 return ack
             }
-            /// The authors this feeder was last told not to relay.
-            var directSent = Set<UInt64>()
             /// Every ack names the authors received directly now; one that no longer names an
             /// author named before (its link went down or silent) asks for a resend, so the
             /// feeder relays what this member lacks of that author's changes.
@@ -649,7 +659,7 @@ final class PeerFeedStream: GRPCStreamingCall, @unchecked Sendable {
             node.peers.withLock { $0[hello.memberID]?.dialedIn = true }
             node.forgetReportIfNewIncarnation(hello)
             node.store.recordPeerReport(member: peer, vector: hello.vector)
-            cursor = FeedCursor(pullerVector: hello.vector, puller: hello.memberID, pullerIncarnation: hello.incarnation)
+            cursor = FeedCursor(hello: hello)
             var r = SyncResponse()
             r.hello = node.localHello
             sender.send(r.protoBytes())

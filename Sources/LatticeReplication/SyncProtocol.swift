@@ -25,7 +25,8 @@ public struct FeedCursor: Sendable {
     private var lastReport: VersionVector?
     /// The durable vector when the last report was sent (before clamping).
     private var lastReportedVector: VersionVector?
-    /// Authors the puller receives from directly (its last ack): their changes are not relayed.
+    /// Authors the puller receives from directly (its hello, then its last ack): their changes
+    /// are not relayed.
     public private(set) var direct: Set<UInt64> = []
 
     public enum Next: Sendable, Equatable {
@@ -43,10 +44,16 @@ public struct FeedCursor: Sendable {
     /// never sent back to it (it holds every one of them that ever left it).
     public let pullerIncarnation: UInt64
 
-    public init(pullerVector: VersionVector, puller: UInt64 = 0, pullerIncarnation: UInt64 = 0) {
+    public init(pullerVector: VersionVector, puller: UInt64 = 0, pullerIncarnation: UInt64 = 0, direct: Set<UInt64> = []) {
         self.lacking = pullerVector
         self.puller = puller
         self.pullerIncarnation = pullerIncarnation
+        self.direct = direct
+    }
+
+    /// The cursor for a puller's hello.
+    public init(hello: PeerHello) {
+        self.init(pullerVector: hello.vector, puller: hello.memberID, pullerIncarnation: hello.incarnation, direct: Set(hello.direct))
     }
 
     /// The next message for the puller. With `heartbeat`, a report is sent even if unchanged.

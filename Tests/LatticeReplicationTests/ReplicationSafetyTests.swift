@@ -203,6 +203,25 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertEqual(full.report, VersionVector([ida: 1, idb: 1, idc: 1]))
     }
 
+    /// A puller's hello names the authors it receives directly (its other live links): the
+    /// feeder leaves their changes out from its first batch. Before, the first batches after
+    /// every (re)connection relayed them until the first acknowledgement came back.
+    func testAFeederToldInTheHelloDoesNotRelayFromItsFirstBatch() throws {
+        let a = try store(1, peers: [2, 3])
+        let c = try store(3, peers: [1, 2])
+        defer { a.close(); c.close() }
+        _ = try c.put(PutRequest(key: b("from-c"), value: b("1")))
+        for change in c.changes(since: VersionVector())! { try a.applyRemote(change) }
+        _ = try a.put(PutRequest(key: b("from-a"), value: b("1")))
+        var hello = PeerHello()
+        hello.memberID = 2
+        hello.incarnation = 0xb
+        hello.direct = [c.replicaID]
+        var cursor = FeedCursor(hello: try PeerHello(protoBytes: hello.protoBytes()))
+        guard case .send(let first) = cursor.next(from: a) else { return XCTFail("no batch") }
+        XCTAssertEqual(first.changes.map(\.id.member), [a.replicaID], "c's change is not relayed in the first batch")
+    }
+
     /// When a feeder's vector moves only by changes of an author the puller receives directly,
     /// its clamped report does not change; it is sent anyway, so the puller's acknowledgement
     /// tells the feeder what it holds and the next report names it. Without that, the puller's

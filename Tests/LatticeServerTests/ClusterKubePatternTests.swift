@@ -1,6 +1,6 @@
 import EtcdAPI
 import GRPCWire
-import LatticeReplication
+@testable import LatticeReplication
 import LatticeServer
 import NIOCore
 import XCTest
@@ -208,5 +208,19 @@ final class ClusterKubePatternTests: XCTestCase {
             let decoded = try PeerStatusResponse(protoBytes: s.protoBytes())
             XCTAssertEqual([decoded.changesReceived, decoded.duplicatesReceived], [s.changesReceived, s.duplicatesReceived], "on the wire")
         }
+    }
+
+    /// A pull link's hello names the authors its member receives from directly (the other live
+    /// links), and the feeder's cursor starts from them (what the feeder then leaves out:
+    /// `ReplicationSafetyTests.testAFeederToldInTheHelloDoesNotRelayFromItsFirstBatch`).
+    func testALinksHelloNamesTheAuthorsReceivedDirectly() async throws {
+        for i in 0..<3 { _ = try await members[i].put("/registry/pods/default/hello\(i)", "{}") }
+        let node = members[0].server.replication
+        let m1 = members[1].server.replication.configuration.local.id
+        let m2 = members[2].server.store.replicaID
+        try await eventually("m0 hears from m2 directly") { node.hello(to: m1).direct == [m2] }
+        let hello = try PeerHello(protoBytes: node.hello(to: m1).protoBytes())
+        XCTAssertEqual(hello.direct, [m2], "on the wire")
+        XCTAssertEqual(FeedCursor(hello: hello).direct, [m2], "a feeder's cursor starts from the hello's direct authors")
     }
 }
