@@ -14,21 +14,23 @@ enum KVService {
             metrics?.ranges.increment()
             // etcd validates a request before it checks permissions (so a bad request gets its
             // own error, and a huge Txn is refused before its operations are walked).
+            let valid: Validated<RangeRequest>
             do throws(EtcdError) {
-                try store.validate(r)
+                valid = try store.validated(r)
                 try gate.check(call) { (c: AuthCaller) throws(EtcdError) in try c.requireRead(r.key, r.rangeEnd) }
             } catch { return done(.failure(error)) }
             guard !r.rangeEnd.isEmpty else {
-                do throws(EtcdError) { return done(.success(try store.range(r))) } catch { return done(.failure(error)) }
+                do throws(EtcdError) { return done(.success(try store.range(valid))) } catch { return done(.failure(error)) }
             }
-            ReadPool.run(call) { () throws(EtcdError) in try store.range(r) } done: { done($0) }
+            ReadPool.run(call) { () throws(EtcdError) in try store.range(valid) } done: { done($0) }
         })
         // A write whose client reset the call before the writer reached it is dropped.
         routes.add(service: service, method: "Put", asyncUnary(limits: limits, PutResponse.self) { (r: PutRequest, call, done) in
             var leaseKeysAllowed: MVCCStore.KeysAllowed?
             var authRevision: UInt64?
+            let valid: Validated<PutRequest>
             do throws(EtcdError) {
-                try store.validate(r)
+                valid = try store.validated(r)
                 if let c = try gate.caller(call) {
                     authRevision = c.state.revision
                     try c.requireWrite(r.key)
@@ -41,7 +43,7 @@ enum KVService {
                 }
                 try limits.checkSpace(r.protoSize)
             } catch { return done(.failure(error)) }
-            store.put(r, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision, leaseKeysAllowed: leaseKeysAllowed) { result in
+            store.put(valid, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision, leaseKeysAllowed: leaseKeysAllowed) { result in
                 if case .success = result { metrics?.puts.increment() }
                 done(result)
             }
@@ -49,23 +51,25 @@ enum KVService {
         routes.add(service: service, method: "DeleteRange", asyncUnary(limits: limits, DeleteRangeResponse.self) {
             (r: DeleteRangeRequest, call, done) in
             var authRevision: UInt64?
+            let valid: Validated<DeleteRangeRequest>
             do throws(EtcdError) {
-                try store.validate(r)
+                valid = try store.validated(r)
                 if let c = try gate.caller(call) {
                     authRevision = c.state.revision
                     try c.requireWrite(r.key, r.rangeEnd)
                     if r.prevKV { try c.requireRead(r.key, r.rangeEnd) }
                 }
             } catch { return done(.failure(error)) }
-            store.deleteRange(r, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision) { result in
+            store.deleteRange(valid, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision) { result in
                 if case .success = result { metrics?.deletes.increment() }
                 done(result)
             }
         })
         routes.add(service: service, method: "Txn", asyncUnary(limits: limits, TxnResponse.self) { (r: TxnRequest, call, done) in
             var authRevision: UInt64?
+            let valid: Validated<TxnRequest>
             do throws(EtcdError) {
-                try store.validate(r)
+                valid = try store.validated(r)
                 if let c = try gate.caller(call) {
                     // A Txn that names no key checks no permission in etcd, so no revision.
                     if !(r.compare.isEmpty && r.success.isEmpty && r.failure.isEmpty) { authRevision = c.state.revision }
@@ -73,7 +77,7 @@ enum KVService {
                 }
                 if r.hasPuts { try limits.checkSpace(r.protoSize) }
             } catch { return done(.failure(error)) }
-            store.txn(r, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision) { result in
+            store.txn(valid, cancelled: { call.cancellation.isCancelled }, authRevision: authRevision) { result in
                 if case .success(let response) = result, let metrics { metrics.count(r, succeeded: response.succeeded) }
                 done(result)
             }

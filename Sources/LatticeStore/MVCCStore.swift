@@ -219,8 +219,10 @@ public final class MVCCStore: Sendable {
 
     // MARK: reads
 
-    public func range(_ r: RangeRequest) throws(EtcdError) -> RangeResponse {
-        try RangeQuery.validate(r)
+    public func range(_ r: RangeRequest) throws(EtcdError) -> RangeResponse { try range(validated(r)) }
+
+    public func range(_ valid: Validated<RangeRequest>) throws(EtcdError) -> RangeResponse {
+        let r = valid.request
         return try lock.withReadLock { () throws(EtcdError) -> RangeResponse in
             let index = indexed.index
             let current = index.currentRevision
@@ -281,7 +283,15 @@ public final class MVCCStore: Sendable {
     public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                     leaseKeysAllowed: KeysAllowed? = nil,
                     completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
-        do throws(EtcdError) { try RequestValidation.check(p) } catch { return completion(.failure(error)) }
+        do throws(EtcdError) {
+            put(try validated(p), cancelled: cancelled, authRevision: authRevision, leaseKeysAllowed: leaseKeysAllowed, completion: completion)
+        } catch { completion(.failure(error)) }
+    }
+
+    public func put(_ valid: Validated<PutRequest>, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
+                    leaseKeysAllowed: KeysAllowed? = nil,
+                    completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
+        let p = valid.request
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> PutResponse in
             if p.lease != 0, let leaseKeysAllowed, let lease = state.lessor.lease(p.lease) {
                 try leaseKeysAllowed(Array(lease.keys))
@@ -297,7 +307,14 @@ public final class MVCCStore: Sendable {
 
     public func deleteRange(_ d: DeleteRangeRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                             completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
-        do throws(EtcdError) { try RequestValidation.check(d) } catch { return completion(.failure(error)) }
+        do throws(EtcdError) {
+            deleteRange(try validated(d), cancelled: cancelled, authRevision: authRevision, completion: completion)
+        } catch { completion(.failure(error)) }
+    }
+
+    public func deleteRange(_ valid: Validated<DeleteRangeRequest>, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
+                            completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
+        let d = valid.request
         submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> DeleteRangeResponse in txn.deleteRange(d) },
                cancelled: cancelled, authRevision: authRevision, completion: { [self] result in
             completion(result.map { var r = $0; r.header = header(revision: r.header?.revision ?? 0); return r })
@@ -306,9 +323,14 @@ public final class MVCCStore: Sendable {
 
     public func txn(_ t: TxnRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                     completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
-        do throws(EtcdError) { try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps) } catch {
-            return completion(.failure(error))
-        }
+        do throws(EtcdError) {
+            txn(try validated(t), cancelled: cancelled, authRevision: authRevision, completion: completion)
+        } catch { completion(.failure(error)) }
+    }
+
+    public func txn(_ valid: Validated<TxnRequest>, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
+                    completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
+        let t = valid.request
         submit({ (txn: inout WriteTxn, _: inout WriterState) throws(EtcdError) -> TxnResponse in
             var r = try txn.txn(t, compactRevision: txn.pending.compactRevision)
             r.header = ResponseHeader(clusterID: 0, memberID: 0, revision: txn.readRevision, raftTerm: 0)
@@ -349,11 +371,24 @@ public final class MVCCStore: Sendable {
     public func txn(_ t: TxnRequest) throws(EtcdError) -> TxnResponse { try wait { txn(t, completion: $0) } }
     public func compact(_ c: CompactionRequest) throws(EtcdError) -> CompactionResponse { try wait { compact(c, completion: $0) } }
     /// etcd's request checks (the ones its gRPC layer makes before anything else, permission
-    /// checks included), with its errors; the store makes them again itself.
-    public func validate(_ r: RangeRequest) throws(EtcdError) { try RangeQuery.validate(r) }
-    public func validate(_ p: PutRequest) throws(EtcdError) { try RequestValidation.check(p) }
-    public func validate(_ d: DeleteRangeRequest) throws(EtcdError) { try RequestValidation.check(d) }
-    public func validate(_ t: TxnRequest) throws(EtcdError) { try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps) }
+    /// checks included), with its errors. The store's methods that take a `Validated` request do
+    /// not make them again; those that take the plain request make them first.
+    public func validated(_ r: RangeRequest) throws(EtcdError) -> Validated<RangeRequest> {
+        try RangeQuery.validate(r)
+        return Validated(r)
+    }
+    public func validated(_ p: PutRequest) throws(EtcdError) -> Validated<PutRequest> {
+        try RequestValidation.check(p)
+        return Validated(p)
+    }
+    public func validated(_ d: DeleteRangeRequest) throws(EtcdError) -> Validated<DeleteRangeRequest> {
+        try RequestValidation.check(d)
+        return Validated(d)
+    }
+    public func validated(_ t: TxnRequest) throws(EtcdError) -> Validated<TxnRequest> {
+        try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps)
+        return Validated(t)
+    }
 
     /// Applies `ops` to the auth state as one durable change.
     public func changeAuth(_ ops: [AuthOp]) throws(EtcdError) { _ = try wait { changeAuth({ _ in ops }, completion: $0) } }
@@ -761,4 +796,11 @@ public struct StorageObserver: Sendable {
         self.walSynced = walSynced
         self.snapshotSaved = snapshotSaved
     }
+}
+
+/// A request that passed etcd's request checks (`MVCCStore.validated(_:)`), so that they are
+/// made once per request: only the store makes one.
+public struct Validated<Request: Sendable>: Sendable {
+    public let request: Request
+    fileprivate init(_ request: Request) { self.request = request }
 }
