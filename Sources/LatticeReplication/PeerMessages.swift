@@ -172,11 +172,6 @@ public struct SyncResponse: ProtoMessage, Equatable {
         if let report { v.messageField(4, VersionVectorMessage(report)) }
         v.message(5, state)
     }
-
-    /// Equal messages say the same; whether a change's encoding was kept does not matter.
-    public static func == (a: SyncResponse, b: SyncResponse) -> Bool {
-        a.hello == b.hello && a.changes == b.changes && a.batch == b.batch && a.report == b.report && a.state == b.state
-    }
 }
 
 /// Status request: `skip_state_hash` leaves out the O(keys) state hash (for polling the vectors).

@@ -180,7 +180,9 @@ extension MVCCStore {
             let encodings = page.changes.map { state.encodings[$0.id] }
             return FeedRead(report: report, page: (page.changes, encodings, page.next))
         }
-        // Announced before trying, so that a writer finishing its batch meanwhile sees it.
+        if let result = writer.withLockIfAvailable({ read(&$0) }) { return result }
+        // Announced, then tried again: a writer that finished its batch before it could see the
+        // announcement has released the lock by now.
         feedsDeferred.store(true, ordering: .releasing)
         if let result = writer.withLockIfAvailable({ read(&$0) }) { return result }
         // Held by another short reader, not by a batch: wait for it.
