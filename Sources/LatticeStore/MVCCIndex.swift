@@ -139,7 +139,9 @@ struct MVCCIndex: Sendable {
     }
 
     /// Sets a chunk's statistics from its keys' histories.
-    private mutating func recomputeStatistics(chunk: Int) {
+    /// Sets a chunk's statistics from its keys' histories; returns its live count.
+    @discardableResult
+    private mutating func recomputeStatistics(chunk: Int) -> Int {
         var live = 0
         var newest: Int64 = 0
         for key in sortedKeys.keys(inChunk: chunk) {
@@ -148,6 +150,15 @@ struct MVCCIndex: Sendable {
             newest = max(newest, last.modRevision)
         }
         sortedKeys.setStatistics(chunk: chunk, live: live, newest: newest)
+        return live
+    }
+
+    /// Appends `version` to a key's history (creating it); returns the version it follows.
+    private static func append(_ version: KeyVersion, to history: inout [KeyVersion]?) -> KeyVersion? {
+        let last = history?.last
+        precondition((last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
+        if history == nil { history = [version] } else { history!.append(version) }
+        return last
     }
 
     /// The watch event `revision` produced for `key`: the version written at `revision`, with
@@ -180,25 +191,28 @@ struct MVCCIndex: Sendable {
     /// `restoring` loads a snapshot's histories key by key, in any key order).
     mutating func append(_ key: [UInt8], _ version: KeyVersion, restoring: Bool = false) {
         precondition(restoring || version.modRevision > currentRevision, "a key version must be newer than the store")
-        let stored = StoredKey(key)
-        let last = histories[stored]?.last
-        precondition((last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
+        // One lookup of the key's history, to read its last version and append.
+        let last = Self.append(version, to: &histories[StoredKey(key)])
         let wasLive = !(last?.isTombstone ?? true)
         // A new key's chunk is where it was inserted: found once, not searched for again.
         var inserted: (split: Int?, chunk: Int)?
         if last == nil {
             let r = sortedKeys.insertReportingSplit(key)
             inserted = (r.split, r.chunk)
-            histories[stored] = [version]
-        } else {
-            histories[stored]!.append(version)
         }
         let isLive = !version.isTombstone
         if wasLive != isLive { liveKeyCount += isLive ? 1 : -1 }
         let liveDelta = (isLive ? 1 : 0) - (wasLive ? 1 : 0)
         if let split = inserted?.split {
-            recomputeStatistics(chunk: split)
-            recomputeStatistics(chunk: split + 1)
+            // The upper half is counted key by key; the lower half is the whole chunk's live
+            // count (which did not include the new key) with the new key added and the upper
+            // half taken away, and keeps its newest revision: the chunk's newest version may
+            // have moved up, and a newest revision that is too high only makes a count visit
+            // the chunk's keys, never miscount.
+            let (live, newest) = sortedKeys.statistics(chunk: split)
+            let upper = recomputeStatistics(chunk: split + 1)
+            sortedKeys.setStatistics(chunk: split, live: live + (isLive ? 1 : 0) - upper,
+                                     newest: max(newest, version.modRevision))
         } else if let chunk = inserted?.chunk {
             sortedKeys.noteVersion(inChunk: chunk, liveDelta: liveDelta, revision: version.modRevision)
         } else {

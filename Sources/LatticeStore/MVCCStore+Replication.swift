@@ -206,6 +206,9 @@ extension MVCCStore {
     /// The vector of durable changes: what this member reports to its peers.
     public var versionVector: VersionVector { durable.withLock { $0.vector } }
 
+    /// How many change encodings are kept for peer feeds (tests).
+    var keptEncodingCount: Int { writer.withLock { $0.encodings.count } }
+
     /// Records a peer member's report of its durable vector (see `Replica.recordReport`): what
     /// garbage collection may treat as held everywhere. Returns whether it was usable (true for
     /// a report left for the writer).

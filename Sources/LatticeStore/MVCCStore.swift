@@ -522,6 +522,9 @@ public final class MVCCStore: Sendable {
         writer.withLock { state in
             evaluatingBatch.store(true, ordering: .releasing)
             recordWaitingReports(&state)
+            // Peer feeds read the kept encodings; a member alone keeps none. Checked per batch:
+            // a feed encodes any change it does not find kept.
+            state.encodings.isKeeping = !state.replica.peerMembers.isEmpty
             defer {
                 evaluatingBatch.store(false, ordering: .releasing)
                 defragmentWaiters = state.defragmentWaiters

@@ -45,10 +45,21 @@ struct ChangeRecord: ProtoMessage {
 /// recently, by dot, up to a byte budget, the oldest dropped first. A change is encoded once,
 /// for its WAL record (or kept as it arrived from a peer), and peer feeds send those bytes
 /// instead of encoding it again for every peer. A dot names one change for good (a member's
-/// sequence numbers never repeat, docs/replication.md), so an entry is never stale.
+/// sequence numbers never repeat, docs/replication.md), so an entry is never stale. A member
+/// without peers keeps none (`isKeeping`): nothing would read them.
 struct RecentChangeEncodings {
     static let budgetBytes = 8 << 20
 
+    /// Whether encodings are kept; turning it off drops those kept.
+    var isKeeping = true {
+        didSet {
+            guard !isKeeping, !bytes.isEmpty else { return }
+            bytes = [:]
+            order = []
+            head = 0
+            totalBytes = 0
+        }
+    }
     private var bytes: [Dot: [UInt8]] = [:]
     /// Insertion order; entries before `head` are gone.
     private var order: [Dot] = []
@@ -60,7 +71,7 @@ struct RecentChangeEncodings {
     var count: Int { bytes.count }
 
     mutating func insert(_ dot: Dot, _ encoding: [UInt8]) {
-        guard bytes[dot] == nil else { return }
+        guard isKeeping, bytes[dot] == nil else { return }
         bytes[dot] = encoding
         order.append(dot)
         totalBytes += encoding.count

@@ -515,6 +515,23 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertTrue(receiver.versionVector.contains(change.id))
     }
 
+    /// A member without peers keeps no change encodings (nothing would read them); with a
+    /// peer it keeps those it writes, and drops them once it has no peer left.
+    func testOnlyAMemberWithPeersKeepsChangeEncodings() throws {
+        let alone = try store(1, dir: tempDir(), peers: [])
+        defer { alone.close() }
+        for i in 0..<10 { _ = try alone.put(PutRequest(key: b("k\(i)"), value: b("v"))) }
+        XCTAssertEqual(alone.keptEncodingCount, 0)
+
+        let clustered = try store(1, dir: tempDir(), peers: [2])
+        defer { clustered.close() }
+        for i in 0..<10 { _ = try clustered.put(PutRequest(key: b("k\(i)"), value: b("v"))) }
+        XCTAssertEqual(clustered.keptEncodingCount, 10)
+        clustered.setPeerMembers([])
+        _ = try clustered.put(PutRequest(key: b("after"), value: b("v")))
+        XCTAssertEqual(clustered.keptEncodingCount, 0)
+    }
+
     /// A WAL record made from a change's encoding is byte for byte the record made from the
     /// change, for every kind of change; the kept encodings stay within their byte budget.
     func testARecordMadeFromAnEncodingIsTheRecordOfTheChange() throws {
