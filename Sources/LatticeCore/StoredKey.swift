@@ -73,13 +73,44 @@ public struct StoredKeyMap<Value>: Sequence {
     @inlinable
     public init() {}
 
-    /// The shard of a key: the top bits of its hash (the seeded hasher's, over all its bytes).
-    /// Each shard's dictionary picks buckets by the low bits of the same hash, so the two stay
-    /// independent.
+    /// The shard of a key: the top bits of `shardHash`. The shard's dictionary then hashes the
+    /// key with the seeded hasher; taking the shard from that hash too cost a second seeded hash
+    /// per access (a dictionary cannot be handed a hash it did not compute). A key set made to
+    /// land in one shard only makes that shard a larger dictionary, still hashed with the
+    /// seeded hasher.
     @inlinable @inline(__always)
     func shard(_ key: StoredKey) -> Int {
         if shards.count == 1 { return 0 }
-        return Int(truncatingIfNeeded: UInt(bitPattern: key.hashValue) >> UInt(UInt.bitWidth - Self.shardBits))
+        return Int(truncatingIfNeeded: Self.shardHash(key.bytes) >> UInt64(64 - Self.shardBits))
+    }
+
+    /// A cheap mix of all of a key's bytes, eight at a time (a multiply and a shift per word,
+    /// and SplitMix64's finalizer), for choosing its shard; the same within a process.
+    @inlinable @inline(__always)
+    static func shardHash(_ bytes: [UInt8]) -> UInt64 {
+        bytes.withUnsafeBytes { raw -> UInt64 in
+            var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(raw.count)
+            var i = 0
+            while i + 8 <= raw.count {
+                h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+                h ^= h >> 31
+                i += 8
+            }
+            var tail: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < raw.count {
+                tail |= UInt64(raw[i]) << shift
+                shift += 8
+                i += 1
+            }
+            h ^= tail
+            h ^= h >> 30
+            h &*= 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 27
+            h &*= 0x94D0_49BB_1331_11EB
+            h ^= h >> 31
+            return h
+        }
     }
 
     /// Splits the single dictionary into shards once it grew past the threshold.

@@ -1,4 +1,5 @@
 import EtcdAPI
+import LatticeCore
 
 /// A lease as the lessor keeps it.
 struct LeaseState: Sendable {
@@ -7,8 +8,8 @@ struct LeaseState: Sendable {
     let ttlSeconds: Int64
     /// Wall-clock expiry in milliseconds; renewed by keep-alives.
     var expiresAtMilliseconds: Int64
-    /// Keys currently attached.
-    var keys: Set<[UInt8]> = []
+    /// Keys currently attached (hashed in one call each, see `StoredKey`).
+    var keys: Set<StoredKey> = []
 }
 
 /// Lease bookkeeping (etcd's lessor): TTLs, expiry times and attached keys. Owned by the store's
@@ -67,8 +68,8 @@ struct Lessor: Sendable {
     /// Moves `key` from the lease of its previous version to the lease of its new version.
     mutating func reattach(_ key: [UInt8], from old: Int64, to new: Int64) {
         if old == new { return }
-        if old != 0 { leases[old]?.keys.remove(key) }
-        if new != 0 { leases[new]?.keys.insert(key) }
+        if old != 0 { leases[old]?.keys.remove(StoredKey(key)) }
+        if new != 0 { leases[new]?.keys.insert(StoredKey(key)) }
     }
 
     /// Leases whose expiry time has passed, oldest first.

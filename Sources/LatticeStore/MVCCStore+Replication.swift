@@ -110,7 +110,7 @@ extension MVCCStore {
         for entry in replica.visibleKeyspace() { keys.insert(entry.key) }
         let revision = pending.revision + 1
         var versions: [([UInt8], KeyVersion)] = []
-        var previous: [[UInt8]: KeyVersion] = [:]
+        var previous: VersionsByKey = [:]
         for key in keys.sorted(by: bytesLess) {
             let before = current(key)
             let after = replica.visible(key)
@@ -408,9 +408,9 @@ extension MVCCStore {
 
     /// The key versions an applied remote change produces at `revision`.
     static func versions(for a: AppliedChange, revision: Int64, current: ([UInt8]) -> KeyVersion?)
-        -> (versions: [([UInt8], KeyVersion)], previous: [[UInt8]: KeyVersion]) {
+        -> (versions: [([UInt8], KeyVersion)], previous: VersionsByKey) {
         var versions: [([UInt8], KeyVersion)] = []
-        var previous: [[UInt8]: KeyVersion] = [:]
+        var previous: VersionsByKey = [:]
         for effect in a.visibleChanges {
             let prev = current(effect.key)
             if let prev { previous[effect.key] = prev }
@@ -453,7 +453,7 @@ extension MVCCStore {
             if !state.lessor.exists(id) { state.lessor.grant(id: id, ttlSeconds: info.ttlSeconds, nowMilliseconds: 0) }
             state.lessor.checkpoint(id, expiresAtMilliseconds: info.expiresAtMilliseconds)
         } else if let removed = state.lessor.remove(id) {
-            state.deadLeaseKeys.formUnion(removed.keys)
+            state.deadLeaseKeys.formUnion(removed.keys.lazy.map(\.bytes))
             state.checkpointedAt[id] = nil
         }
     }

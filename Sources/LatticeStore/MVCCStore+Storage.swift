@@ -288,7 +288,7 @@ enum Recovery {
             // As at runtime: the batch that applied a removal dropped the causal buffer.
             if applied[0].removesMember { state.replica.dropPendingChanges() }
             var versions: [([UInt8], KeyVersion)] = []
-            var previous: [[UInt8]: KeyVersion] = [:]
+            var previous: VersionsByKey = [:]
             if change.id.member == state.replica.member {
                 // Own change: exactly what the etcd evaluation wrote (a re-put of the same bytes
                 // is a new version in etcd, although the replica calls it unchanged).

@@ -294,7 +294,7 @@ public final class MVCCStore: Sendable {
         let p = valid.request
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> PutResponse in
             if p.lease != 0, let leaseKeysAllowed, let lease = state.lessor.lease(p.lease) {
-                try leaseKeysAllowed(Array(lease.keys))
+                try leaseKeysAllowed(lease.keys.map(\.bytes))
             }
             // etcd checks a top-level put's lease before the key (inside a txn it is the other way).
             if p.lease != 0 && !txn.leaseExists(p.lease) { throw .leaseNotFound }
@@ -651,7 +651,7 @@ public final class MVCCStore: Sendable {
     struct EvaluatedWrite {
         var revision: Int64 = 0
         var versions: [([UInt8], KeyVersion)] = []
-        var previous: [[UInt8]: KeyVersion] = [:]
+        var previous: VersionsByKey = [:]
         var compaction: Int64?
 
         init(_ txn: WriteTxn) {
@@ -661,7 +661,7 @@ public final class MVCCStore: Sendable {
         }
 
         init(compaction: Int64) { self.compaction = compaction }
-        init(revision: Int64, versions: [([UInt8], KeyVersion)], previous: [[UInt8]: KeyVersion]) {
+        init(revision: Int64, versions: [([UInt8], KeyVersion)], previous: VersionsByKey) {
             self.revision = revision
             self.versions = versions
             self.previous = previous

@@ -9,7 +9,7 @@ import LatticeCore
 /// The array and tree are rebuilt on the first lookup after a change (O(n log n) for n distinct
 /// wide ranges), so inserting and removing cost O(1) each.
 public struct RangeIndex<ID: Hashable>: Sendable where ID: Sendable {
-    private var exact: [[UInt8]: [ID: Int]] = [:]
+    private var exact: [StoredKey: [ID: Int]] = [:]
     private var wide: [WatchRange: [ID: Int]] = [:]
     private var sorted: [WatchRange] = []
     /// Segment tree over `sorted`: node i covers a power-of-two span; leaves at `leafBase + j`.
@@ -24,7 +24,7 @@ public struct RangeIndex<ID: Hashable>: Sendable where ID: Sendable {
     public mutating func insert(_ range: WatchRange, _ id: ID) {
         count += 1
         if range.end.isEmpty {
-            exact[range.key, default: [:]][id, default: 0] += 1
+            exact[StoredKey(range.key), default: [:]][id, default: 0] += 1
         } else {
             if wide[range] == nil { dirty = true }
             wide[range, default: [:]][id, default: 0] += 1
@@ -34,11 +34,11 @@ public struct RangeIndex<ID: Hashable>: Sendable where ID: Sendable {
     /// Removes one registration of `range` by `id` (no-op if there is none).
     public mutating func remove(_ range: WatchRange, _ id: ID) {
         if range.end.isEmpty {
-            guard let n = exact[range.key]?[id] else { return }
+            guard let n = exact[StoredKey(range.key)]?[id] else { return }
             count -= 1
-            if n > 1 { exact[range.key]![id] = n - 1 } else {
-                exact[range.key]![id] = nil
-                if exact[range.key]!.isEmpty { exact[range.key] = nil }
+            if n > 1 { exact[StoredKey(range.key)]![id] = n - 1 } else {
+                exact[StoredKey(range.key)]![id] = nil
+                if exact[StoredKey(range.key)]!.isEmpty { exact[StoredKey(range.key)] = nil }
             }
         } else {
             guard let n = wide[range]?[id] else { return }
@@ -55,7 +55,7 @@ public struct RangeIndex<ID: Hashable>: Sendable where ID: Sendable {
 
     /// Adds to `hits` every id with a range containing `key`.
     public mutating func collect(_ key: [UInt8], into hits: inout Set<ID>) {
-        if let ids = exact[key] { hits.formUnion(ids.keys) }
+        if let ids = exact[StoredKey(key)] { hits.formUnion(ids.keys) }
         guard !wide.isEmpty else { return }
         if dirty { rebuild() }
         // Ranges starting at or before the key: sorted[0..<p].

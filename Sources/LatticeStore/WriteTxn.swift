@@ -10,7 +10,7 @@ struct PendingWrites {
     /// The compaction revision including the batch's compactions.
     var compactRevision: Int64
     /// Latest pending version per key (tombstones for deletions).
-    var versions: [[UInt8]: KeyVersion] = [:]
+    var versions: VersionsByKey = [:]
 
     init(revision: Int64, compactRevision: Int64) {
         self.revision = revision
@@ -32,13 +32,13 @@ struct WriteTxn {
     let leaseExists: (Int64) -> Bool
 
     /// Versions written by this request, by key; tombstones for deletions.
-    private(set) var overlay: [[UInt8]: KeyVersion] = [:]
+    private(set) var overlay: VersionsByKey = [:]
     /// Keys in the order they were written, for apply and for watch events.
     private(set) var writeOrder: [[UInt8]] = []
     private(set) var ops: [Op] = []
     /// The visible version of each written key before this request touched it (for prev_kv in
     /// watch events and for lease re-attachment).
-    private(set) var previous: [[UInt8]: KeyVersion] = [:]
+    private(set) var previous: VersionsByKey = [:]
     /// Set by a Compact request (it writes no key).
     var compaction: Int64?
 
@@ -73,7 +73,7 @@ struct WriteTxn {
             }
             return (kvs, total)
         }
-        var merged: [[UInt8]: KeyVersion] = [:]
+        var merged: VersionsByKey = [:]
         base.forEachVisible(in: range, at: beginRevision) { key, v in merged[key] = v; return true }
         for (key, v) in pending.versions where range.contains(key) {
             merged[key] = v.isTombstone ? nil : v

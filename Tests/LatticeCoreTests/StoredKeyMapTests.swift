@@ -34,6 +34,33 @@ final class StoredKeyMapTests: XCTestCase {
         XCTAssertNil(map[StoredKey(Array("absent".utf8))])
     }
 
+    /// Keys spread evenly over the shards, whichever of their bytes differ: Kubernetes keys
+    /// share long prefixes and differ in their last bytes, others only in length or in a byte
+    /// in the middle.
+    func testKeysSpreadEvenlyOverTheShards() {
+        let n = StoredKeyMap<Int>.shardCount * 200
+        let families: [(String, (Int) -> [UInt8])] = [
+            ("kube names", { Array("/registry/configmaps/default/cm-\($0)".utf8) }),
+            ("middle byte", { i in Array("/registry/\(String(i, radix: 36))/fixed-suffix-that-is-long".utf8) }),
+            ("binary counters", { i in withUnsafeBytes(of: UInt64(i).bigEndian) { Array($0) } }),
+            ("lengths and a byte", { i in [UInt8](repeating: 7, count: i % 97) + [UInt8(truncatingIfNeeded: i / 97)] }),
+        ]
+        for (name, make) in families {
+            var map = StoredKeyMap<Int>()
+            map.reserveCapacity(n)
+            var perShard = [Int](repeating: 0, count: StoredKeyMap<Int>.shardCount)
+            var distinct = Set<StoredKey>()
+            for i in 0..<n {
+                let key = StoredKey(make(i))
+                guard distinct.insert(key).inserted else { continue }
+                perShard[map.shard(key)] += 1
+            }
+            let mean = Double(distinct.count) / Double(perShard.count)
+            XCTAssertGreaterThan(Double(perShard.min()!), mean * 0.6, name)
+            XCTAssertLessThan(Double(perShard.max()!), mean * 1.4, name)
+        }
+    }
+
     func testReservingCapacityUpFrontShardsAndKeepsEntries() {
         var map = StoredKeyMap<Int>()
         map[StoredKey([1])] = 1
