@@ -47,41 +47,101 @@ struct ChangeRecord: ProtoMessage {
 /// instead of encoding it again for every peer. A dot names one change for good (a member's
 /// sequence numbers never repeat, docs/replication.md), so an entry is never stale. A member
 /// without peers keeps none (`isKeeping`): nothing would read them.
+///
+/// Kept per author as a run of consecutive sequence numbers: an author's changes are applied,
+/// and so written here, in sequence order, so a run grows at its end and a lookup is an offset
+/// (no hashing per change). A change that does not follow its author's run (after a restart or
+/// a state transfer) starts a new run.
 struct RecentChangeEncodings {
     static let budgetBytes = 8 << 20
 
     /// Whether encodings are kept; turning it off drops those kept.
     var isKeeping = true {
         didSet {
-            guard !isKeeping, !bytes.isEmpty else { return }
-            bytes = [:]
+            guard !isKeeping, !runs.isEmpty else { return }
+            runs = []
             order = []
-            head = 0
+            orderHead = 0
             totalBytes = 0
+            count = 0
         }
     }
-    private var bytes: [Dot: [UInt8]] = [:]
-    /// Insertion order; entries before `head` are gone.
-    private var order: [Dot] = []
-    private var head = 0
+
+    private struct Run {
+        let member: UInt64
+        /// The seq of `items[head]`.
+        var first: UInt64
+        var items: [[UInt8]]
+        var head = 0
+        /// Entries of `order` naming this author for encodings a new run discarded (they are
+        /// older than every entry of this run, so they come first).
+        var discardedInOrder = 0
+
+        var live: Int { items.count - head }
+
+        mutating func dropFirst() -> Int {
+            let bytes = items[head].count
+            items[head] = []
+            head += 1
+            first += 1
+            if head >= 1024, head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return bytes
+        }
+    }
+
+    /// A handful of authors: searched in order.
+    private var runs: [Run] = []
+    /// The author of each kept encoding, oldest first from `orderHead`.
+    private var order: [UInt64] = []
+    private var orderHead = 0
     private(set) var totalBytes = 0
+    private(set) var count = 0
 
-    subscript(dot: Dot) -> [UInt8]? { bytes[dot] }
-
-    var count: Int { bytes.count }
+    subscript(dot: Dot) -> [UInt8]? {
+        guard let r = runs.firstIndex(where: { $0.member == dot.member }) else { return nil }
+        let run = runs[r]
+        guard dot.seq >= run.first, dot.seq - run.first < UInt64(run.live) else { return nil }
+        return run.items[run.head + Int(dot.seq - run.first)]
+    }
 
     mutating func insert(_ dot: Dot, _ encoding: [UInt8]) {
-        guard isKeeping, bytes[dot] == nil else { return }
-        bytes[dot] = encoding
-        order.append(dot)
-        totalBytes += encoding.count
-        while totalBytes > Self.budgetBytes, head < order.count {
-            if let dropped = bytes.removeValue(forKey: order[head]) { totalBytes -= dropped.count }
-            head += 1
+        guard isKeeping else { return }
+        if let r = runs.firstIndex(where: { $0.member == dot.member }) {
+            let end = runs[r].first + UInt64(runs[r].live)
+            if dot.seq < end { return }  // kept already, or older than the run
+            if dot.seq == end {
+                runs[r].items.append(encoding)
+            } else {
+                let discarded = runs[r].live
+                count -= discarded
+                totalBytes -= runs[r].items[runs[r].head...].reduce(0) { $0 + $1.count }
+                runs[r] = Run(member: dot.member, first: dot.seq, items: [encoding],
+                              discardedInOrder: runs[r].discardedInOrder + discarded)
+            }
+        } else {
+            runs.append(Run(member: dot.member, first: dot.seq, items: [encoding]))
         }
-        if head >= 1024, head * 2 >= order.count {
-            order.removeFirst(head)
-            head = 0
+        order.append(dot.member)
+        count += 1
+        totalBytes += encoding.count
+        while totalBytes > Self.budgetBytes, orderHead < order.count {
+            let member = order[orderHead]
+            orderHead += 1
+            guard let r = runs.firstIndex(where: { $0.member == member }) else { continue }
+            if runs[r].discardedInOrder > 0 {
+                runs[r].discardedInOrder -= 1
+            } else {
+                totalBytes -= runs[r].dropFirst()
+                count -= 1
+            }
+            if runs[r].live == 0, runs[r].discardedInOrder == 0 { runs.remove(at: r) }
+        }
+        if orderHead >= 1024, orderHead * 2 >= order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
         }
     }
 }

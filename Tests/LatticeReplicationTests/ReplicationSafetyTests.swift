@@ -515,6 +515,51 @@ final class ReplicationSafetyTests: XCTestCase {
         XCTAssertTrue(receiver.versionVector.contains(change.id))
     }
 
+    /// The kept encodings match a plain model (a map by dot and a first-in first-out queue)
+    /// through authors writing in sequence, repeats, gaps (a restart: the author's older ones
+    /// go) and the byte budget dropping the oldest, with entries up to a third of the budget.
+    func testKeptEncodingsMatchAPlainModel() {
+        var rng = SplitMix64(seed: 7)
+        var kept = RecentChangeEncodings()
+        var model: [Dot: [UInt8]] = [:]
+        var queue: [Dot] = []
+        var next: [UInt64: UInt64] = [1: 1, 2: 1, 3: 1, 4: 1]
+        var inserted: [Dot] = []
+        for step in 0..<30_000 {
+            let member = 1 + rng.next(upTo: 4)
+            var seq = next[member]!
+            switch rng.next(upTo: 100) {
+            case 0..<3: seq += 1 + rng.next(upTo: 50)  // a gap
+            case 3..<6: seq = max(1, seq - 1 - rng.next(upTo: 3))  // a repeat
+            default: break
+            }
+            let size = rng.next(upTo: 200) == 0 ? RecentChangeEncodings.budgetBytes / 3 : 1 + Int(rng.next(upTo: 2_000))
+            let dot = Dot(member: member, seq: seq)
+            let encoding = [UInt8](repeating: UInt8(truncatingIfNeeded: step), count: size)
+            kept.insert(dot, encoding)
+            // The model: a repeat changes nothing; a gap drops the author's kept encodings.
+            let end = next[member]!
+            if seq >= end {
+                if seq > end { for d in model.keys where d.member == member { model[d] = nil } }
+                model[dot] = encoding
+                queue.append(dot)
+                next[member] = seq + 1
+                inserted.append(dot)
+            }
+            var total = model.values.reduce(0) { $0 + $1.count }
+            while total > RecentChangeEncodings.budgetBytes, !queue.isEmpty {
+                if let gone = model.removeValue(forKey: queue.removeFirst()) { total -= gone.count }
+            }
+            XCTAssertEqual(kept.count, model.count, "step \(step)")
+            XCTAssertEqual(kept.totalBytes, total, "step \(step)")
+            if step % 97 == 0 {
+                for d in inserted.suffix(400) { XCTAssertEqual(kept[d], model[d], "step \(step), \(d)") }
+            }
+        }
+        XCTAssertGreaterThan(model.count, 20)
+        XCTAssertGreaterThan(inserted.count, model.count + 10_000, "the budget dropped most of them")
+    }
+
     /// A member without peers keeps no change encodings (nothing would read them); with a
     /// peer it keeps those it writes, and drops them once it has no peer left.
     func testOnlyAMemberWithPeersKeepsChangeEncodings() throws {
