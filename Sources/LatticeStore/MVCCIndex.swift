@@ -138,7 +138,6 @@ struct MVCCIndex: Sendable {
         return n
     }
 
-    /// Sets a chunk's statistics from its keys' histories.
     /// Sets a chunk's statistics from its keys' histories; returns its live count.
     @discardableResult
     private mutating func recomputeStatistics(chunk: Int) -> Int {

@@ -74,7 +74,9 @@ struct RecentChangeEncodings {
         var items: [[UInt8]]
         var head = 0
         /// Entries of `order` naming this author for encodings a new run discarded (they are
-        /// older than every entry of this run, so they come first).
+        /// older than every entry of this run, so they come first). They hold no bytes and leave
+        /// `order` as the budget drops older entries; a new run follows only a restart or a state
+        /// transfer, so they are few.
         var discardedInOrder = 0
 
         var live: Int { items.count - head }

@@ -1,4 +1,5 @@
 import EtcdAPI
+import LatticeCore
 
 /// Request checks etcd makes before a request reaches the store (etcdserver/api/v3rpc/key.go),
 /// with etcd's errors.
@@ -40,23 +41,23 @@ enum RequestValidation {
     /// etcd `checkIntervals`: within one branch (including nested txns), a key may be put at most
     /// once and not also fall in a deleted range. Puts in the then and else branch of one nested
     /// txn may overlap (only one branch runs).
-    private static func checkIntervals(_ ops: [RequestOp]) throws(EtcdError) -> (puts: Set<[UInt8]>, dels: [KeyRange]) {
+    private static func checkIntervals(_ ops: [RequestOp]) throws(EtcdError) -> (puts: Set<StoredKey>, dels: [KeyRange]) {
         var dels: [KeyRange] = []
         for op in ops {
             if case .deleteRange(let d)? = op.request { dels.append(KeyRange(key: d.key, end: d.rangeEnd)) }
         }
-        var puts: Set<[UInt8]> = []
+        var puts: Set<StoredKey> = []
         for op in ops {
             guard case .txn(let nested)? = op.request else { continue }
             let then = try checkIntervals(nested.success)
             let otherwise = try checkIntervals(nested.failure)
             for k in then.puts {
-                if puts.contains(k) || dels.contains(where: { $0.contains(k) }) { throw .duplicateKey }
+                if puts.contains(k) || dels.contains(where: { $0.contains(k.bytes) }) { throw .duplicateKey }
                 puts.insert(k)
             }
             for k in otherwise.puts {
                 if puts.contains(k) && !then.puts.contains(k) { throw .duplicateKey }
-                if dels.contains(where: { $0.contains(k) }) { throw .duplicateKey }
+                if dels.contains(where: { $0.contains(k.bytes) }) { throw .duplicateKey }
                 puts.insert(k)
             }
             dels += then.dels
@@ -64,8 +65,9 @@ enum RequestValidation {
         }
         for op in ops {
             guard case .put(let p)? = op.request else { continue }
-            if puts.contains(p.key) || dels.contains(where: { $0.contains(p.key) }) { throw .duplicateKey }
-            puts.insert(p.key)
+            let key = StoredKey(p.key)
+            if puts.contains(key) || dels.contains(where: { $0.contains(p.key) }) { throw .duplicateKey }
+            puts.insert(key)
         }
         return (puts, dels)
     }

@@ -53,7 +53,12 @@ final class SortedKeysTests: XCTestCase {
         // find the keys after them.
         for k in removed {
             XCTAssertFalse(keys.contains(k))
-            let next = sorted.first { compareBytes($0, k) > 0 }
+            var lo = 0, hi = sorted.count  // the first kept key after k
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if compareBytes(sorted[mid], k) <= 0 { lo = mid + 1 } else { hi = mid }
+            }
+            let next = lo < sorted.count ? sorted[lo] : nil
             XCTAssertEqual(walk(keys, from: k, limit: 1), next.map { [$0] } ?? [], "walk from \(String(decoding: k, as: UTF8.self))")
         }
     }
