@@ -35,6 +35,8 @@ struct WriteTxn {
     private(set) var overlay: VersionsByKey = [:]
     /// Keys in the order they were written, for apply and for watch events.
     private(set) var writeOrder: [[UInt8]] = []
+    /// The change's ops. Puts and deletes leave `parents` empty: the replica stamps each with
+    /// the key's heads when it makes the change (`Replica.makeChange`).
     private(set) var ops: [Op] = []
     /// The visible version of each written key before this request touched it (for prev_kv in
     /// watch events and for lease re-attachment).
@@ -55,9 +57,12 @@ struct WriteTxn {
     /// The revision reads inside the request observe: etcd bumps it once the first write happened.
     var readRevision: Int64 { hasChanges ? newRevision : beginRevision }
 
+    /// The visible version of `key` for this request (nil: absent or deleted): the latest of its
+    /// own writes, then the batch's, then the index's (whose versions are all at or below
+    /// `beginRevision`), unless that is a deletion.
     func current(_ key: [UInt8]) -> KeyVersion? {
-        if let v = overlay[key] ?? pending.versions[key] { return v.isTombstone ? nil : v }
-        return base.visible(key, at: beginRevision)
+        guard let v = overlay[key] ?? pending.versions[key] ?? base.latest(key), !v.isTombstone else { return nil }
+        return v
     }
 
     /// Visible kvs in `range` at the request's read revision, in key order.
@@ -116,7 +121,7 @@ struct WriteTxn {
         let value = p.ignoreValue ? (previous?.value ?? []) : p.value
         let lease = p.ignoreLease ? (previous?.lease ?? 0) : p.lease
         let version = KeyVersion.put(at: newRevision, over: previous, value: value, lease: lease, dot: dot)
-        record(p.key, version, op: .put(key: p.key, value: value, lease: lease, parents: parents(p.key)))
+        record(p.key, version, op: .put(key: p.key, value: value, lease: lease, parents: []), before: previous)
         var response = PutResponse()
         response.header = ResponseHeader(clusterID: 0, memberID: 0, revision: newRevision, raftTerm: 0)
         if p.prevKV, let previous { response.prevKV = previous.keyValue(p.key) }
@@ -127,7 +132,7 @@ struct WriteTxn {
         let (victims, _) = visibleInRange(KeyRange(key: d.key, end: d.rangeEnd), limit: 0)
         for kv in victims {
             let tombstone = KeyVersion.tombstone(at: newRevision, dot: dot)
-            record(kv.key, tombstone, op: .delete(key: kv.key, parents: parents(kv.key)))
+            record(kv.key, tombstone, op: .delete(key: kv.key, parents: []), before: current(kv.key))
         }
         var response = DeleteRangeResponse()
         response.header = ResponseHeader(clusterID: 0, memberID: 0, revision: readRevision, raftTerm: 0)
@@ -258,14 +263,9 @@ struct WriteTxn {
         }
     }
 
-    private func parents(_ key: [UInt8]) -> [Dot] {
-        if let v = overlay[key] ?? pending.versions[key] { return [v.dot] }
-        if let v = base.latest(key) { return [v.dot] }
-        return []
-    }
-
-    private mutating func record(_ key: [UInt8], _ version: KeyVersion, op: Op) {
-        if overlay[key] == nil, let before = current(key) { previous[key] = before }
+    /// Records a write of `key`; `before` is its visible version before it (`current(key)`).
+    private mutating func record(_ key: [UInt8], _ version: KeyVersion, op: Op, before: KeyVersion?) {
+        if overlay[key] == nil, let before { previous[key] = before }
         if overlay.updateValue(version, forKey: key) == nil { writeOrder.append(key) }
         ops.append(op)
     }
