@@ -10,6 +10,9 @@ struct LeaseState: Sendable {
     var expiresAtMilliseconds: Int64
     /// Keys currently attached (hashed in one call each, see `StoredKey`).
     var keys: Set<StoredKey> = []
+
+    /// The attached keys in byte order.
+    var sortedKeys: [[UInt8]] { keys.map(\.bytes).sorted(by: bytesLess) }
 }
 
 /// Lease bookkeeping (etcd's lessor): TTLs, expiry times and attached keys. Owned by the store's

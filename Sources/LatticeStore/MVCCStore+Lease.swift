@@ -51,7 +51,7 @@ extension MVCCStore {
         submit({ (txn: inout WriteTxn, state: inout WriterState) throws(EtcdError) -> Bool? in
             guard let lease = state.lessor.lease(id) else { throw .leaseNotFound }
             if let expiredBy, lease.expiresAtMilliseconds > expiredBy { return false }
-            let keys = lease.keys.map(\.bytes).sorted(by: bytesLess)
+            let keys = lease.sortedKeys
             // As etcd's applier: permissions (and so the auth revision) matter only when there
             // are keys to delete.
             if !keys.isEmpty, let authRevision, state.replica.authRevision != authRevision { throw .authOldRevision }
@@ -123,7 +123,7 @@ extension MVCCStore {
             return LeaseTimeToLiveResponse(header: currentHeader(), id: r.id, ttl: -1, grantedTTL: 0)
         }
         let remaining = max(0, (lease.expiresAtMilliseconds - now) / 1000)
-        let keys = r.keys ? lease.keys.map(\.bytes).sorted(by: bytesLess) : []
+        let keys = r.keys ? lease.sortedKeys : []
         return LeaseTimeToLiveResponse(header: currentHeader(), id: r.id, ttl: remaining, grantedTTL: lease.ttlSeconds, keys: keys)
     }
 

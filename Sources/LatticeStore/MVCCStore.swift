@@ -283,9 +283,7 @@ public final class MVCCStore: Sendable {
     public func put(_ p: PutRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                     leaseKeysAllowed: KeysAllowed? = nil,
                     completion: @escaping @Sendable (Result<PutResponse, EtcdError>) -> Void) {
-        do throws(EtcdError) {
-            put(try validated(p), cancelled: cancelled, authRevision: authRevision, leaseKeysAllowed: leaseKeysAllowed, completion: completion)
-        } catch { completion(.failure(error)) }
+        checked(p, validated, completion) { put($0, cancelled: cancelled, authRevision: authRevision, leaseKeysAllowed: leaseKeysAllowed, completion: completion) }
     }
 
     public func put(_ valid: Validated<PutRequest>, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
@@ -307,9 +305,7 @@ public final class MVCCStore: Sendable {
 
     public func deleteRange(_ d: DeleteRangeRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                             completion: @escaping @Sendable (Result<DeleteRangeResponse, EtcdError>) -> Void) {
-        do throws(EtcdError) {
-            deleteRange(try validated(d), cancelled: cancelled, authRevision: authRevision, completion: completion)
-        } catch { completion(.failure(error)) }
+        checked(d, validated, completion) { deleteRange($0, cancelled: cancelled, authRevision: authRevision, completion: completion) }
     }
 
     public func deleteRange(_ valid: Validated<DeleteRangeRequest>, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
@@ -323,9 +319,7 @@ public final class MVCCStore: Sendable {
 
     public func txn(_ t: TxnRequest, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
                     completion: @escaping @Sendable (Result<TxnResponse, EtcdError>) -> Void) {
-        do throws(EtcdError) {
-            txn(try validated(t), cancelled: cancelled, authRevision: authRevision, completion: completion)
-        } catch { completion(.failure(error)) }
+        checked(t, validated, completion) { txn($0, cancelled: cancelled, authRevision: authRevision, completion: completion) }
     }
 
     public func txn(_ valid: Validated<TxnRequest>, cancelled: (@Sendable () -> Bool)? = nil, authRevision: UInt64? = nil,
@@ -388,6 +382,16 @@ public final class MVCCStore: Sendable {
     public func validated(_ t: TxnRequest) throws(EtcdError) -> Validated<TxnRequest> {
         try RequestValidation.check(t, maxTxnOps: configuration.maxTxnOps)
         return Validated(t)
+    }
+
+    /// Runs `body` with `request` validated, or fails `completion` with the check's error (the
+    /// plain-request write methods).
+    private func checked<Request, Response>(_ request: Request, _ check: (Request) throws(EtcdError) -> Validated<Request>,
+                                            _ completion: (Result<Response, EtcdError>) -> Void,
+                                            _ body: (Validated<Request>) -> Void) {
+        let valid: Validated<Request>
+        do throws(EtcdError) { valid = try check(request) } catch { return completion(.failure(error)) }
+        body(valid)
     }
 
     /// Applies `ops` to the auth state as one durable change.

@@ -60,92 +60,102 @@ struct RecentChangeEncodings {
         didSet {
             guard !isKeeping, !runs.isEmpty else { return }
             runs = []
-            order = []
-            orderHead = 0
+            order = FIFO()
             totalBytes = 0
-            count = 0
         }
     }
 
     private struct Run {
         let member: UInt64
-        /// The seq of `items[head]`.
+        /// The seq of `items[0]`.
         var first: UInt64
-        var items: [[UInt8]]
-        var head = 0
+        var items: FIFO<[UInt8]>
         /// Entries of `order` naming this author for encodings a new run discarded (they are
         /// older than every entry of this run, so they come first). They hold no bytes and leave
         /// `order` as the budget drops older entries; a new run follows only a restart or a state
         /// transfer, so they are few.
         var discardedInOrder = 0
 
-        var live: Int { items.count - head }
-
-        mutating func dropFirst() -> Int {
-            let bytes = items[head].count
-            items[head] = []
-            head += 1
-            first += 1
-            if head >= 1024, head * 2 >= items.count {
-                items.removeFirst(head)
-                head = 0
-            }
-            return bytes
+        init(member: UInt64, first: UInt64, encoding: [UInt8], discardedInOrder: Int = 0) {
+            self.member = member
+            self.first = first
+            self.items = FIFO()
+            self.items.append(encoding)
+            self.discardedInOrder = discardedInOrder
         }
     }
 
     /// A handful of authors: searched in order.
     private var runs: [Run] = []
-    /// The author of each kept encoding, oldest first from `orderHead`.
-    private var order: [UInt64] = []
-    private var orderHead = 0
+    /// The author of each kept encoding, oldest first.
+    private var order = FIFO<UInt64>()
     private(set) var totalBytes = 0
-    private(set) var count = 0
+
+    var count: Int { runs.reduce(0) { $0 + $1.items.count } }
 
     subscript(dot: Dot) -> [UInt8]? {
-        guard let r = runs.firstIndex(where: { $0.member == dot.member }) else { return nil }
-        let run = runs[r]
-        guard dot.seq >= run.first, dot.seq - run.first < UInt64(run.live) else { return nil }
-        return run.items[run.head + Int(dot.seq - run.first)]
+        guard let run = runs.first(where: { $0.member == dot.member }),
+              dot.seq >= run.first, dot.seq - run.first < UInt64(run.items.count) else { return nil }
+        return run.items[Int(dot.seq - run.first)]
     }
 
     mutating func insert(_ dot: Dot, _ encoding: [UInt8]) {
         guard isKeeping else { return }
         if let r = runs.firstIndex(where: { $0.member == dot.member }) {
-            let end = runs[r].first + UInt64(runs[r].live)
+            let end = runs[r].first + UInt64(runs[r].items.count)
             if dot.seq < end { return }  // kept already, or older than the run
             if dot.seq == end {
                 runs[r].items.append(encoding)
             } else {
-                let discarded = runs[r].live
-                count -= discarded
-                totalBytes -= runs[r].items[runs[r].head...].reduce(0) { $0 + $1.count }
-                runs[r] = Run(member: dot.member, first: dot.seq, items: [encoding],
-                              discardedInOrder: runs[r].discardedInOrder + discarded)
+                totalBytes -= runs[r].items.reduce(0) { $0 + $1.count }
+                runs[r] = Run(member: dot.member, first: dot.seq, encoding: encoding,
+                              discardedInOrder: runs[r].discardedInOrder + runs[r].items.count)
             }
         } else {
-            runs.append(Run(member: dot.member, first: dot.seq, items: [encoding]))
+            runs.append(Run(member: dot.member, first: dot.seq, encoding: encoding))
         }
         order.append(dot.member)
-        count += 1
         totalBytes += encoding.count
-        while totalBytes > Self.budgetBytes, orderHead < order.count {
-            let member = order[orderHead]
-            orderHead += 1
+        while totalBytes > Self.budgetBytes, let member = order.popFirst() {
             guard let r = runs.firstIndex(where: { $0.member == member }) else { continue }
             if runs[r].discardedInOrder > 0 {
                 runs[r].discardedInOrder -= 1
-            } else {
-                totalBytes -= runs[r].dropFirst()
-                count -= 1
+            } else if let dropped = runs[r].items.popFirst() {
+                totalBytes -= dropped.count
+                runs[r].first += 1
             }
-            if runs[r].live == 0, runs[r].discardedInOrder == 0 { runs.remove(at: r) }
-        }
-        if orderHead >= 1024, orderHead * 2 >= order.count {
-            order.removeFirst(orderHead)
-            orderHead = 0
+            if runs[r].items.isEmpty, runs[r].discardedInOrder == 0 { runs.remove(at: r) }
         }
     }
+}
+
+/// A first-in first-out queue over an array: taking from the front releases the element and
+/// moves a start index, and the array drops its taken front once that is at least half of it.
+struct FIFO<Element>: Sequence {
+    private var items: [Element?] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var isEmpty: Bool { count == 0 }
+
+    /// The element `offset` places from the front.
+    subscript(offset: Int) -> Element { items[head + offset]! }
+
+    mutating func append(_ element: Element) { items.append(element) }
+
+    mutating func popFirst() -> Element? {
+        guard head < items.count else { return nil }
+        let element = items[head]
+        items[head] = nil
+        head += 1
+        if head >= 1024, head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+
+    func makeIterator() -> LazyMapSequence<ArraySlice<Element?>, Element>.Iterator { items[head...].lazy.map { $0! }.makeIterator() }
 }
 
 /// WAL payload of type 2: { 1: revision (int64) }.

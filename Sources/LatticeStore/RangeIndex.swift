@@ -34,11 +34,12 @@ public struct RangeIndex<ID: Hashable>: Sendable where ID: Sendable {
     /// Removes one registration of `range` by `id` (no-op if there is none).
     public mutating func remove(_ range: WatchRange, _ id: ID) {
         if range.end.isEmpty {
-            guard let n = exact[StoredKey(range.key)]?[id] else { return }
+            let key = StoredKey(range.key)
+            guard let n = exact[key]?[id] else { return }
             count -= 1
-            if n > 1 { exact[StoredKey(range.key)]![id] = n - 1 } else {
-                exact[StoredKey(range.key)]![id] = nil
-                if exact[StoredKey(range.key)]!.isEmpty { exact[StoredKey(range.key)] = nil }
+            if n > 1 { exact[key]![id] = n - 1 } else {
+                exact[key]![id] = nil
+                if exact[key]!.isEmpty { exact[key] = nil }
             }
         } else {
             guard let n = wide[range]?[id] else { return }
