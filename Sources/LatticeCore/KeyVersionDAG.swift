@@ -85,7 +85,9 @@ public struct KeyVersionDAG: Sendable {
     /// replica must use the same value.
     public static let maxMergeBaseDepth = 32
 
-    public private(set) var versions: [KeyVersion] = []
+    /// One version for most keys: boxed by `CompactArray` instead of an array buffer (16 bytes
+    /// less per key).
+    public private(set) var versions: CompactArray<KeyVersion> = []
     /// Present while the key has several heads (concurrent writes not yet superseded): them,
     /// the visible value decided among them and the merge cache. Absent — the norm — the key
     /// has at most one head, which is then its last version (every other version is one of its
@@ -140,6 +142,11 @@ public struct KeyVersionDAG: Sendable {
 
     /// Rebuilds a DAG from versions in causal order (decoded state); nil if they are not.
     init?(versions: [KeyVersion], mode: MergeMode) {
+        self.init(versions: CompactArray(versions), mode: mode)
+    }
+
+    /// Rebuilds a DAG from versions in causal order (decoded state); nil if they are not.
+    init?(versions: CompactArray<KeyVersion>, mode: MergeMode) {
         if versions.count == 1 {
             // The norm after garbage collection: one version, which can name only versions not
             // held.
@@ -518,7 +525,7 @@ public struct KeyVersionDAG: Sendable {
                 kept.append(copy)
             }
         }
-        versions = kept
+        versions = CompactArray(kept)
         return droppedCount
     }
 

@@ -186,7 +186,8 @@ struct VersionMessage: ProtoMessage {
 
 struct KeyStateMessage: ProtoMessage {
     var key: [UInt8] = []
-    var versions: [KeyVersion] = []
+    /// The DAG's own storage when encoding (no copy per key).
+    var versions = CompactArray<KeyVersion>()
 
     init() {}
     init(key: [UInt8], dag: KeyVersionDAG) {

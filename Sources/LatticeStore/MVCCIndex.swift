@@ -47,7 +47,9 @@ struct KeyVersion: Sendable {
 struct MVCCIndex: Sendable {
     /// Keyed by `StoredKey` (`[UInt8]`'s own hashing feeds the hasher a byte at a time), in
     /// shards, so a write after a snapshot captured the index copies one shard, not all.
-    private var histories = StoredKeyMap<[KeyVersion]>()
+    /// A history is a `CompactArray`: most keys hold one version, boxed instead of in an array
+    /// buffer (16 bytes less per key).
+    private var histories = StoredKeyMap<CompactArray<KeyVersion>>()
     /// Every key with retained history, in byte order.
     private(set) var sortedKeys = SortedKeys()
     /// The revision of the last applied change; 1 on an empty store, like etcd.
@@ -88,11 +90,11 @@ struct MVCCIndex: Sendable {
     }
 
     /// Every retained version of `key`, oldest first.
-    func history(_ key: [UInt8]) -> [KeyVersion]? {
+    func history(_ key: [UInt8]) -> CompactArray<KeyVersion>? {
         histories[StoredKey(key)]
     }
 
-    private static func version(in versions: [KeyVersion], at revision: Int64) -> KeyVersion? {
+    private static func version(in versions: CompactArray<KeyVersion>, at revision: Int64) -> KeyVersion? {
         // Most reads are at the current revision: check the newest first.
         if let last = versions.last, last.modRevision <= revision { return last }
         var lo = 0, hi = versions.count
@@ -153,7 +155,7 @@ struct MVCCIndex: Sendable {
     }
 
     /// Appends `version` to a key's history (creating it); returns the version it follows.
-    private static func append(_ version: KeyVersion, to history: inout [KeyVersion]?) -> KeyVersion? {
+    private static func append(_ version: KeyVersion, to history: inout CompactArray<KeyVersion>?) -> KeyVersion? {
         let last = history?.last
         precondition((last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
         if history == nil { history = [version] } else { history!.append(version) }
@@ -223,7 +225,7 @@ struct MVCCIndex: Sendable {
     /// An index holding `histories` (a snapshot's: keys ascending and distinct, each key's
     /// versions ascending by revision and none above `currentRevision`), built in one pass:
     /// no per-key search or chunk split. Nil when the input breaks those rules.
-    init?(restoring histories: [(key: [UInt8], versions: [KeyVersion])], currentRevision: Int64, compactRevision: Int64) {
+    init?(restoring histories: [(key: [UInt8], versions: CompactArray<KeyVersion>)], currentRevision: Int64, compactRevision: Int64) {
         self.histories.reserveCapacity(histories.count)
         var keys: [[UInt8]] = [], live: [Bool] = [], newest: [Int64] = []
         keys.reserveCapacity(histories.count)
@@ -260,11 +262,12 @@ struct MVCCIndex: Sendable {
     /// compaction revision, without it when it is a tombstone. Old versions are dropped in
     /// batches after a compaction (`compactBatch`); everything that reads history as a whole
     /// (hashes, snapshots) reads through this, so it never depends on how far that got.
-    func retained(_ versions: [KeyVersion]) -> ArraySlice<KeyVersion> {
+    func retained<History: RandomAccessCollection<KeyVersion>>(_ versions: History) -> History.SubSequence where History.Index == Int {
         Self.retained(versions, compactRevision: compactRevision)
     }
 
-    static func retained(_ versions: [KeyVersion], compactRevision revision: Int64) -> ArraySlice<KeyVersion> {
+    static func retained<History: RandomAccessCollection<KeyVersion>>(_ versions: History, compactRevision revision: Int64) -> History.SubSequence
+        where History.Index == Int {
         guard let first = versions.first, first.modRevision < revision else { return versions[...] }
         // The newest version at or below the compaction revision (versions ascend).
         var lo = 0, hi = versions.count
@@ -315,7 +318,7 @@ struct MVCCIndex: Sendable {
                 histories[stored] = nil
                 sortedKeys.remove(key)
             } else {
-                histories[stored] = Array(kept)
+                histories[stored] = CompactArray(kept)
             }
         }
         return next

@@ -329,7 +329,7 @@ enum Recovery {
     /// there, walking both lists side by side, so each is held once.
     static func restore(_ s: StoreSnapshot, replicaKeys: [(key: StoredKey, dag: KeyVersionDAG)], state: inout MVCCStore.WriterState,
                         indexed: inout MVCCStore.Indexed, path: String) throws(StorageError) {
-        var histories: [(key: [UInt8], versions: [KeyVersion])] = []
+        var histories: [(key: [UInt8], versions: CompactArray<KeyVersion>)] = []
         histories.reserveCapacity(s.histories.count)
         var logged: [(revision: Int64, key: [UInt8])] = []
         var next = 0
@@ -473,7 +473,10 @@ extension MVCCStore {
         s.replicaState = ReplicaStateCodec.encode(c.replica, sortedDAGs: dags)
         var next = 0
         s.histories = c.index.sortedKeys.map { key in
-            let versions = Array(c.index.retained(c.index.history(key) ?? []))
+            let history = c.index.history(key) ?? []
+            let kept = c.index.retained(history)
+            // The index's own storage unless compaction left versions to drop.
+            let versions = kept.count == history.count ? history : CompactArray(kept)
             // A value the replicated state holds for the same key and dot is written once, there.
             // Both lists ascend: the key's DAG is found by walking beside them, not looked up.
             var shared = HistoryPositions()

@@ -285,13 +285,14 @@ struct HistoryPositions: Sequence, ExpressibleByArrayLiteral {
 
 struct KeyHistoryRecord: ProtoMessage {
     var key: [UInt8] = []
-    var versions: [KeyVersion] = []
+    /// The index's own storage when encoding a whole history (no copy per key).
+    var versions = CompactArray<KeyVersion>()
     /// Positions of the versions whose value is shared with the replicated state (not written;
     /// empty in `versions` until restored).
     var sharedValues = HistoryPositions()
 
     init() {}
-    init(key: [UInt8], versions: [KeyVersion], sharedValues: HistoryPositions = []) {
+    init(key: [UInt8], versions: CompactArray<KeyVersion>, sharedValues: HistoryPositions = []) {
         self.key = key
         self.versions = versions
         self.sharedValues = sharedValues

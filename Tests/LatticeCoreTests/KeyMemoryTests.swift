@@ -34,6 +34,17 @@ final class KeyMemoryTests: XCTestCase {
         XCTAssertEqual(a.dag(bytes("/k"))?.heads.count, 1)
     }
 
+    /// After garbage collection a key keeps one version: held in a box, not an array buffer.
+    func testACollectedKeysVersionIsBoxed() throws {
+        var a = Replica.test(1)
+        a.put("/k", "1")
+        a.put("/k", "2")
+        _ = a.collectGarbage(stableVector: a.vector)
+        let dag = try XCTUnwrap(a.dag(bytes("/k")))
+        XCTAssertEqual(dag.versions.count, 1)
+        guard case .one = dag.versions.storage else { return XCTFail("a single version is boxed") }
+    }
+
     func testADecodedVersionNamingItselfIsRefused() {
         let dot = Dot(member: 1, seq: 1)
         let v = KeyVersion(dot: dot, hlc: .zero, value: [1], lease: 0, parents: [dot])

@@ -431,7 +431,7 @@ final class SnapshotKeyOrderTests: XCTestCase {
         for key in ["/b", "/d", "/a", "/e/1", "/c"] {
             replica.makeChange([.put(key: b(key), value: b("v" + key), lease: 0, parents: [])])
         }
-        func history(_ key: String, _ revision: Int64) -> (key: [UInt8], versions: [LatticeStore.KeyVersion]) {
+        func history(_ key: String, _ revision: Int64) -> (key: [UInt8], versions: CompactArray<LatticeStore.KeyVersion>) {
             (b(key), [KeyVersion.put(at: revision, over: nil, value: b("v"), lease: 0, dot: Dot(member: 1, seq: UInt64(revision)))])
         }
         // The index lacks /a, /c and /e/1 and holds /zz, which the replica does not.
@@ -457,7 +457,7 @@ final class HistoryPositionsTests: XCTestCase {
         let versions = (1...70).map { i in
             LatticeStore.KeyVersion.put(at: Int64(i), over: nil, value: b("v\(i)"), lease: 0, dot: Dot(member: 1, seq: UInt64(i)))
         }
-        let record = KeyHistoryRecord(key: b("k"), versions: versions, sharedValues: positions)
+        let record = KeyHistoryRecord(key: b("k"), versions: CompactArray(versions), sharedValues: positions)
         let decoded = try KeyHistoryRecord(protoBytes: record.protoBytes())
         XCTAssertEqual(Array(decoded.sharedValues), [0, 3, 63, 64, 100].filter { $0 < 70 })
         XCTAssertTrue(decoded.versions[64].value.isEmpty, "a shared value is not written")

@@ -1,5 +1,5 @@
 import EtcdAPI
-import struct LatticeCore.Dot
+@testable import LatticeCore
 import XCTest
 @testable import LatticeStore
 
@@ -7,9 +7,9 @@ import XCTest
 /// of the index lock) instead of one pass over every key: whatever point the trim has reached,
 /// reads, counts, hashes, watch history and snapshots are exactly those of a finished trim.
 final class HistoryTrimTests: XCTestCase {
-    private func v(_ rev: Int64, _ value: String, tombstone: Bool = false) -> KeyVersion {
-        tombstone ? KeyVersion.tombstone(at: rev, dot: Dot(member: 1, seq: UInt64(rev)))
-            : KeyVersion(modRevision: rev, createRevision: 2, version: rev, value: Array(value.utf8), lease: 0,
+    private func v(_ rev: Int64, _ value: String, tombstone: Bool = false) -> LatticeStore.KeyVersion {
+        tombstone ? LatticeStore.KeyVersion.tombstone(at: rev, dot: Dot(member: 1, seq: UInt64(rev)))
+            : LatticeStore.KeyVersion(modRevision: rev, createRevision: 2, version: rev, value: Array(value.utf8), lease: 0,
                          dot: Dot(member: 1, seq: UInt64(rev)))
     }
 
@@ -18,7 +18,7 @@ final class HistoryTrimTests: XCTestCase {
     private func makeIndex() -> MVCCIndex {
         var index = MVCCIndex()
         var rev: Int64 = 1
-        func write(_ key: String, _ version: (Int64) -> KeyVersion) {
+        func write(_ key: String, _ version: (Int64) -> LatticeStore.KeyVersion) {
             rev += 1
             index.append(Array(key.utf8), version(rev))
             index.advance(to: rev)
@@ -55,6 +55,16 @@ final class HistoryTrimTests: XCTestCase {
         let event = index.event(of: atCompaction, at: c)
         out.append("event \(c) \(String(decoding: atCompaction, as: UTF8.self)): \(event.type) \(event.kv?.modRevision ?? -1) prev \(event.prevKV?.modRevision ?? -1)")
         return out
+    }
+
+    /// A trimmed history of one version is boxed again, not left in an array buffer: at a
+    /// million keys that is 16 MB.
+    func testATrimmedHistoryOfOneVersionIsBoxed() {
+        var index = makeIndex()
+        index.compact(to: index.currentRevision)
+        guard let history = index.history(Array("k1001".utf8)) else { return XCTFail("k1001 is live") }
+        XCTAssertEqual(history.count, 1)
+        guard case .one = history.storage else { return XCTFail("a single version is boxed") }
     }
 
     func testEveryTrimStepReadsLikeAFinishedTrim() {
