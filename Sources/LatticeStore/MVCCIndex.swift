@@ -8,21 +8,19 @@ struct KeyVersion: Sendable {
     var version: Int64
     var value: [UInt8]
     var lease: Int64
-    /// The change that wrote this version (its parent for the next writer).
-    var dot: Dot
 
     var isTombstone: Bool { version == 0 }
 
     /// The version a put writes at `revision` over `previous` (the key's visible version, if any):
     /// etcd keeps the create revision and counts versions up; a re-created key starts again at 1.
-    static func put(at revision: Int64, over previous: KeyVersion?, value: [UInt8], lease: Int64, dot: Dot) -> KeyVersion {
+    static func put(at revision: Int64, over previous: KeyVersion?, value: [UInt8], lease: Int64) -> KeyVersion {
         KeyVersion(modRevision: revision, createRevision: previous?.createRevision ?? revision,
-                   version: (previous?.version ?? 0) + 1, value: value, lease: lease, dot: dot)
+                   version: (previous?.version ?? 0) + 1, value: value, lease: lease)
     }
 
     /// The deletion marker a delete writes at `revision`.
-    static func tombstone(at revision: Int64, dot: Dot) -> KeyVersion {
-        KeyVersion(modRevision: revision, createRevision: 0, version: 0, value: [], lease: 0, dot: dot)
+    static func tombstone(at revision: Int64) -> KeyVersion {
+        KeyVersion(modRevision: revision, createRevision: 0, version: 0, value: [], lease: 0)
     }
 
     /// The watch event this version produces for `key`; a deletion's kv carries only the key and

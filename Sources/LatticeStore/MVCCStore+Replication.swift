@@ -116,11 +116,10 @@ extension MVCCStore {
             let after = replica.visible(key)
             if let before, after == nil {
                 previous[key] = before
-                versions.append((key, KeyVersion.tombstone(at: revision, dot: before.dot)))
+                versions.append((key, KeyVersion.tombstone(at: revision)))
             } else if let after, before == nil || before!.value != after.value || before!.lease != after.lease {
                 if let before { previous[key] = before }
-                let dot = replica.dag(key)?.heads.last ?? Dot(member: replica.member, seq: 1)
-                versions.append((key, KeyVersion.put(at: revision, over: before, value: after.value, lease: after.lease, dot: dot)))
+                versions.append((key, KeyVersion.put(at: revision, over: before, value: after.value, lease: after.lease)))
             }
         }
         // The lessor mirrors the replica's lease table.
@@ -416,10 +415,10 @@ extension MVCCStore {
             if let prev { previous[effect.key] = prev }
             switch effect.outcome {
             case .put(let v):
-                versions.append((effect.key, KeyVersion.put(at: revision, over: prev, value: v.value, lease: v.lease, dot: a.change.id)))
+                versions.append((effect.key, KeyVersion.put(at: revision, over: prev, value: v.value, lease: v.lease)))
             case .deleted:
                 guard prev != nil else { continue }
-                versions.append((effect.key, KeyVersion.tombstone(at: revision, dot: a.change.id)))
+                versions.append((effect.key, KeyVersion.tombstone(at: revision)))
             case .unchanged:
                 continue
             }

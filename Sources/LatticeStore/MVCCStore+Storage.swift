@@ -297,10 +297,10 @@ enum Recovery {
                     case .put(let key, let value, let lease, _):
                         let prev = indexed.index.visible(key, at: indexed.index.currentRevision)
                         if let prev { previous[key] = prev }
-                        versions.append((key, KeyVersion.put(at: r.revision, over: prev, value: value, lease: lease, dot: change.id)))
+                        versions.append((key, KeyVersion.put(at: r.revision, over: prev, value: value, lease: lease)))
                     case .delete(let key, _):
                         if let prev = indexed.index.visible(key, at: indexed.index.currentRevision) { previous[key] = prev }
-                        versions.append((key, KeyVersion.tombstone(at: r.revision, dot: change.id)))
+                        versions.append((key, KeyVersion.tombstone(at: r.revision)))
                     default:
                         break
                     }
@@ -342,8 +342,8 @@ enum Recovery {
                     throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the key", path: path)
                 }
                 let replicated = ReplicatedValues(dag, lookups: versions.count)
-                for i in h.sharedValues {
-                    guard i < versions.count, let value = replicated.value(at: versions[i].dot) else {
+                for (i, dot) in h.sharedValues {
+                    guard i < versions.count, let value = replicated.value(at: dot) else {
                         throw StorageError(.corruption, "snapshot: the value of a key's version is the replicated state's, which lacks the version", path: path)
                     }
                     versions[i].value = value
@@ -477,15 +477,13 @@ extension MVCCStore {
             let kept = c.index.retained(history)
             // The index's own storage unless compaction left versions to drop.
             let versions = kept.count == history.count ? history : CompactArray(kept)
-            // A value the replicated state holds for the same key and dot is written once, there.
+            // A value the replicated state holds for the same key is written once, there.
             // Both lists ascend: the key's DAG is found by walking beside them, not looked up.
-            var shared = HistoryPositions()
+            var shared = SharedValues()
             if let dag = Replica.dag(of: key, in: dags, from: &next)?.dag {
-                let values = ReplicatedValues(dag, lookups: versions.count)
+                let holders = ReplicatedValueHolders(dag, lookups: versions.count)
                 for (i, v) in versions.enumerated() where !v.isTombstone && !v.value.isEmpty {
-                    if let replicated = values.value(at: v.dot), replicated == v.value {
-                        shared.append(i)
-                    }
+                    if let dot = holders.dot(holding: v.value) { shared.append(i, dot: dot) }
                 }
             }
             return KeyHistoryRecord(key: key, versions: versions, sharedValues: shared)
@@ -496,6 +494,43 @@ extension MVCCStore {
         s.replicaState = []
         LargeBuffer.release(&state)
         return encoded
+    }
+}
+
+/// Which of a key's replicated versions holds the bytes of a version of its MVCC history, for a
+/// snapshot to write them once. The index and the replicated state share a value's storage from
+/// the write that made it (and again after a restart), so a match is usually the same buffer,
+/// which compares in constant time. A key with few versions is scanned, comparing bytes; one
+/// with many (kept while a peer was away) gets a table by buffer, so a copy with equal bytes is
+/// then written twice — correct, only larger.
+struct ReplicatedValueHolders {
+    private let dag: KeyVersionDAG
+    private let table: [UnsafeRawPointer: Dot]?
+
+    /// `lookups`: how many lookups will be made at most.
+    init(_ dag: KeyVersionDAG, lookups: Int = .max) {
+        self.dag = dag
+        guard dag.versions.count > ReplicatedValues.scanLimit && lookups > 1 else {
+            table = nil
+            return
+        }
+        var table: [UnsafeRawPointer: Dot] = [:]
+        for v in dag.versions {
+            guard let value = v.value, let storage = Self.storage(of: value) else { continue }
+            table[storage] = v.dot
+        }
+        self.table = table
+    }
+
+    /// A non-empty array's storage (the captured state keeps every value alive meanwhile).
+    private static func storage(of value: [UInt8]) -> UnsafeRawPointer? {
+        value.withUnsafeBufferPointer { $0.baseAddress.map(UnsafeRawPointer.init) }
+    }
+
+    /// The dot of a replicated version holding exactly `value`, or nil.
+    func dot(holding value: [UInt8]) -> Dot? {
+        if let table { return Self.storage(of: value).flatMap { table[$0] } }
+        return dag.versions.last { $0.value == value }?.dot
     }
 }
 

@@ -249,50 +249,54 @@ extension StoreSnapshot {
     }
 }
 
-/// Ascending positions in a key's history, the first 64 as bits: a history of one version whose
-/// value is shared (the norm) needs no allocation, where an array per key was a million small
+/// The versions of a key's history whose value is written once, in the replicated state: each
+/// one's position in the history and the dot of the replicated version holding the value,
+/// ascending by position. The first is held inline: a history of one version whose value is
+/// shared (the norm) needs no allocation, where an array per key was a million small
 /// allocations for a restart to make and free.
-struct HistoryPositions: Sequence, ExpressibleByArrayLiteral {
-    private var low: UInt64 = 0
-    private var high: [Int] = []
+struct SharedValues: Sequence, ExpressibleByArrayLiteral {
+    typealias Element = (position: Int, dot: Dot)
+    private var first: Element?
+    private var rest: [Element] = []
 
     init() {}
-    init(arrayLiteral elements: Int...) {
-        for e in elements { append(e) }
+    init(arrayLiteral elements: Element...) {
+        for e in elements { append(e.position, dot: e.dot) }
     }
 
-    var isEmpty: Bool { low == 0 && high.isEmpty }
+    var isEmpty: Bool { first == nil }
 
-    /// Adds `position`, greater than every position already held.
-    mutating func append(_ position: Int) {
-        if position < 64 { low |= 1 << UInt64(position) } else { high.append(position) }
+    /// Adds `position` (greater than every position already held), shared with `dot`'s value.
+    mutating func append(_ position: Int, dot: Dot) {
+        if first == nil { first = (position, dot) } else { rest.append((position, dot)) }
     }
 
     struct Iterator: IteratorProtocol {
-        var bits: UInt64
-        var rest: IndexingIterator<[Int]>
+        var first: Element?
+        var rest: IndexingIterator<[Element]>
 
-        mutating func next() -> Int? {
-            guard bits != 0 else { return rest.next() }
-            let i = bits.trailingZeroBitCount
-            bits &= bits - 1
-            return i
+        mutating func next() -> Element? {
+            if let f = first {
+                first = nil
+                return f
+            }
+            return rest.next()
         }
     }
 
-    func makeIterator() -> Iterator { Iterator(bits: low, rest: high.makeIterator()) }
+    func makeIterator() -> Iterator { Iterator(first: first, rest: rest.makeIterator()) }
 }
 
 struct KeyHistoryRecord: ProtoMessage {
     var key: [UInt8] = []
     /// The index's own storage when encoding a whole history (no copy per key).
     var versions = CompactArray<KeyVersion>()
-    /// Positions of the versions whose value is shared with the replicated state (not written;
-    /// empty in `versions` until restored).
-    var sharedValues = HistoryPositions()
+    /// The versions whose value is the replicated state's (not written; empty in `versions`
+    /// until restored).
+    var sharedValues = SharedValues()
 
     init() {}
-    init(key: [UInt8], versions: CompactArray<KeyVersion>, sharedValues: HistoryPositions = []) {
+    init(key: [UInt8], versions: CompactArray<KeyVersion>, sharedValues: SharedValues = []) {
         self.key = key
         self.versions = versions
         self.sharedValues = sharedValues
@@ -303,7 +307,7 @@ struct KeyHistoryRecord: ProtoMessage {
         case 1: key = try r.readBytes(wt, field: field)
         case 2:
             let record: VersionRecord = try r.readMessage(wt, field: field)
-            if record.shared { sharedValues.append(versions.count) }
+            if record.shared { sharedValues.append(versions.count, dot: record.dot) }
             versions.append(record.version)
         default: try r.skip(wt, field: field)
         }
@@ -311,26 +315,35 @@ struct KeyHistoryRecord: ProtoMessage {
 
     func traverse<V: ProtoVisitor>(_ v: inout V) {
         v.bytes(1, key)
-        // Both ascend: walked side by side (a lookup per version would be quadratic past 64).
-        var positions = sharedValues.makeIterator()
-        var nextShared = positions.next()
+        // Both ascend: walked side by side (a lookup per version would be quadratic).
+        var shared = sharedValues.makeIterator()
+        var nextShared = shared.next()
         for (i, version) in versions.enumerated() {
-            let shared = nextShared == i
-            if shared { nextShared = positions.next() }
-            v.messageField(2, VersionRecord(version, shared: shared))
+            var dot: Dot?
+            if let s = nextShared, s.position == i {
+                dot = s.dot
+                nextShared = shared.next()
+            }
+            v.messageField(2, VersionRecord(version, sharedWith: dot))
         }
     }
 }
 
+/// One version of a key's history. Its value is written here (field 4), or, when the
+/// replicated state holds the same bytes, only named there: `shared` (field 8) and the dot of
+/// the replicated version holding it (fields 6 and 7, written only then).
 struct VersionRecord: ProtoMessage {
-    var version = KeyVersion(modRevision: 0, createRevision: 0, version: 0, value: [], lease: 0, dot: Dot(member: 0, seq: 0))
-    /// The value is the replicated state's (field 8); field 4 is then absent.
+    var version = KeyVersion(modRevision: 0, createRevision: 0, version: 0, value: [], lease: 0)
     var shared = false
+    var dot = Dot(member: 0, seq: 0)
 
     init() {}
-    init(_ version: KeyVersion, shared: Bool = false) {
+    init(_ version: KeyVersion, sharedWith dot: Dot? = nil) {
         self.version = version
-        self.shared = shared
+        if let dot {
+            self.shared = true
+            self.dot = dot
+        }
     }
 
     mutating func decodeField(_ field: Int, _ wt: WireType, from r: inout ProtoReader) throws(ProtoDecodingError) {
@@ -340,8 +353,8 @@ struct VersionRecord: ProtoMessage {
         case 3: version.version = try r.readInt64(wt, field: field)
         case 4: version.value = try r.readBytes(wt, field: field)
         case 5: version.lease = try r.readInt64(wt, field: field)
-        case 6: version.dot.member = try r.readUInt64(wt, field: field)
-        case 7: version.dot.seq = try r.readUInt64(wt, field: field)
+        case 6: dot.member = try r.readUInt64(wt, field: field)
+        case 7: dot.seq = try r.readUInt64(wt, field: field)
         case 8: shared = try r.readBool(wt, field: field)
         default: try r.skip(wt, field: field)
         }
@@ -353,8 +366,10 @@ struct VersionRecord: ProtoMessage {
         v.int64(3, version.version)
         if !shared { v.bytes(4, version.value) }
         v.int64(5, version.lease)
-        v.uint64(6, version.dot.member)
-        v.uint64(7, version.dot.seq)
+        if shared {
+            v.uint64(6, dot.member)
+            v.uint64(7, dot.seq)
+        }
         v.bool(8, shared)
     }
 }

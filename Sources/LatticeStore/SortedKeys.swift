@@ -153,8 +153,15 @@ struct SortedKeys: Sendable, Sequence {
         if p.index == chunks[p.chunk].count - 1 { lastKeys[p.chunk] = key }
         count += 1
         guard chunks[p.chunk].count > Self.chunkMax else { return (true, nil, p.chunk) }
-        let upper = Array(chunks[p.chunk][(Self.chunkMax / 2)...])
-        chunks[p.chunk].removeSubrange((Self.chunkMax / 2)...)
+        // A key appended after every other (keys created in ascending order, the norm for
+        // generated names) leaves the full chunk as it is and starts the next one: halves
+        // would stay half full forever, as nothing is inserted below them again. Otherwise the
+        // chunk splits in halves. The lower part is copied to a buffer of its size (it would
+        // keep the grown buffer of the full chunk, twice as large).
+        let appended = p.chunk == chunks.count - 1 && p.index == chunks[p.chunk].count - 1
+        let cut = appended ? Self.chunkMax : Self.chunkMax / 2
+        let upper = Array(chunks[p.chunk][cut...])
+        chunks[p.chunk] = Array(chunks[p.chunk][..<cut])
         chunks.insert(upper, at: p.chunk + 1)
         lastKeys[p.chunk] = chunks[p.chunk][chunks[p.chunk].count - 1]
         lastKeys.insert(upper[upper.count - 1], at: p.chunk + 1)

@@ -120,7 +120,7 @@ struct WriteTxn {
         let previous = current(p.key)
         let value = p.ignoreValue ? (previous?.value ?? []) : p.value
         let lease = p.ignoreLease ? (previous?.lease ?? 0) : p.lease
-        let version = KeyVersion.put(at: newRevision, over: previous, value: value, lease: lease, dot: dot)
+        let version = KeyVersion.put(at: newRevision, over: previous, value: value, lease: lease)
         record(p.key, version, op: .put(key: p.key, value: value, lease: lease, parents: []), before: previous)
         var response = PutResponse()
         response.header = ResponseHeader(clusterID: 0, memberID: 0, revision: newRevision, raftTerm: 0)
@@ -131,7 +131,7 @@ struct WriteTxn {
     mutating func deleteRange(_ d: DeleteRangeRequest) -> DeleteRangeResponse {
         let (victims, _) = visibleInRange(KeyRange(key: d.key, end: d.rangeEnd), limit: 0)
         for kv in victims {
-            let tombstone = KeyVersion.tombstone(at: newRevision, dot: dot)
+            let tombstone = KeyVersion.tombstone(at: newRevision)
             record(kv.key, tombstone, op: .delete(key: kv.key, parents: []), before: current(kv.key))
         }
         var response = DeleteRangeResponse()

@@ -334,8 +334,7 @@ final class DurabilityTests: XCTestCase {
         XCTAssertTrue(decoded.histories.contains { !$0.sharedValues.isEmpty }, "format 2 shares values")
         for i in decoded.histories.indices {
             let key = decoded.histories[i].key
-            for j in decoded.histories[i].sharedValues {
-                let dot = decoded.histories[i].versions[j].dot
+            for (j, dot) in decoded.histories[i].sharedValues {
                 decoded.histories[i].versions[j].value = replica.dag(key)!.versions.first { $0.dot == dot }!.value!
             }
             decoded.histories[i].sharedValues = []
@@ -432,7 +431,7 @@ final class SnapshotKeyOrderTests: XCTestCase {
             replica.makeChange([.put(key: b(key), value: b("v" + key), lease: 0, parents: [])])
         }
         func history(_ key: String, _ revision: Int64) -> (key: [UInt8], versions: CompactArray<LatticeStore.KeyVersion>) {
-            (b(key), [KeyVersion.put(at: revision, over: nil, value: b("v"), lease: 0, dot: Dot(member: 1, seq: UInt64(revision)))])
+            (b(key), [KeyVersion.put(at: revision, over: nil, value: b("v"), lease: 0)])
         }
         // The index lacks /a, /c and /e/1 and holds /zz, which the replica does not.
         let index = try XCTUnwrap(MVCCIndex(restoring: [history("/b", 2), history("/d", 3), history("/zz", 4)],
@@ -444,29 +443,64 @@ final class SnapshotKeyOrderTests: XCTestCase {
     }
 }
 
-/// The positions of a history's shared values: bits for the first 64, a list past them; a
-/// history record round-trips them through its encoding either way.
-final class HistoryPositionsTests: XCTestCase {
-    func testPositionsBelowAndPast64RoundTripInOrder() throws {
-        var positions = HistoryPositions()
-        XCTAssertTrue(positions.isEmpty)
-        for p in [0, 3, 63, 64, 100] { positions.append(p) }
-        XCTAssertEqual(Array(positions), [0, 3, 63, 64, 100])
-        XCTAssertTrue(positions.contains(63) && positions.contains(100) && !positions.contains(1) && !positions.contains(65))
+/// The shared values of a history (the first inline, the rest in a list): a history record
+/// round-trips their positions and dots, in order, and writes none of their bytes.
+final class SharedValuesTests: XCTestCase {
+    func testPositionsAndDotsRoundTripInOrder() throws {
+        var shared = SharedValues()
+        XCTAssertTrue(shared.isEmpty)
+        let positions = [0, 3, 63, 64, 69]
+        for p in positions { shared.append(p, dot: Dot(member: 7, seq: UInt64(100 + p))) }
+        XCTAssertFalse(shared.isEmpty)
+        XCTAssertEqual(shared.map(\.position), positions)
+        XCTAssertEqual(shared.map(\.dot.seq), positions.map { UInt64(100 + $0) })
 
         let versions = (1...70).map { i in
-            LatticeStore.KeyVersion.put(at: Int64(i), over: nil, value: b("v\(i)"), lease: 0, dot: Dot(member: 1, seq: UInt64(i)))
+            LatticeStore.KeyVersion.put(at: Int64(i), over: nil, value: b("v\(i)" + String(repeating: "x", count: 100)), lease: 0)
         }
-        let record = KeyHistoryRecord(key: b("k"), versions: CompactArray(versions), sharedValues: positions)
-        let decoded = try KeyHistoryRecord(protoBytes: record.protoBytes())
-        XCTAssertEqual(Array(decoded.sharedValues), [0, 3, 63, 64, 100].filter { $0 < 70 })
+        let record = KeyHistoryRecord(key: b("k"), versions: CompactArray(versions), sharedValues: shared)
+        let encoded = record.protoBytes()
+        let decoded = try KeyHistoryRecord(protoBytes: encoded)
+        XCTAssertEqual(decoded.sharedValues.map(\.position), positions)
+        XCTAssertEqual(decoded.sharedValues.map(\.dot), positions.map { Dot(member: 7, seq: UInt64(100 + $0)) })
         XCTAssertTrue(decoded.versions[64].value.isEmpty, "a shared value is not written")
-        XCTAssertEqual(decoded.versions[65].value, b("v66"))
+        XCTAssertEqual(decoded.versions[65].value, versions[65].value)
+        XCTAssertEqual(decoded.versions.map(\.modRevision), versions.map(\.modRevision))
+        let unshared = KeyHistoryRecord(key: b("k"), versions: CompactArray(versions)).protoBytes()
+        XCTAssertLessThan(encoded.count, unshared.count)
     }
 }
 
 final class ReplicatedValuesTests: XCTestCase {
     private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    /// A snapshot writes a value once when a replicated version holds the same bytes: found by
+    /// comparing bytes among few versions, by buffer among many (a value written once is one
+    /// buffer in both); never for a tombstone or bytes no version holds.
+    func testEveryHeldValueFindsAVersionHoldingIt() {
+        for count in [3, ReplicatedValues.scanLimit + 1, 200] {
+            var replica = Replica(member: 1)
+            replica.setPeerMembers([2])   // nothing becomes stable: every version stays
+            for i in 0..<count {
+                if i % 7 == 6 {
+                    replica.makeChange([.delete(key: b("k"), parents: [])])
+                } else {
+                    replica.makeChange([.put(key: b("k"), value: b("v\(i)"), lease: 0, parents: [])])
+                }
+            }
+            let dag = replica.dag(b("k"))!
+            let holders = ReplicatedValueHolders(dag, lookups: count)
+            for v in dag.versions {
+                guard let value = v.value else { continue }
+                XCTAssertEqual(holders.dot(holding: value), v.dot, "\(count) versions, \(v.dot)")
+            }
+            XCTAssertNil(holders.dot(holding: b("never written")), "\(count) versions")
+            if count <= ReplicatedValues.scanLimit {
+                // Few versions compare bytes: a copy is found too.
+                XCTAssertEqual(holders.dot(holding: Array(b("v1"))), dag.versions[1].dot)
+            }
+        }
+    }
 
     /// The lookup a snapshot's shared values go through answers as a scan of the key's versions
     /// would, with few versions (scanned) and many (a table): the value of each version, nil for

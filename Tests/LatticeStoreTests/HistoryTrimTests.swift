@@ -8,9 +8,8 @@ import XCTest
 /// reads, counts, hashes, watch history and snapshots are exactly those of a finished trim.
 final class HistoryTrimTests: XCTestCase {
     private func v(_ rev: Int64, _ value: String, tombstone: Bool = false) -> LatticeStore.KeyVersion {
-        tombstone ? LatticeStore.KeyVersion.tombstone(at: rev, dot: Dot(member: 1, seq: UInt64(rev)))
-            : LatticeStore.KeyVersion(modRevision: rev, createRevision: 2, version: rev, value: Array(value.utf8), lease: 0,
-                         dot: Dot(member: 1, seq: UInt64(rev)))
+        tombstone ? LatticeStore.KeyVersion.tombstone(at: rev)
+            : LatticeStore.KeyVersion(modRevision: rev, createRevision: 2, version: rev, value: Array(value.utf8), lease: 0)
     }
 
     /// An index of 300 keys: each written twice, a third of them deleted, all before the

@@ -17,6 +17,23 @@ final class SortedKeysTests: XCTestCase {
         return out
     }
 
+    /// Keys created in ascending order (generated names) fill their chunks: a split after the
+    /// last key keeps the full chunk, where halves would stay half full (twice the chunks, and
+    /// twice the memory per key). Keys inserted below stay correct and split in halves.
+    func testAscendingInsertsFillTheirChunks() {
+        var keys = SortedKeys()
+        let n = 10 * SortedKeys.chunkMax
+        for i in 0..<n { XCTAssertTrue(keys.insert(Array("/registry/pods/p-\(100_000_000 + i)".utf8))) }
+        XCTAssertEqual(keys.chunkCount, 10)
+        XCTAssertEqual(keys.count, n)
+        // Inserts into a full chunk below the end split it in halves; order holds.
+        for i in 0..<3 { XCTAssertTrue(keys.insert(Array("/registry/pods/p-\(100_000_000 + i * 1000)-x".utf8))) }
+        XCTAssertEqual(keys.chunkCount, 13)
+        let all = Array(keys)
+        XCTAssertEqual(all, all.sorted(by: bytesLess))
+        XCTAssertEqual(all.count, n + 3)
+    }
+
     func testMatchesASortedArrayThroughInsertsSplitsAndRemovals() {
         var rng = SplitMix64(seed: 42)
         var keys = SortedKeys()
