@@ -26,6 +26,9 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
 
     @inlinable public init(arrayLiteral elements: Element...) { self.init(elements) }
 
+    /// One element, boxed (without the array a literal would build first).
+    @inlinable public init(single element: Element) { storage = .one(Box(element)) }
+
     @inlinable public init(_ elements: [Element]) {
         switch elements.count {
         case 0: storage = .empty
@@ -34,8 +37,12 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
         }
     }
 
-    @inlinable public init<S: Sequence>(_ elements: S) where S.Element == Element {
-        self.init(Array(elements))
+    @inlinable public init<C: Collection>(_ elements: C) where C.Element == Element {
+        switch elements.count {
+        case 0: storage = .empty
+        case 1: storage = .one(Box(elements[elements.startIndex]))
+        default: storage = .many(Array(elements))
+        }
     }
 
     @inlinable public var startIndex: Int { 0 }

@@ -458,7 +458,7 @@ public struct KeyVersionDAG: Sendable {
             if versions.count == 1 && head.parents.isEmpty { return .unchanged }
             let dropped = versions.count - 1
             head.parents = []
-            versions = [head]
+            versions = CompactArray(single: head)
             return .shrunk(dropped: dropped)
         }
         if versions.count == 1 {

@@ -156,7 +156,7 @@ struct MVCCIndex: Sendable {
     private static func append(_ version: KeyVersion, to history: inout CompactArray<KeyVersion>?) -> KeyVersion? {
         let last = history?.last
         precondition((last?.modRevision ?? 0) < version.modRevision, "one version per key and revision")
-        if history == nil { history = [version] } else { history!.append(version) }
+        if history == nil { history = CompactArray(single: version) } else { history!.append(version) }
         return last
     }
 
