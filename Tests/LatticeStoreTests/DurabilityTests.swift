@@ -474,21 +474,27 @@ final class SharedValuesTests: XCTestCase {
 final class ReplicatedValuesTests: XCTestCase {
     private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
+    /// A key written `count` times, every seventh a deletion, while a peer has seen none of it
+    /// (nothing becomes stable: every version stays).
+    private func makeDAG(versions count: Int) -> KeyVersionDAG {
+        var replica = Replica(member: 1)
+        replica.setPeerMembers([2])
+        for i in 0..<count {
+            if i % 7 == 6 {
+                replica.makeChange([.delete(key: b("k"), parents: [])])
+            } else {
+                replica.makeChange([.put(key: b("k"), value: b("v\(i)"), lease: 0, parents: [])])
+            }
+        }
+        return replica.dag(b("k"))!
+    }
+
     /// A snapshot writes a value once when a replicated version holds the same bytes: found by
     /// comparing bytes among few versions, by buffer among many (a value written once is one
     /// buffer in both); never for a tombstone or bytes no version holds.
     func testEveryHeldValueFindsAVersionHoldingIt() {
         for count in [3, ReplicatedValues.scanLimit + 1, 200] {
-            var replica = Replica(member: 1)
-            replica.setPeerMembers([2])   // nothing becomes stable: every version stays
-            for i in 0..<count {
-                if i % 7 == 6 {
-                    replica.makeChange([.delete(key: b("k"), parents: [])])
-                } else {
-                    replica.makeChange([.put(key: b("k"), value: b("v\(i)"), lease: 0, parents: [])])
-                }
-            }
-            let dag = replica.dag(b("k"))!
+            let dag = makeDAG(versions: count)
             let holders = ReplicatedValueHolders(dag, lookups: count)
             for v in dag.versions {
                 guard let value = v.value else { continue }
@@ -507,16 +513,7 @@ final class ReplicatedValuesTests: XCTestCase {
     /// a tombstone and for a dot the key does not hold.
     func testEveryDotFindsTheValueAScanFinds() {
         for count in [3, ReplicatedValues.scanLimit + 1, 200] {
-            var replica = Replica(member: 1)
-            replica.setPeerMembers([2])   // nothing becomes stable: every version stays
-            for i in 0..<count {
-                if i % 7 == 6 {
-                    replica.makeChange([.delete(key: b("k"), parents: [])])
-                } else {
-                    replica.makeChange([.put(key: b("k"), value: b("v\(i)"), lease: 0, parents: [])])
-                }
-            }
-            let dag = replica.dag(b("k"))!
+            let dag = makeDAG(versions: count)
             XCTAssertEqual(dag.versions.count, count)
             let values = ReplicatedValues(dag)
             for v in dag.versions {
