@@ -522,7 +522,8 @@ struct ReplicatedValueHolders {
         self.table = table
     }
 
-    /// A non-empty array's storage (the captured state keeps every value alive meanwhile).
+    /// An array's storage (the captured state keeps every value alive meanwhile; empty arrays,
+    /// which may all share one, are never looked up).
     private static func storage(of value: [UInt8]) -> UnsafeRawPointer? {
         value.withUnsafeBufferPointer { $0.baseAddress.map(UnsafeRawPointer.init) }
     }

@@ -563,7 +563,7 @@ public final class MVCCStore: Sendable {
                     if let cancelled = item.cancelled, cancelled() { continue }  // finished with .canceled
                     let dot = Dot(member: state.replica.member, seq: state.replica.vector[state.replica.member] + 1)
                     let leases = state.lessor.leases
-                    var txn = WriteTxn(base: indexed.index, pending: pending, dot: dot, leaseExists: { leases[$0] != nil })
+                    var txn = WriteTxn(base: indexed.index, pending: pending, leaseExists: { leases[$0] != nil })
                     item.evaluate(&txn, &state)
                     if let compaction = txn.compaction {
                         pending.compactRevision = compaction

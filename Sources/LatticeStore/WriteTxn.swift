@@ -27,7 +27,6 @@ struct WriteTxn {
     let pending: PendingWrites
     let beginRevision: Int64
     var newRevision: Int64 { beginRevision + 1 }
-    let dot: Dot
     /// Whether a lease id exists (leases arrive with the lessor; until then none does).
     let leaseExists: (Int64) -> Bool
 
@@ -44,11 +43,10 @@ struct WriteTxn {
     /// Set by a Compact request (it writes no key).
     var compaction: Int64?
 
-    init(base: MVCCIndex, pending: PendingWrites, dot: Dot, leaseExists: @escaping (Int64) -> Bool) {
+    init(base: MVCCIndex, pending: PendingWrites, leaseExists: @escaping (Int64) -> Bool) {
         self.base = base
         self.pending = pending
         self.beginRevision = pending.revision
-        self.dot = dot
         self.leaseExists = leaseExists
     }
 
