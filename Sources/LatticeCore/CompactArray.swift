@@ -29,14 +29,7 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
     /// One element, boxed (without the array a literal would build first).
     @inlinable public init(single element: Element) { storage = .one(Box(element)) }
 
-    @inlinable public init(_ elements: [Element]) {
-        switch elements.count {
-        case 0: storage = .empty
-        case 1: storage = .one(Box(elements[0]))
-        default: storage = .many(elements)
-        }
-    }
-
+    /// From any collection; an array of several elements is kept as it is (no copy).
     @inlinable public init<C: Collection>(_ elements: C) where C.Element == Element {
         switch elements.count {
         case 0: storage = .empty

@@ -141,11 +141,6 @@ public struct KeyVersionDAG: Sendable {
     public init() {}
 
     /// Rebuilds a DAG from versions in causal order (decoded state); nil if they are not.
-    init?(versions: [KeyVersion], mode: MergeMode) {
-        self.init(versions: CompactArray(versions), mode: mode)
-    }
-
-    /// Rebuilds a DAG from versions in causal order (decoded state); nil if they are not.
     init?(versions: CompactArray<KeyVersion>, mode: MergeMode) {
         if versions.count == 1 {
             // The norm after garbage collection: one version, which can name only versions not
