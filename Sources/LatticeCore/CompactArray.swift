@@ -1,24 +1,18 @@
 /// An array for the per-key histories the store holds a million of, most of them one element
-/// long: a single element lives in a box with a 16-byte object header instead of an array
-/// buffer's 32 bytes, which is what takes a key's history from a 96-byte allocation to an
-/// 80-byte one (glibc rounds to 16 bytes, plus 8 of its own). Two or more elements are an
-/// ordinary `[Element]`; shrinking back to one element boxes it again. The same size as an
-/// array reference (8 bytes), so a dictionary of them is no larger.
+/// long: a single element is held inline, in place of the array reference, so a key with one
+/// version costs no allocation at all (an array of one is a 32-byte header and the element,
+/// rounded up by glibc). Two or more elements are an ordinary `[Element]`; shrinking back to
+/// one element holds it inline again.
 ///
-/// Value semantics as `[Element]`: the box is immutable and replaced on change; appending to
-/// a uniquely held array appends in place.
-public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, ExpressibleByArrayLiteral {
-    @usableFromInline final class Box {
-        @usableFromInline let element: Element
-        @inlinable init(_ element: Element) { self.element = element }
-    }
-
-    @usableFromInline enum Storage {
-        case empty
-        case one(Box)
-        /// Two or more elements.
-        case many([Element])
-    }
+/// The storage is an enum the element type declares (`CompactArrayElement`): a concrete enum
+/// with a case for one element and one for an array packs its case into spare bits of the
+/// element's references, so `CompactArray<E>` is exactly as large as `E` (40 bytes for the
+/// index's version, 56 for the replica's). A generic enum would add a tag byte, which padding
+/// turns into 8 bytes per entry of the maps that hold a million of them.
+///
+/// Value semantics as `[Element]`; appending to a uniquely held array appends in place.
+public struct CompactArray<Element: CompactArrayElement>: RandomAccessCollection, MutableCollection, ExpressibleByArrayLiteral {
+    public typealias Storage = Element.CompactStorage
 
     @usableFromInline var storage: Storage
 
@@ -26,14 +20,14 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
 
     @inlinable public init(arrayLiteral elements: Element...) { self.init(elements) }
 
-    /// One element, boxed (without the array a literal would build first).
-    @inlinable public init(single element: Element) { storage = .one(Box(element)) }
+    /// One element (without the array a literal would build first).
+    @inlinable public init(single element: Element) { storage = .one(element) }
 
     /// From any collection; an array of several elements is kept as it is (no copy).
     @inlinable public init<C: Collection>(_ elements: C) where C.Element == Element {
         switch elements.count {
         case 0: storage = .empty
-        case 1: storage = .one(Box(elements[elements.startIndex]))
+        case 1: storage = .one(elements[elements.startIndex])
         default: storage = .many(Array(elements))
         }
     }
@@ -41,7 +35,7 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
     @inlinable public var startIndex: Int { 0 }
 
     @inlinable public var endIndex: Int {
-        switch storage {
+        switch storage.cases {
         case .empty: return 0
         case .one: return 1
         case .many(let a): return a.count
@@ -49,24 +43,24 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
     }
 
     @inlinable public var count: Int { endIndex }
-    @inlinable public var isEmpty: Bool { if case .empty = storage { return true } else { return false } }
+    @inlinable public var isEmpty: Bool { if case .empty = storage.cases { return true } else { return false } }
 
     @inlinable public subscript(position: Int) -> Element {
         get {
-            switch storage {
+            switch storage.cases {
             case .empty: preconditionFailure("index out of range")
-            case .one(let box):
+            case .one(let element):
                 precondition(position == 0, "index out of range")
-                return box.element
+                return element
             case .many(let a): return a[position]
             }
         }
         set {
-            switch storage {
+            switch storage.cases {
             case .empty: preconditionFailure("index out of range")
             case .one:
                 precondition(position == 0, "index out of range")
-                storage = .one(Box(newValue))
+                storage = .one(newValue)
             case .many(var a):
                 storage = .empty  // `a` is then the only reference: set in place
                 a[position] = newValue
@@ -76,27 +70,27 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
     }
 
     @inlinable public var first: Element? {
-        switch storage {
+        switch storage.cases {
         case .empty: return nil
-        case .one(let box): return box.element
+        case .one(let element): return element
         case .many(let a): return a.first
         }
     }
 
     @inlinable public var last: Element? {
-        switch storage {
+        switch storage.cases {
         case .empty: return nil
-        case .one(let box): return box.element
+        case .one(let element): return element
         case .many(let a): return a.last
         }
     }
 
     @inlinable public mutating func append(_ element: Element) {
-        switch storage {
+        switch storage.cases {
         case .empty:
-            storage = .one(Box(element))
-        case .one(let box):
-            storage = .many([box.element, element])
+            storage = .one(element)
+        case .one(let first):
+            storage = .many([first, element])
         case .many(var a):
             storage = .empty  // `a` is then the only reference: append in place
             a.append(element)
@@ -106,17 +100,38 @@ public struct CompactArray<Element>: RandomAccessCollection, MutableCollection, 
 
     /// The elements as an array (no copy when there are several).
     @inlinable public var array: [Element] {
-        switch storage {
+        switch storage.cases {
         case .empty: return []
-        case .one(let box): return [box.element]
+        case .one(let element): return [element]
         case .many(let a): return a
         }
     }
 }
 
-extension CompactArray: Sendable where Element: Sendable {}
-extension CompactArray.Box: Sendable where Element: Sendable {}
-extension CompactArray.Storage: Sendable where Element: Sendable {}
+extension CompactArray: Sendable where Element: Sendable, Element.CompactStorage: Sendable {}
+
+/// An element type of `CompactArray`: it names the enum that holds none, one or several of it.
+public protocol CompactArrayElement {
+    associatedtype CompactStorage: CompactArrayStorage where CompactStorage.Element == Self
+}
+
+/// `enum { case empty; case one(Element); case many([Element]) }`, declared for each element
+/// type (see `CompactArray` for why it is not generic), with `cases` returning its case.
+public protocol CompactArrayStorage {
+    associatedtype Element
+    static var empty: Self { get }
+    static func one(_ element: Element) -> Self
+    /// Two or more elements.
+    static func many(_ elements: [Element]) -> Self
+    var cases: CompactArrayCases<Element> { get }
+}
+
+/// What a `CompactArrayStorage` holds, for `CompactArray`'s code to switch on.
+public enum CompactArrayCases<Element> {
+    case empty
+    case one(Element)
+    case many([Element])
+}
 
 extension CompactArray: Equatable where Element: Equatable {
     @inlinable public static func == (a: CompactArray, b: CompactArray) -> Bool { a.elementsEqual(b) }

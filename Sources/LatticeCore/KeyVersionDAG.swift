@@ -48,6 +48,23 @@ public struct KeyVersion: Hashable, Sendable {
     }
 }
 
+extension KeyVersion: CompactArrayElement {
+    /// A key's versions in its DAG: most keys hold one, inline (`CompactArray`).
+    public enum CompactStorage: CompactArrayStorage, Sendable {
+        case empty
+        case one(KeyVersion)
+        case many([KeyVersion])
+
+        @inlinable public var cases: CompactArrayCases<KeyVersion> {
+            switch self {
+            case .empty: return .empty
+            case .one(let version): return .one(version)
+            case .many(let versions): return .many(versions)
+            }
+        }
+    }
+}
+
 /// The versions of one key as a DAG (docs/architecture.md; visibility rules in docs/consistency.md).
 ///
 /// Invariants:
@@ -85,8 +102,7 @@ public struct KeyVersionDAG: Sendable {
     /// replica must use the same value.
     public static let maxMergeBaseDepth = 32
 
-    /// One version for most keys: boxed by `CompactArray` instead of an array buffer (16 bytes
-    /// less per key).
+    /// One version for most keys: held inline by `CompactArray`, no allocation.
     public private(set) var versions: CompactArray<KeyVersion> = []
     /// Present while the key has several heads (concurrent writes not yet superseded): them,
     /// the visible value decided among them and the merge cache. Absent — the norm — the key

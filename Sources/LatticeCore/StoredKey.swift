@@ -38,9 +38,9 @@ public struct StoredKey: Hashable, Sendable {
     }
 }
 
-/// A dictionary keyed by `StoredKey` that splits itself into 256 shards, each a dictionary of
-/// its own, once it holds more than `shardingThreshold` entries, and that can be captured for a
-/// snapshot without the writer copying it afterwards.
+/// A dictionary keyed by `StoredKey` that splits itself into 256 shards, each a `KeyTable` of
+/// its own (fuller than a `Dictionary`, see there), once it holds more than `shardingThreshold`
+/// entries, and that can be captured for a snapshot without the writer copying it afterwards.
 ///
 /// Why: the store snapshots its state by keeping a copy-on-write copy while a snapshot is
 /// encoded on another thread. A change to a shared dictionary copies it first: with one
@@ -61,8 +61,8 @@ public struct StoredKeyMap<Value>: Sequence {
     @usableFromInline static var shardCount: Int { 1 << shardBits }
     @usableFromInline static var shardingThreshold: Int { 16_384 }
 
-    /// One dictionary, or `shardCount` of them.
-    @usableFromInline var shards: [[StoredKey: Value]] = [[:]]
+    /// One table, or `shardCount` of them.
+    @usableFromInline var shards: [KeyTable<Value>] = [KeyTable()]
     /// While frozen: every key changed since the capture, with its value now (nil: removed).
     @usableFromInline var overlay: [StoredKey: Value?]?
     /// While frozen: entries the overlay adds to the shards' count (negative for removals).
@@ -125,9 +125,8 @@ public struct StoredKeyMap<Value>: Sequence {
     @usableFromInline
     mutating func split(reserving total: Int) {
         let all = shards[0]
-        shards = Array(repeating: [:], count: Self.shardCount)
-        let each = total / Self.shardCount + total / (4 * Self.shardCount) + 4
-        for i in shards.indices { shards[i].reserveCapacity(each) }
+        let each = total / Self.shardCount + total / (16 * Self.shardCount) + 8
+        shards = (0..<Self.shardCount).map { _ in KeyTable(minimumCapacity: each) }
         for (key, value) in all { shards[shard(key)][key] = value }
     }
 
@@ -189,7 +188,7 @@ public struct StoredKeyMap<Value>: Sequence {
             if total > Self.shardingThreshold { split(reserving: total) } else { shards[0].reserveCapacity(total) }
             return
         }
-        let each = total / Self.shardCount + total / (4 * Self.shardCount) + 1
+        let each = total / Self.shardCount + total / (16 * Self.shardCount) + 8
         for i in shards.indices { shards[i].reserveCapacity(each) }
     }
 
@@ -251,9 +250,7 @@ public struct StoredKeyMap<Value>: Sequence {
             let (stored, value) = overlay[i]
             return value.map { (stored, $0) }
         }
-        let s = shard(key)
-        guard let i = shards[s].index(forKey: key) else { return nil }
-        return shards[s][i]
+        return shards[shard(key)].entry(forKey: key)
     }
 
     /// Every entry, shard by shard, then the overlay's (no particular order).
@@ -263,12 +260,12 @@ public struct StoredKeyMap<Value>: Sequence {
     }
 
     public struct Iterator: IteratorProtocol {
-        @usableFromInline var shards: FlattenSequence<[[StoredKey: Value]]>.Iterator
+        @usableFromInline var shards: FlattenSequence<[KeyTable<Value>]>.Iterator
         @usableFromInline let overlay: [StoredKey: Value?]?
         @usableFromInline var changed: Dictionary<StoredKey, Value?>.Iterator?
 
         @inlinable
-        init(shards: FlattenSequence<[[StoredKey: Value]]>.Iterator, overlay: [StoredKey: Value?]?) {
+        init(shards: FlattenSequence<[KeyTable<Value>]>.Iterator, overlay: [StoredKey: Value?]?) {
             self.shards = shards
             self.overlay = overlay
             self.changed = overlay?.makeIterator()

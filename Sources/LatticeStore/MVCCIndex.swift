@@ -40,13 +40,30 @@ struct KeyVersion: Sendable {
     }
 }
 
+extension KeyVersion: CompactArrayElement {
+    /// A key's retained history: most keys hold one version, inline (`CompactArray`).
+    enum CompactStorage: CompactArrayStorage, Sendable {
+        case empty
+        case one(KeyVersion)
+        case many([KeyVersion])
+
+        var cases: CompactArrayCases<KeyVersion> {
+            switch self {
+            case .empty: return .empty
+            case .one(let version): return .one(version)
+            case .many(let versions): return .many(versions)
+            }
+        }
+    }
+}
+
 /// The node-local multi-version index: key → versions since the compaction point, in revision
 /// order. Not replicated and not thread-safe: `MVCCStore` guards it.
 struct MVCCIndex: Sendable {
     /// Keyed by `StoredKey` (`[UInt8]`'s own hashing feeds the hasher a byte at a time), in
     /// shards, so a write after a snapshot captured the index copies one shard, not all.
-    /// A history is a `CompactArray`: most keys hold one version, boxed instead of in an array
-    /// buffer (16 bytes less per key).
+    /// A history is a `CompactArray`: most keys hold one version, inline instead of in an array
+    /// buffer (no allocation per key).
     private var histories = StoredKeyMap<CompactArray<KeyVersion>>()
     /// Every key with retained history, in byte order.
     private(set) var sortedKeys = SortedKeys()

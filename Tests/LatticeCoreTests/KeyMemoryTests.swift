@@ -2,11 +2,11 @@ import XCTest
 @testable import LatticeCore
 
 /// What a key costs the replica. At a million keys every word per key is about 8 MiB: a key's
-/// DAG is its versions and one reference that is set only while it has several heads (the
-/// heads, the value decided among them and the merge cache live behind it).
+/// DAG is its versions (one of them inline) and one reference that is set only while it has
+/// several heads (the heads, the value decided among them and the merge cache live behind it).
 final class KeyMemoryTests: XCTestCase {
-    func testAKeysDAGIsTwoWords() {
-        XCTAssertEqual(MemoryLayout<KeyVersionDAG>.size, 16)
+    func testAKeysDAGIsOneVersionAndOneWord() {
+        XCTAssertEqual(MemoryLayout<KeyVersionDAG>.size, MemoryLayout<KeyVersion>.size + 8)
     }
 
     func testSeveralHeadsAreHeldUntilAWriteSupersedesThem() throws {
@@ -34,15 +34,15 @@ final class KeyMemoryTests: XCTestCase {
         XCTAssertEqual(a.dag(bytes("/k"))?.heads.count, 1)
     }
 
-    /// After garbage collection a key keeps one version: held in a box, not an array buffer.
-    func testACollectedKeysVersionIsBoxed() throws {
+    /// After garbage collection a key keeps one version: held inline, not in an array buffer.
+    func testACollectedKeysVersionIsHeldInline() throws {
         var a = Replica.test(1)
         a.put("/k", "1")
         a.put("/k", "2")
         _ = a.collectGarbage(stableVector: a.vector)
         let dag = try XCTUnwrap(a.dag(bytes("/k")))
         XCTAssertEqual(dag.versions.count, 1)
-        guard case .one = dag.versions.storage else { return XCTFail("a single version is boxed") }
+        guard case .one = dag.versions.storage else { return XCTFail("a single version is held inline") }
     }
 
     func testADecodedVersionNamingItselfIsRefused() {

@@ -56,14 +56,14 @@ final class HistoryTrimTests: XCTestCase {
         return out
     }
 
-    /// A trimmed history of one version is boxed again, not left in an array buffer: at a
-    /// million keys that is 16 MB.
-    func testATrimmedHistoryOfOneVersionIsBoxed() {
+    /// A trimmed history of one version is held inline again, not left in an array buffer: at a
+    /// million keys that is an allocation per key.
+    func testATrimmedHistoryOfOneVersionIsHeldInline() {
         var index = makeIndex()
         index.compact(to: index.currentRevision)
         guard let history = index.history(Array("k1001".utf8)) else { return XCTFail("k1001 is live") }
         XCTAssertEqual(history.count, 1)
-        guard case .one = history.storage else { return XCTFail("a single version is boxed") }
+        guard case .one = history.storage else { return XCTFail("a single version is held inline") }
     }
 
     func testEveryTrimStepReadsLikeAFinishedTrim() {
