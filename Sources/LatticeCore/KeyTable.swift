@@ -66,13 +66,13 @@ public struct KeyTable<Value>: Sequence {
         get {
             let h = Self.hash(key)
             let (slot, found) = storage.find(key, hash: h)
-            return found ? storage.values[slot] : nil
+            return found ? storage.valuePointer(slot).pointee : nil
         }
         _modify {
             let h = Self.hash(key)
             makeUnique()
             let (slot, found) = storage.find(key, hash: h)
-            var value: Value? = found ? storage.values.advanced(by: slot).move() : nil
+            var value: Value? = found ? storage.valuePointer(slot).move() : nil
             defer { store(value, key: key, hash: h, slot: slot, found: found) }
             yield &value
         }
@@ -92,7 +92,7 @@ public struct KeyTable<Value>: Sequence {
                 }
                 storage.initialize(slot: slot, hash: h, key: key, value: defaultValue())
             }
-            yield &storage.values[slot]
+            yield &storage.valuePointer(slot).pointee
         }
     }
 
@@ -104,8 +104,8 @@ public struct KeyTable<Value>: Sequence {
         makeUnique()
         var (slot, found) = storage.find(key, hash: h)
         if found {
-            let old = storage.values.advanced(by: slot).move()
-            storage.values.advanced(by: slot).initialize(to: value)
+            let old = storage.valuePointer(slot).move()
+            storage.valuePointer(slot).initialize(to: value)
             return old
         }
         if storage.isFull {
@@ -124,7 +124,7 @@ public struct KeyTable<Value>: Sequence {
         makeUnique()
         let (slot, found) = storage.find(key, hash: h)
         guard found else { return nil }
-        let old = storage.values.advanced(by: slot).move()
+        let old = storage.valuePointer(slot).move()
         storage.remove(slot: slot)
         return old
     }
@@ -133,7 +133,7 @@ public struct KeyTable<Value>: Sequence {
     @inlinable
     public func entry(forKey key: StoredKey) -> Element? {
         let (slot, found) = storage.find(key, hash: Self.hash(key))
-        return found ? (storage.keys[slot], storage.values[slot]) : nil
+        return found ? (storage.keyPointer(slot).pointee, storage.valuePointer(slot).pointee) : nil
     }
 
     /// Writes back what a `_modify` yielded: the value (the slot's value was moved out), a new
@@ -142,7 +142,7 @@ public struct KeyTable<Value>: Sequence {
     mutating func store(_ value: Value?, key: StoredKey, hash h: UInt32, slot: Int, found: Bool) {
         switch (value, found) {
         case (let value?, true):
-            storage.values.advanced(by: slot).initialize(to: value)
+            storage.valuePointer(slot).initialize(to: value)
         case (nil, true):
             storage.remove(slot: slot)
         case (let value?, false):
@@ -177,7 +177,7 @@ public struct KeyTable<Value>: Sequence {
         public mutating func next() -> Element? {
             while slot < storage.capacity {
                 defer { slot += 1 }
-                if storage.hashes[slot] != 0 { return (storage.keys[slot], storage.values[slot]) }
+                if storage.hashes[slot] != 0 { return (storage.keyPointer(slot).pointee, storage.valuePointer(slot).pointee) }
             }
             return nil
         }
@@ -185,13 +185,36 @@ public struct KeyTable<Value>: Sequence {
 
     // MARK: storage
 
-    /// The slots: hashes (0: empty), and keys and values initialized where the hash is not 0.
+    /// The slots: hashes (0: empty), and entries initialized where the hash is not 0.
     public final class Storage {
         @usableFromInline let capacity: Int
         @usableFromInline var count = 0
         @usableFromInline let hashes: UnsafeMutablePointer<UInt32>
-        @usableFromInline let keys: UnsafeMutablePointer<StoredKey>
-        @usableFromInline let values: UnsafeMutablePointer<Value>
+        /// Each slot's key and value side by side: a lookup's key comparison brings the value's
+        /// cache line with it (separate arrays cost a cache miss more per lookup: a paginated
+        /// LIST at a million keys spent 16 % of its time in the table, 10 % slower).
+        @usableFromInline let entries: UnsafeMutablePointer<Entry>
+
+        @usableFromInline struct Entry {
+            @usableFromInline var key: StoredKey
+            @usableFromInline var value: Value
+
+            @inlinable init(key: StoredKey, value: Value) {
+                self.key = key
+                self.value = value
+            }
+        }
+
+        @inlinable @inline(__always)
+        func keyPointer(_ slot: Int) -> UnsafeMutablePointer<StoredKey> {
+            UnsafeMutableRawPointer(entries + slot).assumingMemoryBound(to: StoredKey.self)
+        }
+
+        @inlinable @inline(__always)
+        func valuePointer(_ slot: Int) -> UnsafeMutablePointer<Value> {
+            (UnsafeMutableRawPointer(entries + slot) + MemoryLayout<Entry>.offset(of: \Entry.value)!)
+                .assumingMemoryBound(to: Value.self)
+        }
 
         /// The one block holding the three arrays, and its size.
         @usableFromInline let block: UnsafeMutableRawPointer
@@ -208,10 +231,9 @@ public struct KeyTable<Value>: Sequence {
         @usableFromInline init(capacity: Int) {
             self.capacity = capacity
             let slots = Swift.max(capacity, 1)
-            let keysOffset = (slots * 4 + 7) & ~7
-            let valuesOffset = (keysOffset + slots * MemoryLayout<StoredKey>.stride + MemoryLayout<Value>.alignment - 1)
-                & ~(MemoryLayout<Value>.alignment - 1)
-            let bytes = valuesOffset + slots * MemoryLayout<Value>.stride
+            let alignment = Swift.max(MemoryLayout<Entry>.alignment, 8)
+            let entriesOffset = (slots * 4 + alignment - 1) & ~(alignment - 1)
+            let bytes = entriesOffset + slots * MemoryLayout<Entry>.stride
             blockBytes = bytes
             if bytes >= Self.mappedBytes,
                let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
@@ -220,18 +242,16 @@ public struct KeyTable<Value>: Sequence {
                 self.mapped = true
             } else {
                 self.mapped = false
-                block = .allocate(byteCount: bytes, alignment: Swift.max(MemoryLayout<Value>.alignment, 8))
+                block = .allocate(byteCount: bytes, alignment: alignment)
                 block.initializeMemory(as: UInt32.self, repeating: 0, count: slots)
             }
             hashes = block.assumingMemoryBound(to: UInt32.self)
-            keys = (block + keysOffset).bindMemory(to: StoredKey.self, capacity: slots)
-            values = (block + valuesOffset).bindMemory(to: Value.self, capacity: slots)
+            entries = (block + entriesOffset).bindMemory(to: Entry.self, capacity: slots)
         }
 
         deinit {
             for slot in 0..<capacity where hashes[slot] != 0 {
-                keys.advanced(by: slot).deinitialize(count: 1)
-                values.advanced(by: slot).deinitialize(count: 1)
+                entries.advanced(by: slot).deinitialize(count: 1)
             }
             if mapped { munmap(block, blockBytes) } else { block.deallocate() }
         }
@@ -253,7 +273,7 @@ public struct KeyTable<Value>: Sequence {
             while true {
                 let s = hashes[slot]
                 if s == 0 { return (slot, false) }
-                if s == h && keys[slot] == key { return (slot, true) }
+                if s == h && keyPointer(slot).pointee == key { return (slot, true) }
                 slot += 1
                 if slot == capacity { slot = 0 }
             }
@@ -262,8 +282,7 @@ public struct KeyTable<Value>: Sequence {
         @inlinable
         func initialize(slot: Int, hash h: UInt32, key: StoredKey, value: Value) {
             hashes[slot] = h
-            keys.advanced(by: slot).initialize(to: key)
-            values.advanced(by: slot).initialize(to: value)
+            entries.advanced(by: slot).initialize(to: Entry(key: key, value: value))
             count += 1
         }
 
@@ -271,7 +290,7 @@ public struct KeyTable<Value>: Sequence {
         /// it that could not sit at their home or closer because it was full.
         @usableFromInline
         func remove(slot removed: Int) {
-            keys.advanced(by: removed).deinitialize(count: 1)
+            keyPointer(removed).deinitialize(count: 1)
             count -= 1
             var hole = removed
             var slot = removed
@@ -285,8 +304,7 @@ public struct KeyTable<Value>: Sequence {
                 let stays = hole <= slot ? (hole < home && home <= slot) : (hole < home || home <= slot)
                 if stays { continue }
                 hashes[hole] = h
-                keys.advanced(by: hole).moveInitialize(from: keys.advanced(by: slot), count: 1)
-                values.advanced(by: hole).moveInitialize(from: values.advanced(by: slot), count: 1)
+                entries.advanced(by: hole).moveInitialize(from: entries.advanced(by: slot), count: 1)
                 hole = slot
             }
             hashes[hole] = 0
@@ -306,12 +324,10 @@ public struct KeyTable<Value>: Sequence {
                 }
                 new.hashes[target] = h
                 if unique {
-                    new.keys.advanced(by: target).moveInitialize(from: keys.advanced(by: slot), count: 1)
-                    new.values.advanced(by: target).moveInitialize(from: values.advanced(by: slot), count: 1)
+                    new.entries.advanced(by: target).moveInitialize(from: entries.advanced(by: slot), count: 1)
                     hashes[slot] = 0
                 } else {
-                    new.keys.advanced(by: target).initialize(to: keys[slot])
-                    new.values.advanced(by: target).initialize(to: values[slot])
+                    new.entries.advanced(by: target).initialize(to: entries[slot])
                 }
             }
             new.count = count
