@@ -85,13 +85,7 @@ public struct KeyTable<Value>: Sequence {
             let h = Self.hash(key)
             makeUnique()
             var (slot, found) = storage.find(key, hash: h)
-            if !found {
-                if storage.isFull {
-                    storage = storage.resized(to: storage.grownCapacity, moving: true)
-                    slot = storage.find(key, hash: h).slot
-                }
-                storage.initialize(slot: slot, hash: h, key: key, value: defaultValue())
-            }
+            if !found { slot = insert(defaultValue(), key: key, hash: h, at: slot) }
             yield &storage.valuePointer(slot).pointee
         }
     }
@@ -102,17 +96,13 @@ public struct KeyTable<Value>: Sequence {
     public mutating func updateValue(_ value: Value, forKey key: StoredKey) -> Value? {
         let h = Self.hash(key)
         makeUnique()
-        var (slot, found) = storage.find(key, hash: h)
+        let (slot, found) = storage.find(key, hash: h)
         if found {
             let old = storage.valuePointer(slot).move()
             storage.valuePointer(slot).initialize(to: value)
             return old
         }
-        if storage.isFull {
-            storage = storage.resized(to: storage.grownCapacity, moving: true)
-            slot = storage.find(key, hash: h).slot
-        }
-        storage.initialize(slot: slot, hash: h, key: key, value: value)
+        insert(value, key: key, hash: h, at: slot)
         return nil
     }
 
@@ -146,15 +136,23 @@ public struct KeyTable<Value>: Sequence {
         case (nil, true):
             storage.remove(slot: slot)
         case (let value?, false):
-            var slot = slot
-            if storage.isFull {
-                storage = storage.resized(to: storage.grownCapacity, moving: true)
-                slot = storage.find(key, hash: h).slot
-            }
-            storage.initialize(slot: slot, hash: h, key: key, value: value)
+            insert(value, key: key, hash: h, at: slot)
         case (nil, false):
             break
         }
+    }
+
+    /// Adds an entry for a key that is not in the table, at `slot` (the empty slot `find`
+    /// returned), or where it goes after the table grew; returns its slot.
+    @inlinable @discardableResult
+    mutating func insert(_ value: Value, key: StoredKey, hash h: UInt32, at slot: Int) -> Int {
+        var slot = slot
+        if storage.isFull {
+            storage = storage.resized(to: storage.grownCapacity, moving: true)
+            slot = storage.find(key, hash: h).slot
+        }
+        storage.initialize(slot: slot, hash: h, key: key, value: value)
+        return slot
     }
 
     @inlinable @inline(__always)
@@ -216,7 +214,7 @@ public struct KeyTable<Value>: Sequence {
                 .assumingMemoryBound(to: Value.self)
         }
 
-        /// The one block holding the three arrays, and its size.
+        /// The one block holding both arrays (hashes, then entries), and its size.
         @usableFromInline let block: UnsafeMutableRawPointer
         @usableFromInline let blockBytes: Int
         /// Whether `block` was mapped (and is unmapped) rather than allocated from the heap.
@@ -224,8 +222,7 @@ public struct KeyTable<Value>: Sequence {
 
         /// Tables of at least this many bytes are mapped from the kernel and unmapped when they
         /// go. From the heap, a growing table leaves its previous block behind as a hole that
-        /// only smaller allocations can reuse: at a million keys, filled in one go, 54 MB of the
-        /// heap lay free in such holes.
+        /// only smaller allocations can reuse (8 MiB of RSS at a million keys filled in one go).
         @usableFromInline static var mappedBytes: Int { 64 << 10 }
 
         @usableFromInline init(capacity: Int) {

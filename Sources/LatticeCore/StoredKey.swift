@@ -120,12 +120,17 @@ public struct StoredKeyMap<Value>: Sequence {
         split(reserving: shards[0].count * 2)
     }
 
+    /// Room per shard for its part of `total` entries: the even share and about 6 % more for
+    /// shards the hash fills above it (a shard that still fills up grows by a quarter).
+    @usableFromInline
+    static func shardCapacity(_ total: Int) -> Int { total / shardCount + total / (16 * shardCount) + 8 }
+
     /// Spreads the single dictionary's entries over `shardCount` shards, each with room for its
     /// part of `total` entries.
     @usableFromInline
     mutating func split(reserving total: Int) {
         let all = shards[0]
-        let each = total / Self.shardCount + total / (16 * Self.shardCount) + 8
+        let each = Self.shardCapacity(total)
         shards = (0..<Self.shardCount).map { _ in KeyTable(minimumCapacity: each) }
         for (key, value) in all { shards[shard(key)][key] = value }
     }
@@ -188,7 +193,7 @@ public struct StoredKeyMap<Value>: Sequence {
             if total > Self.shardingThreshold { split(reserving: total) } else { shards[0].reserveCapacity(total) }
             return
         }
-        let each = total / Self.shardCount + total / (16 * Self.shardCount) + 8
+        let each = Self.shardCapacity(total)
         for i in shards.indices { shards[i].reserveCapacity(each) }
     }
 
