@@ -113,6 +113,11 @@ public struct GRPCConnectionLimits: Sendable {
         c.controlFrameRateLimit.maximumCount = controlFramesPerSecondMax
         c.controlFrameRateLimit.windowLength = .seconds(1)
         c.maximumBufferedControlFrames = 100_000
+        // Header blocks are checked the way etcd checks them (`RequestHeaderBlock`), which
+        // accepts blocks swift-nio-http2's validation would refuse; gRPC frames its messages
+        // itself, and etcd ignores content-length.
+        c.headerBlockValidation = .disabled
+        c.contentLengthValidation = .disabled
         return c
     }
 

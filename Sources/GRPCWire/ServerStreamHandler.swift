@@ -206,8 +206,10 @@ final class ServerStreamHandler: GRPCStreamSink {
     }
 
     private func received(requestHeaders headers: HPACKHeaders, endStream: Bool) {
-        // grpc-go (and so etcd) resets a stream whose content-type is not gRPC's, or whose
-        // grpc-timeout does not parse, with PROTOCOL_ERROR before looking at the method.
+        guard RequestHeaderBlock.isWellFormed(headers) else { return reset(.protocolError) }
+        // grpc-go (and so etcd) resets a stream whose content-type is not gRPC's, whose method
+        // is not POST, or whose grpc-timeout does not parse, with PROTOCOL_ERROR before looking
+        // at the path.
         guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
             let request = HTTPRequestLine(method: headers.first(name: ":method") ?? "GET", uri: headers.first(name: ":path") ?? "/",
                                           authorization: headers.first(name: "authorization"), peerIdentity: peer?.identity)
@@ -219,17 +221,17 @@ final class ServerStreamHandler: GRPCStreamSink {
             if let http { return serveHTTP(headers, http) }
             return reset(.protocolError)
         }
+        guard headers.first(name: ":method") == "POST" else { return reset(.protocolError) }
         let timeoutHeader = headers.first(name: "grpc-timeout")
         let timeout = timeoutHeader.flatMap(GRPCTimeout.parseNanoseconds)
         if timeoutHeader != nil && timeout == nil { return reset(.protocolError) }
-        let path = headers.first(name: ":path") ?? ""
+        let requestedPath = headers.first(name: ":path") ?? ""
+        // grpc-go drops a leading "/" before it reads the service and method: a path without
+        // one names the same method.
+        let path = requestedPath.hasPrefix("/") || requestedPath.isEmpty ? requestedPath : "/" + requestedPath
         guard let method = routes.handlers[path] else {
             state = .done
-            let (service, name) = Self.split(path)
-            let message = routes.services.contains(service)
-                ? "unknown method \(name) for service \(service)"
-                : "unknown service \(service)"
-            sendTrailersOnly(GRPCStatus(.unimplemented, message))
+            sendTrailersOnly(GRPCMethodPath.unservedStatus(requestedPath, services: routes.services))
             return
         }
         let encoding = headers.first(name: "grpc-encoding")
@@ -619,11 +621,6 @@ final class ServerStreamHandler: GRPCStreamSink {
         ":status": "200", "content-type": "application/grpc", "grpc-encoding": "gzip",
     ]
 
-    private static func split(_ path: String) -> (service: String, method: String) {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        guard parts.count == 2 else { return (path, "") }
-        return (String(parts[0]), String(parts[1]))
-    }
 }
 
 extension ServerStreamHandler: HTTPExchangeSink {
