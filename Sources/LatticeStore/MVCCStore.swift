@@ -563,17 +563,23 @@ public final class MVCCStore: Sendable {
                     if let cancelled = item.cancelled, cancelled() { continue }  // finished with .canceled
                     let dot = Dot(member: state.replica.member, seq: state.replica.vector[state.replica.member] + 1)
                     let leases = state.lessor.leases
-                    var txn = WriteTxn(base: indexed.index, pending: pending, leaseExists: { leases[$0] != nil })
-                    item.evaluate(&txn, &state)
-                    if let compaction = txn.compaction {
+                    // The transaction shares `pending`'s dictionary: it ends inside this closure,
+                    // before `pending` changes, or each request would copy the batch's versions.
+                    let (ops, compaction, evaluatedWrite): ([Op], Int64?, EvaluatedWrite?) = {
+                        var txn = WriteTxn(base: indexed.index, pending: pending, leaseExists: { leases[$0] != nil })
+                        item.evaluate(&txn, &state)
+                        if let compaction = txn.compaction { return ([], compaction, nil) }
+                        return (txn.ops, nil, txn.ops.isEmpty ? nil : EvaluatedWrite(txn))
+                    }()
+                    if let compaction {
                         pending.compactRevision = compaction
                         entries.append(WALEntry(type: WALRecordType.compaction, payload: CompactionRecord(revision: compaction).protoBytes()))
                         evaluated.append(EvaluatedWrite(compaction: compaction))
                         continue
                     }
-                    guard !txn.ops.isEmpty else { continue }
+                    guard let write = evaluatedWrite else { continue }
                     // The replica stamps the change (this dot, deps, HLC, parents = current heads).
-                    let applied = state.replica.makeChange(txn.ops)
+                    let applied = state.replica.makeChange(ops)
                     let change = applied.change
                     if !applied.membersChanged.isEmpty {
                         state.membershipChanged = true
@@ -581,12 +587,11 @@ public final class MVCCStore: Sendable {
                     }
                     if applied.changesAuth { state.authChanged = true }
                     assert(change.id == dot, "the replica and the store agree on the next dot")
-                    let write = EvaluatedWrite(txn)
                     for (key, version) in write.versions {
                         state.lessor.reattach(key, from: write.previous[key]?.lease ?? 0, to: version.lease)
                         pending.versions[key] = version
                     }
-                    if txn.hasChanges { pending.revision = txn.newRevision }
+                    if write.revision != 0 { pending.revision = write.revision }
                     entries.append(Self.walEntry(revision: write.revision, change: change, encodings: &state.encodings))
                     evaluated.append(write)
                 }
