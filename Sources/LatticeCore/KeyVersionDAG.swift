@@ -102,15 +102,68 @@ public struct KeyVersionDAG: Sendable {
     /// replica must use the same value.
     public static let maxMergeBaseDepth = 32
 
-    /// One version for most keys: held inline by `CompactArray`, no allocation.
-    public private(set) var versions: CompactArray<KeyVersion> = []
-    /// Present while the key has several heads (concurrent writes not yet superseded): them,
-    /// the visible value decided among them and the merge cache. Absent — the norm — the key
-    /// has at most one head, which is then its last version (every other version is one of its
-    /// ancestors, and causal order puts ancestors first), and its visible value is that
-    /// version's. Keeping the rare case behind one reference keeps the common one small: at a
-    /// million keys a heads array per key and the inline value and cache cost about 110 MiB.
-    private var concurrent: Concurrent?
+    /// The versions, and the several-heads state while there is one, in one enum: one version
+    /// — most keys — is held inline, with no allocation, and the DAG is exactly as large as a
+    /// version (56 bytes: a separate optional reference for the rare several-heads state cost
+    /// 8 more per key, about 10 MiB at a million keys).
+    private var storage: Storage = .empty
+
+    private enum Storage {
+        case empty
+        case one(KeyVersion)
+        /// Two or more versions, at most one head.
+        case many([KeyVersion])
+        /// Several heads (concurrent writes not yet superseded): the versions, and the heads, the
+        /// visible value decided among them and the merge cache. Otherwise — the norm — the key
+        /// has at most one head, which is then its last version (every other version is one of
+        /// its ancestors, and causal order puts ancestors first), and its visible value is that
+        /// version's. Keeping the rare case behind one reference keeps the common one small: at
+        /// a million keys a heads array per key and the inline value and cache cost about 110 MiB.
+        case concurrent([KeyVersion], Concurrent)
+    }
+
+    /// The held versions, in causal order.
+    public var versions: CompactArray<KeyVersion> {
+        switch storage {
+        case .empty: return []
+        case .one(let version): return CompactArray(single: version)
+        case .many(let versions), .concurrent(let versions, _): return CompactArray(versions)
+        }
+    }
+
+    /// The last version (the head, unless there are several), read without wrapping the storage.
+    private var lastVersion: KeyVersion? {
+        switch storage {
+        case .empty: return nil
+        case .one(let version): return version
+        case .many(let versions), .concurrent(let versions, _): return versions.last
+        }
+    }
+
+    private var concurrent: Concurrent? {
+        if case .concurrent(_, let state) = storage { return state }
+        return nil
+    }
+
+    /// Holds `versions`, with `concurrent` when the key has several heads.
+    private mutating func hold(_ versions: CompactArray<KeyVersion>, concurrent: Concurrent?) {
+        if let concurrent {
+            storage = .concurrent(versions.array, concurrent)
+            return
+        }
+        switch versions.count {
+        case 0: storage = .empty
+        case 1: storage = .one(versions[0])
+        default: storage = .many(versions.array)
+        }
+    }
+
+    /// The versions, taken out so that a change to them is made in place (the DAG is left
+    /// empty until they are held again).
+    private mutating func takeVersions() -> CompactArray<KeyVersion> {
+        defer { storage = .empty }
+        return versions
+    }
 
     /// The several-heads state; immutable, replaced whole.
     final class Concurrent: Sendable {
@@ -129,13 +182,13 @@ public struct KeyVersionDAG: Sendable {
     /// The held versions no other held version names as a parent, ascending by dot.
     public var heads: [Dot] {
         if let concurrent { return concurrent.heads }
-        return versions.last.map { [$0.dot] } ?? []
+        return lastVersion.map { [$0.dot] } ?? []
     }
 
     /// What the key shows to readers (nil: absent).
     public var visible: VisibleValue? {
         if let concurrent { return concurrent.visible }
-        guard let last = versions.last, let value = last.value else { return nil }
+        guard let last = lastVersion, let value = last.value else { return nil }
         return VisibleValue(value: value, lease: last.lease)
     }
 
@@ -144,13 +197,13 @@ public struct KeyVersionDAG: Sendable {
     /// Whether every head satisfies `predicate` (without building the heads array).
     private func allHeads(_ predicate: (Dot) -> Bool) -> Bool {
         if let concurrent { return concurrent.heads.allSatisfy(predicate) }
-        return versions.last.map { predicate($0.dot) } ?? true
+        return lastVersion.map { predicate($0.dot) } ?? true
     }
 
     /// Whether `dots` are exactly the heads.
     private func areHeads(_ dots: [Dot]) -> Bool {
         if let concurrent { return dots == concurrent.heads }
-        guard let last = versions.last else { return dots.isEmpty }
+        guard let last = lastVersion else { return dots.isEmpty }
         return dots.count == 1 && dots[0] == last.dot
     }
 
@@ -162,7 +215,7 @@ public struct KeyVersionDAG: Sendable {
             // The norm after garbage collection: one version, which can name only versions not
             // held.
             if versions[0].parents.contains(versions[0].dot) { return nil }
-            self.versions = versions
+            hold(versions, concurrent: nil)
             return
         }
         var seen = Set<Dot>()
@@ -173,13 +226,14 @@ public struct KeyVersionDAG: Sendable {
             for p in v.parents where all.contains(p) && !seen.contains(p) { return nil }
             seen.insert(v.dot)
         }
-        self.versions = versions
+        hold(versions, concurrent: nil)
         var named = Set<Dot>()
         for v in versions { named.formUnion(v.parents) }
         let heads = versions.map(\.dot).filter { !named.contains($0) }.sorted()
         if heads.count > 1 {
             var noCache: MergeCache?
-            concurrent = Concurrent(heads: heads, visible: visible(heads: heads, mode: mode, cache: &noCache, keep: false), cache: nil)
+            let visible = visible(heads: heads, mode: mode, cache: &noCache, keep: false)
+            hold(versions, concurrent: Concurrent(heads: heads, visible: visible, cache: nil))
         } else if heads.first != versions.last?.dot {
             return nil
         }
@@ -195,7 +249,11 @@ public struct KeyVersionDAG: Sendable {
 
     public func version(_ dot: Dot) -> KeyVersion? {
         // Small DAGs are the norm (one version after GC): a linear scan from the newest is fastest.
-        versions.last(where: { $0.dot == dot })
+        switch storage {
+        case .empty: return nil
+        case .one(let version): return version.dot == dot ? version : nil
+        case .many(let versions), .concurrent(let versions, _): return versions.last(where: { $0.dot == dot })
+        }
     }
 
     /// Adds a version written by a change applied in causal order (so it names no version that
@@ -205,24 +263,26 @@ public struct KeyVersionDAG: Sendable {
     mutating func add(_ version: KeyVersion, mode: MergeMode) -> Resolution? {
         if areHeads(version.parents) {
             // The writer saw every head (always so for local writes): one head again.
+            var versions = takeVersions()
             versions.append(version)
-            concurrent = nil
+            hold(versions, concurrent: nil)
             return nil
         }
         var heads = self.heads
         heads.removeAll { version.parents.contains($0) }
         heads.append(version.dot)
         heads.sort()
+        var cache = mergeCache
+        var versions = takeVersions()
         versions.append(version)
+        hold(versions, concurrent: nil)
         guard heads.count > 1 else {
             // The new version superseded every head: it is the only one.
-            concurrent = nil
             return nil
         }
-        var cache = mergeCache
         var resolution: Resolution?
         let visible = visible(heads: heads, mode: mode, cache: &cache, keep: true, resolution: &resolution)
-        concurrent = Concurrent(heads: heads, visible: visible, cache: cache)
+        hold(takeVersions(), concurrent: Concurrent(heads: heads, visible: visible, cache: cache))
         return resolution
     }
 
@@ -463,18 +523,19 @@ public struct KeyVersionDAG: Sendable {
         if allHeads({ stable.contains($0) && (version($0)?.isTombstone ?? true) }) {
             return .removeKey
         }
-        if concurrent == nil, var head = versions.last, stable.contains(head.dot) {
+        if concurrent == nil, var head = lastVersion, stable.contains(head.dot) {
             // One stable live head: everything else is a stable ancestor of it (the stable vector
             // is causally closed), and every future version descends from it. Collapse to it.
             if versions.count == 1 && head.parents.isEmpty { return .unchanged }
             let dropped = versions.count - 1
             head.parents = []
-            versions = CompactArray(single: head)
+            storage = .one(head)
             return .shrunk(dropped: dropped)
         }
-        if versions.count == 1 {
-            if versions[0].parents.isEmpty { return .unchanged }
-            versions[0].parents = []
+        if case .one(var only) = storage {
+            if only.parents.isEmpty { return .unchanged }
+            only.parents = []
+            storage = .one(only)
             return .shrunk(dropped: 0)
         }
         // Dropping a version can make its ancestors droppable (the base of a diamond whose sides
@@ -489,7 +550,7 @@ public struct KeyVersionDAG: Sendable {
         }
         guard rewired else { return .unchanged }
         if let c = concurrent, c.cache != nil {
-            concurrent = Concurrent(heads: c.heads, visible: c.visible, cache: nil)
+            hold(takeVersions(), concurrent: Concurrent(heads: c.heads, visible: c.visible, cache: nil))
         }
         assert(computeVisible(mode: mode) == visible, "garbage collection changed a visible value")
         return .shrunk(dropped: total)
@@ -536,7 +597,7 @@ public struct KeyVersionDAG: Sendable {
                 kept.append(copy)
             }
         }
-        versions = CompactArray(kept)
+        hold(CompactArray(kept), concurrent: concurrent)
         return droppedCount
     }
 
