@@ -95,27 +95,31 @@ enum GRPCMethodPath {
     /// Go's `%q` of a string: quoted, with `"` and `\` escaped and control characters written
     /// as escapes; other characters as they are.
     static func goQuoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
+        quotedString(s) { scalar in
             switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\u{07}": out += "\\a"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{0B}": out += "\\v"
+            case "\"": return "\\\""
+            case "\\": return "\\\\"
+            case "\u{07}": return "\\a"
+            case "\u{08}": return "\\b"
+            case "\u{0C}": return "\\f"
+            case "\n": return "\\n"
+            case "\r": return "\\r"
+            case "\t": return "\\t"
+            case "\u{0B}": return "\\v"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\x" + (hex.count < 2 ? "0" : "") + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+                guard scalar.value < 0x20 || scalar.value == 0x7F else { return nil }
+                let hex = String(scalar.value, radix: 16)
+                return "\\x" + (hex.count < 2 ? "0" : "") + hex
             }
         }
-        return out + "\""
     }
+}
+
+/// `s` between double quotes, each character written as `escape` gives it (nil: as it is).
+public func quotedString(_ s: String, escaping escape: (Unicode.Scalar) -> String?) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        if let escaped = escape(scalar) { out += escaped } else { out.unicodeScalars.append(scalar) }
+    }
+    return out + "\""
 }
