@@ -105,7 +105,7 @@ public struct KeyVersionDAG: Sendable {
     /// The versions, and the several-heads state while there is one, in one enum: one version
     /// — most keys — is held inline, with no allocation, and the DAG is exactly as large as a
     /// version (56 bytes: a separate optional reference for the rare several-heads state cost
-    /// 8 more per key, about 10 MiB at a million keys).
+    /// 8 more per key, 8 MiB of RSS at a million keys).
     private var storage: Storage = .empty
 
     private enum Storage {
