@@ -410,16 +410,17 @@ public struct KeyVersionDAG: Sendable {
 
     /// Ancestry queries over the held versions, with memoised documents for merge bases.
     struct MergeContext {
-        let dag: KeyVersionDAG
+        /// The DAG's versions, read once (the DAG's `versions` wraps its storage at each read).
+        let versions: CompactArray<KeyVersion>
         let position: [Dot: Int]
         var documents: [[Dot]: [[UInt8]: JSONValue]] = [:]
         /// Merges of several common ancestors computed for bases (criss-cross histories).
         var nestedMerges = 0
 
         init(dag: KeyVersionDAG) {
-            self.dag = dag
+            self.versions = dag.versions
             var position: [Dot: Int] = [:]
-            for (i, v) in dag.versions.enumerated() { position[v.dot] = i }
+            for (i, v) in versions.enumerated() { position[v.dot] = i }
             self.position = position
         }
 
@@ -429,7 +430,7 @@ public struct KeyVersionDAG: Sendable {
             var seen: Set<Int> = [start]
             var stack = [start]
             while let i = stack.popLast() {
-                for p in dag.versions[i].parents {
+                for p in versions[i].parents {
                     if let j = position[p], seen.insert(j).inserted { stack.append(j) }
                 }
             }
@@ -446,8 +447,8 @@ public struct KeyVersionDAG: Sendable {
             // The common ancestors are closed under "ancestor of", so the non-maximal ones are
             // exactly those named as a parent by another common ancestor.
             var named = Set<Dot>()
-            for i in common { named.formUnion(dag.versions[i].parents) }
-            return common.map { dag.versions[$0].dot }.filter { !named.contains($0) }.sorted()
+            for i in common { named.formUnion(versions[i].parents) }
+            return common.map { versions[$0].dot }.filter { !named.contains($0) }.sorted()
         }
 
         mutating func baseDocument(of dots: [Dot], level: Int) -> [[UInt8]: JSONValue] {
@@ -460,8 +461,8 @@ public struct KeyVersionDAG: Sendable {
         mutating func document(of dots: [Dot], level: Int) -> [[UInt8]: JSONValue] {
             if let cached = documents[dots] { return cached }
             let live = dots.compactMap { d -> KeyVersion? in
-                guard let i = position[d], !dag.versions[i].isTombstone else { return nil }
-                return dag.versions[i]
+                guard let i = position[d], !versions[i].isTombstone else { return nil }
+                return versions[i]
             }.sorted(by: KeyVersion.lwwLess)
             let result: [[UInt8]: JSONValue]
             if live.isEmpty {
@@ -559,6 +560,7 @@ public struct KeyVersionDAG: Sendable {
     /// One pass: drops the versions droppable in the current graph and rewires, or returns nil if
     /// there was nothing to drop and no edge to a version no longer held.
     private mutating func collectOnce(stable: VersionVector, work: inout Int) -> Int? {
+        let versions = self.versions  // read once: the property wraps the storage at each read
         work += versions.count
         var position: [Dot: Int] = [:]
         for (i, v) in versions.enumerated() { position[v.dot] = i }
@@ -604,9 +606,10 @@ public struct KeyVersionDAG: Sendable {
     /// Whether one of `children` (positions) is stable and all the others descend from it. Only
     /// the earliest child can be that one (an ancestor comes first in causal order).
     private func hasStableBottleneck(_ children: [Int], stable: VersionVector, position: [Dot: Int], work: inout Int) -> Bool {
+        let versions = self.versions
         guard let s = children.min(), stable.contains(versions[s].dot) else { return false }
         for c in children where c != s {
-            if !descends(c, from: s, position: position, work: &work) { return false }
+            if !descends(c, from: s, in: versions, position: position, work: &work) { return false }
         }
         return true
     }
@@ -622,7 +625,8 @@ public struct KeyVersionDAG: Sendable {
     /// bounded walk can tell. Versions are held in causal order, so every version on a path from
     /// `s` to `c` lies between them: the backward walk never goes below `s`. (An unbounded walk
     /// per check made collecting a key with a long concurrent history quadratic.)
-    private func descends(_ c: Int, from s: Int, position: [Dot: Int], work: inout Int) -> Bool {
+    private func descends(_ c: Int, from s: Int, in versions: CompactArray<KeyVersion>, position: [Dot: Int],
+                          work: inout Int) -> Bool {
         guard c > s else { return false }
         var seen: Set<Int> = [c]
         var stack = [c]
